@@ -1,0 +1,438 @@
+//! Configuration from environment variables. Every service reads one typed struct; defaults
+//! match the local stack (`dev/stack`), so a developer sets nothing. Reading collects every
+//! problem and reports them together: fixing config one restart at a time is miserable.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Every problem found while reading a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration ({} problem{}):\n{}", .problems.len(),
+    if .problems.len() == 1 { "" } else { "s" },
+    .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+/// A reader of `CEZBEK_…` variables that records problems instead of stopping at the first.
+#[derive(Debug)]
+pub struct Env {
+    vars: HashMap<String, String>,
+    problems: Vec<String>,
+}
+
+impl Env {
+    /// The process environment.
+    pub fn from_process() -> Self {
+        Self::from_pairs(std::env::vars())
+    }
+
+    /// A fixed set of variables (tests, or a config file turned into pairs).
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        let vars = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        Self {
+            vars,
+            problems: Vec::new(),
+        }
+    }
+
+    /// The value if set and not blank.
+    pub fn optional(&self, name: &str) -> Option<String> {
+        self.vars
+            .get(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn string(&self, name: &str, default: &str) -> String {
+        self.optional(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    /// A value with no sensible default: missing is a problem.
+    pub fn required(&mut self, name: &str) -> String {
+        self.optional(name).unwrap_or_else(|| {
+            self.problem(name, "is required but not set");
+            String::new()
+        })
+    }
+
+    pub fn parse<T>(&mut self, name: &str, default: T) -> T
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        let Some(raw) = self.optional(name) else {
+            return default;
+        };
+        raw.parse().unwrap_or_else(|error| {
+            self.problem(name, format!("{raw:?} is not valid: {error}"));
+            default
+        })
+    }
+
+    pub fn socket_addr(&mut self, name: &str, default: &str) -> SocketAddr {
+        let raw = self.string(name, default);
+        raw.parse().unwrap_or_else(|error| {
+            self.problem(name, format!("{raw:?} is not a host:port address: {error}"));
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        })
+    }
+
+    pub fn bool(&mut self, name: &str, default: bool) -> bool {
+        let Some(raw) = self.optional(name) else {
+            return default;
+        };
+        match raw.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" => false,
+            _ => {
+                self.problem(name, format!("{raw:?} is not a boolean (true/false)"));
+                default
+            }
+        }
+    }
+
+    /// A comma-separated list; blank items are dropped.
+    pub fn list(&self, name: &str, default: &str) -> Vec<String> {
+        self.string(name, default)
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A duration written as `250ms`, `5s`, `2m` or `1h`.
+    pub fn duration(&mut self, name: &str, default: Duration) -> Duration {
+        let Some(raw) = self.optional(name) else {
+            return default;
+        };
+        parse_duration(&raw).unwrap_or_else(|reason| {
+            self.problem(name, format!("{raw:?} {reason}"));
+            default
+        })
+    }
+
+    /// Records a problem with a variable.
+    pub fn problem(&mut self, name: &str, reason: impl Display) {
+        self.problems.push(format!("{name}: {reason}"));
+    }
+
+    /// Checks a condition that spans values; records `reason` against `name` when it fails.
+    pub fn check(&mut self, ok: bool, name: &str, reason: impl Display) {
+        if !ok {
+            self.problem(name, reason);
+        }
+    }
+
+    /// Ends reading: the value if nothing was wrong, every problem otherwise.
+    pub fn finish<T>(self, value: T) -> Result<T, ConfigError> {
+        if self.problems.is_empty() {
+            Ok(value)
+        } else {
+            Err(ConfigError {
+                problems: self.problems,
+            })
+        }
+    }
+}
+
+fn parse_duration(raw: &str) -> Result<Duration, &'static str> {
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| "must start with a whole number (e.g. 5s)")?;
+    match unit.trim() {
+        "ms" => Ok(Duration::from_millis(value)),
+        "s" => Ok(Duration::from_secs(value)),
+        "m" => Ok(Duration::from_secs(value * 60)),
+        "h" => Ok(Duration::from_secs(value * 3600)),
+        _ => Err("needs a unit: ms, s, m or h"),
+    }
+}
+
+/// Logging: `CEZBEK_LOG_FORMAT` (`pretty` | `json`) and `CEZBEK_LOG` (a tracing filter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub json: bool,
+    pub filter: String,
+}
+
+impl LogConfig {
+    pub fn from_env(env: &mut Env) -> Self {
+        let format = env.string("CEZBEK_LOG_FORMAT", "pretty");
+        let json = match format.as_str() {
+            "json" => true,
+            "pretty" => false,
+            other => {
+                env.problem(
+                    "CEZBEK_LOG_FORMAT",
+                    format!("{other:?} is neither pretty nor json"),
+                );
+                false
+            }
+        };
+        Self {
+            json,
+            filter: env.string("CEZBEK_LOG", "info"),
+        }
+    }
+}
+
+/// The Kafka-API broker. `CEZBEK_KAFKA_PROPERTIES` passes extra librdkafka settings
+/// (`security.protocol=SSL,sasl.mechanism=…`) for managed brokers such as MSK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub client_id: String,
+    pub properties: Vec<(String, String)>,
+    /// Topic names; tests point a service at their own topics.
+    pub transactions_topic: String,
+    pub rewards_topic: String,
+    pub dead_letter_topic: String,
+}
+
+impl KafkaConfig {
+    pub fn from_env(env: &mut Env, client_id: &str) -> Self {
+        let mut properties = Vec::new();
+        for item in env.list("CEZBEK_KAFKA_PROPERTIES", "") {
+            match item.split_once('=') {
+                Some((key, value)) => {
+                    properties.push((key.trim().to_owned(), value.trim().to_owned()))
+                }
+                None => env.problem(
+                    "CEZBEK_KAFKA_PROPERTIES",
+                    format!("{item:?} is not key=value"),
+                ),
+            }
+        }
+        Self {
+            brokers: env.string("CEZBEK_KAFKA_BROKERS", "127.0.0.1:9092"),
+            client_id: env.string("CEZBEK_KAFKA_CLIENT_ID", client_id),
+            properties,
+            transactions_topic: env.string("CEZBEK_TRANSACTIONS_TOPIC", "cezbek.transactions.v1"),
+            rewards_topic: env.string("CEZBEK_REWARDS_TOPIC", "cezbek.rewards.v1"),
+            dead_letter_topic: env.string(
+                "CEZBEK_TRANSACTIONS_DLQ_TOPIC",
+                "cezbek.transactions.dlq.v1",
+            ),
+        }
+    }
+}
+
+/// etcd, where the live rules and partners are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdConfig {
+    pub endpoints: Vec<String>,
+    /// Key prefix of the live rules, `/cezbek/v1/` in production; tests use their own.
+    pub prefix: String,
+    pub connect_timeout: Duration,
+}
+
+impl EtcdConfig {
+    pub fn from_env(env: &mut Env) -> Self {
+        let endpoints = env.list("CEZBEK_ETCD_ENDPOINTS", "http://127.0.0.1:2379");
+        env.check(
+            !endpoints.is_empty(),
+            "CEZBEK_ETCD_ENDPOINTS",
+            "needs at least one endpoint",
+        );
+        let prefix = env.string("CEZBEK_ETCD_PREFIX", "/cezbek/v1/");
+        env.check(
+            prefix.starts_with('/') && prefix.ends_with('/'),
+            "CEZBEK_ETCD_PREFIX",
+            format!("{prefix:?} must start and end with /"),
+        );
+        Self {
+            endpoints,
+            prefix,
+            connect_timeout: env.duration("CEZBEK_ETCD_CONNECT_TIMEOUT", Duration::from_secs(5)),
+        }
+    }
+}
+
+/// PostgreSQL: campaignex's source of truth and the single-node ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresConfig {
+    pub url: String,
+    pub max_connections: u32,
+    /// A schema to use instead of `public` (set as the connection's `search_path`).
+    pub schema: Option<String>,
+    pub acquire_timeout: Duration,
+}
+
+impl PostgresConfig {
+    pub fn from_env(env: &mut Env) -> Self {
+        let url = env.string(
+            "CEZBEK_POSTGRES_URL",
+            "postgres://cezbek:cezbek@127.0.0.1:5544/cezbek",
+        );
+        env.check(
+            url.starts_with("postgres://") || url.starts_with("postgresql://"),
+            "CEZBEK_POSTGRES_URL",
+            "must be a postgres:// URL",
+        );
+        let max_connections = env.parse("CEZBEK_POSTGRES_MAX_CONNECTIONS", 8u32);
+        env.check(
+            max_connections > 0,
+            "CEZBEK_POSTGRES_MAX_CONNECTIONS",
+            "must be at least 1",
+        );
+        let schema = env.optional("CEZBEK_POSTGRES_SCHEMA");
+        if let Some(schema) = &schema {
+            env.check(
+                schema
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "CEZBEK_POSTGRES_SCHEMA",
+                format!("{schema:?} may only hold a-z, 0-9 and _"),
+            );
+        }
+        Self {
+            url,
+            max_connections,
+            schema,
+            acquire_timeout: env
+                .duration("CEZBEK_POSTGRES_ACQUIRE_TIMEOUT", Duration::from_secs(5)),
+        }
+    }
+}
+
+/// The S3 bucket CSV files are dropped in. `CEZBEK_S3_ENDPOINT` overrides AWS for MinIO or
+/// the local stack; path-style addressing is what those servers expect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Config {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub path_style: bool,
+}
+
+impl S3Config {
+    pub fn from_env(env: &mut Env) -> Self {
+        let region = env.string("CEZBEK_S3_REGION", "us-east-1");
+        let default_endpoint = format!("https://s3.{region}.amazonaws.com");
+        let endpoint = env.string("CEZBEK_S3_ENDPOINT", &default_endpoint);
+        env.check(
+            url::Url::parse(&endpoint).is_ok(),
+            "CEZBEK_S3_ENDPOINT",
+            format!("{endpoint:?} is not a URL"),
+        );
+        Self {
+            endpoint,
+            region,
+            bucket: env.string("CEZBEK_S3_BUCKET", "cezbek"),
+            access_key: env.required("CEZBEK_S3_ACCESS_KEY"),
+            secret_key: env.required("CEZBEK_S3_SECRET_KEY"),
+            path_style: env.bool("CEZBEK_S3_PATH_STYLE", true),
+        }
+    }
+}
+
+/// Where a service listens for HTTP (its API, if any, and the ops endpoints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+impl HttpConfig {
+    /// `variable` is the service's own (`CEZBEK_INGESTOR_LISTEN`, …).
+    pub fn from_env(env: &mut Env, variable: &str, default: &str) -> Self {
+        Self {
+            listen: env.socket_addr(variable, default),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_local_stack() {
+        let mut env =
+            Env::from_pairs([("CEZBEK_S3_ACCESS_KEY", "a"), ("CEZBEK_S3_SECRET_KEY", "b")]);
+        let kafka = KafkaConfig::from_env(&mut env, "test");
+        let postgres = PostgresConfig::from_env(&mut env);
+        let etcd = EtcdConfig::from_env(&mut env);
+        let s3 = S3Config::from_env(&mut env);
+        assert!(env.finish(()).is_ok());
+        assert_eq!(kafka.brokers, "127.0.0.1:9092");
+        assert_eq!(
+            postgres.url,
+            "postgres://cezbek:cezbek@127.0.0.1:5544/cezbek"
+        );
+        assert_eq!(etcd.prefix, "/cezbek/v1/");
+        assert_eq!(s3.endpoint, "https://s3.us-east-1.amazonaws.com");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut env = Env::from_pairs([
+            ("CEZBEK_POSTGRES_MAX_CONNECTIONS", "many"),
+            ("CEZBEK_ETCD_PREFIX", "cezbek"),
+            ("CEZBEK_LOG_FORMAT", "xml"),
+            ("CEZBEK_ETCD_CONNECT_TIMEOUT", "5"),
+            ("CEZBEK_KAFKA_PROPERTIES", "security.protocol=SSL,oops"),
+        ]);
+        PostgresConfig::from_env(&mut env);
+        EtcdConfig::from_env(&mut env);
+        LogConfig::from_env(&mut env);
+        KafkaConfig::from_env(&mut env, "test");
+        S3Config::from_env(&mut env);
+        let error = env.finish(()).unwrap_err();
+        let text = error.to_string();
+        for expected in [
+            "CEZBEK_POSTGRES_MAX_CONNECTIONS: \"many\" is not valid",
+            "CEZBEK_ETCD_PREFIX: \"cezbek\" must start and end with /",
+            "CEZBEK_LOG_FORMAT: \"xml\" is neither pretty nor json",
+            "CEZBEK_ETCD_CONNECT_TIMEOUT: \"5\" needs a unit",
+            "CEZBEK_KAFKA_PROPERTIES: \"oops\" is not key=value",
+            "CEZBEK_S3_ACCESS_KEY: is required but not set",
+            "CEZBEK_S3_SECRET_KEY: is required but not set",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+        assert_eq!(error.problems.len(), 7, "{text}");
+        assert!(
+            text.starts_with("invalid configuration (7 problems):"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("5 days").is_err());
+    }
+
+    #[test]
+    fn kafka_properties_pass_through() {
+        let mut env = Env::from_pairs([(
+            "CEZBEK_KAFKA_PROPERTIES",
+            "security.protocol=SSL, sasl.mechanism=AWS_MSK_IAM",
+        )]);
+        let kafka = KafkaConfig::from_env(&mut env, "x");
+        assert_eq!(
+            kafka.properties,
+            vec![
+                ("security.protocol".to_owned(), "SSL".to_owned()),
+                ("sasl.mechanism".to_owned(), "AWS_MSK_IAM".to_owned())
+            ]
+        );
+    }
+}

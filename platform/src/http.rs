@@ -1,0 +1,213 @@
+//! The ops endpoints every service exposes — `/healthz` (the process is alive), `/readyz`
+//! (its dependencies are reachable) and `/metrics` (Prometheus text) — and a server that
+//! stops gracefully with the shutdown token.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+pub use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus::{Encoder, Registry, TextEncoder};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("HTTP server on {addr} failed: {source}")]
+    Serve {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Which of a service's dependencies are ready. `/readyz` answers 200 only when all are.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness {
+    components: Arc<Mutex<BTreeMap<&'static str, bool>>>,
+}
+
+impl Readiness {
+    /// Starts with every named component not ready.
+    pub fn new(components: &[&'static str]) -> Self {
+        let map = components.iter().map(|name| (*name, false)).collect();
+        Self {
+            components: Arc::new(Mutex::new(map)),
+        }
+    }
+
+    pub fn set(&self, component: &'static str, ready: bool) {
+        self.lock().insert(component, ready);
+    }
+
+    /// The components that are not ready; empty means ready.
+    pub fn not_ready(&self) -> Vec<&'static str> {
+        self.lock()
+            .iter()
+            .filter(|(_, ready)| !**ready)
+            .map(|(name, _)| *name)
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, bool>> {
+        // A panic while holding this lock cannot leave the map half-written.
+        self.components
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[derive(Clone)]
+struct OpsState {
+    registry: Registry,
+    readiness: Readiness,
+}
+
+/// Routes for `/healthz`, `/readyz` and `/metrics`, to merge into a service's own router.
+pub fn ops_router(registry: Registry, readiness: Readiness) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(OpsState {
+            registry,
+            readiness,
+        })
+}
+
+async fn readyz(State(state): State<OpsState>) -> Response {
+    let waiting = state.readiness.not_ready();
+    if waiting.is_empty() {
+        return (StatusCode::OK, "ready").into_response();
+    }
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("not ready: {}", waiting.join(", ")),
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<OpsState>) -> Response {
+    let mut body = Vec::new();
+    let encoder = TextEncoder::new();
+    if let Err(error) = encoder.encode(&state.registry.gather(), &mut body) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, encoder.format_type().to_owned())],
+        body,
+    )
+        .into_response()
+}
+
+/// Binds `addr` first, so a port conflict is reported at start-up rather than later.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, HttpError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| HttpError::Bind { addr, source })
+}
+
+/// Serves until `shutdown` is cancelled, then lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> Result<(), HttpError> {
+    let addr = listener.local_addr().map_err(|source| HttpError::Serve {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })?;
+    tracing::info!(%addr, "HTTP listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .map_err(|source| HttpError::Serve { addr, source })
+}
+
+/// How often a dependency is re-checked for `/readyz`.
+pub const READINESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Checks one dependency now and every [`READINESS_INTERVAL`] until shutdown, keeping its
+/// readiness current. A failing check is logged once when it starts failing, not every time.
+pub fn spawn_readiness_check<F, Fut>(
+    readiness: Readiness,
+    component: &'static str,
+    shutdown: CancellationToken,
+    check: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    tokio::spawn(async move {
+        let mut was_ready = None;
+        loop {
+            let ready = match tokio::time::timeout(READINESS_INTERVAL, check()).await {
+                Ok(Ok(())) => true,
+                Ok(Err(reason)) => {
+                    if was_ready != Some(false) {
+                        tracing::warn!(component, %reason, "dependency not ready");
+                    }
+                    false
+                }
+                Err(_) => {
+                    if was_ready != Some(false) {
+                        tracing::warn!(component, "dependency check timed out");
+                    }
+                    false
+                }
+            };
+            if ready && was_ready != Some(true) {
+                tracing::info!(component, "dependency ready");
+            }
+            readiness.set(component, ready);
+            was_ready = Some(ready);
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(READINESS_INTERVAL) => {}
+            }
+        }
+    })
+}
+
+/// Binds `listen` and serves the service's own `api` routes beside the ops routes until
+/// shutdown. Services without an API pass `Router::new()`.
+pub async fn serve_with_ops(
+    listen: SocketAddr,
+    api: Router,
+    registry: Registry,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> Result<(), HttpError> {
+    let listener = bind(listen).await?;
+    serve(
+        listener,
+        api.merge(ops_router(registry, readiness)),
+        shutdown,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_lists_what_is_missing() {
+        let readiness = Readiness::new(&["kafka", "etcd"]);
+        assert_eq!(readiness.not_ready(), vec!["etcd", "kafka"]);
+        readiness.set("kafka", true);
+        assert_eq!(readiness.not_ready(), vec!["etcd"]);
+        readiness.set("etcd", true);
+        assert!(readiness.not_ready().is_empty());
+        readiness.set("kafka", false);
+        assert_eq!(readiness.not_ready(), vec!["kafka"]);
+    }
+}

@@ -1,0 +1,17 @@
+//! Shared plumbing for the Cezbek services: typed configuration from `CEZBEK_…` variables,
+//! tracing and Prometheus metrics, the ops HTTP endpoints, graceful shutdown, and the
+//! constructors of the Kafka, etcd, S3 and PostgreSQL clients with the settings the design
+//! requires. Services get their clients here so those settings live in one place.
+
+pub mod config;
+pub mod etcd;
+pub mod http;
+pub mod kafka;
+pub mod postgres;
+pub mod s3;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::{ConfigError, Env};
+pub use http::Readiness;
+pub use shutdown::{CancellationToken, shutdown_on_signals};

@@ -1,0 +1,246 @@
+//! A small S3 client: requests are signed with SigV4 by `rusty-s3` and sent with `reqwest`.
+//! It covers what Cezbek does with objects (put, streamed get, list, copy, delete, presigned
+//! upload URLs) without the build weight of a full SDK.
+
+use std::time::Duration;
+
+use rusty_s3::actions::{ListObjectsV2, S3Action};
+use rusty_s3::{Bucket, Credentials, UrlStyle};
+use url::Url;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::S3Config;
+use crate::http::{Readiness, spawn_readiness_check};
+
+/// How long the URL of one of our own requests stays valid: just long enough to send it.
+const REQUEST_TTL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum S3Error {
+    #[error("S3 endpoint {endpoint:?} or bucket {bucket:?} is not usable")]
+    BadEndpoint { endpoint: String, bucket: String },
+    #[error("S3 request {operation} {key:?} failed: {source}")]
+    Transport {
+        operation: &'static str,
+        key: String,
+        source: reqwest::Error,
+    },
+    #[error("S3 {operation} {key:?} answered {status}: {body}")]
+    Status {
+        operation: &'static str,
+        key: String,
+        status: u16,
+        body: String,
+    },
+    #[error("S3 list of {prefix:?} answered unreadable XML: {reason}")]
+    BadListing { prefix: String, reason: String },
+}
+
+/// One object in a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectSummary {
+    pub key: String,
+    pub etag: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Client {
+    bucket: Bucket,
+    credentials: Credentials,
+    http: reqwest::Client,
+}
+
+impl S3Client {
+    pub fn new(config: &S3Config) -> Result<Self, S3Error> {
+        let bad = || S3Error::BadEndpoint {
+            endpoint: config.endpoint.clone(),
+            bucket: config.bucket.clone(),
+        };
+        let endpoint: Url = config.endpoint.parse().map_err(|_| bad())?;
+        let style = if config.path_style {
+            UrlStyle::Path
+        } else {
+            UrlStyle::VirtualHost
+        };
+        let bucket = Bucket::new(
+            endpoint,
+            style,
+            config.bucket.clone(),
+            config.region.clone(),
+        )
+        .map_err(|_| bad())?;
+        let credentials = Credentials::new(config.access_key.clone(), config.secret_key.clone());
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|source| S3Error::Transport {
+                operation: "client",
+                key: String::new(),
+                source,
+            })?;
+        Ok(Self {
+            bucket,
+            credentials,
+            http,
+        })
+    }
+
+    pub fn bucket_name(&self) -> &str {
+        self.bucket.name()
+    }
+
+    /// Creates the bucket; one that we already own counts as success.
+    pub async fn create_bucket(&self) -> Result<(), S3Error> {
+        let url = self
+            .bucket
+            .create_bucket(&self.credentials)
+            .sign(REQUEST_TTL);
+        let response = self.send("create_bucket", "", self.http.put(url)).await;
+        match response {
+            Err(S3Error::Status {
+                status: 409,
+                ref body,
+                ..
+            }) if body.contains("BucketAlreadyOwnedByYou") => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    pub async fn put_object(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), S3Error> {
+        let url = self
+            .bucket
+            .put_object(Some(&self.credentials), key)
+            .sign(REQUEST_TTL);
+        let request = self
+            .http
+            .put(url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        self.send("put_object", key, request).await.map(drop)
+    }
+
+    /// Starts a download; read the body in chunks (`Response::chunk`) to keep memory flat.
+    pub async fn get_object(&self, key: &str) -> Result<reqwest::Response, S3Error> {
+        let url = self
+            .bucket
+            .get_object(Some(&self.credentials), key)
+            .sign(REQUEST_TTL);
+        self.send("get_object", key, self.http.get(url)).await
+    }
+
+    /// Copies within the bucket (S3 has no rename: a move is copy then delete).
+    pub async fn copy_object(&self, from: &str, to: &str) -> Result<(), S3Error> {
+        let url = self
+            .bucket
+            .put_object(Some(&self.credentials), to)
+            .sign(REQUEST_TTL);
+        let source = format!("/{}/{}", self.bucket.name(), from);
+        let request = self.http.put(url).header("x-amz-copy-source", source);
+        self.send("copy_object", to, request).await.map(drop)
+    }
+
+    pub async fn delete_object(&self, key: &str) -> Result<(), S3Error> {
+        let url = self
+            .bucket
+            .delete_object(Some(&self.credentials), key)
+            .sign(REQUEST_TTL);
+        self.send("delete_object", key, self.http.delete(url))
+            .await
+            .map(drop)
+    }
+
+    /// Every object under `prefix`, following continuation tokens.
+    pub async fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectSummary>, S3Error> {
+        let mut objects = Vec::new();
+        let mut continuation: Option<String> = None;
+        loop {
+            let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
+            action.with_prefix(prefix);
+            if let Some(token) = &continuation {
+                action.with_continuation_token(token.clone());
+            }
+            let url = action.sign(REQUEST_TTL);
+            let response = self
+                .send("list_objects", prefix, self.http.get(url))
+                .await?;
+            let text = response.text().await.map_err(|source| S3Error::Transport {
+                operation: "list_objects",
+                key: prefix.to_owned(),
+                source,
+            })?;
+            let page =
+                ListObjectsV2::parse_response(&text).map_err(|error| S3Error::BadListing {
+                    prefix: prefix.to_owned(),
+                    reason: error.to_string(),
+                })?;
+            objects.extend(page.contents.into_iter().map(|object| ObjectSummary {
+                key: object.key,
+                etag: object.etag.unwrap_or_default().trim_matches('"').to_owned(),
+                size: object.size.unwrap_or_default(),
+            }));
+            match page.next_continuation_token {
+                Some(token) => continuation = Some(token),
+                None => return Ok(objects),
+            }
+        }
+    }
+
+    /// Keeps the `s3` readiness component current.
+    pub fn watch_readiness(&self, readiness: &Readiness, shutdown: &CancellationToken) {
+        let client = self.clone();
+        spawn_readiness_check(readiness.clone(), "s3", shutdown.clone(), move || {
+            let client = client.clone();
+            async move { client.check().await }
+        });
+    }
+
+    /// Readiness: the bucket exists and our credentials reach it.
+    pub async fn check(&self) -> Result<(), String> {
+        let url = self
+            .bucket
+            .head_bucket(Some(&self.credentials))
+            .sign(REQUEST_TTL);
+        self.send("head_bucket", "", self.http.head(url))
+            .await
+            .map(drop)
+            .map_err(|error| error.to_string())
+    }
+
+    /// A URL that lets its holder PUT one object until it expires.
+    pub fn presign_put(&self, key: &str, ttl: Duration) -> Url {
+        self.bucket
+            .put_object(Some(&self.credentials), key)
+            .sign(ttl)
+    }
+
+    async fn send(
+        &self,
+        operation: &'static str,
+        key: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, S3Error> {
+        let response = request.send().await.map_err(|source| S3Error::Transport {
+            operation,
+            key: key.to_owned(),
+            source,
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.text().await.unwrap_or_default();
+        Err(S3Error::Status {
+            operation,
+            key: key.to_owned(),
+            status: status.as_u16(),
+            body,
+        })
+    }
+}

@@ -1,0 +1,250 @@
+//! The client constructors and ops endpoints against the real local stack.
+
+// In a test a failed unwrap is a failed test, with its location: the clearest report.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use cezbek_platform::config::{EtcdConfig, PostgresConfig};
+use cezbek_platform::s3::S3Client;
+use cezbek_platform::{CancellationToken, Readiness, etcd, http, kafka, postgres};
+use cezbek_testkit::TestContext;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
+
+#[tokio::test]
+async fn s3_put_get_list_copy_delete_and_presigned_upload() {
+    let context = TestContext::new("s3");
+    let s3 = S3Client::new(&context.s3_config().await).unwrap();
+    s3.check().await.expect("the test bucket is reachable");
+
+    let key = "incoming/TOKO/first.csv";
+    s3.put_object(key, b"transaction_id,msisdn\n1,0812\n".to_vec(), "text/csv")
+        .await
+        .unwrap();
+    let body = s3.get_object(key).await.unwrap().bytes().await.unwrap();
+    assert_eq!(&body[..], b"transaction_id,msisdn\n1,0812\n");
+
+    s3.copy_object(key, "processed/TOKO/first.csv")
+        .await
+        .unwrap();
+    s3.delete_object(key).await.unwrap();
+    let incoming = s3.list_objects("incoming/").await.unwrap();
+    assert!(incoming.is_empty(), "{incoming:?}");
+    let processed = s3.list_objects("processed/").await.unwrap();
+    assert_eq!(processed.len(), 1);
+    assert_eq!(processed[0].key, "processed/TOKO/first.csv");
+    assert_eq!(processed[0].size, 29);
+    assert!(
+        !processed[0].etag.contains('"'),
+        "ETag is unquoted: {}",
+        processed[0].etag
+    );
+
+    // A partner uploads with nothing but the presigned URL.
+    let url = s3.presign_put("incoming/TOKO/upload.csv", Duration::from_secs(300));
+    let uploaded = reqwest::Client::new()
+        .put(url)
+        .header("content-type", "application/octet-stream")
+        .body("a,b\n")
+        .send()
+        .await
+        .unwrap();
+    assert!(uploaded.status().is_success(), "{}", uploaded.status());
+    let body = s3
+        .get_object("incoming/TOKO/upload.csv")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "a,b\n");
+
+    let missing = s3
+        .get_object("incoming/TOKO/nothing.csv")
+        .await
+        .unwrap_err();
+    assert!(missing.to_string().contains("404"), "{missing}");
+}
+
+#[tokio::test]
+async fn s3_listing_follows_continuation_pages() {
+    let context = TestContext::new("s3pages");
+    let s3 = S3Client::new(&context.s3_config().await).unwrap();
+    // moto pages at 1000 keys, as S3 does.
+    let count = 1_005;
+    let mut uploads = tokio::task::JoinSet::new();
+    for index in 0..count {
+        let s3 = s3.clone();
+        uploads.spawn(async move {
+            s3.put_object(&format!("many/{index:05}"), vec![b'x'], "text/plain")
+                .await
+        });
+    }
+    while let Some(result) = uploads.join_next().await {
+        result.unwrap().unwrap();
+    }
+    let listed = s3.list_objects("many/").await.unwrap();
+    assert_eq!(listed.len(), count);
+}
+
+#[tokio::test]
+async fn s3_check_fails_for_a_missing_bucket() {
+    let context = TestContext::new("s3missing");
+    let mut config = context.s3_config().await;
+    config.bucket = format!("absent-{}", context.id);
+    let error = S3Client::new(&config).unwrap().check().await.unwrap_err();
+    assert!(error.contains("404"), "{error}");
+}
+
+#[tokio::test]
+async fn postgres_pool_uses_the_configured_schema() {
+    let context = TestContext::new("pgschema");
+    let config = context.postgres_config().await;
+    let pool = postgres::connect(&config).await.unwrap();
+    let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(Some(schema), config.schema);
+    sqlx::query("CREATE TABLE probe (id int)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let owner: String = sqlx::query_scalar(
+        "SELECT table_schema::text FROM information_schema.tables WHERE table_name = 'probe' AND table_schema = current_schema()",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(Some(owner), config.schema);
+    postgres::check(&pool).await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_lazy_pool_reports_an_unreachable_server() {
+    let config = PostgresConfig {
+        url: "postgres://cezbek:cezbek@127.0.0.1:1/cezbek".into(),
+        max_connections: 1,
+        schema: None,
+        acquire_timeout: Duration::from_secs(1),
+    };
+    let pool = postgres::connect_lazy(&config).unwrap();
+    assert!(postgres::check(&pool).await.is_err());
+}
+
+#[tokio::test]
+async fn etcd_check_passes_on_the_stack_and_fails_elsewhere() {
+    let context = TestContext::new("etcd");
+    let config = context.etcd_config();
+    etcd::check(&config).await.unwrap();
+    let mut client = etcd::connect(&config).await.unwrap();
+    let key = format!("{}probe", config.prefix);
+    client.put(key.as_str(), "1", None).await.unwrap();
+    let read = client.get(key.as_str(), None).await.unwrap();
+    assert_eq!(read.kvs()[0].value(), b"1");
+
+    let nowhere = EtcdConfig {
+        endpoints: vec!["http://127.0.0.1:1".into()],
+        connect_timeout: Duration::from_millis(500),
+        ..config
+    };
+    assert!(etcd::check(&nowhere).await.is_err());
+}
+
+#[tokio::test]
+async fn kafka_produce_consume_and_commit_with_the_platform_settings() {
+    let context = TestContext::new("kafka");
+    let config = context.kafka_config();
+    context.create_topics(&config, 3).await;
+    // Creating again is not an error.
+    kafka::ensure_topics(&config, &[(config.transactions_topic.as_str(), 3)])
+        .await
+        .unwrap();
+
+    let producer = kafka::producer(&config).unwrap();
+    kafka::check(&producer).await.unwrap();
+    for index in 0..10 {
+        let payload = format!("message-{index}");
+        let record = FutureRecord::to(&config.transactions_topic)
+            .key("TOKO:+6281234567890")
+            .payload(&payload);
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(error, _)| error)
+            .unwrap();
+    }
+
+    let group = format!("group-{}", context.id);
+    let consumer = kafka::consumer(&config, &group).unwrap();
+    consumer.subscribe(&[&config.transactions_topic]).unwrap();
+    let mut received = Vec::new();
+    let mut last = None;
+    while received.len() < 10 {
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("messages arrive")
+            .unwrap();
+        received.push(String::from_utf8(message.payload().unwrap().to_vec()).unwrap());
+        last = Some((message.partition(), message.offset()));
+    }
+    // One key, so one partition, in order.
+    assert_eq!(
+        received,
+        (0..10).map(|i| format!("message-{i}")).collect::<Vec<_>>()
+    );
+    let (partition, offset) = last.unwrap();
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(
+            &config.transactions_topic,
+            partition,
+            Offset::Offset(offset + 1),
+        )
+        .unwrap();
+    consumer.commit(&offsets, CommitMode::Sync).unwrap();
+    let committed = consumer.committed(Duration::from_secs(10)).unwrap();
+    let element = committed
+        .find_partition(&config.transactions_topic, partition)
+        .unwrap();
+    assert_eq!(element.offset(), Offset::Offset(offset + 1));
+}
+
+#[tokio::test]
+async fn ops_endpoints_report_health_readiness_and_metrics() {
+    let registry = prometheus::Registry::new();
+    let counter = prometheus::IntCounter::new("cezbek_probe_total", "a probe").unwrap();
+    registry.register(Box::new(counter.clone())).unwrap();
+    counter.inc_by(3);
+    let readiness = Readiness::new(&["kafka", "etcd"]);
+    let shutdown = CancellationToken::new();
+    let listener = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(http::serve(
+        listener,
+        http::ops_router(registry, readiness.clone()),
+        shutdown.clone(),
+    ));
+
+    let client = reqwest::Client::new();
+    let get = |path: &str| client.get(format!("{base}{path}")).send();
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    let not_ready = get("/readyz").await.unwrap();
+    assert_eq!(not_ready.status(), 503);
+    assert_eq!(not_ready.text().await.unwrap(), "not ready: etcd, kafka");
+    readiness.set("kafka", true);
+    readiness.set("etcd", true);
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("cezbek_probe_total 3"), "{metrics}");
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("server stops on shutdown")
+        .unwrap()
+        .unwrap();
+}

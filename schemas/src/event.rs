@@ -1,0 +1,171 @@
+//! The Rust side of the Avro events. Field names and enum symbols match the `.avsc` files one
+//! to one; serde carries them into Avro values, so the schema stays the single contract.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::value::{Currency, Mcc, Money, Msisdn, PartnerCode, TransactionId, ValueError};
+
+pub const TRANSACTIONS_TOPIC: &str = "cezbek.transactions.v1";
+pub const REWARDS_TOPIC: &str = "cezbek.rewards.v1";
+pub const TRANSACTIONS_DLQ_TOPIC: &str = "cezbek.transactions.dlq.v1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TransactionKind {
+    Purchase,
+    Refund,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SourceChannel {
+    Api,
+    Csv,
+}
+
+/// Where a transaction entered Cezbek: an API request, or a line of a CSV object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    pub channel: SourceChannel,
+    /// API: the request id. CSV: the object key.
+    pub reference: String,
+    /// CSV: the 1-based line number in the object.
+    pub line: Option<i64>,
+}
+
+/// One partner transaction on `cezbek.transactions.v1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transaction {
+    pub partner: PartnerCode,
+    pub transaction_id: TransactionId,
+    pub kind: TransactionKind,
+    pub original_transaction_id: Option<TransactionId>,
+    pub msisdn: Msisdn,
+    /// Minor units, > 0.
+    pub amount: i64,
+    pub currency: Currency,
+    /// >= 1.
+    pub quantity: i32,
+    pub merchant: Option<String>,
+    pub mcc: Option<Mcc>,
+    pub email: Option<String>,
+    pub wallet: Option<String>,
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub occurred_at: DateTime<Utc>,
+    pub source: Source,
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub ingested_at: DateTime<Utc>,
+}
+
+impl Transaction {
+    /// The Kafka key: one customer's events share a partition, so they stay in order.
+    pub fn key(&self) -> String {
+        customer_key(&self.partner, &self.msisdn)
+    }
+
+    pub fn money(&self) -> Money {
+        Money::new(self.amount, self.currency)
+    }
+
+    /// Checks the rules that span fields or that a type alone cannot hold. Returns every
+    /// problem, not just the first, so a partner can fix a record in one go.
+    pub fn validate(&self) -> Result<(), Vec<ValueError>> {
+        let mut problems = Vec::new();
+        if self.amount <= 0 {
+            problems.push(ValueError::new(
+                "amount",
+                format!("is {}; must be greater than 0", self.amount),
+            ));
+        }
+        if self.quantity < 1 {
+            problems.push(ValueError::new(
+                "quantity",
+                format!("is {}; must be at least 1", self.quantity),
+            ));
+        }
+        match (self.kind, &self.original_transaction_id) {
+            (TransactionKind::Refund, None) => problems.push(ValueError::new(
+                "original_transaction_id",
+                "is required for a REFUND",
+            )),
+            (TransactionKind::Purchase, Some(_)) => problems.push(ValueError::new(
+                "original_transaction_id",
+                "is only allowed on a REFUND",
+            )),
+            _ => {}
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+/// `"{partner}:{msisdn}"`, the key of both topics.
+pub fn customer_key(partner: &PartnerCode, msisdn: &Msisdn) -> String {
+    format!("{partner}:{msisdn}")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RewardOutcome {
+    /// A purchase that earned cashback.
+    Rewarded,
+    /// A purchase that no campaign matched.
+    NoMatch,
+    /// A purchase that an exclusion matched: it earns nothing.
+    Excluded,
+    /// A refund that clawed back part of its original's cashback.
+    Clawback,
+    /// A refund whose original purchase is not in the ledger.
+    OriginalNotFound,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CampaignKind {
+    Base,
+    Bonus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedCampaign {
+    pub campaign_id: String,
+    pub kind: CampaignKind,
+    /// This campaign's share of the cashback, minor units.
+    pub amount: i64,
+}
+
+/// The reward decision for one transaction, on `cezbek.rewards.v1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reward {
+    pub partner: PartnerCode,
+    pub transaction_id: TransactionId,
+    pub kind: TransactionKind,
+    pub original_transaction_id: Option<TransactionId>,
+    pub msisdn: Msisdn,
+    pub amount: i64,
+    pub currency: Currency,
+    pub merchant: Option<String>,
+    pub outcome: RewardOutcome,
+    /// Signed minor units: > 0 earned, < 0 clawed back.
+    pub cashback: i64,
+    pub tier_before: Option<String>,
+    pub tier_after: Option<String>,
+    pub applied_campaigns: Vec<AppliedCampaign>,
+    pub exclusion_id: Option<String>,
+    pub rules_revision: i64,
+    pub explanation: String,
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub occurred_at: DateTime<Utc>,
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub decided_at: DateTime<Utc>,
+}
+
+impl Reward {
+    pub fn key(&self) -> String {
+        customer_key(&self.partner, &self.msisdn)
+    }
+}

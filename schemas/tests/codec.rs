@@ -1,0 +1,193 @@
+//! The single-object codec: round trips, schema resolution and every decode failure.
+
+// In a test a failed unwrap is a failed test, with its location: the clearest report.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use cezbek_schemas::codec::{
+    self, CodecError, SINGLE_OBJECT_MAGIC, SchemaVersions, TRANSACTION_AVSC,
+};
+use cezbek_schemas::{Reward, Transaction, decode, decode_transaction, encode};
+use proptest::prelude::*;
+
+proptest! {
+    #[test]
+    fn transactions_round_trip(transaction in support::transaction()) {
+        let bytes = encode(&transaction).unwrap();
+        prop_assert_eq!(&bytes[..2], &SINGLE_OBJECT_MAGIC);
+        prop_assert_eq!(decode_transaction(&bytes).unwrap(), transaction);
+    }
+
+    #[test]
+    fn rewards_round_trip(reward in support::reward()) {
+        let bytes = encode(&reward).unwrap();
+        prop_assert_eq!(decode::<Reward>(&bytes).unwrap(), reward);
+    }
+
+    #[test]
+    fn any_bytes_decode_to_a_value_or_a_typed_error(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+        // Must never panic, whatever arrives on the topic.
+        let _ = decode_transaction(&bytes);
+    }
+}
+
+fn sample_transaction() -> Transaction {
+    support::samples(support::transaction(), 1).remove(0)
+}
+
+#[test]
+fn header_carries_the_fingerprint_of_the_current_schema() {
+    let bytes = encode(&sample_transaction()).unwrap();
+    let versions = <Transaction as codec::Event>::schema_versions();
+    assert_eq!(
+        codec::split_header(&bytes).unwrap(),
+        versions.current_fingerprint()
+    );
+    assert_ne!(
+        versions.current_fingerprint(),
+        <Reward as codec::Event>::schema_versions().current_fingerprint()
+    );
+}
+
+#[test]
+fn an_unknown_fingerprint_is_a_typed_error() {
+    let mut bytes = encode(&sample_transaction()).unwrap();
+    bytes[2] ^= 0xFF;
+    let error = decode_transaction(&bytes).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            CodecError::UnknownFingerprint {
+                schema: "Transaction",
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("unknown Transaction schema fingerprint"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_reward_is_not_read_as_a_transaction() {
+    let reward = support::samples(support::reward(), 1).remove(0);
+    let error = decode_transaction(&encode(&reward).unwrap()).unwrap_err();
+    assert!(
+        matches!(error, CodecError::UnknownFingerprint { .. }),
+        "{error}"
+    );
+}
+
+#[test]
+fn bad_framing_is_a_typed_error() {
+    let bytes = encode(&sample_transaction()).unwrap();
+    assert!(matches!(
+        decode_transaction(&bytes[..5]),
+        Err(CodecError::TooShort(5))
+    ));
+    let mut wrong_magic = bytes.clone();
+    wrong_magic[0] = 0x00;
+    assert!(matches!(
+        decode_transaction(&wrong_magic),
+        Err(CodecError::BadMagic([0x00, 0x01]))
+    ));
+    let truncated = &bytes[..bytes.len() - 3];
+    assert!(matches!(
+        decode_transaction(truncated),
+        Err(CodecError::Decode { .. })
+    ));
+    let mut trailing = bytes.clone();
+    trailing.extend_from_slice(&[0, 0]);
+    assert!(matches!(
+        decode_transaction(&trailing),
+        Err(CodecError::TrailingBytes { count: 2, .. })
+    ));
+}
+
+#[test]
+fn a_decoded_transaction_with_invalid_values_is_rejected_with_the_field() {
+    let mut transaction = sample_transaction();
+    transaction.amount = -5;
+    transaction.quantity = 0;
+    // Encoding does not validate (a producer bug must be visible downstream, not hidden).
+    let bytes = encode(&transaction).unwrap();
+    let error = decode_transaction(&bytes).unwrap_err();
+    let CodecError::Invalid { problems, .. } = &error else {
+        panic!("expected Invalid, got {error}")
+    };
+    let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
+    assert!(
+        fields.contains(&"amount") && fields.contains(&"quantity"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_malformed_msisdn_on_the_wire_is_a_decode_error_naming_it() {
+    // A valid transaction with the msisdn replaced by letters, as a buggy producer might send.
+    let mut value = serde_json::to_value(sample_transaction()).unwrap();
+    value["msisdn"] = "call-me".into();
+    let versions = <Transaction as codec::Event>::schema_versions();
+    let bytes = versions.encode(&value).unwrap();
+    let error = decode_transaction(&bytes).unwrap_err();
+    assert!(error.to_string().contains("msisdn"), "{error}");
+}
+
+/// An older producer that did not know `email` and `wallet` yet.
+const OLDER_TRANSACTION_AVSC: &str = r#"{
+  "type": "record", "name": "Transaction", "namespace": "cezbek.v1",
+  "fields": [
+    {"name": "partner", "type": "string"},
+    {"name": "transaction_id", "type": "string"},
+    {"name": "kind", "type": {"type": "enum", "name": "TransactionKind", "symbols": ["PURCHASE", "REFUND"]}},
+    {"name": "original_transaction_id", "type": ["null", "string"], "default": null},
+    {"name": "msisdn", "type": "string"},
+    {"name": "amount", "type": "long"},
+    {"name": "currency", "type": "string"},
+    {"name": "quantity", "type": "int", "default": 1},
+    {"name": "merchant", "type": ["null", "string"], "default": null},
+    {"name": "mcc", "type": ["null", "int"], "default": null},
+    {"name": "occurred_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "source", "type": {"type": "record", "name": "Source", "fields": [
+      {"name": "channel", "type": {"type": "enum", "name": "SourceChannel", "symbols": ["API", "CSV"]}},
+      {"name": "reference", "type": "string"},
+      {"name": "line", "type": ["null", "long"], "default": null}]}},
+    {"name": "ingested_at", "type": {"type": "long", "logicalType": "timestamp-millis"}}
+  ]
+}"#;
+
+#[test]
+fn an_older_writer_schema_resolves_into_the_current_one() {
+    let transaction = Transaction {
+        email: None,
+        wallet: None,
+        ..sample_transaction()
+    };
+    let mut older_fields = serde_json::to_value(&transaction).unwrap();
+    let object = older_fields.as_object_mut().unwrap();
+    object.remove("email");
+    object.remove("wallet");
+    let older = SchemaVersions::new("Transaction", OLDER_TRANSACTION_AVSC, &[]).unwrap();
+    let written_by_older = older.encode(&older_fields).unwrap();
+
+    let current_only = SchemaVersions::new("Transaction", TRANSACTION_AVSC, &[]).unwrap();
+    assert!(matches!(
+        current_only.decode::<Transaction>(&written_by_older),
+        Err(CodecError::UnknownFingerprint { .. })
+    ));
+    let both =
+        SchemaVersions::new("Transaction", TRANSACTION_AVSC, &[OLDER_TRANSACTION_AVSC]).unwrap();
+    let decoded: Transaction = both.decode(&written_by_older).unwrap();
+    assert_eq!(decoded, transaction, "missing fields take their defaults");
+}
+
+#[test]
+fn an_invalid_schema_text_is_reported() {
+    let error = SchemaVersions::new("Broken", r#"{"type": "record"}"#, &[]).unwrap_err();
+    assert!(error.to_string().contains("Broken"), "{error}");
+}

@@ -1,0 +1,184 @@
+//! `cezbek <service>` runs one service; `cezbek dev` runs all five in one process.
+//!
+//! The binary only reads configuration, installs logging and the signal handler, and hands
+//! over to the service libraries' `run(config, shutdown)`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use cezbek_platform::config::LogConfig;
+use cezbek_platform::{CancellationToken, ConfigError, Env, shutdown_on_signals, telemetry};
+use clap::{Parser, Subcommand};
+use tokio::task::JoinSet;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cezbek",
+    version,
+    about = "Streaming cashback and loyalty engine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The signed publish API and S3 CSV ingestion.
+    Ingestor,
+    /// The consumer group that turns transactions into rewards.
+    Rewarder,
+    /// The read API: reward history, summaries, reports.
+    Informer,
+    /// The admin API for partners, campaigns, exclusions and tiers.
+    Campaignex,
+    /// Nightly digest emails.
+    Notifier,
+    /// All five services in one process, for the demo and local development.
+    Dev,
+}
+
+/// The configuration of what `command` runs; `dev` reads all five, so every problem is
+/// reported at once.
+enum Service {
+    Ingestor(cezbek_ingestor::Config),
+    Rewarder(cezbek_rewarder::Config),
+    Informer(cezbek_informer::Config),
+    Campaignex(cezbek_campaignex::Config),
+    Notifier(cezbek_notifier::Config),
+    Dev(Box<DevConfigs>),
+}
+
+struct DevConfigs {
+    ingestor: cezbek_ingestor::Config,
+    rewarder: cezbek_rewarder::Config,
+    informer: cezbek_informer::Config,
+    campaignex: cezbek_campaignex::Config,
+    notifier: cezbek_notifier::Config,
+}
+
+fn read_config(command: &Command) -> Result<(LogConfig, Service), ConfigError> {
+    let mut env = Env::from_process();
+    let log = LogConfig::from_env(&mut env);
+    let service = match command {
+        Command::Ingestor => Service::Ingestor(cezbek_ingestor::Config::from_env(&mut env)),
+        Command::Rewarder => Service::Rewarder(cezbek_rewarder::Config::from_env(&mut env)),
+        Command::Informer => Service::Informer(cezbek_informer::Config::from_env(&mut env)),
+        Command::Campaignex => Service::Campaignex(cezbek_campaignex::Config::from_env(&mut env)),
+        Command::Notifier => Service::Notifier(cezbek_notifier::Config::from_env(&mut env)),
+        Command::Dev => Service::Dev(Box::new(DevConfigs {
+            ingestor: cezbek_ingestor::Config::from_env(&mut env),
+            rewarder: cezbek_rewarder::Config::from_env(&mut env),
+            informer: cezbek_informer::Config::from_env(&mut env),
+            campaignex: cezbek_campaignex::Config::from_env(&mut env),
+            notifier: cezbek_notifier::Config::from_env(&mut env),
+        })),
+    };
+    env.finish((log, service))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (log, service) = match read_config(&cli.command) {
+        Ok(read) => read,
+        Err(error) => {
+            eprintln!("cezbek: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(error) = telemetry::init_tracing(&log) {
+        eprintln!("cezbek: {error}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cezbek: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(service)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "cezbek stopped with an error");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(service: Service) -> anyhow::Result<()> {
+    let shutdown = shutdown_on_signals();
+    match service {
+        Service::Ingestor(config) => cezbek_ingestor::run(config, shutdown)
+            .await
+            .context("ingestor"),
+        Service::Rewarder(config) => cezbek_rewarder::run(config, shutdown)
+            .await
+            .context("rewarder"),
+        Service::Informer(config) => cezbek_informer::run(config, shutdown)
+            .await
+            .context("informer"),
+        Service::Campaignex(config) => cezbek_campaignex::run(config, shutdown)
+            .await
+            .context("campaignex"),
+        Service::Notifier(config) => cezbek_notifier::run(config, shutdown)
+            .await
+            .context("notifier"),
+        Service::Dev(configs) => run_all(*configs, shutdown).await,
+    }
+}
+
+/// Runs the five services side by side. When one stops with an error the others are asked
+/// to stop too, so `cezbek dev` never limps on half-alive.
+async fn run_all(configs: DevConfigs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut services = JoinSet::new();
+    let token = shutdown.clone();
+    services.spawn(async move {
+        cezbek_ingestor::run(configs.ingestor, token)
+            .await
+            .context("ingestor")
+    });
+    let token = shutdown.clone();
+    services.spawn(async move {
+        cezbek_rewarder::run(configs.rewarder, token)
+            .await
+            .context("rewarder")
+    });
+    let token = shutdown.clone();
+    services.spawn(async move {
+        cezbek_informer::run(configs.informer, token)
+            .await
+            .context("informer")
+    });
+    let token = shutdown.clone();
+    services.spawn(async move {
+        cezbek_campaignex::run(configs.campaignex, token)
+            .await
+            .context("campaignex")
+    });
+    let token = shutdown.clone();
+    services.spawn(async move {
+        cezbek_notifier::run(configs.notifier, token)
+            .await
+            .context("notifier")
+    });
+    tracing::info!("cezbek dev: all five services started");
+    let mut first_error = None;
+    while let Some(joined) = services.join_next().await {
+        let outcome = joined
+            .context("a service task panicked")
+            .and_then(|result| result);
+        if let Err(error) = outcome {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "service stopped; stopping the others"
+            );
+            shutdown.cancel();
+            first_error.get_or_insert(error);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}

@@ -1,0 +1,205 @@
+//! Test support for tests that run against the real local stack (`dev/stack up`).
+//!
+//! [`stack()`] reads the endpoints that `dev/stack` wrote to `var/stack.env` (variables in the
+//! process environment win) and panics with instructions when the stack is not up: a test
+//! that needs a server never skips silently. [`TestContext`] gives each test its own topics,
+//! etcd prefix, PostgreSQL schema and S3 bucket, so tests run in parallel without sharing
+//! state.
+
+#![allow(clippy::missing_panics_doc)]
+
+use std::collections::HashMap;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use cezbek_platform::config::{EtcdConfig, KafkaConfig, PostgresConfig, S3Config};
+use cezbek_platform::{Env, kafka, s3::S3Client};
+
+/// The local stack's endpoints, as `dev/stack env` prints them.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    vars: HashMap<String, String>,
+    pub root: PathBuf,
+}
+
+const NOT_UP: &str =
+    "the local stack is not up: run `dev/stack up` (or `./dev/test`, which starts it)";
+
+/// The workspace root (where `dev/` and `var/` are).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The stack's endpoints; panics, naming what to do, when the stack is not up.
+pub fn stack() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| {
+        let root = workspace_root();
+        let env_file = root.join("var/stack.env");
+        let mut vars = HashMap::new();
+        if let Ok(text) = std::fs::read_to_string(&env_file) {
+            for line in text.lines() {
+                let line = line.trim().trim_start_matches("export ");
+                if let Some((key, value)) = line.split_once('=') {
+                    vars.insert(
+                        key.to_owned(),
+                        value.trim_matches('\'').trim_matches('"').to_owned(),
+                    );
+                }
+            }
+        }
+        for (key, value) in std::env::vars().filter(|(key, _)| key.starts_with("CEZBEK_")) {
+            vars.insert(key, value);
+        }
+        assert!(
+            vars.contains_key("CEZBEK_KAFKA_BROKERS"),
+            "{NOT_UP} (no {} and no CEZBEK_KAFKA_BROKERS)",
+            env_file.display()
+        );
+        let stack = Stack { vars, root };
+        for (name, address) in [
+            ("Kafka broker", stack.var("CEZBEK_KAFKA_BROKERS")),
+            ("etcd", host_port(stack.var("CEZBEK_ETCD_ENDPOINTS"))),
+            ("PostgreSQL", host_port(stack.var("CEZBEK_POSTGRES_URL"))),
+            ("S3", host_port(stack.var("CEZBEK_S3_ENDPOINT"))),
+            ("SMTP", stack.var("CEZBEK_SMTP_ADDR")),
+        ] {
+            assert!(
+                reachable(&address),
+                "{NOT_UP}: {name} at {address} does not answer"
+            );
+        }
+        stack
+    })
+}
+
+fn host_port(url: String) -> String {
+    let without_scheme = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+    let after_credentials = without_scheme
+        .rsplit_once('@')
+        .map_or(without_scheme, |(_, rest)| rest);
+    after_credentials
+        .split(['/', ','])
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn reachable(address: &str) -> bool {
+    let Ok(mut addrs) = address.to_socket_addrs() else {
+        return false;
+    };
+    addrs.any(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok())
+}
+
+impl Stack {
+    /// A stack variable; panics when `dev/stack env` did not define it.
+    pub fn var(&self, name: &str) -> String {
+        match self.vars.get(name) {
+            Some(value) => value.clone(),
+            None => {
+                panic!("{name} is not set by dev/stack; is the stack script older than this test?")
+            }
+        }
+    }
+
+    /// The stack's Python (a venv with fastavro and confluent-kafka).
+    pub fn python(&self) -> PathBuf {
+        PathBuf::from(self.var("CEZBEK_PYTHON"))
+    }
+
+    /// The stack's variables as a config reader, for services under test.
+    pub fn env(&self) -> Env {
+        Env::from_pairs(self.vars.clone())
+    }
+}
+
+/// One test's private slice of the stack.
+#[derive(Debug)]
+pub struct TestContext {
+    /// `[a-z0-9]`, unique per test run: safe in topic, schema, bucket and key names.
+    pub id: String,
+    pub stack: &'static Stack,
+}
+
+impl TestContext {
+    /// `name` is for people reading broker or database listings; it is shortened and cleaned.
+    pub fn new(name: &str) -> Self {
+        let stack = stack();
+        let cleaned: String = name
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_lowercase())
+            .take(16)
+            .collect();
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        Self {
+            id: format!("{cleaned}{}", &random[..10]),
+            stack,
+        }
+    }
+
+    /// Kafka settings whose three topics belong to this test. Call [`Self::create_topics`].
+    pub fn kafka_config(&self) -> KafkaConfig {
+        let mut config = KafkaConfig::from_env(&mut self.stack.env(), &format!("test-{}", self.id));
+        config.transactions_topic = format!("test.{}.transactions", self.id);
+        config.rewards_topic = format!("test.{}.rewards", self.id);
+        config.dead_letter_topic = format!("test.{}.dlq", self.id);
+        config
+    }
+
+    /// Creates this test's topics with `partitions` each.
+    pub async fn create_topics(&self, config: &KafkaConfig, partitions: i32) {
+        let topics = [
+            (config.transactions_topic.as_str(), partitions),
+            (config.rewards_topic.as_str(), partitions),
+            (config.dead_letter_topic.as_str(), 1),
+        ];
+        if let Err(error) = kafka::ensure_topics(config, &topics).await {
+            panic!("cannot create test topics on {}: {error}", config.brokers);
+        }
+    }
+
+    /// etcd settings with this test's own key prefix.
+    pub fn etcd_config(&self) -> EtcdConfig {
+        let mut config = EtcdConfig::from_env(&mut self.stack.env());
+        config.prefix = format!("/cezbek-test/{}/", self.id);
+        config
+    }
+
+    /// PostgreSQL settings whose `search_path` is a fresh schema of this test's.
+    pub async fn postgres_config(&self) -> PostgresConfig {
+        let mut config = PostgresConfig::from_env(&mut self.stack.env());
+        let schema = format!("t_{}", self.id);
+        let pool = match sqlx::PgPool::connect(&config.url).await {
+            Ok(pool) => pool,
+            Err(error) => panic!("cannot connect to PostgreSQL at {}: {error}", config.url),
+        };
+        // The id is [a-z0-9] only, so it is safe to splice into DDL.
+        if let Err(error) = sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&pool)
+            .await
+        {
+            panic!("cannot create schema {schema}: {error}");
+        }
+        pool.close().await;
+        config.schema = Some(schema);
+        config
+    }
+
+    /// S3 settings with a fresh bucket of this test's.
+    pub async fn s3_config(&self) -> S3Config {
+        let mut config = S3Config::from_env(&mut self.stack.env());
+        config.bucket = format!("t-{}", self.id);
+        let client = S3Client::new(&config).unwrap_or_else(|error| panic!("{error}"));
+        if let Err(error) = client.create_bucket().await {
+            panic!("cannot create test bucket {}: {error}", config.bucket);
+        }
+        config
+    }
+}
