@@ -12,11 +12,7 @@ use clap::{Parser, Subcommand};
 use tokio::task::JoinSet;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "cezbek",
-    version,
-    about = "Streaming cashback and loyalty engine"
-)]
+#[command(name = "cezbek", version, about = "Streaming cashback and loyalty engine")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -90,10 +86,7 @@ fn main() -> ExitCode {
         eprintln!("cezbek: {error}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cezbek: cannot start the async runtime: {error}");
@@ -112,21 +105,21 @@ fn main() -> ExitCode {
 async fn run(service: Service) -> anyhow::Result<()> {
     let shutdown = shutdown_on_signals();
     match service {
-        Service::Ingestor(config) => cezbek_ingestor::run(config, shutdown)
-            .await
-            .context("ingestor"),
-        Service::Rewarder(config) => cezbek_rewarder::run(config, shutdown)
-            .await
-            .context("rewarder"),
-        Service::Informer(config) => cezbek_informer::run(config, shutdown)
-            .await
-            .context("informer"),
-        Service::Campaignex(config) => cezbek_campaignex::run(config, shutdown)
-            .await
-            .context("campaignex"),
-        Service::Notifier(config) => cezbek_notifier::run(config, shutdown)
-            .await
-            .context("notifier"),
+        Service::Ingestor(config) => {
+            cezbek_ingestor::run(config, shutdown).await.context("ingestor")
+        }
+        Service::Rewarder(config) => {
+            cezbek_rewarder::run(config, shutdown).await.context("rewarder")
+        }
+        Service::Informer(config) => {
+            cezbek_informer::run(config, shutdown).await.context("informer")
+        }
+        Service::Campaignex(config) => {
+            cezbek_campaignex::run(config, shutdown).await.context("campaignex")
+        }
+        Service::Notifier(config) => {
+            cezbek_notifier::run(config, shutdown).await.context("notifier")
+        }
         Service::Dev(configs) => run_all(*configs, shutdown).await,
     }
 }
@@ -137,45 +130,30 @@ async fn run_all(configs: DevConfigs, shutdown: CancellationToken) -> anyhow::Re
     let mut services = JoinSet::new();
     let token = shutdown.clone();
     services.spawn(async move {
-        cezbek_ingestor::run(configs.ingestor, token)
-            .await
-            .context("ingestor")
+        cezbek_ingestor::run(configs.ingestor, token).await.context("ingestor")
     });
     let token = shutdown.clone();
     services.spawn(async move {
-        cezbek_rewarder::run(configs.rewarder, token)
-            .await
-            .context("rewarder")
+        cezbek_rewarder::run(configs.rewarder, token).await.context("rewarder")
     });
     let token = shutdown.clone();
     services.spawn(async move {
-        cezbek_informer::run(configs.informer, token)
-            .await
-            .context("informer")
+        cezbek_informer::run(configs.informer, token).await.context("informer")
     });
     let token = shutdown.clone();
     services.spawn(async move {
-        cezbek_campaignex::run(configs.campaignex, token)
-            .await
-            .context("campaignex")
+        cezbek_campaignex::run(configs.campaignex, token).await.context("campaignex")
     });
     let token = shutdown.clone();
     services.spawn(async move {
-        cezbek_notifier::run(configs.notifier, token)
-            .await
-            .context("notifier")
+        cezbek_notifier::run(configs.notifier, token).await.context("notifier")
     });
     tracing::info!("cezbek dev: all five services started");
     let mut first_error = None;
     while let Some(joined) = services.join_next().await {
-        let outcome = joined
-            .context("a service task panicked")
-            .and_then(|result| result);
+        let outcome = joined.context("a service task panicked").and_then(|result| result);
         if let Err(error) = outcome {
-            tracing::error!(
-                error = format!("{error:#}"),
-                "service stopped; stopping the others"
-            );
+            tracing::error!(error = format!("{error:#}"), "service stopped; stopping the others");
             shutdown.cancel();
             first_error.get_or_insert(error);
         }

@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 fn cezbek() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cezbek"));
     // Only what each test sets: a developer's own CEZBEK_… must not leak in.
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     command
 }
 
@@ -36,10 +34,7 @@ fn invalid_configuration_lists_every_problem_and_exits_2() {
         "CEZBEK_S3_ACCESS_KEY: is required but not set",
         "CEZBEK_S3_SECRET_KEY: is required but not set",
     ] {
-        assert!(
-            stderr.contains(expected),
-            "missing {expected:?} in:\n{stderr}"
-        );
+        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
     }
 }
 
@@ -59,11 +54,7 @@ fn a_service_reads_only_its_own_configuration() {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 #[test]
@@ -73,10 +64,10 @@ fn dev_runs_five_ready_services_and_stops_gracefully_on_sigterm() {
     let services = ["INGESTOR", "REWARDER", "INFORMER", "CAMPAIGNEX", "NOTIFIER"];
     let ports: Vec<u16> = services.iter().map(|_| free_port()).collect();
     let mut command = cezbek();
-    command.arg("dev").env("CEZBEK_LOG_FORMAT", "json").env(
-        "CEZBEK_ETCD_PREFIX",
-        format!("/cezbek-test/{}/", context.id),
-    );
+    command
+        .arg("dev")
+        .env("CEZBEK_LOG_FORMAT", "json")
+        .env("CEZBEK_ETCD_PREFIX", format!("/cezbek-test/{}/", context.id));
     for name in [
         "CEZBEK_KAFKA_BROKERS",
         "CEZBEK_ETCD_ENDPOINTS",
@@ -90,73 +81,44 @@ fn dev_runs_five_ready_services_and_stops_gracefully_on_sigterm() {
         command.env(name, stack.var(name));
     }
     for (service, port) in services.iter().zip(&ports) {
-        command.env(
-            format!("CEZBEK_{service}_LISTEN"),
-            format!("127.0.0.1:{port}"),
-        );
+        command.env(format!("CEZBEK_{service}_LISTEN"), format!("127.0.0.1:{port}"));
     }
-    let mut child = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
 
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
+    let client =
+        reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     for (service, port) in services.iter().zip(&ports) {
         loop {
             let answer = client.get(format!("http://127.0.0.1:{port}/readyz")).send();
-            if answer
-                .as_ref()
-                .is_ok_and(|response| response.status() == 200)
-            {
+            if answer.as_ref().is_ok_and(|response| response.status() == 200) {
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{service} on {port} not ready in 60 s: {answer:?}"
-            );
+            assert!(Instant::now() < deadline, "{service} on {port} not ready in 60 s: {answer:?}");
             std::thread::sleep(Duration::from_millis(200));
         }
-        let health = client
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .unwrap();
+        let health = client.get(format!("http://127.0.0.1:{port}/healthz")).send().unwrap();
         assert_eq!(health.status(), 200, "{service}");
-        let metrics = client
-            .get(format!("http://127.0.0.1:{port}/metrics"))
-            .send()
-            .unwrap();
+        let metrics = client.get(format!("http://127.0.0.1:{port}/metrics")).send().unwrap();
         assert_eq!(metrics.status(), 200, "{service}");
     }
 
-    let signalled = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let signalled = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(signalled.success());
     let stopped_by = Instant::now() + Duration::from_secs(15);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(
-            Instant::now() < stopped_by,
-            "cezbek dev did not stop within 15 s of SIGTERM"
-        );
+        assert!(Instant::now() < stopped_by, "cezbek dev did not stop within 15 s of SIGTERM");
         std::thread::sleep(Duration::from_millis(100));
     };
     let mut logs = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut logs).unwrap();
     assert!(status.success(), "exit {status:?}; logs:\n{logs}");
     // JSON logs: one object a line, including the shutdown notice.
-    let shutdown_line = logs
-        .lines()
-        .find(|line| line.contains("shutdown requested"))
-        .expect("shutdown is logged");
+    let shutdown_line =
+        logs.lines().find(|line| line.contains("shutdown requested")).expect("shutdown is logged");
     let event: serde_json::Value = serde_json::from_str(shutdown_line).unwrap();
     assert_eq!(event["signal"], "SIGTERM");
 }

@@ -128,9 +128,7 @@ async fn python_decodes_events_that_rust_produced_to_the_broker() {
         let key = transaction.key();
         producer
             .send(
-                FutureRecord::to(&kafka.transactions_topic)
-                    .key(&key)
-                    .payload(&payload),
+                FutureRecord::to(&kafka.transactions_topic).key(&key).payload(&payload),
                 Duration::from_secs(10),
             )
             .await
@@ -140,9 +138,7 @@ async fn python_decodes_events_that_rust_produced_to_the_broker() {
     let payload = encode(&reward).unwrap();
     producer
         .send(
-            FutureRecord::to(&kafka.rewards_topic)
-                .key(&reward.key())
-                .payload(&payload),
+            FutureRecord::to(&kafka.rewards_topic).key(&reward.key()).payload(&payload),
             Duration::from_secs(10),
         )
         .await

@@ -38,18 +38,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let registry = prometheus::Registry::new();
     let readiness = Readiness::new(&["etcd", "postgres"]);
     etcd::watch_readiness(&readiness, &config.etcd, &shutdown);
-    postgres::watch_readiness(
-        &readiness,
-        &postgres::connect_lazy(&config.postgres)?,
-        &shutdown,
-    );
-    http::serve_with_ops(
-        config.http.listen,
-        Router::new(),
-        registry,
-        readiness,
-        shutdown,
-    )
-    .await?;
+    postgres::watch_readiness(&readiness, &postgres::connect_lazy(&config.postgres)?, &shutdown);
+    http::serve_with_ops(config.http.listen, Router::new(), registry, readiness, shutdown).await?;
     Ok(())
 }

@@ -34,18 +34,7 @@ pub enum Error {
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     let registry = prometheus::Registry::new();
     let readiness = Readiness::new(&["postgres"]);
-    postgres::watch_readiness(
-        &readiness,
-        &postgres::connect_lazy(&config.postgres)?,
-        &shutdown,
-    );
-    http::serve_with_ops(
-        config.http.listen,
-        Router::new(),
-        registry,
-        readiness,
-        shutdown,
-    )
-    .await?;
+    postgres::watch_readiness(&readiness, &postgres::connect_lazy(&config.postgres)?, &shutdown);
+    http::serve_with_ops(config.http.listen, Router::new(), registry, readiness, shutdown).await?;
     Ok(())
 }

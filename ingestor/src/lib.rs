@@ -45,13 +45,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     kafka::watch_readiness(&readiness, &producer, &shutdown);
     etcd::watch_readiness(&readiness, &config.etcd, &shutdown);
     S3Client::new(&config.s3)?.watch_readiness(&readiness, &shutdown);
-    http::serve_with_ops(
-        config.http.listen,
-        Router::new(),
-        registry,
-        readiness,
-        shutdown,
-    )
-    .await?;
+    http::serve_with_ops(config.http.listen, Router::new(), registry, readiness, shutdown).await?;
     Ok(())
 }

@@ -34,22 +34,13 @@ impl Env {
     pub fn from_pairs<K: Into<String>, V: Into<String>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
-        let vars = pairs
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
-        Self {
-            vars,
-            problems: Vec::new(),
-        }
+        let vars = pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        Self { vars, problems: Vec::new() }
     }
 
     /// The value if set and not blank.
     pub fn optional(&self, name: &str) -> Option<String> {
-        self.vars
-            .get(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
+        self.vars.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
     }
 
     pub fn string(&self, name: &str, default: &str) -> String {
@@ -138,9 +129,7 @@ impl Env {
         if self.problems.is_empty() {
             Ok(value)
         } else {
-            Err(ConfigError {
-                problems: self.problems,
-            })
+            Err(ConfigError { problems: self.problems })
         }
     }
 }
@@ -148,9 +137,7 @@ impl Env {
 fn parse_duration(raw: &str) -> Result<Duration, &'static str> {
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (number, unit) = raw.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| "must start with a whole number (e.g. 5s)")?;
+    let value: u64 = number.parse().map_err(|_| "must start with a whole number (e.g. 5s)")?;
     match unit.trim() {
         "ms" => Ok(Duration::from_millis(value)),
         "s" => Ok(Duration::from_secs(value)),
@@ -174,17 +161,11 @@ impl LogConfig {
             "json" => true,
             "pretty" => false,
             other => {
-                env.problem(
-                    "CEZBEK_LOG_FORMAT",
-                    format!("{other:?} is neither pretty nor json"),
-                );
+                env.problem("CEZBEK_LOG_FORMAT", format!("{other:?} is neither pretty nor json"));
                 false
             }
         };
-        Self {
-            json,
-            filter: env.string("CEZBEK_LOG", "info"),
-        }
+        Self { json, filter: env.string("CEZBEK_LOG", "info") }
     }
 }
 
@@ -209,10 +190,9 @@ impl KafkaConfig {
                 Some((key, value)) => {
                     properties.push((key.trim().to_owned(), value.trim().to_owned()))
                 }
-                None => env.problem(
-                    "CEZBEK_KAFKA_PROPERTIES",
-                    format!("{item:?} is not key=value"),
-                ),
+                None => {
+                    env.problem("CEZBEK_KAFKA_PROPERTIES", format!("{item:?} is not key=value"))
+                }
             }
         }
         Self {
@@ -221,10 +201,8 @@ impl KafkaConfig {
             properties,
             transactions_topic: env.string("CEZBEK_TRANSACTIONS_TOPIC", "cezbek.transactions.v1"),
             rewards_topic: env.string("CEZBEK_REWARDS_TOPIC", "cezbek.rewards.v1"),
-            dead_letter_topic: env.string(
-                "CEZBEK_TRANSACTIONS_DLQ_TOPIC",
-                "cezbek.transactions.dlq.v1",
-            ),
+            dead_letter_topic: env
+                .string("CEZBEK_TRANSACTIONS_DLQ_TOPIC", "cezbek.transactions.dlq.v1"),
         }
     }
 }
@@ -241,11 +219,7 @@ pub struct EtcdConfig {
 impl EtcdConfig {
     pub fn from_env(env: &mut Env) -> Self {
         let endpoints = env.list("CEZBEK_ETCD_ENDPOINTS", "http://127.0.0.1:2379");
-        env.check(
-            !endpoints.is_empty(),
-            "CEZBEK_ETCD_ENDPOINTS",
-            "needs at least one endpoint",
-        );
+        env.check(!endpoints.is_empty(), "CEZBEK_ETCD_ENDPOINTS", "needs at least one endpoint");
         let prefix = env.string("CEZBEK_ETCD_PREFIX", "/cezbek/v1/");
         env.check(
             prefix.starts_with('/') && prefix.ends_with('/'),
@@ -272,27 +246,19 @@ pub struct PostgresConfig {
 
 impl PostgresConfig {
     pub fn from_env(env: &mut Env) -> Self {
-        let url = env.string(
-            "CEZBEK_POSTGRES_URL",
-            "postgres://cezbek:cezbek@127.0.0.1:5544/cezbek",
-        );
+        let url =
+            env.string("CEZBEK_POSTGRES_URL", "postgres://cezbek:cezbek@127.0.0.1:5544/cezbek");
         env.check(
             url.starts_with("postgres://") || url.starts_with("postgresql://"),
             "CEZBEK_POSTGRES_URL",
             "must be a postgres:// URL",
         );
         let max_connections = env.parse("CEZBEK_POSTGRES_MAX_CONNECTIONS", 8u32);
-        env.check(
-            max_connections > 0,
-            "CEZBEK_POSTGRES_MAX_CONNECTIONS",
-            "must be at least 1",
-        );
+        env.check(max_connections > 0, "CEZBEK_POSTGRES_MAX_CONNECTIONS", "must be at least 1");
         let schema = env.optional("CEZBEK_POSTGRES_SCHEMA");
         if let Some(schema) = &schema {
             env.check(
-                schema
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
                 "CEZBEK_POSTGRES_SCHEMA",
                 format!("{schema:?} may only hold a-z, 0-9 and _"),
             );
@@ -349,9 +315,7 @@ pub struct HttpConfig {
 impl HttpConfig {
     /// `variable` is the service's own (`CEZBEK_INGESTOR_LISTEN`, …).
     pub fn from_env(env: &mut Env, variable: &str, default: &str) -> Self {
-        Self {
-            listen: env.socket_addr(variable, default),
-        }
+        Self { listen: env.socket_addr(variable, default) }
     }
 }
 
@@ -369,10 +333,7 @@ mod tests {
         let s3 = S3Config::from_env(&mut env);
         assert!(env.finish(()).is_ok());
         assert_eq!(kafka.brokers, "127.0.0.1:9092");
-        assert_eq!(
-            postgres.url,
-            "postgres://cezbek:cezbek@127.0.0.1:5544/cezbek"
-        );
+        assert_eq!(postgres.url, "postgres://cezbek:cezbek@127.0.0.1:5544/cezbek");
         assert_eq!(etcd.prefix, "/cezbek/v1/");
         assert_eq!(s3.endpoint, "https://s3.us-east-1.amazonaws.com");
     }
@@ -405,10 +366,7 @@ mod tests {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
         assert_eq!(error.problems.len(), 7, "{text}");
-        assert!(
-            text.starts_with("invalid configuration (7 problems):"),
-            "{text}"
-        );
+        assert!(text.starts_with("invalid configuration (7 problems):"), "{text}");
     }
 
     #[test]

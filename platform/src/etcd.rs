@@ -10,10 +10,7 @@ use crate::http::{Readiness, spawn_readiness_check};
 pub async fn connect(config: &EtcdConfig) -> Result<Client, etcd_client::Error> {
     let options = ConnectOptions::new()
         .with_connect_timeout(config.connect_timeout)
-        .with_keep_alive(
-            std::time::Duration::from_secs(10),
-            std::time::Duration::from_secs(5),
-        );
+        .with_keep_alive(std::time::Duration::from_secs(10), std::time::Duration::from_secs(5));
     Client::connect(&config.endpoints, Some(options)).await
 }
 
@@ -30,9 +27,5 @@ pub fn watch_readiness(readiness: &Readiness, config: &EtcdConfig, shutdown: &Ca
 /// also pass after etcd comes back, whatever state a long-lived client is in.
 pub async fn check(config: &EtcdConfig) -> Result<(), String> {
     let mut client = connect(config).await.map_err(|error| error.to_string())?;
-    client
-        .status()
-        .await
-        .map(drop)
-        .map_err(|error| error.to_string())
+    client.status().await.map(drop).map_err(|error| error.to_string())
 }

@@ -17,15 +17,9 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("HTTP server on {addr} failed: {source}")]
-    Serve {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Serve { addr: SocketAddr, source: std::io::Error },
 }
 
 /// Which of a service's dependencies are ready. `/readyz` answers 200 only when all are.
@@ -38,9 +32,7 @@ impl Readiness {
     /// Starts with every named component not ready.
     pub fn new(components: &[&'static str]) -> Self {
         let map = components.iter().map(|name| (*name, false)).collect();
-        Self {
-            components: Arc::new(Mutex::new(map)),
-        }
+        Self { components: Arc::new(Mutex::new(map)) }
     }
 
     pub fn set(&self, component: &'static str, ready: bool) {
@@ -49,18 +41,12 @@ impl Readiness {
 
     /// The components that are not ready; empty means ready.
     pub fn not_ready(&self) -> Vec<&'static str> {
-        self.lock()
-            .iter()
-            .filter(|(_, ready)| !**ready)
-            .map(|(name, _)| *name)
-            .collect()
+        self.lock().iter().filter(|(_, ready)| !**ready).map(|(name, _)| *name).collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, bool>> {
         // A panic while holding this lock cannot leave the map half-written.
-        self.components
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.components.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -76,10 +62,7 @@ pub fn ops_router(registry: Registry, readiness: Readiness) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(OpsState {
-            registry,
-            readiness,
-        })
+        .with_state(OpsState { registry, readiness })
 }
 
 async fn readyz(State(state): State<OpsState>) -> Response {
@@ -87,11 +70,7 @@ async fn readyz(State(state): State<OpsState>) -> Response {
     if waiting.is_empty() {
         return (StatusCode::OK, "ready").into_response();
     }
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("not ready: {}", waiting.join(", ")),
-    )
-        .into_response()
+    (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}", waiting.join(", "))).into_response()
 }
 
 async fn metrics(State(state): State<OpsState>) -> Response {
@@ -100,18 +79,12 @@ async fn metrics(State(state): State<OpsState>) -> Response {
     if let Err(error) = encoder.encode(&state.registry.gather(), &mut body) {
         return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response();
     }
-    (
-        [(header::CONTENT_TYPE, encoder.format_type().to_owned())],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, encoder.format_type().to_owned())], body).into_response()
 }
 
 /// Binds `addr` first, so a port conflict is reported at start-up rather than later.
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, HttpError> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| HttpError::Bind { addr, source })
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| HttpError::Bind { addr, source })
 }
 
 /// Serves until `shutdown` is cancelled, then lets in-flight requests finish.
@@ -120,10 +93,9 @@ pub async fn serve(
     router: Router,
     shutdown: CancellationToken,
 ) -> Result<(), HttpError> {
-    let addr = listener.local_addr().map_err(|source| HttpError::Serve {
-        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-        source,
-    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| HttpError::Serve { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?;
     tracing::info!(%addr, "HTTP listening");
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -187,12 +159,7 @@ pub async fn serve_with_ops(
     shutdown: CancellationToken,
 ) -> Result<(), HttpError> {
     let listener = bind(listen).await?;
-    serve(
-        listener,
-        api.merge(ops_router(registry, readiness)),
-        shutdown,
-    )
-    .await
+    serve(listener, api.merge(ops_router(registry, readiness)), shutdown).await
 }
 
 #[cfg(test)]

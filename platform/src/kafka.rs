@@ -20,9 +20,7 @@ use crate::http::{Readiness, spawn_readiness_check};
 /// properties for managed clusters (TLS, SASL).
 pub fn base_config(config: &KafkaConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", &config.brokers)
-        .set("client.id", &config.client_id);
+    client.set("bootstrap.servers", &config.brokers).set("client.id", &config.client_id);
     for (key, value) in &config.properties {
         client.set(key, value);
     }
@@ -101,9 +99,7 @@ pub async fn check(producer: &FutureProducer) -> Result<(), String> {
     let producer = producer.clone();
     // librdkafka's metadata call blocks, so it runs off the async threads.
     tokio::task::spawn_blocking(move || {
-        let metadata = producer
-            .client()
-            .fetch_metadata(None, Duration::from_secs(3));
+        let metadata = producer.client().fetch_metadata(None, Duration::from_secs(3));
         metadata.map(drop).map_err(|error| error.to_string())
     })
     .await

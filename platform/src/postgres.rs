@@ -44,10 +44,6 @@ pub fn watch_readiness(readiness: &Readiness, pool: &PgPool, shutdown: &Cancella
 
 /// Readiness: the database answers a query.
 pub async fn check(pool: &PgPool) -> Result<(), String> {
-    sqlx::query("SELECT 1")
-        .execute(pool)
-        .await
-        .map(drop)
-        .map_err(|error| error.to_string())
+    sqlx::query("SELECT 1").execute(pool).await.map(drop).map_err(|error| error.to_string())
 }
 pub use sqlx::Error;

@@ -21,18 +21,9 @@ pub enum S3Error {
     #[error("S3 endpoint {endpoint:?} or bucket {bucket:?} is not usable")]
     BadEndpoint { endpoint: String, bucket: String },
     #[error("S3 request {operation} {key:?} failed: {source}")]
-    Transport {
-        operation: &'static str,
-        key: String,
-        source: reqwest::Error,
-    },
+    Transport { operation: &'static str, key: String, source: reqwest::Error },
     #[error("S3 {operation} {key:?} answered {status}: {body}")]
-    Status {
-        operation: &'static str,
-        key: String,
-        status: u16,
-        body: String,
-    },
+    Status { operation: &'static str, key: String, status: u16, body: String },
     #[error("S3 list of {prefix:?} answered unreadable XML: {reason}")]
     BadListing { prefix: String, reason: String },
 }
@@ -59,32 +50,15 @@ impl S3Client {
             bucket: config.bucket.clone(),
         };
         let endpoint: Url = config.endpoint.parse().map_err(|_| bad())?;
-        let style = if config.path_style {
-            UrlStyle::Path
-        } else {
-            UrlStyle::VirtualHost
-        };
-        let bucket = Bucket::new(
-            endpoint,
-            style,
-            config.bucket.clone(),
-            config.region.clone(),
-        )
-        .map_err(|_| bad())?;
+        let style = if config.path_style { UrlStyle::Path } else { UrlStyle::VirtualHost };
+        let bucket = Bucket::new(endpoint, style, config.bucket.clone(), config.region.clone())
+            .map_err(|_| bad())?;
         let credentials = Credentials::new(config.access_key.clone(), config.secret_key.clone());
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|source| S3Error::Transport {
-                operation: "client",
-                key: String::new(),
-                source,
-            })?;
-        Ok(Self {
-            bucket,
-            credentials,
-            http,
-        })
+        let http =
+            reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().map_err(
+                |source| S3Error::Transport { operation: "client", key: String::new(), source },
+            )?;
+        Ok(Self { bucket, credentials, http })
     }
 
     pub fn bucket_name(&self) -> &str {
@@ -93,17 +67,21 @@ impl S3Client {
 
     /// Creates the bucket; one that we already own counts as success.
     pub async fn create_bucket(&self) -> Result<(), S3Error> {
-        let url = self
-            .bucket
-            .create_bucket(&self.credentials)
-            .sign(REQUEST_TTL);
-        let response = self.send("create_bucket", "", self.http.put(url)).await;
+        let url = self.bucket.create_bucket(&self.credentials).sign(REQUEST_TTL);
+        // S3 servers want a Content-Length even on a bodiless PUT.
+        let response = self
+            .send(
+                "create_bucket",
+                "",
+                self.http.put(url).header(reqwest::header::CONTENT_LENGTH, 0),
+            )
+            .await;
         match response {
-            Err(S3Error::Status {
-                status: 409,
-                ref body,
-                ..
-            }) if body.contains("BucketAlreadyOwnedByYou") => Ok(()),
+            Err(S3Error::Status { status: 409, ref body, .. })
+                if body.contains("BucketAlreadyOwnedByYou") =>
+            {
+                Ok(())
+            }
             other => other.map(drop),
         }
     }
@@ -114,46 +92,33 @@ impl S3Client {
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<(), S3Error> {
-        let url = self
-            .bucket
-            .put_object(Some(&self.credentials), key)
-            .sign(REQUEST_TTL);
-        let request = self
-            .http
-            .put(url)
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(body);
+        let url = self.bucket.put_object(Some(&self.credentials), key).sign(REQUEST_TTL);
+        let request =
+            self.http.put(url).header(reqwest::header::CONTENT_TYPE, content_type).body(body);
         self.send("put_object", key, request).await.map(drop)
     }
 
     /// Starts a download; read the body in chunks (`Response::chunk`) to keep memory flat.
     pub async fn get_object(&self, key: &str) -> Result<reqwest::Response, S3Error> {
-        let url = self
-            .bucket
-            .get_object(Some(&self.credentials), key)
-            .sign(REQUEST_TTL);
+        let url = self.bucket.get_object(Some(&self.credentials), key).sign(REQUEST_TTL);
         self.send("get_object", key, self.http.get(url)).await
     }
 
     /// Copies within the bucket (S3 has no rename: a move is copy then delete).
     pub async fn copy_object(&self, from: &str, to: &str) -> Result<(), S3Error> {
-        let url = self
-            .bucket
-            .put_object(Some(&self.credentials), to)
-            .sign(REQUEST_TTL);
+        let url = self.bucket.put_object(Some(&self.credentials), to).sign(REQUEST_TTL);
         let source = format!("/{}/{}", self.bucket.name(), from);
-        let request = self.http.put(url).header("x-amz-copy-source", source);
+        let request = self
+            .http
+            .put(url)
+            .header("x-amz-copy-source", source)
+            .header(reqwest::header::CONTENT_LENGTH, 0);
         self.send("copy_object", to, request).await.map(drop)
     }
 
     pub async fn delete_object(&self, key: &str) -> Result<(), S3Error> {
-        let url = self
-            .bucket
-            .delete_object(Some(&self.credentials), key)
-            .sign(REQUEST_TTL);
-        self.send("delete_object", key, self.http.delete(url))
-            .await
-            .map(drop)
+        let url = self.bucket.delete_object(Some(&self.credentials), key).sign(REQUEST_TTL);
+        self.send("delete_object", key, self.http.delete(url)).await.map(drop)
     }
 
     /// Every object under `prefix`, following continuation tokens.
@@ -167,19 +132,15 @@ impl S3Client {
                 action.with_continuation_token(token.clone());
             }
             let url = action.sign(REQUEST_TTL);
-            let response = self
-                .send("list_objects", prefix, self.http.get(url))
-                .await?;
+            let response = self.send("list_objects", prefix, self.http.get(url)).await?;
             let text = response.text().await.map_err(|source| S3Error::Transport {
                 operation: "list_objects",
                 key: prefix.to_owned(),
                 source,
             })?;
-            let page =
-                ListObjectsV2::parse_response(&text).map_err(|error| S3Error::BadListing {
-                    prefix: prefix.to_owned(),
-                    reason: error.to_string(),
-                })?;
+            let page = ListObjectsV2::parse_response(&text).map_err(|error| {
+                S3Error::BadListing { prefix: prefix.to_owned(), reason: error.to_string() }
+            })?;
             objects.extend(page.contents.into_iter().map(|object| ObjectSummary {
                 key: object.key,
                 etag: object.etag.unwrap_or_default().trim_matches('"').to_owned(),
@@ -203,10 +164,7 @@ impl S3Client {
 
     /// Readiness: the bucket exists and our credentials reach it.
     pub async fn check(&self) -> Result<(), String> {
-        let url = self
-            .bucket
-            .head_bucket(Some(&self.credentials))
-            .sign(REQUEST_TTL);
+        let url = self.bucket.head_bucket(Some(&self.credentials)).sign(REQUEST_TTL);
         self.send("head_bucket", "", self.http.head(url))
             .await
             .map(drop)
@@ -215,9 +173,7 @@ impl S3Client {
 
     /// A URL that lets its holder PUT one object until it expires.
     pub fn presign_put(&self, key: &str, ttl: Duration) -> Url {
-        self.bucket
-            .put_object(Some(&self.credentials), key)
-            .sign(ttl)
+        self.bucket.put_object(Some(&self.credentials), key).sign(ttl)
     }
 
     async fn send(
@@ -236,11 +192,6 @@ impl S3Client {
             return Ok(response);
         }
         let body = response.text().await.unwrap_or_default();
-        Err(S3Error::Status {
-            operation,
-            key: key.to_owned(),
-            status: status.as_u16(),
-            body,
-        })
+        Err(S3Error::Status { operation, key: key.to_owned(), status: status.as_u16(), body })
     }
 }

@@ -18,10 +18,9 @@ pub fn shutdown_on_signals() -> CancellationToken {
 #[cfg(unix)]
 async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut terminate), Ok(mut interrupt)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
         // Without signal handlers we can still stop on Ctrl-C through the portable API.
         let _ = tokio::signal::ctrl_c().await;
         return "SIGINT";

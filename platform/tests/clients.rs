@@ -21,15 +21,11 @@ async fn s3_put_get_list_copy_delete_and_presigned_upload() {
     s3.check().await.expect("the test bucket is reachable");
 
     let key = "incoming/TOKO/first.csv";
-    s3.put_object(key, b"transaction_id,msisdn\n1,0812\n".to_vec(), "text/csv")
-        .await
-        .unwrap();
+    s3.put_object(key, b"transaction_id,msisdn\n1,0812\n".to_vec(), "text/csv").await.unwrap();
     let body = s3.get_object(key).await.unwrap().bytes().await.unwrap();
     assert_eq!(&body[..], b"transaction_id,msisdn\n1,0812\n");
 
-    s3.copy_object(key, "processed/TOKO/first.csv")
-        .await
-        .unwrap();
+    s3.copy_object(key, "processed/TOKO/first.csv").await.unwrap();
     s3.delete_object(key).await.unwrap();
     let incoming = s3.list_objects("incoming/").await.unwrap();
     assert!(incoming.is_empty(), "{incoming:?}");
@@ -37,11 +33,7 @@ async fn s3_put_get_list_copy_delete_and_presigned_upload() {
     assert_eq!(processed.len(), 1);
     assert_eq!(processed[0].key, "processed/TOKO/first.csv");
     assert_eq!(processed[0].size, 29);
-    assert!(
-        !processed[0].etag.contains('"'),
-        "ETag is unquoted: {}",
-        processed[0].etag
-    );
+    assert!(!processed[0].etag.contains('"'), "ETag is unquoted: {}", processed[0].etag);
 
     // A partner uploads with nothing but the presigned URL.
     let url = s3.presign_put("incoming/TOKO/upload.csv", Duration::from_secs(300));
@@ -53,19 +45,10 @@ async fn s3_put_get_list_copy_delete_and_presigned_upload() {
         .await
         .unwrap();
     assert!(uploaded.status().is_success(), "{}", uploaded.status());
-    let body = s3
-        .get_object("incoming/TOKO/upload.csv")
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = s3.get_object("incoming/TOKO/upload.csv").await.unwrap().text().await.unwrap();
     assert_eq!(body, "a,b\n");
 
-    let missing = s3
-        .get_object("incoming/TOKO/nothing.csv")
-        .await
-        .unwrap_err();
+    let missing = s3.get_object("incoming/TOKO/nothing.csv").await.unwrap_err();
     assert!(missing.to_string().contains("404"), "{missing}");
 }
 
@@ -79,8 +62,7 @@ async fn s3_listing_follows_continuation_pages() {
     for index in 0..count {
         let s3 = s3.clone();
         uploads.spawn(async move {
-            s3.put_object(&format!("many/{index:05}"), vec![b'x'], "text/plain")
-                .await
+            s3.put_object(&format!("many/{index:05}"), vec![b'x'], "text/plain").await
         });
     }
     while let Some(result) = uploads.join_next().await {
@@ -104,15 +86,10 @@ async fn postgres_pool_uses_the_configured_schema() {
     let context = TestContext::new("pgschema");
     let config = context.postgres_config().await;
     let pool = postgres::connect(&config).await.unwrap();
-    let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let schema: String =
+        sqlx::query_scalar("SELECT current_schema()::text").fetch_one(&pool).await.unwrap();
     assert_eq!(Some(schema), config.schema);
-    sqlx::query("CREATE TABLE probe (id int)")
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query("CREATE TABLE probe (id int)").execute(&pool).await.unwrap();
     let owner: String = sqlx::query_scalar(
         "SELECT table_schema::text FROM information_schema.tables WHERE table_name = 'probe' AND table_schema = current_schema()",
     )
@@ -160,9 +137,7 @@ async fn kafka_produce_consume_and_commit_with_the_platform_settings() {
     let config = context.kafka_config();
     context.create_topics(&config, 3).await;
     // Creating again is not an error.
-    kafka::ensure_topics(&config, &[(config.transactions_topic.as_str(), 3)])
-        .await
-        .unwrap();
+    kafka::ensure_topics(&config, &[(config.transactions_topic.as_str(), 3)]).await.unwrap();
 
     let producer = kafka::producer(&config).unwrap();
     kafka::check(&producer).await.unwrap();
@@ -171,11 +146,7 @@ async fn kafka_produce_consume_and_commit_with_the_platform_settings() {
         let record = FutureRecord::to(&config.transactions_topic)
             .key("TOKO:+6281234567890")
             .payload(&payload);
-        producer
-            .send(record, Duration::from_secs(10))
-            .await
-            .map_err(|(error, _)| error)
-            .unwrap();
+        producer.send(record, Duration::from_secs(10)).await.map_err(|(error, _)| error).unwrap();
     }
 
     let group = format!("group-{}", context.id);
@@ -192,24 +163,15 @@ async fn kafka_produce_consume_and_commit_with_the_platform_settings() {
         last = Some((message.partition(), message.offset()));
     }
     // One key, so one partition, in order.
-    assert_eq!(
-        received,
-        (0..10).map(|i| format!("message-{i}")).collect::<Vec<_>>()
-    );
+    assert_eq!(received, (0..10).map(|i| format!("message-{i}")).collect::<Vec<_>>());
     let (partition, offset) = last.unwrap();
     let mut offsets = TopicPartitionList::new();
     offsets
-        .add_partition_offset(
-            &config.transactions_topic,
-            partition,
-            Offset::Offset(offset + 1),
-        )
+        .add_partition_offset(&config.transactions_topic, partition, Offset::Offset(offset + 1))
         .unwrap();
     consumer.commit(&offsets, CommitMode::Sync).unwrap();
     let committed = consumer.committed(Duration::from_secs(10)).unwrap();
-    let element = committed
-        .find_partition(&config.transactions_topic, partition)
-        .unwrap();
+    let element = committed.find_partition(&config.transactions_topic, partition).unwrap();
     assert_eq!(element.offset(), Offset::Offset(offset + 1));
 }
 

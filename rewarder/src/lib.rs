@@ -45,18 +45,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let producer = kafka::producer(&config.kafka)?;
     kafka::watch_readiness(&readiness, &producer, &shutdown);
     etcd::watch_readiness(&readiness, &config.etcd, &shutdown);
-    postgres::watch_readiness(
-        &readiness,
-        &postgres::connect_lazy(&config.postgres)?,
-        &shutdown,
-    );
-    http::serve_with_ops(
-        config.http.listen,
-        Router::new(),
-        registry,
-        readiness,
-        shutdown,
-    )
-    .await?;
+    postgres::watch_readiness(&readiness, &postgres::connect_lazy(&config.postgres)?, &shutdown);
+    http::serve_with_ops(config.http.listen, Router::new(), registry, readiness, shutdown).await?;
     Ok(())
 }

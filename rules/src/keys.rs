@@ -40,14 +40,8 @@ mod tests {
         let code = PartnerCode::parse("TOKO").unwrap();
         let prefix = "/cezbek/v1/";
         assert_eq!(partner(prefix, &code), "/cezbek/v1/partners/TOKO");
-        assert_eq!(
-            campaign(prefix, &code, "c1"),
-            "/cezbek/v1/campaigns/TOKO/c1"
-        );
-        assert_eq!(
-            exclusion(prefix, &code, "x1"),
-            "/cezbek/v1/exclusions/TOKO/x1"
-        );
+        assert_eq!(campaign(prefix, &code, "c1"), "/cezbek/v1/campaigns/TOKO/c1");
+        assert_eq!(exclusion(prefix, &code, "x1"), "/cezbek/v1/exclusions/TOKO/x1");
         assert_eq!(tiers(prefix, &code), "/cezbek/v1/tiers/TOKO");
         assert!(campaign(prefix, &code, "c1").starts_with(&campaigns(prefix, &code)));
         assert!(partner(prefix, &code).starts_with(&partners(prefix)));

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use apache_avro::Schema;
-use apache_avro::rabin::Rabin;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -29,27 +28,15 @@ pub enum CodecError {
     #[error("message does not start with the single-object marker C3 01 (found {0:02X?})")]
     BadMagic([u8; 2]),
     #[error("unknown {schema} schema fingerprint {}", hex(fingerprint))]
-    UnknownFingerprint {
-        schema: &'static str,
-        fingerprint: Fingerprint,
-    },
+    UnknownFingerprint { schema: &'static str, fingerprint: Fingerprint },
     #[error("cannot encode {schema}: {source}")]
-    Encode {
-        schema: &'static str,
-        source: Box<apache_avro::Error>,
-    },
+    Encode { schema: &'static str, source: Box<apache_avro::Error> },
     #[error("cannot decode {schema} body: {source}")]
-    Decode {
-        schema: &'static str,
-        source: Box<apache_avro::Error>,
-    },
+    Decode { schema: &'static str, source: Box<apache_avro::Error> },
     #[error("{schema} body has {count} trailing bytes after the record")]
     TrailingBytes { schema: &'static str, count: usize },
     #[error("{schema} decoded but is invalid: {}", join(.problems))]
-    Invalid {
-        schema: &'static str,
-        problems: Vec<ValueError>,
-    },
+    Invalid { schema: &'static str, problems: Vec<ValueError> },
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -57,11 +44,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn join(problems: &[ValueError]) -> String {
-    problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
+    problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 /// The versions of one record's schema that this build knows: the current one it writes and
@@ -86,10 +69,7 @@ impl SchemaVersions {
     /// `current` is written and read with; `older` are accepted as writer schemas.
     pub fn new(name: &'static str, current: &str, older: &[&str]) -> Result<Self, SchemaError> {
         let parse = |text: &str| {
-            Schema::parse_str(text).map_err(|source| SchemaError {
-                name,
-                source: Box::new(source),
-            })
+            Schema::parse_str(text).map_err(|source| SchemaError { name, source: Box::new(source) })
         };
         let current = parse(current)?;
         let current_fingerprint = fingerprint(&current);
@@ -98,12 +78,7 @@ impl SchemaVersions {
             let schema = parse(text)?;
             writers.insert(fingerprint(&schema), schema);
         }
-        Ok(Self {
-            name,
-            current,
-            current_fingerprint,
-            writers,
-        })
+        Ok(Self { name, current, current_fingerprint, writers })
     }
 
     pub fn current(&self) -> &Schema {
@@ -116,10 +91,8 @@ impl SchemaVersions {
 
     /// Encodes a value with the current schema, header included.
     pub fn encode<T: Serialize>(&self, value: &T) -> Result<Vec<u8>, CodecError> {
-        let encode_error = |source| CodecError::Encode {
-            schema: self.name,
-            source: Box::new(source),
-        };
+        let encode_error =
+            |source| CodecError::Encode { schema: self.name, source: Box::new(source) };
         let avro_value = apache_avro::to_value(value).map_err(encode_error)?;
         // Resolving turns serde's plain values into what the schema says: unions, enums,
         // timestamp logical types.
@@ -134,26 +107,18 @@ impl SchemaVersions {
 
     /// Decodes a message written with any known version into the current shape.
     pub fn decode<T: DeserializeOwned>(&self, message: &[u8]) -> Result<T, CodecError> {
-        let decode_error = |source| CodecError::Decode {
-            schema: self.name,
-            source: Box::new(source),
-        };
+        let decode_error =
+            |source| CodecError::Decode { schema: self.name, source: Box::new(source) };
         let fingerprint = split_header(message)?;
         let writer = self
             .writers
             .get(&fingerprint)
-            .ok_or(CodecError::UnknownFingerprint {
-                schema: self.name,
-                fingerprint,
-            })?;
+            .ok_or(CodecError::UnknownFingerprint { schema: self.name, fingerprint })?;
         let mut body = &message[HEADER_LEN..];
         let value = apache_avro::from_avro_datum(writer, &mut body, Some(&self.current))
             .map_err(decode_error)?;
         if !body.is_empty() {
-            return Err(CodecError::TrailingBytes {
-                schema: self.name,
-                count: body.len(),
-            });
+            return Err(CodecError::TrailingBytes { schema: self.name, count: body.len() });
         }
         apache_avro::from_value(&value).map_err(decode_error)
     }
@@ -172,13 +137,48 @@ pub fn split_header(message: &[u8]) -> Result<Fingerprint, CodecError> {
     Ok(fingerprint)
 }
 
-/// CRC-64-AVRO of the schema's parsing canonical form, little endian as single-object
+/// CRC-64-AVRO of the schema's Parsing Canonical Form, little endian as single-object
 /// encoding writes it.
 pub fn fingerprint(schema: &Schema) -> Fingerprint {
-    let bytes = schema.fingerprint::<Rabin>().bytes;
-    let mut fingerprint = [0u8; 8];
-    fingerprint.copy_from_slice(&bytes[..8]);
-    fingerprint
+    crc64_avro(parsing_canonical_form(schema).as_bytes()).to_le_bytes()
+}
+
+/// The Parsing Canonical Form as the Avro specification defines it.
+///
+/// apache-avro's own form writes a primitive that carried a logical type as `{"type":"long"}`,
+/// where the specification (and Java, fastavro and the other libraries) have `"long"`: its
+/// fingerprints would match no other implementation. In the canonical form there are no docs,
+/// defaults or white space, and names cannot hold braces or quotes, so the wrapped form can only
+/// be a schema, and replacing it is exact.
+pub fn parsing_canonical_form(schema: &Schema) -> String {
+    const PRIMITIVES: [&str; 8] =
+        ["null", "boolean", "int", "long", "float", "double", "bytes", "string"];
+    let mut form = schema.canonical_form();
+    for primitive in PRIMITIVES {
+        form = form.replace(&format!(r#"{{"type":"{primitive}"}}"#), &format!(r#""{primitive}""#));
+    }
+    form
+}
+
+/// The 64-bit Rabin fingerprint of the Avro specification ("CRC-64-AVRO").
+pub fn crc64_avro(data: &[u8]) -> u64 {
+    const EMPTY: u64 = 0xC15D_213A_A4D7_A795;
+    static TABLE: OnceLock<[u64; 256]> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut table = [0u64; 256];
+        for (index, slot) in (0u64..).zip(table.iter_mut()) {
+            let mut fingerprint = index;
+            for _ in 0..8 {
+                fingerprint = (fingerprint >> 1) ^ (EMPTY & (fingerprint & 1).wrapping_neg());
+            }
+            *slot = fingerprint;
+        }
+        table
+    });
+    data.iter().fold(EMPTY, |fingerprint, byte| {
+        // The index is the low byte, so the cast cannot lose anything that matters.
+        (fingerprint >> 8) ^ table[((fingerprint ^ u64::from(*byte)) & 0xFF) as usize]
+    })
 }
 
 pub const TRANSACTION_AVSC: &str = include_str!("../avro/transaction.avsc");
@@ -232,9 +232,6 @@ pub fn decode_transaction(message: &[u8]) -> Result<Transaction, CodecError> {
     let transaction: Transaction = decode(message)?;
     transaction
         .validate()
-        .map_err(|problems| CodecError::Invalid {
-            schema: "Transaction",
-            problems,
-        })?;
+        .map_err(|problems| CodecError::Invalid { schema: "Transaction", problems })?;
     Ok(transaction)
 }

@@ -34,10 +34,7 @@ pub(crate) const ISO_4217: &[(&str, u8)] = &[
 
 /// The minor-unit exponent of a known code, or `None` for an unknown one.
 pub(crate) fn exponent_of(code: &str) -> Option<u8> {
-    ISO_4217
-        .binary_search_by(|(known, _)| (*known).cmp(code))
-        .ok()
-        .map(|index| ISO_4217[index].1)
+    ISO_4217.binary_search_by(|(known, _)| (*known).cmp(code)).ok().map(|index| ISO_4217[index].1)
 }
 
 #[cfg(test)]
@@ -47,12 +44,7 @@ mod tests {
     #[test]
     fn table_is_sorted_and_unique_so_binary_search_is_valid() {
         for pair in ISO_4217.windows(2) {
-            assert!(
-                pair[0].0 < pair[1].0,
-                "{} must sort before {}",
-                pair[0].0,
-                pair[1].0
-            );
+            assert!(pair[0].0 < pair[1].0, "{} must sort before {}", pair[0].0, pair[1].0);
         }
     }
 

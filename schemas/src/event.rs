@@ -85,21 +85,13 @@ impl Transaction {
             ));
         }
         match (self.kind, &self.original_transaction_id) {
-            (TransactionKind::Refund, None) => problems.push(ValueError::new(
-                "original_transaction_id",
-                "is required for a REFUND",
-            )),
-            (TransactionKind::Purchase, Some(_)) => problems.push(ValueError::new(
-                "original_transaction_id",
-                "is only allowed on a REFUND",
-            )),
+            (TransactionKind::Refund, None) => problems
+                .push(ValueError::new("original_transaction_id", "is required for a REFUND")),
+            (TransactionKind::Purchase, Some(_)) => problems
+                .push(ValueError::new("original_transaction_id", "is only allowed on a REFUND")),
             _ => {}
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems)
-        }
+        if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 }
 

@@ -20,10 +20,7 @@ pub struct ValueError {
 
 impl ValueError {
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        Self { field: field.into(), reason: reason.into() }
     }
 
     /// The same error reported against another field name (e.g. `mccs[3]` instead of `mcc`).
@@ -150,13 +147,10 @@ impl PartnerCode {
         if !(2..=16).contains(&length) {
             return Err(err(format!("has {length} characters; 2 to 16 are allowed")));
         }
-        if let Some(bad) = raw
-            .chars()
-            .find(|c| !(c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_'))
+        if let Some(bad) =
+            raw.chars().find(|c| !(c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_'))
         {
-            return Err(err(format!(
-                "contains {bad:?}; only A-Z, 0-9 and _ are allowed"
-            )));
+            return Err(err(format!("contains {bad:?}; only A-Z, 0-9 and _ are allowed")));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -214,10 +208,7 @@ impl Mcc {
     pub fn new(code: i64) -> Result<Self, ValueError> {
         match u16::try_from(code) {
             Ok(code) if (1..=Self::MAX).contains(&code) => Ok(Self(code)),
-            _ => Err(ValueError::new(
-                "mcc",
-                format!("is {code}; must be between 1 and 9999"),
-            )),
+            _ => Err(ValueError::new("mcc", format!("is {code}; must be between 1 and 9999"))),
         }
     }
 
@@ -225,15 +216,10 @@ impl Mcc {
     pub fn parse(raw: &str) -> Result<Self, ValueError> {
         let trimmed = raw.trim();
         if trimmed.is_empty() || !trimmed.bytes().all(|b| b.is_ascii_digit()) || trimmed.len() > 4 {
-            return Err(ValueError::new(
-                "mcc",
-                format!("{raw:?} is not a 1 to 4 digit number"),
-            ));
+            return Err(ValueError::new("mcc", format!("{raw:?} is not a 1 to 4 digit number")));
         }
         // At most four ASCII digits, so this parse cannot fail.
-        let code: i64 = trimmed
-            .parse()
-            .map_err(|_| ValueError::new("mcc", "is not a number"))?;
+        let code: i64 = trimmed.parse().map_err(|_| ValueError::new("mcc", "is not a number"))?;
         Self::new(code)
     }
 
@@ -280,9 +266,7 @@ impl Currency {
             return Err(err(format!("{raw:?} is not a three-letter ISO 4217 code")));
         };
         if currency::exponent_of(raw).is_none() {
-            return Err(err(format!(
-                "{raw:?} is not an ISO 4217 currency code in use"
-            )));
+            return Err(err(format!("{raw:?} is not an ISO 4217 currency code in use")));
         }
         Ok(Self(bytes))
     }
@@ -337,14 +321,8 @@ impl Money {
                 right: other.currency,
             });
         }
-        let minor = self
-            .minor
-            .checked_add(other.minor)
-            .ok_or(MoneyError::Overflow)?;
-        Ok(Money {
-            minor,
-            currency: self.currency,
-        })
+        let minor = self.minor.checked_add(other.minor).ok_or(MoneyError::Overflow)?;
+        Ok(Money { minor, currency: self.currency })
     }
 }
 
@@ -359,13 +337,7 @@ impl fmt::Display for Money {
         }
         let scale = 10u64.pow(exponent);
         let width = exponent as usize;
-        write!(
-            f,
-            "{} {sign}{}.{:0width$}",
-            self.currency,
-            magnitude / scale,
-            magnitude % scale
-        )
+        write!(f, "{} {sign}{}.{:0width$}", self.currency, magnitude / scale, magnitude % scale)
     }
 }
 
@@ -389,10 +361,7 @@ mod tests {
                 "input {raw:?}"
             );
         }
-        assert_eq!(
-            Msisdn::parse("14155550100").map(|m| m.0),
-            Ok("+14155550100".to_owned())
-        );
+        assert_eq!(Msisdn::parse("14155550100").map(|m| m.0), Ok("+14155550100".to_owned()));
     }
 
     #[test]
@@ -414,18 +383,8 @@ mod tests {
     fn partner_code_pattern() {
         assert!(PartnerCode::parse("TOKO_1").is_ok());
         assert!(PartnerCode::parse("AB").is_ok());
-        assert!(
-            PartnerCode::parse("A")
-                .unwrap_err()
-                .reason
-                .contains("1 characters")
-        );
-        assert!(
-            PartnerCode::parse("toko")
-                .unwrap_err()
-                .reason
-                .contains("'t'")
-        );
+        assert!(PartnerCode::parse("A").unwrap_err().reason.contains("1 characters"));
+        assert!(PartnerCode::parse("toko").unwrap_err().reason.contains("'t'"));
         assert!(PartnerCode::parse("ABCDEFGHIJKLMNOPQ").is_err());
         assert!(PartnerCode::parse("AB-C").is_err());
     }
@@ -438,19 +397,9 @@ mod tests {
             TransactionId::parse(&"é".repeat(64)).is_ok(),
             "the limit is in characters, not bytes"
         );
-        assert!(
-            TransactionId::parse(&"x".repeat(65))
-                .unwrap_err()
-                .reason
-                .contains("65")
-        );
+        assert!(TransactionId::parse(&"x".repeat(65)).unwrap_err().reason.contains("65"));
         assert!(TransactionId::parse("").is_err());
-        assert!(
-            TransactionId::parse("a\nb")
-                .unwrap_err()
-                .reason
-                .contains("control")
-        );
+        assert!(TransactionId::parse("a\nb").unwrap_err().reason.contains("control"));
         assert!(TransactionId::parse(" a").is_err());
     }
 
@@ -459,12 +408,7 @@ mod tests {
         assert_eq!(Mcc::parse("0742").map(Mcc::code), Ok(742));
         assert_eq!(Mcc::new(9999).map(|m| m.to_string()), Ok("9999".to_owned()));
         assert_eq!(Mcc::new(1).map(|m| m.to_string()), Ok("0001".to_owned()));
-        assert!(
-            Mcc::new(0)
-                .unwrap_err()
-                .reason
-                .contains("between 1 and 9999")
-        );
+        assert!(Mcc::new(0).unwrap_err().reason.contains("between 1 and 9999"));
         assert!(Mcc::new(10000).is_err());
         assert!(Mcc::new(-5).is_err());
         assert!(Mcc::parse("12a").is_err());
@@ -473,17 +417,9 @@ mod tests {
 
     #[test]
     fn currency_codes() {
-        assert_eq!(
-            Currency::parse("IDR").map(|c| c.to_string()),
-            Ok("IDR".to_owned())
-        );
+        assert_eq!(Currency::parse("IDR").map(|c| c.to_string()), Ok("IDR".to_owned()));
         assert!(Currency::parse("idr").is_err());
-        assert!(
-            Currency::parse("XYZ")
-                .unwrap_err()
-                .reason
-                .contains("not an ISO 4217")
-        );
+        assert!(Currency::parse("XYZ").unwrap_err().reason.contains("not an ISO 4217"));
         assert!(Currency::parse("RUPIAH").is_err());
         assert!(Currency::parse("").is_err());
     }
@@ -497,10 +433,7 @@ mod tests {
         assert_eq!(Money::new(-5, idr).to_string(), "IDR -0.05");
         assert_eq!(Money::new(300, jpy).to_string(), "JPY 300");
         assert_eq!(Money::new(1_234, kwd).to_string(), "KWD 1.234");
-        assert_eq!(
-            Money::new(1, idr).checked_add(Money::new(2, idr)),
-            Ok(Money::new(3, idr))
-        );
+        assert_eq!(Money::new(1, idr).checked_add(Money::new(2, idr)), Ok(Money::new(3, idr)));
         assert!(matches!(
             Money::new(1, idr).checked_add(Money::new(1, jpy)),
             Err(MoneyError::CurrencyMismatch { .. })

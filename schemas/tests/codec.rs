@@ -40,10 +40,7 @@ fn sample_transaction() -> Transaction {
 fn header_carries_the_fingerprint_of_the_current_schema() {
     let bytes = encode(&sample_transaction()).unwrap();
     let versions = <Transaction as codec::Event>::schema_versions();
-    assert_eq!(
-        codec::split_header(&bytes).unwrap(),
-        versions.current_fingerprint()
-    );
+    assert_eq!(codec::split_header(&bytes).unwrap(), versions.current_fingerprint());
     assert_ne!(
         versions.current_fingerprint(),
         <Reward as codec::Event>::schema_versions().current_fingerprint()
@@ -56,51 +53,28 @@ fn an_unknown_fingerprint_is_a_typed_error() {
     bytes[2] ^= 0xFF;
     let error = decode_transaction(&bytes).unwrap_err();
     assert!(
-        matches!(
-            error,
-            CodecError::UnknownFingerprint {
-                schema: "Transaction",
-                ..
-            }
-        ),
+        matches!(error, CodecError::UnknownFingerprint { schema: "Transaction", .. }),
         "{error}"
     );
-    assert!(
-        error
-            .to_string()
-            .contains("unknown Transaction schema fingerprint"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("unknown Transaction schema fingerprint"), "{error}");
 }
 
 #[test]
 fn a_reward_is_not_read_as_a_transaction() {
     let reward = support::samples(support::reward(), 1).remove(0);
     let error = decode_transaction(&encode(&reward).unwrap()).unwrap_err();
-    assert!(
-        matches!(error, CodecError::UnknownFingerprint { .. }),
-        "{error}"
-    );
+    assert!(matches!(error, CodecError::UnknownFingerprint { .. }), "{error}");
 }
 
 #[test]
 fn bad_framing_is_a_typed_error() {
     let bytes = encode(&sample_transaction()).unwrap();
-    assert!(matches!(
-        decode_transaction(&bytes[..5]),
-        Err(CodecError::TooShort(5))
-    ));
+    assert!(matches!(decode_transaction(&bytes[..5]), Err(CodecError::TooShort(5))));
     let mut wrong_magic = bytes.clone();
     wrong_magic[0] = 0x00;
-    assert!(matches!(
-        decode_transaction(&wrong_magic),
-        Err(CodecError::BadMagic([0x00, 0x01]))
-    ));
+    assert!(matches!(decode_transaction(&wrong_magic), Err(CodecError::BadMagic([0x00, 0x01]))));
     let truncated = &bytes[..bytes.len() - 3];
-    assert!(matches!(
-        decode_transaction(truncated),
-        Err(CodecError::Decode { .. })
-    ));
+    assert!(matches!(decode_transaction(truncated), Err(CodecError::Decode { .. })));
     let mut trailing = bytes.clone();
     trailing.extend_from_slice(&[0, 0]);
     assert!(matches!(
@@ -121,10 +95,7 @@ fn a_decoded_transaction_with_invalid_values_is_rejected_with_the_field() {
         panic!("expected Invalid, got {error}")
     };
     let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
-    assert!(
-        fields.contains(&"amount") && fields.contains(&"quantity"),
-        "{error}"
-    );
+    assert!(fields.contains(&"amount") && fields.contains(&"quantity"), "{error}");
 }
 
 #[test]
@@ -163,11 +134,7 @@ const OLDER_TRANSACTION_AVSC: &str = r#"{
 
 #[test]
 fn an_older_writer_schema_resolves_into_the_current_one() {
-    let transaction = Transaction {
-        email: None,
-        wallet: None,
-        ..sample_transaction()
-    };
+    let transaction = Transaction { email: None, wallet: None, ..sample_transaction() };
     let mut older_fields = serde_json::to_value(&transaction).unwrap();
     let object = older_fields.as_object_mut().unwrap();
     object.remove("email");
@@ -190,4 +157,32 @@ fn an_older_writer_schema_resolves_into_the_current_one() {
 fn an_invalid_schema_text_is_reported() {
     let error = SchemaVersions::new("Broken", r#"{"type": "record"}"#, &[]).unwrap_err();
     assert!(error.to_string().contains("Broken"), "{error}");
+}
+
+#[test]
+fn crc64_avro_matches_the_specification_vectors() {
+    // Values from the Avro specification's reference implementation (as signed longs).
+    assert_eq!(codec::crc64_avro(br#""null""#) as i64, 7_195_948_357_588_979_594);
+    assert_eq!(codec::crc64_avro(br#""boolean""#) as i64, -6_970_731_678_124_411_036);
+    assert_eq!(
+        codec::crc64_avro(br#"{"name":"foo","type":"fixed","size":15}"#) as i64,
+        1_756_455_273_707_447_556
+    );
+}
+
+#[test]
+fn logical_types_do_not_change_the_canonical_form_or_fingerprint() {
+    let with_logical = apache_avro::Schema::parse_str(
+        r#"{"type":"record","name":"T","fields":[{"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}}]}"#,
+    )
+    .unwrap();
+    let plain = apache_avro::Schema::parse_str(
+        r#"{"type":"record","name":"T","fields":[{"name":"at","type":"long"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        codec::parsing_canonical_form(&with_logical),
+        r#"{"name":"T","type":"record","fields":[{"name":"at","type":"long"}]}"#
+    );
+    assert_eq!(codec::fingerprint(&with_logical), codec::fingerprint(&plain));
 }

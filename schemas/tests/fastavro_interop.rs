@@ -24,12 +24,7 @@ fn interop(args: &[&str], input: &str) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the stack's Python runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write to python");
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write to python");
     let output = child.wait_with_output().expect("python finishes");
     assert!(
         output.status.success(),
@@ -40,11 +35,7 @@ fn interop(args: &[&str], input: &str) -> String {
 }
 
 fn schema_dir() -> String {
-    cezbek_testkit::stack()
-        .root
-        .join("schemas/avro")
-        .display()
-        .to_string()
+    cezbek_testkit::stack().root.join("schemas/avro").display().to_string()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -75,10 +66,8 @@ fn fastavro_reads_what_rust_writes() {
         expected.push(serde_json::to_value(reward).unwrap());
     }
     let output = interop(&["decode", "--schema-dir", &schema_dir()], &input);
-    let decoded: Vec<Value> = output
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let decoded: Vec<Value> =
+        output.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
     assert_eq!(decoded.len(), expected.len());
     for (index, (got, want)) in decoded.iter().zip(&expected).enumerate() {
         assert_eq!(got, want, "record {index} differs");
@@ -90,41 +79,19 @@ fn rust_reads_what_fastavro_writes() {
     let transactions = support::samples(support::transaction(), 40);
     let rewards = support::samples(support::reward(), 40);
     let lines = |values: Vec<String>| values.join("\n");
-    let transaction_json = lines(
-        transactions
-            .iter()
-            .map(|t| serde_json::to_string(t).unwrap())
-            .collect(),
-    );
-    let reward_json = lines(
-        rewards
-            .iter()
-            .map(|r| serde_json::to_string(r).unwrap())
-            .collect(),
-    );
+    let transaction_json =
+        lines(transactions.iter().map(|t| serde_json::to_string(t).unwrap()).collect());
+    let reward_json = lines(rewards.iter().map(|r| serde_json::to_string(r).unwrap()).collect());
     let avro = |name: &str| {
-        cezbek_testkit::stack()
-            .root
-            .join("schemas/avro")
-            .join(name)
-            .display()
-            .to_string()
+        cezbek_testkit::stack().root.join("schemas/avro").join(name).display().to_string()
     };
 
-    let written = interop(
-        &["encode", "--schema", &avro("transaction.avsc")],
-        &transaction_json,
-    );
-    let decoded: Vec<Transaction> = written
-        .lines()
-        .map(|line| decode_transaction(&unhex(line)).unwrap())
-        .collect();
+    let written = interop(&["encode", "--schema", &avro("transaction.avsc")], &transaction_json);
+    let decoded: Vec<Transaction> =
+        written.lines().map(|line| decode_transaction(&unhex(line)).unwrap()).collect();
     assert_eq!(decoded, transactions);
 
     let written = interop(&["encode", "--schema", &avro("reward.avsc")], &reward_json);
-    let decoded: Vec<Reward> = written
-        .lines()
-        .map(|line| decode(&unhex(line)).unwrap())
-        .collect();
+    let decoded: Vec<Reward> = written.lines().map(|line| decode(&unhex(line)).unwrap()).collect();
     assert_eq!(decoded, rewards);
 }

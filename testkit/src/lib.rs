@@ -29,10 +29,7 @@ const NOT_UP: &str =
 
 /// The workspace root (where `dev/` and `var/` are).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 /// The stack's endpoints; panics, naming what to do, when the stack is not up.
@@ -69,10 +66,7 @@ pub fn stack() -> &'static Stack {
             ("S3", host_port(stack.var("CEZBEK_S3_ENDPOINT"))),
             ("SMTP", stack.var("CEZBEK_SMTP_ADDR")),
         ] {
-            assert!(
-                reachable(&address),
-                "{NOT_UP}: {name} at {address} does not answer"
-            );
+            assert!(reachable(&address), "{NOT_UP}: {name} at {address} does not answer");
         }
         stack
     })
@@ -80,14 +74,9 @@ pub fn stack() -> &'static Stack {
 
 fn host_port(url: String) -> String {
     let without_scheme = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
-    let after_credentials = without_scheme
-        .rsplit_once('@')
-        .map_or(without_scheme, |(_, rest)| rest);
-    after_credentials
-        .split(['/', ','])
-        .next()
-        .unwrap_or_default()
-        .to_owned()
+    let after_credentials =
+        without_scheme.rsplit_once('@').map_or(without_scheme, |(_, rest)| rest);
+    after_credentials.split(['/', ',']).next().unwrap_or_default().to_owned()
 }
 
 fn reachable(address: &str) -> bool {
@@ -138,10 +127,7 @@ impl TestContext {
             .take(16)
             .collect();
         let random = uuid::Uuid::new_v4().simple().to_string();
-        Self {
-            id: format!("{cleaned}{}", &random[..10]),
-            stack,
-        }
+        Self { id: format!("{cleaned}{}", &random[..10]), stack }
     }
 
     /// Kafka settings whose three topics belong to this test. Call [`Self::create_topics`].
@@ -181,10 +167,7 @@ impl TestContext {
             Err(error) => panic!("cannot connect to PostgreSQL at {}: {error}", config.url),
         };
         // The id is [a-z0-9] only, so it is safe to splice into DDL.
-        if let Err(error) = sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&pool)
-            .await
-        {
+        if let Err(error) = sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&pool).await {
             panic!("cannot create schema {schema}: {error}");
         }
         pool.close().await;

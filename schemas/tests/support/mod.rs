@@ -129,11 +129,6 @@ pub fn samples<T: std::fmt::Debug>(strategy: impl Strategy<Value = T>, count: us
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]);
     let mut runner = TestRunner::new_with_rng(Config::default(), rng);
     (0..count)
-        .map(|_| {
-            strategy
-                .new_tree(&mut runner)
-                .expect("generator never rejects")
-                .current()
-        })
+        .map(|_| strategy.new_tree(&mut runner).expect("generator never rejects").current())
         .collect()
 }
