@@ -17,9 +17,10 @@ def create_topics(brokers):
     existing = admin.list_topics(timeout=10).topics
     wanted = [NewTopic(name, num_partitions=count, replication_factor=1)
               for name, count in TOPICS.items() if name not in existing]
-    for name, future in admin.create_topics(wanted, operation_timeout=10).items():
-        future.result()
-        print(f"topic {name} created")
+    if wanted:
+        for name, future in admin.create_topics(wanted, operation_timeout=10).items():
+            future.result()
+            print(f"topic {name} created")
     for name in TOPICS:
         if name in existing:
             print(f"topic {name} exists")
