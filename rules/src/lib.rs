@@ -1,8 +1,20 @@
-//! Cezbek's pure reward engine: the campaign, exclusion and tier models and `evaluate()`.
-//! No I/O and no async: the rewarder and campaignex's dry-run call the same function, and a
-//! replay of the transaction log with the same rule revisions gives the same decisions.
-//!
-//! The models and `evaluate()` arrive with the rules-engine issue; this crate already owns
-//! the etcd key layout that campaignex writes and the services watch.
+//! Cezbek's pure reward engine: the campaign, exclusion and tier models, an indexed rule
+//! snapshot, and `evaluate()`. No I/O and no async: the rewarder and campaignex's dry run call
+//! the same function, and replaying the transaction log with the same rule revisions gives the
+//! same decisions.
 
+mod evaluate;
 pub mod keys;
+mod live;
+pub mod model;
+mod snapshot;
+mod window;
+
+pub use evaluate::{Decision, evaluate, local_day};
+pub use live::{Rule, RuleError, RuleKey, RuleSet};
+pub use model::{
+    Campaign, CampaignStatus, Conditions, Exclusion, ExclusionTarget, Partner, PartnerKey,
+    PartnerStatus, RewardRule, Tier, TierProgram,
+};
+pub use snapshot::{PartnerRules, RuleSnapshot, SnapshotBuilder};
+pub use window::{CustomerWindow, DailyEarned, OriginalPurchase, WindowPurchase, WindowStats};

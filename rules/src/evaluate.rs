@@ -1,0 +1,407 @@
+//! `evaluate()`: one transaction, the rules, the customer's window → one decision.
+//!
+//! Integer arithmetic only. Every division rounds down (never overpay); a clawback rounds
+//! toward zero and never exceeds what is left of the original's cashback.
+
+use std::fmt::Write;
+
+use chrono::NaiveDate;
+
+use cezbek_schemas::{
+    AppliedCampaign, CampaignKind, Reward, RewardOutcome, Transaction, TransactionKind,
+};
+
+use crate::model::{BP_WHOLE, Exclusion, RewardRule, Tier, TierProgram, normalize_merchant};
+use crate::snapshot::{IndexedCampaign, PartnerRules, RuleSnapshot};
+use crate::window::{CustomerWindow, WindowStats};
+
+/// The decision for one transaction: what the ledger records and the rewards topic carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub outcome: RewardOutcome,
+    /// Signed minor units: > 0 earned, < 0 clawed back.
+    pub cashback: i64,
+    pub tier_before: Option<String>,
+    pub tier_after: Option<String>,
+    pub applied_campaigns: Vec<AppliedCampaign>,
+    pub exclusion_id: Option<String>,
+    pub rules_revision: i64,
+    /// One line a support agent can read.
+    pub explanation: String,
+}
+
+impl Decision {
+    /// The `Reward` event for this decision.
+    pub fn to_reward(
+        &self,
+        transaction: &Transaction,
+        decided_at: chrono::DateTime<chrono::Utc>,
+    ) -> Reward {
+        Reward {
+            partner: transaction.partner.clone(),
+            transaction_id: transaction.transaction_id.clone(),
+            kind: transaction.kind,
+            original_transaction_id: transaction.original_transaction_id.clone(),
+            msisdn: transaction.msisdn.clone(),
+            amount: transaction.amount,
+            currency: transaction.currency,
+            merchant: transaction.merchant.clone(),
+            outcome: self.outcome,
+            cashback: self.cashback,
+            tier_before: self.tier_before.clone(),
+            tier_after: self.tier_after.clone(),
+            applied_campaigns: self.applied_campaigns.clone(),
+            exclusion_id: self.exclusion_id.clone(),
+            rules_revision: self.rules_revision,
+            explanation: self.explanation.clone(),
+            occurred_at: transaction.occurred_at,
+            decided_at,
+        }
+    }
+}
+
+/// The partner-local calendar day of a transaction: what daily caps count in.
+pub fn local_day(snapshot: &RuleSnapshot, transaction: &Transaction) -> NaiveDate {
+    let zone = snapshot
+        .partner_rules(&transaction.partner)
+        .map(PartnerRules::time_zone)
+        .unwrap_or(chrono_tz::UTC);
+    transaction.occurred_at.with_timezone(&zone).date_naive()
+}
+
+/// Decides the reward of one transaction. Pure: the same inputs always give the same decision.
+pub fn evaluate(
+    transaction: &Transaction,
+    snapshot: &RuleSnapshot,
+    window: &CustomerWindow,
+) -> Decision {
+    let rules = snapshot.partner_rules(&transaction.partner);
+    let decision = match transaction.kind {
+        TransactionKind::Purchase => evaluate_purchase(transaction, rules, window),
+        TransactionKind::Refund => evaluate_refund(transaction, rules, window),
+    };
+    Decision { rules_revision: snapshot.revision(), ..decision }
+}
+
+fn empty_decision(outcome: RewardOutcome, explanation: String) -> Decision {
+    Decision {
+        outcome,
+        cashback: 0,
+        tier_before: None,
+        tier_after: None,
+        applied_campaigns: Vec::new(),
+        exclusion_id: None,
+        rules_revision: 0,
+        explanation,
+    }
+}
+
+fn evaluate_purchase(
+    transaction: &Transaction,
+    rules: Option<&PartnerRules>,
+    window: &CustomerWindow,
+) -> Decision {
+    let Some(rules) = rules else {
+        return empty_decision(
+            RewardOutcome::NoMatch,
+            format!("no rules for partner {}", transaction.partner),
+        );
+    };
+    let program = rules.tiers();
+    let stats_before =
+        program.map(|p| window.stats(transaction.occurred_at, p.window_days)).unwrap_or_default();
+    let tier_before = program.and_then(|p| tier_for(p, stats_before)).map(|t| t.name.clone());
+
+    // Exclusions come first: an excluded purchase earns nothing and does not count for tiers.
+    let merchant = transaction.merchant.as_deref().map(normalize_merchant);
+    if let Some(exclusion) = matching_exclusion(rules, transaction, merchant.as_deref()) {
+        return Decision {
+            tier_after: tier_before.clone(),
+            tier_before,
+            exclusion_id: Some(exclusion.id.clone()),
+            ..empty_decision(
+                RewardOutcome::Excluded,
+                format!("excluded by {} ({})", exclusion.id, exclusion.describe_target()),
+            )
+        };
+    }
+
+    let day = transaction.occurred_at.with_timezone(&rules.time_zone()).date_naive();
+    let mut explanation = String::new();
+    let base =
+        best_campaign(rules, transaction, merchant.as_deref(), window, day, CampaignKind::Base);
+    let bonus =
+        best_campaign(rules, transaction, merchant.as_deref(), window, day, CampaignKind::Bonus);
+    let mut applied = Vec::new();
+    let mut subtotal: i64 = 0;
+    for chosen in [base, bonus].into_iter().flatten() {
+        subtotal = subtotal.saturating_add(chosen.amount);
+        separate(&mut explanation);
+        explanation.push_str(&chosen.explanation);
+        applied.push(AppliedCampaign {
+            campaign_id: chosen.campaign.campaign.id.clone(),
+            kind: chosen.campaign.campaign.kind,
+            amount: chosen.amount,
+        });
+    }
+
+    let stats_after = WindowStats {
+        purchases: stats_before.purchases + 1,
+        spend: stats_before.spend.saturating_add(transaction.amount),
+    };
+    let tier_after = program.and_then(|p| tier_for(p, stats_after));
+    let mut cashback = i128::from(subtotal);
+    // Tier benefits raise cashback that campaigns earned; they do not create cashback where no
+    // campaign matched.
+    if let Some(tier) = tier_after.filter(|_| subtotal > 0) {
+        cashback = cashback * i128::from(tier.multiplier_bp) / i128::from(BP_WHOLE)
+            + i128::from(tier.fixed_bonus);
+        let _ = write!(explanation, "; {} ×{}", tier.name, multiplier_text(tier.multiplier_bp));
+        if tier.fixed_bonus > 0 {
+            let _ = write!(explanation, " +{}", tier.fixed_bonus);
+        }
+        let _ = write!(explanation, " → {cashback}");
+    }
+    let partner_cap =
+        rules.partner().and_then(|p| p.max_cashback_per_transaction).unwrap_or(i64::MAX);
+    if cashback > i128::from(partner_cap) {
+        cashback = i128::from(partner_cap);
+        let _ = write!(explanation, "; capped at {partner_cap} per transaction");
+    }
+    // Never more than was spent, whatever the rules say.
+    if cashback > i128::from(transaction.amount) {
+        cashback = i128::from(transaction.amount);
+        let _ = write!(explanation, "; capped at the amount {}", transaction.amount);
+    }
+    let cashback = i64::try_from(cashback).unwrap_or(transaction.amount).max(0);
+    if applied.is_empty() {
+        explanation = "no campaign matched".to_owned();
+    }
+    Decision {
+        outcome: if cashback > 0 { RewardOutcome::Rewarded } else { RewardOutcome::NoMatch },
+        cashback,
+        tier_before,
+        tier_after: tier_after.map(|t| t.name.clone()),
+        applied_campaigns: applied,
+        exclusion_id: None,
+        rules_revision: 0,
+        explanation,
+    }
+}
+
+fn separate(explanation: &mut String) {
+    if !explanation.is_empty() {
+        explanation.push_str("; ");
+    }
+}
+
+/// `12000` → `1.2`, `10000` → `1`, `12345` → `1.2345`.
+fn multiplier_text(bp: u32) -> String {
+    let whole = bp / BP_WHOLE;
+    let fraction = bp % BP_WHOLE;
+    if fraction == 0 {
+        return whole.to_string();
+    }
+    let digits = format!("{fraction:04}");
+    format!("{whole}.{}", digits.trim_end_matches('0'))
+}
+
+/// The highest tier whose every threshold the stats meet.
+fn tier_for(program: &TierProgram, stats: WindowStats) -> Option<&Tier> {
+    program.tiers.iter().rev().find(|tier| {
+        tier.min_purchases.is_none_or(|min| stats.purchases >= u64::from(min))
+            && tier.min_spend.is_none_or(|min| stats.spend >= min)
+    })
+}
+
+fn matching_exclusion<'a>(
+    rules: &'a PartnerRules,
+    transaction: &Transaction,
+    merchant: Option<&str>,
+) -> Option<&'a Exclusion> {
+    let by_msisdn = rules.exclusions_by_msisdn.get(&transaction.msisdn);
+    let by_mcc = transaction.mcc.and_then(|mcc| rules.exclusions_by_mcc.get(&mcc));
+    let by_merchant = merchant.and_then(|m| rules.exclusions_by_merchant.get(m));
+    [by_msisdn, by_mcc, by_merchant]
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|index| &rules.exclusions[*index])
+        .filter(|exclusion| exclusion.holds_at(transaction.occurred_at))
+        // The smallest id wins, so the explanation is stable.
+        .min_by(|a, b| a.id.cmp(&b.id))
+}
+
+struct Chosen<'a> {
+    campaign: &'a IndexedCampaign,
+    amount: i64,
+    explanation: String,
+}
+
+fn matches(
+    indexed: &IndexedCampaign,
+    transaction: &Transaction,
+    merchant: Option<&str>,
+    kind: CampaignKind,
+) -> bool {
+    let campaign = &indexed.campaign;
+    let conditions = &campaign.conditions;
+    campaign.kind == kind
+        && campaign.starts_at <= transaction.occurred_at
+        && transaction.occurred_at < campaign.ends_at
+        && conditions.currency == transaction.currency
+        && conditions.min_amount.is_none_or(|min| transaction.amount >= min)
+        && conditions.max_amount.is_none_or(|max| transaction.amount <= max)
+        && conditions.min_quantity.is_none_or(|min| transaction.quantity >= min)
+        && (indexed.merchants.is_empty()
+            || merchant.is_some_and(|m| indexed.merchants.iter().any(|x| x == m)))
+}
+
+/// The matching campaign of `kind` that pays most (ties: the smaller id), after its own caps.
+fn best_campaign<'a>(
+    rules: &'a PartnerRules,
+    transaction: &Transaction,
+    merchant: Option<&str>,
+    window: &CustomerWindow,
+    day: NaiveDate,
+    kind: CampaignKind,
+) -> Option<Chosen<'a>> {
+    let by_mcc = transaction
+        .mcc
+        .and_then(|mcc| rules.campaigns_by_mcc.get(&mcc))
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let mut best: Option<(&IndexedCampaign, i64)> = None;
+    for index in by_mcc.iter().chain(&rules.campaigns_any_mcc) {
+        let candidate = &rules.campaigns[*index];
+        if !matches(candidate, transaction, merchant, kind) {
+            continue;
+        }
+        let amount = campaign_amount(candidate, transaction, window, day).0;
+        let better = match best {
+            None => true,
+            Some((current, current_amount)) => {
+                amount > current_amount
+                    || (amount == current_amount && candidate.campaign.id < current.campaign.id)
+            }
+        };
+        if better {
+            best = Some((candidate, amount));
+        }
+    }
+    let (campaign, amount) = best.filter(|(_, amount)| *amount > 0)?;
+    let (_, explanation) = campaign_amount(campaign, transaction, window, day);
+    Some(Chosen { campaign, amount, explanation })
+}
+
+/// What one campaign pays for this purchase, with the words that explain it.
+fn campaign_amount(
+    indexed: &IndexedCampaign,
+    transaction: &Transaction,
+    window: &CustomerWindow,
+    day: NaiveDate,
+) -> (i64, String) {
+    let campaign = &indexed.campaign;
+    let label = match campaign.kind {
+        CampaignKind::Base => "BASE",
+        CampaignKind::Bonus => "BONUS",
+    };
+    let (mut amount, mut words) = match campaign.reward {
+        RewardRule::PercentBp(bp) => {
+            // amount × bp ≤ i64::MAX × 10000 fits in i128; the result is ≤ amount.
+            let earned = i128::from(transaction.amount) * i128::from(bp) / i128::from(BP_WHOLE);
+            let earned = i64::try_from(earned).unwrap_or(0);
+            (
+                earned,
+                format!("{label} {} {bp} bp of {} = {earned}", campaign.id, transaction.amount),
+            )
+        }
+        RewardRule::Fixed(fixed) => (fixed, format!("{label} {} fixed {fixed}", campaign.id)),
+    };
+    if let Some(cap) = campaign.max_per_transaction
+        && amount > cap
+    {
+        amount = cap;
+        let _ = write!(words, ", capped at {cap}");
+    }
+    if let Some(daily) = campaign.max_per_customer_per_day {
+        let remaining = (daily - window.earned_on(&campaign.id, day)).max(0);
+        if amount > remaining {
+            amount = remaining;
+            let _ = write!(words, ", {remaining} left of the daily {daily}");
+        }
+    }
+    (amount, words)
+}
+
+fn evaluate_refund(
+    transaction: &Transaction,
+    rules: Option<&PartnerRules>,
+    window: &CustomerWindow,
+) -> Decision {
+    let original_id =
+        transaction.original_transaction_id.as_ref().map(|id| id.as_str()).unwrap_or_default();
+    let program = rules.and_then(PartnerRules::tiers);
+    let stats_before =
+        program.map(|p| window.stats(transaction.occurred_at, p.window_days)).unwrap_or_default();
+    let tier_before = program.and_then(|p| tier_for(p, stats_before)).map(|t| t.name.clone());
+    let Some(original) = window.originals.get(original_id) else {
+        return Decision {
+            tier_after: tier_before.clone(),
+            tier_before,
+            ..empty_decision(
+                RewardOutcome::OriginalNotFound,
+                format!("original {original_id} not found"),
+            )
+        };
+    };
+    let left = (original.cashback - original.clawed_back).max(0);
+    // Toward zero: both factors are ≥ 0, so integer division truncates toward zero.
+    let proportional = if original.amount > 0 {
+        i128::from(original.cashback.max(0)) * i128::from(transaction.amount)
+            / i128::from(original.amount)
+    } else {
+        0
+    };
+    let proportional = i64::try_from(proportional).unwrap_or(i64::MAX);
+    let clawback = proportional.min(left);
+    let mut explanation = format!(
+        "refund {} of {} on {original_id}: clawback {proportional} of cashback {}",
+        transaction.amount, original.amount, original.cashback
+    );
+    if clawback < proportional {
+        let _ = write!(explanation, ", limited to the {left} left");
+    }
+
+    // The refund lowers the original's net spend if it is still in the tier window.
+    let tier_after = match (program, window.purchase(original_id)) {
+        (Some(program), Some(purchase)) => {
+            let in_window = window.stats(transaction.occurred_at, program.window_days);
+            let since = transaction.occurred_at - chrono::Days::new(u64::from(program.window_days));
+            let counts =
+                since <= purchase.occurred_at && purchase.occurred_at < transaction.occurred_at;
+            let adjusted = if counts {
+                let net_before = (purchase.amount - purchase.refunded).max(0);
+                let net_after = (net_before - transaction.amount).max(0);
+                WindowStats {
+                    purchases: in_window.purchases - u64::from(net_before > 0 && net_after == 0),
+                    spend: in_window.spend - (net_before - net_after),
+                }
+            } else {
+                in_window
+            };
+            tier_for(program, adjusted).map(|t| t.name.clone())
+        }
+        _ => tier_before.clone(),
+    };
+    Decision {
+        outcome: RewardOutcome::Clawback,
+        cashback: -clawback,
+        tier_before,
+        tier_after,
+        applied_campaigns: Vec::new(),
+        exclusion_id: None,
+        rules_revision: 0,
+        explanation,
+    }
+}

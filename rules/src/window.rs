@@ -1,0 +1,148 @@
+//! What the engine needs to know about one customer besides the transaction: recent purchases
+//! (for tiers), cashback earned per campaign per day (for daily caps), and, for a refund, the
+//! original purchase. The rewarder keeps it per customer and loads it from the ledger.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use cezbek_schemas::{RewardOutcome, Transaction, TransactionKind};
+
+use crate::evaluate::Decision;
+
+/// A non-excluded purchase that may count towards a tier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowPurchase {
+    pub transaction_id: String,
+    pub occurred_at: DateTime<Utc>,
+    pub amount: i64,
+    /// Refunded so far; the purchase counts for `amount - refunded`.
+    pub refunded: i64,
+}
+
+impl WindowPurchase {
+    fn net(&self) -> i64 {
+        (self.amount - self.refunded).max(0)
+    }
+}
+
+/// Cashback a campaign paid a customer on one partner-local day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DailyEarned {
+    pub campaign_id: String,
+    pub day: NaiveDate,
+    pub amount: i64,
+}
+
+/// A purchase a refund refers to, as the ledger recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginalPurchase {
+    pub amount: i64,
+    pub cashback: i64,
+    /// Clawed back by earlier refunds (a positive number).
+    pub clawed_back: i64,
+    pub refunded: i64,
+}
+
+/// Count and net spend of the purchases in a tier window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WindowStats {
+    pub purchases: u64,
+    pub spend: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerWindow {
+    pub purchases: Vec<WindowPurchase>,
+    pub daily_earned: Vec<DailyEarned>,
+    /// Originals of refunds, by transaction id; the caller fills in the ones it needs.
+    pub originals: HashMap<String, OriginalPurchase>,
+}
+
+impl CustomerWindow {
+    /// Purchases in `[at - window_days, at)` that still count (not fully refunded).
+    pub fn stats(&self, at: DateTime<Utc>, window_days: u32) -> WindowStats {
+        let since = at
+            .checked_sub_days(Days::new(u64::from(window_days)))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        self.purchases
+            .iter()
+            .filter(|p| since <= p.occurred_at && p.occurred_at < at && p.net() > 0)
+            .fold(WindowStats::default(), |stats, p| WindowStats {
+                purchases: stats.purchases + 1,
+                spend: stats.spend.saturating_add(p.net()),
+            })
+    }
+
+    /// Cashback `campaign_id` already paid on `day`.
+    pub fn earned_on(&self, campaign_id: &str, day: NaiveDate) -> i64 {
+        self.daily_earned
+            .iter()
+            .filter(|e| e.day == day && e.campaign_id == campaign_id)
+            .map(|e| e.amount)
+            .sum()
+    }
+
+    pub(crate) fn purchase(&self, transaction_id: &str) -> Option<&WindowPurchase> {
+        self.purchases.iter().find(|p| p.transaction_id == transaction_id)
+    }
+
+    /// Records a decision, so the next evaluation for this customer sees it. `day` is the
+    /// transaction's partner-local day (what daily caps count in).
+    pub fn apply(&mut self, transaction: &Transaction, decision: &Decision, day: NaiveDate) {
+        match transaction.kind {
+            TransactionKind::Purchase => {
+                if decision.outcome == RewardOutcome::Excluded {
+                    return;
+                }
+                self.purchases.push(WindowPurchase {
+                    transaction_id: transaction.transaction_id.to_string(),
+                    occurred_at: transaction.occurred_at,
+                    amount: transaction.amount,
+                    refunded: 0,
+                });
+                for applied in &decision.applied_campaigns {
+                    self.daily_earned.push(DailyEarned {
+                        campaign_id: applied.campaign_id.clone(),
+                        day,
+                        amount: applied.amount,
+                    });
+                }
+                self.originals.insert(
+                    transaction.transaction_id.to_string(),
+                    OriginalPurchase {
+                        amount: transaction.amount,
+                        cashback: decision.cashback,
+                        clawed_back: 0,
+                        refunded: 0,
+                    },
+                );
+            }
+            TransactionKind::Refund => {
+                let Some(original_id) = &transaction.original_transaction_id else { return };
+                if decision.outcome == RewardOutcome::OriginalNotFound {
+                    return;
+                }
+                if let Some(purchase) =
+                    self.purchases.iter_mut().find(|p| p.transaction_id == original_id.as_str())
+                {
+                    purchase.refunded =
+                        purchase.refunded.saturating_add(transaction.amount).min(purchase.amount);
+                }
+                if let Some(original) = self.originals.get_mut(original_id.as_str()) {
+                    original.clawed_back = original.clawed_back.saturating_add(-decision.cashback);
+                    original.refunded =
+                        original.refunded.saturating_add(transaction.amount).min(original.amount);
+                }
+            }
+        }
+    }
+
+    /// Forgets purchases before `purchases_since` (outside any tier window) and daily totals
+    /// of days before `days_since`. Originals stay until the caller drops them.
+    pub fn prune(&mut self, purchases_since: DateTime<Utc>, days_since: NaiveDate) {
+        self.purchases.retain(|p| p.occurred_at >= purchases_since);
+        self.daily_earned.retain(|e| e.day >= days_since);
+    }
+}
