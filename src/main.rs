@@ -5,7 +5,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use cezbek_platform::config::LogConfig;
 use cezbek_platform::{CancellationToken, ConfigError, Env, shutdown_on_signals, telemetry};
 use clap::{Parser, Subcommand};
@@ -96,29 +95,34 @@ fn main() -> ExitCode {
     match runtime.block_on(run(service)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "cezbek stopped with an error");
+            tracing::error!(%error, "cezbek stopped with an error");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The service's name and its error's message (which already carries its causes).
+fn named(service: &str, error: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{service}: {error}")
 }
 
 async fn run(service: Service) -> anyhow::Result<()> {
     let shutdown = shutdown_on_signals();
     match service {
         Service::Ingestor(config) => {
-            cezbek_ingestor::run(config, shutdown).await.context("ingestor")
+            cezbek_ingestor::run(config, shutdown).await.map_err(|e| named("ingestor", e))
         }
         Service::Rewarder(config) => {
-            cezbek_rewarder::run(config, shutdown).await.context("rewarder")
+            cezbek_rewarder::run(config, shutdown).await.map_err(|e| named("rewarder", e))
         }
         Service::Informer(config) => {
-            cezbek_informer::run(config, shutdown).await.context("informer")
+            cezbek_informer::run(config, shutdown).await.map_err(|e| named("informer", e))
         }
         Service::Campaignex(config) => {
-            cezbek_campaignex::run(config, shutdown).await.context("campaignex")
+            cezbek_campaignex::run(config, shutdown).await.map_err(|e| named("campaignex", e))
         }
         Service::Notifier(config) => {
-            cezbek_notifier::run(config, shutdown).await.context("notifier")
+            cezbek_notifier::run(config, shutdown).await.map_err(|e| named("notifier", e))
         }
         Service::Dev(configs) => run_all(*configs, shutdown).await,
     }
@@ -130,30 +134,32 @@ async fn run_all(configs: DevConfigs, shutdown: CancellationToken) -> anyhow::Re
     let mut services = JoinSet::new();
     let token = shutdown.clone();
     services.spawn(async move {
-        cezbek_ingestor::run(configs.ingestor, token).await.context("ingestor")
+        cezbek_ingestor::run(configs.ingestor, token).await.map_err(|e| named("ingestor", e))
     });
     let token = shutdown.clone();
     services.spawn(async move {
-        cezbek_rewarder::run(configs.rewarder, token).await.context("rewarder")
+        cezbek_rewarder::run(configs.rewarder, token).await.map_err(|e| named("rewarder", e))
     });
     let token = shutdown.clone();
     services.spawn(async move {
-        cezbek_informer::run(configs.informer, token).await.context("informer")
+        cezbek_informer::run(configs.informer, token).await.map_err(|e| named("informer", e))
     });
     let token = shutdown.clone();
     services.spawn(async move {
-        cezbek_campaignex::run(configs.campaignex, token).await.context("campaignex")
+        cezbek_campaignex::run(configs.campaignex, token).await.map_err(|e| named("campaignex", e))
     });
     let token = shutdown.clone();
     services.spawn(async move {
-        cezbek_notifier::run(configs.notifier, token).await.context("notifier")
+        cezbek_notifier::run(configs.notifier, token).await.map_err(|e| named("notifier", e))
     });
     tracing::info!("cezbek dev: all five services started");
     let mut first_error = None;
     while let Some(joined) = services.join_next().await {
-        let outcome = joined.context("a service task panicked").and_then(|result| result);
+        let outcome = joined
+            .map_err(|panic| anyhow::anyhow!("a service task panicked: {panic}"))
+            .and_then(|result| result);
         if let Err(error) = outcome {
-            tracing::error!(error = format!("{error:#}"), "service stopped; stopping the others");
+            tracing::error!(%error, "service stopped; stopping the others");
             shutdown.cancel();
             first_error.get_or_insert(error);
         }

@@ -61,13 +61,20 @@ fn free_port() -> u16 {
 fn dev_runs_five_ready_services_and_stops_gracefully_on_sigterm() {
     let stack = cezbek_testkit::stack();
     let context = cezbek_testkit::TestContext::new("cli");
+    // campaignex migrates its own schema of this test's.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(context.postgres_config());
     let services = ["INGESTOR", "REWARDER", "INFORMER", "CAMPAIGNEX", "NOTIFIER"];
     let ports: Vec<u16> = services.iter().map(|_| free_port()).collect();
     let mut command = cezbek();
+    // The SHA-256 of the token "cli-test": configuration holds hashes, never tokens.
+    let token_hash = "79bbf7ad2adf207e21129edfcd8db7285b0d476f2739db99bb863dec5f5aa89b";
     command
         .arg("dev")
         .env("CEZBEK_LOG_FORMAT", "json")
-        .env("CEZBEK_ETCD_PREFIX", format!("/cezbek-test/{}/", context.id));
+        .env("CEZBEK_ETCD_PREFIX", format!("/cezbek-test/{}/", context.id))
+        .env("CEZBEK_POSTGRES_SCHEMA", format!("t_{}", context.id))
+        .env("CEZBEK_ADMIN_TOKENS", format!("cli:admin:{token_hash}"));
     for name in [
         "CEZBEK_KAFKA_BROKERS",
         "CEZBEK_ETCD_ENDPOINTS",
@@ -93,6 +100,12 @@ fn dev_runs_five_ready_services_and_stops_gracefully_on_sigterm() {
             let answer = client.get(format!("http://127.0.0.1:{port}/readyz")).send();
             if answer.as_ref().is_ok_and(|response| response.status() == 200) {
                 break;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut logs = String::new();
+                std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut logs)
+                    .unwrap();
+                panic!("cezbek dev exited ({status}) before {service} was ready:\n{logs}");
             }
             assert!(Instant::now() < deadline, "{service} on {port} not ready in 60 s: {answer:?}");
             std::thread::sleep(Duration::from_millis(200));

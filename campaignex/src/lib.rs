@@ -1,35 +1,66 @@
 //! Campaignex: where admins manage partners, campaigns, exclusions and tier programs.
-//! PostgreSQL is the source of truth (with an audit trail); etcd holds the live copy the
-//! other services watch, kept equal to PostgreSQL by a reconciler.
 //!
-//! Now it connects to both stores and reports readiness; the admin API arrives with the
-//! rules-engine-and-campaignex issue.
+//! PostgreSQL is the source of truth, with an audit row for every change and a version for
+//! optimistic concurrency. After each commit the rule is published to etcd, where the other
+//! services watch it; a reconciler keeps the etcd prefix equal to PostgreSQL, so an etcd outage
+//! or a crash between commit and publish heals by itself.
 
+mod api;
+mod input;
+mod publish;
+mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cezbek_platform::auth::AdminTokens;
 use cezbek_platform::config::{EtcdConfig, HttpConfig, PostgresConfig};
-use cezbek_platform::http::{HttpError, Router};
+use cezbek_platform::etcd::EtcdHandle;
+use cezbek_platform::http::HttpError;
 use cezbek_platform::{CancellationToken, Env, Readiness, etcd, http, postgres};
+
+pub use api::OPENAPI;
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub http: HttpConfig,
     pub etcd: EtcdConfig,
     pub postgres: PostgresConfig,
+    pub tokens: AdminTokens,
+    /// How often the reconciler compares etcd with PostgreSQL.
+    pub reconcile_interval: Duration,
+    /// How long a rotated-out signing key keeps working.
+    pub key_grace: Duration,
 }
 
 impl Config {
     pub fn from_env(env: &mut Env) -> Self {
+        let tokens = AdminTokens::from_env(env);
+        env.check(
+            !tokens.is_empty(),
+            "CEZBEK_ADMIN_TOKENS",
+            "needs at least one token: every endpoint but health and metrics requires one",
+        );
         Self {
             http: HttpConfig::from_env(env, "CEZBEK_CAMPAIGNEX_LISTEN", "127.0.0.1:8082"),
             etcd: EtcdConfig::from_env(env),
             postgres: PostgresConfig::from_env(env),
+            tokens,
+            reconcile_interval: env
+                .duration("CEZBEK_CAMPAIGNEX_RECONCILE_INTERVAL", Duration::from_secs(5)),
+            key_grace: env.duration("CEZBEK_CAMPAIGNEX_KEY_GRACE", Duration::from_secs(24 * 3600)),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("bad PostgreSQL settings: {0}")]
+    #[error("PostgreSQL: {0}")]
     Postgres(#[from] cezbek_platform::postgres::Error),
+    #[error("cannot prepare the rules tables: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     #[error(transparent)]
     Http(#[from] HttpError),
 }
@@ -37,8 +68,25 @@ pub enum Error {
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     let registry = prometheus::Registry::new();
     let readiness = Readiness::new(&["etcd", "postgres"]);
+    // PostgreSQL is the source of truth: without it there is nothing to serve, so wait for it.
+    let pool = postgres::connect(&config.postgres).await?;
+    postgres::watch_readiness(&readiness, &pool, &shutdown);
     etcd::watch_readiness(&readiness, &config.etcd, &shutdown);
-    postgres::watch_readiness(&readiness, &postgres::connect_lazy(&config.postgres)?, &shutdown);
-    http::serve_with_ops(config.http.listen, Router::new(), registry, readiness, shutdown).await?;
+    let store = store::Store::new(pool);
+    store.migrate().await?;
+
+    let etcd = EtcdHandle::new(config.etcd.clone());
+    let (publisher, publish_task) = publish::publisher(etcd.clone(), store.clone(), &registry)?;
+    tokio::spawn(publish_task.run(config.reconcile_interval, shutdown.clone()));
+
+    let state = api::AppState {
+        store,
+        publisher,
+        tokens: Arc::new(config.tokens),
+        etcd,
+        key_grace: config.key_grace,
+    };
+    http::serve_with_ops(config.http.listen, api::router(state), registry, readiness, shutdown)
+        .await?;
     Ok(())
 }

@@ -29,3 +29,45 @@ pub async fn check(config: &EtcdConfig) -> Result<(), String> {
     let mut client = connect(config).await.map_err(|error| error.to_string())?;
     client.status().await.map(drop).map_err(|error| error.to_string())
 }
+
+/// An etcd client that connects on first use and reconnects after a failure, so a service
+/// starts and keeps serving while etcd is down, and picks etcd up again when it returns.
+#[derive(Clone)]
+pub struct EtcdHandle {
+    config: EtcdConfig,
+    client: std::sync::Arc<tokio::sync::Mutex<Option<Client>>>,
+}
+
+impl std::fmt::Debug for EtcdHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdHandle")
+            .field("endpoints", &self.config.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EtcdHandle {
+    pub fn new(config: EtcdConfig) -> Self {
+        Self { config, client: std::sync::Arc::default() }
+    }
+
+    pub fn config(&self) -> &EtcdConfig {
+        &self.config
+    }
+
+    /// A connected client (cheap to clone: it shares one channel).
+    pub async fn client(&self) -> Result<Client, etcd_client::Error> {
+        let mut slot = self.client.lock().await;
+        if let Some(client) = slot.as_ref() {
+            return Ok(client.clone());
+        }
+        let client = connect(&self.config).await?;
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Drops the connection after an error, so the next call connects afresh.
+    pub async fn reset(&self) {
+        *self.client.lock().await = None;
+    }
+}

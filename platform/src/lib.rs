@@ -3,6 +3,7 @@
 //! constructors of the Kafka, etcd, S3 and PostgreSQL clients with the settings the design
 //! requires. Services get their clients here so those settings live in one place.
 
+pub mod auth;
 pub mod config;
 pub mod etcd;
 pub mod http;

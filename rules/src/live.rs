@@ -116,20 +116,8 @@ impl Rule {
     /// Parses and validates the value of `key`, and checks that it names the same rule.
     pub fn parse(prefix: &str, key: &str, value: &[u8]) -> Result<Self, RuleError> {
         let rule_key = RuleKey::parse(prefix, key)?;
-        let bad_json = |error: serde_json::Error| RuleError::BadJson {
-            key: key.to_owned(),
-            reason: error.to_string(),
-        };
-        let rule = match &rule_key {
-            RuleKey::Partner(_) => Self::Partner(serde_json::from_slice(value).map_err(bad_json)?),
-            RuleKey::Campaign(..) => {
-                Self::Campaign(serde_json::from_slice(value).map_err(bad_json)?)
-            }
-            RuleKey::Exclusion(..) => {
-                Self::Exclusion(serde_json::from_slice(value).map_err(bad_json)?)
-            }
-            RuleKey::Tiers(_) => Self::Tiers(serde_json::from_slice(value).map_err(bad_json)?),
-        };
+        let rule = Self::from_json(&rule_key, value)
+            .map_err(|reason| RuleError::BadJson { key: key.to_owned(), reason })?;
         let found = rule.key();
         if found != rule_key {
             return Err(RuleError::Mismatch {
@@ -140,6 +128,17 @@ impl Rule {
         }
         rule.validate().map_err(|problems| RuleError::Invalid { key: key.to_owned(), problems })?;
         Ok(rule)
+    }
+
+    /// Reads the JSON of the kind of rule `key` names (no validation).
+    pub fn from_json(key: &RuleKey, value: &[u8]) -> Result<Self, String> {
+        let rule = match key {
+            RuleKey::Partner(_) => serde_json::from_slice(value).map(Self::Partner),
+            RuleKey::Campaign(..) => serde_json::from_slice(value).map(Self::Campaign),
+            RuleKey::Exclusion(..) => serde_json::from_slice(value).map(Self::Exclusion),
+            RuleKey::Tiers(_) => serde_json::from_slice(value).map(Self::Tiers),
+        };
+        rule.map_err(|error| error.to_string())
     }
 }
 

@@ -186,3 +186,83 @@ impl TestContext {
         config
     }
 }
+
+/// A free TCP port on loopback (bound and released: a tiny race, fine for tests).
+pub fn free_port() -> u16 {
+    match std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()) {
+        Ok(addr) => addr.port(),
+        Err(error) => panic!("no free port: {error}"),
+    }
+}
+
+/// An etcd of a test's own, for tests that stop and restart etcd without disturbing the
+/// shared one. Uses the `etcd` binary the stack installs; data under `var/tmp/`.
+#[derive(Debug)]
+pub struct PrivateEtcd {
+    pub endpoint: String,
+    client_port: u16,
+    peer_port: u16,
+    data_dir: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateEtcd {
+    pub fn start(name: &str) -> Self {
+        let root = stack().root.clone();
+        let data_dir =
+            root.join("var/tmp").join(format!("etcd-{name}-{}", uuid::Uuid::new_v4().simple()));
+        let client_port = free_port();
+        let mut etcd = Self {
+            endpoint: format!("http://127.0.0.1:{client_port}"),
+            client_port,
+            peer_port: free_port(),
+            data_dir,
+            child: None,
+        };
+        etcd.resume();
+        etcd
+    }
+
+    /// Starts (again) on the same ports and data, and waits until it answers.
+    pub fn resume(&mut self) {
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        if let Some(parent) = self.data_dir.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let log = std::fs::File::create(self.data_dir.with_extension("log"))
+            .unwrap_or_else(|error| panic!("cannot write the private etcd log: {error}"));
+        let child = std::process::Command::new("etcd")
+            .args(["--name", "private", "--data-dir"])
+            .arg(&self.data_dir)
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("private={peer}")])
+            .stdout(log.try_clone().unwrap_or_else(|error| panic!("{error}")))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start etcd (installed by dev/stack): {error}"));
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !reachable(&format!("127.0.0.1:{}", self.client_port)) {
+            assert!(std::time::Instant::now() < deadline, "private etcd did not start on {client}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops it (SIGKILL: an outage, not a goodbye).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateEtcd {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        let _ = std::fs::remove_file(self.data_dir.with_extension("log"));
+    }
+}
