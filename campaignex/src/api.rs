@@ -46,7 +46,10 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new();
+    let router = scoped_routes(router, "/v1/partners/{partner}/campaigns", CAMPAIGNS);
+    let router = scoped_routes(router, "/v1/partners/{partner}/exclusions", EXCLUSIONS);
+    router
         .route("/openapi.json", get(openapi))
         .route("/v1/audit", get(audit))
         .route("/v1/partners", get(list_partners).post(create_partner))
@@ -58,16 +61,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/partners/{partner}/suspend", post(suspend_partner))
         .route("/v1/partners/{partner}/reactivate", post(reactivate_partner))
         .route("/v1/partners/{partner}/evaluate", post(evaluate))
-        .route("/v1/partners/{partner}/campaigns", get(list_campaigns).post(create_campaign))
-        .route(
-            "/v1/partners/{partner}/campaigns/{id}",
-            get(get_campaign).put(update_campaign).delete(delete_campaign),
-        )
-        .route("/v1/partners/{partner}/exclusions", get(list_exclusions).post(create_exclusion))
-        .route(
-            "/v1/partners/{partner}/exclusions/{id}",
-            get(get_exclusion).put(update_exclusion).delete(delete_exclusion),
-        )
         .route("/v1/partners/{partner}/tiers", get(get_tiers).put(put_tiers).delete(delete_tiers))
         .with_state(state)
 }
@@ -531,24 +524,91 @@ async fn reactivate_partner(
 
 // ---------------------------------------------------------------- campaigns and exclusions
 
-async fn list_campaigns(
-    _: Viewer,
+/// What differs between the partner-scoped collections (campaigns, exclusions): the handlers
+/// are the same.
+/// The fields the path decides, as `(field, value)`.
+type PathFields<'a> = [(&'a str, &'a str)];
+
+/// Reads a request body into a validated rule.
+type ReadRule = fn(&Bytes, &PathFields<'_>) -> Result<Rule, Problem>;
+
+#[derive(Clone, Copy)]
+struct Scoped {
+    kind: Kind,
+    key: fn(PartnerCode, String) -> RuleKey,
+    read: ReadRule,
+}
+
+const CAMPAIGNS: Scoped = Scoped {
+    kind: Kind::Campaign,
+    key: RuleKey::Campaign,
+    read: |body, fields| read_rule(body, fields, |_| campaign_template(), Rule::Campaign),
+};
+
+const EXCLUSIONS: Scoped = Scoped {
+    kind: Kind::Exclusion,
+    key: RuleKey::Exclusion,
+    read: |body, fields| read_rule(body, fields, exclusion_template, Rule::Exclusion),
+};
+
+/// `{base}` (list, create) and `{base}/{id}` (read, replace, delete) for one collection.
+fn scoped_routes(router: Router<AppState>, base: &str, scoped: Scoped) -> Router<AppState> {
+    router
+        .route(
+            base,
+            get(move |_: Viewer, state: State<AppState>, partner: Path<String>| {
+                list_scoped(scoped, state, partner)
+            })
+            .post(
+                move |admin: Admin, state: State<AppState>, partner: Path<String>, body: Bytes| {
+                    create_scoped(scoped, admin, state, partner, body)
+                },
+            ),
+        )
+        .route(
+            &format!("{base}/{{id}}"),
+            get(move |_: Viewer, state: State<AppState>, path: Path<(String, String)>| {
+                get_scoped(scoped, state, path)
+            })
+            .put(
+                move |admin: Admin,
+                      state: State<AppState>,
+                      path: Path<(String, String)>,
+                      headers: HeaderMap,
+                      body: Bytes| {
+                    update_scoped(scoped, admin, state, path, headers, body)
+                },
+            )
+            .delete(
+                move |admin: Admin,
+                      state: State<AppState>,
+                      path: Path<(String, String)>,
+                      headers: HeaderMap| {
+                    delete_scoped(scoped, admin, state, path, headers)
+                },
+            ),
+        )
+}
+
+async fn list_scoped(
+    scoped: Scoped,
     State(state): State<AppState>,
     Path(partner): Path<String>,
 ) -> Result<Response, Problem> {
     let code = partner_code(&partner)?;
-    Ok(list(state.store.list(Kind::Campaign, Some(&code)).await.map_err(store_problem)?))
+    Ok(list(state.store.list(scoped.kind, Some(&code)).await.map_err(store_problem)?))
 }
 
-async fn get_campaign(
-    _: Viewer,
+async fn get_scoped(
+    scoped: Scoped,
     State(state): State<AppState>,
     Path((partner, id)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
-    fetch(&state, RuleKey::Campaign(partner_code(&partner)?, id)).await
+    fetch(&state, (scoped.key)(partner_code(&partner)?, id)).await
 }
 
-async fn create_campaign(
+async fn create_scoped(
+    scoped: Scoped,
     admin: Admin,
     State(state): State<AppState>,
     Path(partner): Path<String>,
@@ -556,12 +616,12 @@ async fn create_campaign(
 ) -> Result<Response, Problem> {
     let code = partner_code(&partner)?;
     require_partner(&state, &code).await?;
-    let rule =
-        read_rule(&body, &[("partner", code.as_str())], |_| campaign_template(), Rule::Campaign)?;
+    let rule = (scoped.read)(&body, &[("partner", code.as_str())])?;
     create(&state, &admin, rule).await
 }
 
-async fn update_campaign(
+async fn update_scoped(
+    scoped: Scoped,
     admin: Admin,
     State(state): State<AppState>,
     Path((partner, id)): Path<(String, String)>,
@@ -570,79 +630,18 @@ async fn update_campaign(
 ) -> Result<Response, Problem> {
     let code = partner_code(&partner)?;
     let expected = if_match(&headers)?;
-    let rule = read_rule(
-        &body,
-        &[("partner", code.as_str()), ("id", &id)],
-        |_| campaign_template(),
-        Rule::Campaign,
-    )?;
+    let rule = (scoped.read)(&body, &[("partner", code.as_str()), ("id", &id)])?;
     update(&state, &admin, rule, expected).await
 }
 
-async fn delete_campaign(
+async fn delete_scoped(
+    scoped: Scoped,
     admin: Admin,
     State(state): State<AppState>,
     Path((partner, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    remove(&state, &admin, RuleKey::Campaign(partner_code(&partner)?, id), &headers).await
-}
-
-async fn list_exclusions(
-    _: Viewer,
-    State(state): State<AppState>,
-    Path(partner): Path<String>,
-) -> Result<Response, Problem> {
-    let code = partner_code(&partner)?;
-    Ok(list(state.store.list(Kind::Exclusion, Some(&code)).await.map_err(store_problem)?))
-}
-
-async fn get_exclusion(
-    _: Viewer,
-    State(state): State<AppState>,
-    Path((partner, id)): Path<(String, String)>,
-) -> Result<Response, Problem> {
-    fetch(&state, RuleKey::Exclusion(partner_code(&partner)?, id)).await
-}
-
-async fn create_exclusion(
-    admin: Admin,
-    State(state): State<AppState>,
-    Path(partner): Path<String>,
-    body: Bytes,
-) -> Result<Response, Problem> {
-    let code = partner_code(&partner)?;
-    require_partner(&state, &code).await?;
-    let rule =
-        read_rule(&body, &[("partner", code.as_str())], exclusion_template, Rule::Exclusion)?;
-    create(&state, &admin, rule).await
-}
-
-async fn update_exclusion(
-    admin: Admin,
-    State(state): State<AppState>,
-    Path((partner, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Problem> {
-    let code = partner_code(&partner)?;
-    let expected = if_match(&headers)?;
-    let rule = read_rule(
-        &body,
-        &[("partner", code.as_str()), ("id", &id)],
-        exclusion_template,
-        Rule::Exclusion,
-    )?;
-    update(&state, &admin, rule, expected).await
-}
-
-async fn delete_exclusion(
-    admin: Admin,
-    State(state): State<AppState>,
-    Path((partner, id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Response, Problem> {
-    remove(&state, &admin, RuleKey::Exclusion(partner_code(&partner)?, id), &headers).await
+    remove(&state, &admin, (scoped.key)(partner_code(&partner)?, id), &headers).await
 }
 
 // ---------------------------------------------------------------- tier program (one per partner)
