@@ -128,20 +128,18 @@ fn evaluate_purchase(
 
     let day = transaction.occurred_at.with_timezone(&rules.time_zone()).date_naive();
     let mut explanation = String::new();
-    let base =
-        best_campaign(rules, transaction, merchant.as_deref(), window, day, CampaignKind::Base);
-    let bonus =
-        best_campaign(rules, transaction, merchant.as_deref(), window, day, CampaignKind::Bonus);
     let mut applied = Vec::new();
     let mut subtotal: i64 = 0;
-    for chosen in [base, bonus].into_iter().flatten() {
-        subtotal = subtotal.saturating_add(chosen.amount);
+    for chosen in
+        best_campaigns(rules, transaction, merchant.as_deref(), window, day).into_iter().flatten()
+    {
+        subtotal = subtotal.saturating_add(chosen.payout.amount);
         separate(&mut explanation);
-        explanation.push_str(&chosen.explanation);
+        explain(&chosen, transaction, &mut explanation);
         applied.push(AppliedCampaign {
             campaign_id: chosen.campaign.campaign.id.clone(),
             kind: chosen.campaign.campaign.kind,
-            amount: chosen.amount,
+            amount: chosen.payout.amount,
         });
     }
 
@@ -232,22 +230,28 @@ fn matching_exclusion<'a>(
         .min_by(|a, b| a.id.cmp(&b.id))
 }
 
-struct Chosen<'a> {
-    campaign: &'a IndexedCampaign,
+/// What one campaign pays for a purchase, with the limits that applied (no strings: this is
+/// computed for every candidate, and only the winners are explained).
+#[derive(Debug, Clone, Copy)]
+struct Payout {
+    /// Before any cap.
+    earned: i64,
+    /// After the caps.
     amount: i64,
-    explanation: String,
+    capped_per_transaction: bool,
+    /// `Some(remaining)` when the daily cap cut the amount.
+    daily_remaining: Option<i64>,
 }
 
-fn matches(
-    indexed: &IndexedCampaign,
-    transaction: &Transaction,
-    merchant: Option<&str>,
-    kind: CampaignKind,
-) -> bool {
+struct Chosen<'a> {
+    campaign: &'a IndexedCampaign,
+    payout: Payout,
+}
+
+fn matches(indexed: &IndexedCampaign, transaction: &Transaction, merchant: Option<&str>) -> bool {
     let campaign = &indexed.campaign;
     let conditions = &campaign.conditions;
-    campaign.kind == kind
-        && campaign.starts_at <= transaction.occurred_at
+    campaign.starts_at <= transaction.occurred_at
         && transaction.occurred_at < campaign.ends_at
         && conditions.currency == transaction.currency
         && conditions.min_amount.is_none_or(|min| transaction.amount >= min)
@@ -257,81 +261,104 @@ fn matches(
             || merchant.is_some_and(|m| indexed.merchants.iter().any(|x| x == m)))
 }
 
-/// The matching campaign of `kind` that pays most (ties: the smaller id), after its own caps.
-fn best_campaign<'a>(
+/// The matching BASE and BONUS campaigns that pay most (ties: the smaller id), after their
+/// own caps, found in one pass over the candidates for the transaction's MCC.
+fn best_campaigns<'a>(
     rules: &'a PartnerRules,
     transaction: &Transaction,
     merchant: Option<&str>,
     window: &CustomerWindow,
     day: NaiveDate,
-    kind: CampaignKind,
-) -> Option<Chosen<'a>> {
+) -> [Option<Chosen<'a>>; 2] {
     let by_mcc = transaction
         .mcc
         .and_then(|mcc| rules.campaigns_by_mcc.get(&mcc))
         .map(Vec::as_slice)
         .unwrap_or(&[]);
-    let mut best: Option<(&IndexedCampaign, i64)> = None;
+    let mut best: [Option<Chosen<'a>>; 2] = [None, None];
     for index in by_mcc.iter().chain(&rules.campaigns_any_mcc) {
         let candidate = &rules.campaigns[*index];
-        if !matches(candidate, transaction, merchant, kind) {
+        if !matches(candidate, transaction, merchant) {
             continue;
         }
-        let amount = campaign_amount(candidate, transaction, window, day).0;
-        let better = match best {
+        let payout = payout(candidate, transaction, window, day);
+        let slot = &mut best[usize::from(candidate.campaign.kind == CampaignKind::Bonus)];
+        let better = match slot {
             None => true,
-            Some((current, current_amount)) => {
-                amount > current_amount
-                    || (amount == current_amount && candidate.campaign.id < current.campaign.id)
+            Some(current) => {
+                payout.amount > current.payout.amount
+                    || (payout.amount == current.payout.amount
+                        && candidate.campaign.id < current.campaign.campaign.id)
             }
         };
         if better {
-            best = Some((candidate, amount));
+            *slot = Some(Chosen { campaign: candidate, payout });
         }
     }
-    let (campaign, amount) = best.filter(|(_, amount)| *amount > 0)?;
-    let (_, explanation) = campaign_amount(campaign, transaction, window, day);
-    Some(Chosen { campaign, amount, explanation })
+    best.map(|chosen| chosen.filter(|c| c.payout.amount > 0))
 }
 
-/// What one campaign pays for this purchase, with the words that explain it.
-fn campaign_amount(
+fn payout(
     indexed: &IndexedCampaign,
     transaction: &Transaction,
     window: &CustomerWindow,
     day: NaiveDate,
-) -> (i64, String) {
+) -> Payout {
     let campaign = &indexed.campaign;
+    let earned = match campaign.reward {
+        // amount × bp ≤ i64::MAX × 10000 fits in i128; the result is ≤ amount.
+        RewardRule::PercentBp(bp) => {
+            i64::try_from(i128::from(transaction.amount) * i128::from(bp) / i128::from(BP_WHOLE))
+                .unwrap_or(0)
+        }
+        RewardRule::Fixed(fixed) => fixed,
+    };
+    let mut payout =
+        Payout { earned, amount: earned, capped_per_transaction: false, daily_remaining: None };
+    if let Some(cap) = campaign.max_per_transaction
+        && payout.amount > cap
+    {
+        payout.amount = cap;
+        payout.capped_per_transaction = true;
+    }
+    if let Some(daily) = campaign.max_per_customer_per_day {
+        let remaining = (daily - window.earned_on(&campaign.id, day)).max(0);
+        if payout.amount > remaining {
+            payout.amount = remaining;
+            payout.daily_remaining = Some(remaining);
+        }
+    }
+    payout
+}
+
+/// `BASE weekday-1.5 150 bp of 200000 = 3000, capped at 2500`.
+fn explain(chosen: &Chosen<'_>, transaction: &Transaction, out: &mut String) {
+    let campaign = &chosen.campaign.campaign;
     let label = match campaign.kind {
         CampaignKind::Base => "BASE",
         CampaignKind::Bonus => "BONUS",
     };
-    let (mut amount, mut words) = match campaign.reward {
+    let payout = chosen.payout;
+    let _ = match campaign.reward {
         RewardRule::PercentBp(bp) => {
-            // amount × bp ≤ i64::MAX × 10000 fits in i128; the result is ≤ amount.
-            let earned = i128::from(transaction.amount) * i128::from(bp) / i128::from(BP_WHOLE);
-            let earned = i64::try_from(earned).unwrap_or(0);
-            (
-                earned,
-                format!("{label} {} {bp} bp of {} = {earned}", campaign.id, transaction.amount),
+            write!(
+                out,
+                "{label} {} {bp} bp of {} = {}",
+                campaign.id, transaction.amount, payout.earned
             )
         }
-        RewardRule::Fixed(fixed) => (fixed, format!("{label} {} fixed {fixed}", campaign.id)),
+        RewardRule::Fixed(fixed) => write!(out, "{label} {} fixed {fixed}", campaign.id),
     };
-    if let Some(cap) = campaign.max_per_transaction
-        && amount > cap
+    if payout.capped_per_transaction
+        && let Some(cap) = campaign.max_per_transaction
     {
-        amount = cap;
-        let _ = write!(words, ", capped at {cap}");
+        let _ = write!(out, ", capped at {cap}");
     }
-    if let Some(daily) = campaign.max_per_customer_per_day {
-        let remaining = (daily - window.earned_on(&campaign.id, day)).max(0);
-        if amount > remaining {
-            amount = remaining;
-            let _ = write!(words, ", {remaining} left of the daily {daily}");
-        }
+    if let (Some(remaining), Some(daily)) =
+        (payout.daily_remaining, campaign.max_per_customer_per_day)
+    {
+        let _ = write!(out, ", {remaining} left of the daily {daily}");
     }
-    (amount, words)
 }
 
 fn evaluate_refund(
