@@ -2,4 +2,114 @@
 //! single-node deployments (and every test here) and a Scylla backend for scale-out, checked
 //! by one shared conformance suite. The ledger is a projection of the transaction log.
 //!
-//! The trait and both backends arrive with the rewarder-and-ledger issue.
+//! Writes are idempotent by `(partner, transaction_id)`. Customer state is fenced by a
+//! version: a rewarder writes the state it loaded plus its decisions, and a writer that loaded
+//! an older version (another instance decided for that customer since) is refused, so a
+//! rebalance can never let two instances decide from stale state.
+
+mod postgres;
+mod types;
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use chrono::NaiveDate;
+
+use cezbek_rules::OriginalPurchase;
+use cezbek_schemas::{Msisdn, PartnerCode, TransactionId};
+
+pub use postgres::PostgresLedger;
+pub use types::{
+    CustomerState, DigestStatus, HistoryCursor, HistoryPage, HistoryQuery, LedgerError,
+    RewardRecord, StateWrite, content_hash,
+};
+
+/// One customer's decisions of a batch and the state they leave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerBatch {
+    pub records: Vec<RewardRecord>,
+    pub state: StateWrite,
+}
+
+/// What the services need from the reward store.
+pub trait Ledger: Send + Sync {
+    /// Writes decisions and the customer states they leave, all or nothing. Records whose
+    /// `(partner, transaction_id)` exists are left as they are; returns the ids inserted.
+    /// A state whose `expected_version` is not the stored one fails the whole batch with
+    /// [`LedgerError::StaleState`].
+    fn apply(
+        &self,
+        batch: &[CustomerBatch],
+    ) -> impl Future<Output = Result<Vec<(PartnerCode, TransactionId)>, LedgerError>> + Send;
+
+    /// The content hashes of the given transactions that are already decided.
+    fn existing(
+        &self,
+        keys: &[(PartnerCode, TransactionId)],
+    ) -> impl Future<Output = Result<HashMap<(PartnerCode, TransactionId), String>, LedgerError>> + Send;
+
+    /// One decision: "why did I get this?".
+    fn reward(
+        &self,
+        partner: &PartnerCode,
+        transaction_id: &TransactionId,
+    ) -> impl Future<Output = Result<Option<RewardRecord>, LedgerError>> + Send;
+
+    /// A purchase as refunds need it: amount, cashback, and what refunds took back so far.
+    fn original(
+        &self,
+        partner: &PartnerCode,
+        transaction_id: &TransactionId,
+    ) -> impl Future<Output = Result<Option<OriginalPurchase>, LedgerError>> + Send;
+
+    /// A customer's decisions, newest first, within `[from, to)`, after a keyset cursor.
+    fn history(
+        &self,
+        query: &HistoryQuery,
+    ) -> impl Future<Output = Result<HistoryPage, LedgerError>> + Send;
+
+    /// Every decision of a partner on one partner-local day.
+    fn rewards_of_day(
+        &self,
+        partner: &PartnerCode,
+        day: NaiveDate,
+    ) -> impl Future<Output = Result<Vec<RewardRecord>, LedgerError>> + Send;
+
+    /// The states of some customers of one partner (missing ones are absent).
+    fn customer_states(
+        &self,
+        partner: &PartnerCode,
+        msisdns: &[Msisdn],
+    ) -> impl Future<Output = Result<Vec<CustomerState>, LedgerError>> + Send;
+
+    /// Records a customer's choice about digests; does not fence rewarder writes.
+    fn set_opt_out(
+        &self,
+        partner: &PartnerCode,
+        msisdn: &Msisdn,
+        opted_out: bool,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    /// Records the intent to send a digest; returns what was there before (None: new).
+    fn digest_intent(
+        &self,
+        partner: &PartnerCode,
+        day: NaiveDate,
+        msisdn: &Msisdn,
+    ) -> impl Future<Output = Result<Option<DigestStatus>, LedgerError>> + Send;
+
+    /// Marks a digest sent.
+    fn digest_sent(
+        &self,
+        partner: &PartnerCode,
+        day: NaiveDate,
+        msisdn: &Msisdn,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    /// The digests of a partner-day and their status.
+    fn digests(
+        &self,
+        partner: &PartnerCode,
+        day: NaiveDate,
+    ) -> impl Future<Output = Result<Vec<(Msisdn, DigestStatus)>, LedgerError>> + Send;
+}

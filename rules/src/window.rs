@@ -53,6 +53,7 @@ pub struct WindowStats {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CustomerWindow {
     pub purchases: Vec<WindowPurchase>,
     pub daily_earned: Vec<DailyEarned>,

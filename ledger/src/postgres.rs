@@ -1,0 +1,484 @@
+//! The PostgreSQL ledger: batched writes (one `UNNEST` statement per table per batch, in one
+//! transaction), keyset-paged history, fenced customer state.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+
+use cezbek_rules::{CustomerWindow, OriginalPurchase};
+use cezbek_schemas::{
+    AppliedCampaign, Currency, Mcc, Msisdn, PartnerCode, Reward, RewardOutcome, TransactionId,
+    TransactionKind,
+};
+
+use crate::types::{
+    CustomerState, DigestStatus, HistoryCursor, HistoryPage, HistoryQuery, LedgerError,
+    RewardRecord,
+};
+use crate::{CustomerBatch, Ledger};
+
+#[derive(Debug, Clone)]
+pub struct PostgresLedger {
+    pool: PgPool,
+}
+
+const REWARD_COLUMNS: &str = "partner, transaction_id, msisdn, kind, original_transaction_id, amount, currency, \
+     merchant, mcc, outcome, cashback, tier_before, tier_after, applied_campaigns::text AS applied_campaigns, \
+     exclusion_id, rules_revision, explanation, occurred_at, decided_at, local_day, content_hash";
+
+impl PostgresLedger {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Creates or upgrades the tables.
+    pub async fn migrate(&self) -> Result<(), LedgerError> {
+        sqlx::migrate!("./migrations").run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn corrupt(what: impl std::fmt::Display) -> LedgerError {
+    LedgerError::Corrupt(what.to_string())
+}
+
+fn enum_text<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn enum_value<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, LedgerError> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(corrupt)
+}
+
+fn read_record(row: &PgRow) -> Result<RewardRecord, LedgerError> {
+    let text = |name: &str| row.try_get::<String, _>(name).map_err(LedgerError::from);
+    let optional = |name: &str| row.try_get::<Option<String>, _>(name).map_err(LedgerError::from);
+    let applied: Vec<AppliedCampaign> =
+        serde_json::from_str(&text("applied_campaigns")?).map_err(corrupt)?;
+    let original = optional("original_transaction_id")?
+        .map(|id| TransactionId::parse(&id))
+        .transpose()
+        .map_err(corrupt)?;
+    let mcc =
+        row.try_get::<Option<i32>, _>("mcc")?.map(Mcc::try_from).transpose().map_err(corrupt)?;
+    let reward = Reward {
+        partner: PartnerCode::parse(&text("partner")?).map_err(corrupt)?,
+        transaction_id: TransactionId::parse(&text("transaction_id")?).map_err(corrupt)?,
+        kind: enum_value::<TransactionKind>(&text("kind")?)?,
+        original_transaction_id: original,
+        msisdn: Msisdn::parse(&text("msisdn")?).map_err(corrupt)?,
+        amount: row.try_get("amount")?,
+        currency: Currency::parse(&text("currency")?).map_err(corrupt)?,
+        merchant: optional("merchant")?,
+        outcome: enum_value::<RewardOutcome>(&text("outcome")?)?,
+        cashback: row.try_get("cashback")?,
+        tier_before: optional("tier_before")?,
+        tier_after: optional("tier_after")?,
+        applied_campaigns: applied,
+        exclusion_id: optional("exclusion_id")?,
+        rules_revision: row.try_get("rules_revision")?,
+        explanation: text("explanation")?,
+        occurred_at: row.try_get("occurred_at")?,
+        decided_at: row.try_get("decided_at")?,
+    };
+    Ok(RewardRecord {
+        reward,
+        mcc,
+        local_day: row.try_get("local_day")?,
+        content_hash: text("content_hash")?,
+    })
+}
+
+/// The columns of many records, as arrays for one `UNNEST` insert.
+#[derive(Default)]
+struct RewardColumns {
+    partner: Vec<String>,
+    transaction_id: Vec<String>,
+    msisdn: Vec<String>,
+    kind: Vec<String>,
+    original: Vec<Option<String>>,
+    amount: Vec<i64>,
+    currency: Vec<String>,
+    merchant: Vec<Option<String>>,
+    mcc: Vec<Option<i32>>,
+    outcome: Vec<String>,
+    cashback: Vec<i64>,
+    tier_before: Vec<Option<String>>,
+    tier_after: Vec<Option<String>>,
+    applied: Vec<String>,
+    exclusion: Vec<Option<String>>,
+    revision: Vec<i64>,
+    explanation: Vec<String>,
+    occurred_at: Vec<DateTime<Utc>>,
+    decided_at: Vec<DateTime<Utc>>,
+    local_day: Vec<NaiveDate>,
+    content_hash: Vec<String>,
+}
+
+impl RewardColumns {
+    fn push(&mut self, record: &RewardRecord) {
+        let reward = &record.reward;
+        self.partner.push(reward.partner.to_string());
+        self.transaction_id.push(reward.transaction_id.to_string());
+        self.msisdn.push(reward.msisdn.to_string());
+        self.kind.push(enum_text(&reward.kind));
+        self.original.push(reward.original_transaction_id.as_ref().map(ToString::to_string));
+        self.amount.push(reward.amount);
+        self.currency.push(reward.currency.to_string());
+        self.merchant.push(reward.merchant.clone());
+        self.mcc.push(record.mcc.map(i32::from));
+        self.outcome.push(enum_text(&reward.outcome));
+        self.cashback.push(reward.cashback);
+        self.tier_before.push(reward.tier_before.clone());
+        self.tier_after.push(reward.tier_after.clone());
+        self.applied
+            .push(serde_json::to_string(&reward.applied_campaigns).unwrap_or_else(|_| "[]".into()));
+        self.exclusion.push(reward.exclusion_id.clone());
+        self.revision.push(reward.rules_revision);
+        self.explanation.push(reward.explanation.clone());
+        self.occurred_at.push(reward.occurred_at);
+        self.decided_at.push(reward.decided_at);
+        self.local_day.push(record.local_day);
+        self.content_hash.push(record.content_hash.clone());
+    }
+}
+
+const INSERT_REWARDS: &str = "INSERT INTO rewards (partner, transaction_id, msisdn, kind, original_transaction_id, \
+     amount, currency, merchant, mcc, outcome, cashback, tier_before, tier_after, applied_campaigns, exclusion_id, \
+     rules_revision, explanation, occurred_at, decided_at, local_day, content_hash) \
+     SELECT p, t, m, k, o, a, c, me, mc, oc, cb, tb, ta, ac::jsonb, ex, rr, ep, oa, da, ld, ch \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::text[], \
+                 $9::int4[], $10::text[], $11::int8[], $12::text[], $13::text[], $14::text[], $15::text[], \
+                 $16::int8[], $17::text[], $18::timestamptz[], $19::timestamptz[], $20::date[], $21::text[]) \
+          AS u(p, t, m, k, o, a, c, me, mc, oc, cb, tb, ta, ac, ex, rr, ep, oa, da, ld, ch) \
+     ON CONFLICT (partner, transaction_id) DO NOTHING \
+     RETURNING partner, transaction_id";
+
+/// New customers are inserted at version 1; known ones are updated only from the version the
+/// writer loaded, so a writer with stale state changes nothing and the batch is refused.
+const UPSERT_STATES: &str = "INSERT INTO customer_state (partner, msisdn, tier, email, \"window\", version, updated_at) \
+     SELECT p, m, t, e, w::jsonb, v + 1, now() \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[]) AS u(p, m, t, e, w, v) \
+     ON CONFLICT (partner, msisdn) DO UPDATE SET tier = EXCLUDED.tier, email = EXCLUDED.email, \
+         \"window\" = EXCLUDED.\"window\", version = EXCLUDED.version, updated_at = now() \
+     WHERE customer_state.version = EXCLUDED.version - 1 \
+     RETURNING partner, msisdn";
+
+impl Ledger for PostgresLedger {
+    async fn apply(
+        &self,
+        batch: &[CustomerBatch],
+    ) -> Result<Vec<(PartnerCode, TransactionId)>, LedgerError> {
+        let mut customers = HashSet::new();
+        let mut rewards = RewardColumns::default();
+        let (mut partner, mut msisdn, mut tier, mut email, mut window, mut version) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for customer in batch {
+            let state = &customer.state;
+            if !customers.insert((state.partner.clone(), state.msisdn.clone())) {
+                return Err(LedgerError::InvalidBatch(format!(
+                    "{} {} appears twice",
+                    state.partner, state.msisdn
+                )));
+            }
+            customer.records.iter().for_each(|record| rewards.push(record));
+            partner.push(state.partner.to_string());
+            msisdn.push(state.msisdn.to_string());
+            tier.push(state.tier.clone());
+            email.push(state.email.clone());
+            window.push(serde_json::to_string(&state.window).map_err(corrupt)?);
+            version.push(state.expected_version);
+        }
+        let mut transaction = self.pool.begin().await?;
+        let inserted = sqlx::query(INSERT_REWARDS)
+            .bind(&rewards.partner)
+            .bind(&rewards.transaction_id)
+            .bind(&rewards.msisdn)
+            .bind(&rewards.kind)
+            .bind(&rewards.original)
+            .bind(&rewards.amount)
+            .bind(&rewards.currency)
+            .bind(&rewards.merchant)
+            .bind(&rewards.mcc)
+            .bind(&rewards.outcome)
+            .bind(&rewards.cashback)
+            .bind(&rewards.tier_before)
+            .bind(&rewards.tier_after)
+            .bind(&rewards.applied)
+            .bind(&rewards.exclusion)
+            .bind(&rewards.revision)
+            .bind(&rewards.explanation)
+            .bind(&rewards.occurred_at)
+            .bind(&rewards.decided_at)
+            .bind(&rewards.local_day)
+            .bind(&rewards.content_hash)
+            .fetch_all(&mut *transaction)
+            .await?;
+        let written: HashSet<(String, String)> = sqlx::query_as(UPSERT_STATES)
+            .bind(&partner)
+            .bind(&msisdn)
+            .bind(&tier)
+            .bind(&email)
+            .bind(&window)
+            .bind(&version)
+            .fetch_all(&mut *transaction)
+            .await?
+            .into_iter()
+            .collect();
+        // A state not written was fenced off: refuse the batch (dropping the transaction rolls
+        // every part of it back).
+        if let Some(stale) = batch
+            .iter()
+            .map(|customer| &customer.state)
+            .find(|state| !written.contains(&(state.partner.to_string(), state.msisdn.to_string())))
+        {
+            return Err(LedgerError::StaleState {
+                partner: stale.partner.to_string(),
+                msisdn: stale.msisdn.to_string(),
+                expected: stale.expected_version,
+            });
+        }
+        transaction.commit().await?;
+        inserted
+            .iter()
+            .map(|row| {
+                let partner = PartnerCode::parse(row.try_get("partner")?).map_err(corrupt)?;
+                let id = TransactionId::parse(row.try_get("transaction_id")?).map_err(corrupt)?;
+                Ok((partner, id))
+            })
+            .collect()
+    }
+
+    async fn existing(
+        &self,
+        keys: &[(PartnerCode, TransactionId)],
+    ) -> Result<HashMap<(PartnerCode, TransactionId), String>, LedgerError> {
+        let partners: Vec<String> = keys.iter().map(|(p, _)| p.to_string()).collect();
+        let ids: Vec<String> = keys.iter().map(|(_, t)| t.to_string()).collect();
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT partner, transaction_id, content_hash FROM rewards \
+             WHERE (partner, transaction_id) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))",
+        )
+        .bind(&partners)
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(partner, id, hash)| {
+                let key = (
+                    PartnerCode::parse(&partner).map_err(corrupt)?,
+                    TransactionId::parse(&id).map_err(corrupt)?,
+                );
+                Ok((key, hash))
+            })
+            .collect()
+    }
+
+    async fn reward(
+        &self,
+        partner: &PartnerCode,
+        transaction_id: &TransactionId,
+    ) -> Result<Option<RewardRecord>, LedgerError> {
+        let row = sqlx::query(&format!(
+            "SELECT {REWARD_COLUMNS} FROM rewards WHERE partner = $1 AND transaction_id = $2"
+        ))
+        .bind(partner.as_str())
+        .bind(transaction_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(read_record).transpose()
+    }
+
+    async fn original(
+        &self,
+        partner: &PartnerCode,
+        transaction_id: &TransactionId,
+    ) -> Result<Option<OriginalPurchase>, LedgerError> {
+        let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT r.amount, r.cashback, coalesce(sum(-f.cashback), 0)::int8, coalesce(sum(f.amount), 0)::int8 \
+             FROM rewards r LEFT JOIN rewards f \
+               ON f.partner = r.partner AND f.original_transaction_id = r.transaction_id AND f.kind = 'REFUND' \
+             WHERE r.partner = $1 AND r.transaction_id = $2 AND r.kind = 'PURCHASE' \
+             GROUP BY r.amount, r.cashback",
+        )
+        .bind(partner.as_str())
+        .bind(transaction_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(amount, cashback, clawed_back, refunded)| OriginalPurchase {
+            amount,
+            cashback,
+            clawed_back,
+            refunded: refunded.min(amount),
+        }))
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> Result<HistoryPage, LedgerError> {
+        let limit = i64::from(query.limit.max(1));
+        let rows = sqlx::query(&format!(
+            "SELECT {REWARD_COLUMNS} FROM rewards WHERE partner = $1 AND msisdn = $2 \
+             AND ($3::timestamptz IS NULL OR occurred_at >= $3) AND ($4::timestamptz IS NULL OR occurred_at < $4) \
+             AND ($5::timestamptz IS NULL OR (occurred_at, transaction_id) < ($5, $6)) \
+             ORDER BY occurred_at DESC, transaction_id DESC LIMIT $7"
+        ))
+        .bind(query.partner.as_str())
+        .bind(query.msisdn.as_str())
+        .bind(query.from)
+        .bind(query.to)
+        .bind(query.after.as_ref().map(|c| c.occurred_at))
+        .bind(query.after.as_ref().map(|c| c.transaction_id.clone()).unwrap_or_default())
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut records = rows.iter().map(read_record).collect::<Result<Vec<_>, _>>()?;
+        let more = records.len() as i64 > limit;
+        records.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let next = more.then(|| records.last()).flatten().map(|last| HistoryCursor {
+            occurred_at: last.reward.occurred_at,
+            transaction_id: last.reward.transaction_id.to_string(),
+        });
+        Ok(HistoryPage { records, next })
+    }
+
+    async fn rewards_of_day(
+        &self,
+        partner: &PartnerCode,
+        day: NaiveDate,
+    ) -> Result<Vec<RewardRecord>, LedgerError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {REWARD_COLUMNS} FROM rewards WHERE partner = $1 AND local_day = $2 ORDER BY occurred_at, transaction_id"
+        ))
+        .bind(partner.as_str())
+        .bind(day)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(read_record).collect()
+    }
+
+    async fn customer_states(
+        &self,
+        partner: &PartnerCode,
+        msisdns: &[Msisdn],
+    ) -> Result<Vec<CustomerState>, LedgerError> {
+        let numbers: Vec<String> = msisdns.iter().map(ToString::to_string).collect();
+        let rows = sqlx::query(
+            "SELECT msisdn, tier, email, \"window\"::text AS window, opted_out, version FROM customer_state \
+             WHERE partner = $1 AND msisdn = ANY($2::text[])",
+        )
+        .bind(partner.as_str())
+        .bind(&numbers)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let window: CustomerWindow =
+                    serde_json::from_str(&row.try_get::<String, _>("window")?).map_err(corrupt)?;
+                Ok(CustomerState {
+                    partner: Some(partner.clone()),
+                    msisdn: Some(
+                        Msisdn::parse(&row.try_get::<String, _>("msisdn")?).map_err(corrupt)?,
+                    ),
+                    tier: row.try_get("tier")?,
+                    email: row.try_get("email")?,
+                    window,
+                    opted_out: row.try_get("opted_out")?,
+                    version: row.try_get("version")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn set_opt_out(
+        &self,
+        partner: &PartnerCode,
+        msisdn: &Msisdn,
+        opted_out: bool,
+    ) -> Result<(), LedgerError> {
+        // A customer who opts out before their first reward still gets a row (version 0, so
+        // the rewarder's first write, expecting 0, is not refused).
+        sqlx::query(
+            "INSERT INTO customer_state (partner, msisdn, \"window\", opted_out, version) VALUES ($1, $2, '{}'::jsonb, $3, 0) \
+             ON CONFLICT (partner, msisdn) DO UPDATE SET opted_out = EXCLUDED.opted_out",
+        )
+        .bind(partner.as_str())
+        .bind(msisdn.as_str())
+        .bind(opted_out)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn digest_intent(
+        &self,
+        partner: &PartnerCode,
+        day: NaiveDate,
+        msisdn: &Msisdn,
+    ) -> Result<Option<DigestStatus>, LedgerError> {
+        let inserted = sqlx::query(
+            "INSERT INTO digests (partner, day, msisdn, status) VALUES ($1, $2, $3, 'PENDING') ON CONFLICT DO NOTHING",
+        )
+        .bind(partner.as_str())
+        .bind(day)
+        .bind(msisdn.as_str())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(None);
+        }
+        let status: String = sqlx::query_scalar(
+            "SELECT status FROM digests WHERE partner = $1 AND day = $2 AND msisdn = $3",
+        )
+        .bind(partner.as_str())
+        .bind(day)
+        .bind(msisdn.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        DigestStatus::parse(&status)
+            .map(Some)
+            .ok_or_else(|| corrupt(format!("digest status {status:?}")))
+    }
+
+    async fn digest_sent(
+        &self,
+        partner: &PartnerCode,
+        day: NaiveDate,
+        msisdn: &Msisdn,
+    ) -> Result<(), LedgerError> {
+        sqlx::query("UPDATE digests SET status = 'SENT', sent_at = now() WHERE partner = $1 AND day = $2 AND msisdn = $3")
+            .bind(partner.as_str())
+            .bind(day)
+            .bind(msisdn.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn digests(
+        &self,
+        partner: &PartnerCode,
+        day: NaiveDate,
+    ) -> Result<Vec<(Msisdn, DigestStatus)>, LedgerError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT msisdn, status FROM digests WHERE partner = $1 AND day = $2 ORDER BY msisdn",
+        )
+        .bind(partner.as_str())
+        .bind(day)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(msisdn, status)| {
+                let msisdn = Msisdn::parse(&msisdn).map_err(corrupt)?;
+                let status = DigestStatus::parse(&status)
+                    .ok_or_else(|| corrupt(format!("digest status {status:?}")))?;
+                Ok((msisdn, status))
+            })
+            .collect()
+    }
+}

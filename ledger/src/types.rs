@@ -1,0 +1,145 @@
+//! The ledger's records and queries.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use cezbek_rules::CustomerWindow;
+use cezbek_schemas::{Mcc, Msisdn, PartnerCode, Reward, Transaction};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(
+        "customer state of {partner} {msisdn} changed since it was loaded (expected version {expected})"
+    )]
+    StaleState { partner: String, msisdn: String, expected: i64 },
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    #[error("invalid batch: {0}")]
+    InvalidBatch(String),
+    #[error("ledger database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("ledger migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl LedgerError {
+    /// Whether retrying later can succeed (the database is away), as opposed to a refusal.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Database(
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+            )
+        )
+    }
+}
+
+/// One decided transaction as the ledger keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewardRecord {
+    pub reward: Reward,
+    pub mcc: Option<Mcc>,
+    /// The partner-local day of `occurred_at`.
+    pub local_day: NaiveDate,
+    /// [`content_hash`] of the transaction.
+    pub content_hash: String,
+}
+
+/// SHA-256 of what a transaction says (not where or when it entered Cezbek): the same
+/// purchase sent twice, by API or CSV, hashes the same.
+pub fn content_hash(transaction: &Transaction) -> String {
+    let mut hasher = Sha256::new();
+    let content = serde_json::json!([
+        transaction.partner,
+        transaction.transaction_id,
+        transaction.kind,
+        transaction.original_transaction_id,
+        transaction.msisdn,
+        transaction.amount,
+        transaction.currency,
+        transaction.quantity,
+        transaction.merchant,
+        transaction.mcc,
+        transaction.email,
+        transaction.wallet,
+        transaction.occurred_at.timestamp_millis(),
+    ]);
+    hasher.update(content.to_string().as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// A customer's state as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CustomerState {
+    pub partner: Option<PartnerCode>,
+    pub msisdn: Option<Msisdn>,
+    pub tier: Option<String>,
+    pub email: Option<String>,
+    pub window: CustomerWindow,
+    pub opted_out: bool,
+    /// 0 for a customer never written.
+    pub version: i64,
+}
+
+/// A state the rewarder writes: what it decided, fenced by the version it loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateWrite {
+    pub partner: PartnerCode,
+    pub msisdn: Msisdn,
+    pub tier: Option<String>,
+    pub email: Option<String>,
+    pub window: CustomerWindow,
+    /// The version loaded (0 for a new customer); the write stores `expected_version + 1`.
+    pub expected_version: i64,
+}
+
+/// Where a history page ends: the next page starts after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryCursor {
+    pub occurred_at: DateTime<Utc>,
+    pub transaction_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryQuery {
+    pub partner: PartnerCode,
+    pub msisdn: Msisdn,
+    /// Inclusive.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive.
+    pub to: Option<DateTime<Utc>>,
+    pub after: Option<HistoryCursor>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPage {
+    pub records: Vec<RewardRecord>,
+    /// Set when there may be more.
+    pub next: Option<HistoryCursor>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DigestStatus {
+    Pending,
+    Sent,
+}
+
+impl DigestStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Sent => "SENT",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "PENDING" => Some(Self::Pending),
+            "SENT" => Some(Self::Sent),
+            _ => None,
+        }
+    }
+}
