@@ -118,7 +118,11 @@ impl Store {
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations").run(&self.pool).await?;
+        // Campaignex (10001…) and the ledger (20001…) may share one database: each applies its
+        // own versions and ignores the other's.
+        let mut migrator = sqlx::migrate!("./migrations");
+        migrator.set_ignore_missing(true);
+        migrator.run(&self.pool).await?;
         Ok(())
     }
 

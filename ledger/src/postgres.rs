@@ -35,7 +35,11 @@ impl PostgresLedger {
 
     /// Creates or upgrades the tables.
     pub async fn migrate(&self) -> Result<(), LedgerError> {
-        sqlx::migrate!("./migrations").run(&self.pool).await?;
+        // Campaignex (10001…) and the ledger (20001…) may share one database: each applies its
+        // own versions and ignores the other's.
+        let mut migrator = sqlx::migrate!("./migrations");
+        migrator.set_ignore_missing(true);
+        migrator.run(&self.pool).await?;
         Ok(())
     }
 

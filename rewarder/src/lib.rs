@@ -1,13 +1,38 @@
-//! The rewarder: a consumer group on the transaction topic that evaluates each transaction
-//! under the live rules from etcd, writes the decision to the ledger, publishes the reward and
-//! only then commits the offset.
+//! The rewarder: a consumer group on the transaction topic that decides each transaction
+//! under the live rules from etcd, writes the decisions to the ledger, publishes the `Reward`
+//! events and only then commits the offsets.
 //!
-//! Now it connects to what it needs and reports readiness on its ops port; the consume loop
-//! arrives with the rewarder-and-ledger issue.
+//! At-least-once consumption with an idempotent, fenced ledger: a redelivered transaction
+//! changes nothing, a conflicting reuse of an id is dead-lettered, and a rebalance cannot let
+//! two instances decide for one customer from stale state. `cezbek rewarder` runs one
+//! instance; more instances in the same group share the partitions.
 
+mod process;
+mod rules_watch;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use cezbek_ledger::PostgresLedger;
 use cezbek_platform::config::{EtcdConfig, HttpConfig, KafkaConfig, PostgresConfig};
+use cezbek_platform::etcd::EtcdHandle;
 use cezbek_platform::http::{HttpError, Router};
+use cezbek_platform::kafka::KafkaError;
 use cezbek_platform::{CancellationToken, Env, Readiness, etcd, http, kafka, postgres};
+use cezbek_rules::RuleSnapshot;
+use cezbek_schemas::encode;
+
+use crate::process::{Incoming, Outcome, ProcessMetrics, Processor};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -16,36 +41,411 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub etcd: EtcdConfig,
     pub postgres: PostgresConfig,
+    pub group_id: String,
+    /// A batch closes at this many messages…
+    pub batch_max: usize,
+    /// …or this long after its first message.
+    pub batch_wait: Duration,
 }
 
 impl Config {
     pub fn from_env(env: &mut Env) -> Self {
+        let batch_max = env.parse("CEZBEK_REWARDER_BATCH_MAX", 2_000usize);
+        env.check(
+            (1..=50_000).contains(&batch_max),
+            "CEZBEK_REWARDER_BATCH_MAX",
+            "must be 1 to 50000",
+        );
         Self {
             http: HttpConfig::from_env(env, "CEZBEK_REWARDER_LISTEN", "127.0.0.1:8091"),
             kafka: KafkaConfig::from_env(env, "cezbek-rewarder"),
             etcd: EtcdConfig::from_env(env),
             postgres: PostgresConfig::from_env(env),
+            group_id: env.string("CEZBEK_REWARDER_GROUP", "cezbek-rewarder"),
+            batch_max,
+            batch_wait: env.duration("CEZBEK_REWARDER_BATCH_WAIT", Duration::from_millis(100)),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot create the Kafka producer: {0}")]
-    Producer(#[from] cezbek_platform::kafka::KafkaError),
-    #[error("bad PostgreSQL settings: {0}")]
+    #[error("Kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("PostgreSQL: {0}")]
     Postgres(#[from] cezbek_platform::postgres::Error),
+    #[error("ledger: {0}")]
+    Ledger(#[from] cezbek_ledger::LedgerError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     #[error(transparent)]
     Http(#[from] HttpError),
 }
 
+/// Partitions revoked by a rebalance, for the loop to forget their customers.
+#[derive(Default)]
+struct RebalanceContext {
+    revoked: Mutex<Vec<i32>>,
+}
+
+impl ClientContext for RebalanceContext {}
+
+impl ConsumerContext for RebalanceContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            let mut revoked = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
+            revoked.extend(partitions.elements().iter().map(|element| element.partition()));
+            tracing::info!(partitions = ?revoked, "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            let assigned: Vec<i32> =
+                partitions.elements().iter().map(|element| element.partition()).collect();
+            tracing::info!(partitions = ?assigned, "partitions assigned");
+        }
+    }
+}
+
+type RewarderConsumer = StreamConsumer<RebalanceContext>;
+
+struct Metrics {
+    process: ProcessMetrics,
+    dead_lettered: IntCounterVec,
+    batch_size: Histogram,
+    batch_seconds: Histogram,
+    lag: IntGaugeVec,
+    rules: rules_watch::RuleMetrics,
+}
+
+impl Metrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let events = IntCounterVec::new(
+            Opts::new(
+                "cezbek_rewarder_transactions_total",
+                "transactions by what happened to them",
+            ),
+            &["event"],
+        )?;
+        let dead_lettered = IntCounterVec::new(
+            Opts::new("cezbek_rewarder_dead_lettered_total", "messages sent to the DLQ"),
+            &["reason"],
+        )?;
+        let batch_size = Histogram::with_opts(
+            HistogramOpts::new("cezbek_rewarder_batch_size", "messages per batch")
+                .buckets(vec![1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0]),
+        )?;
+        let batch_seconds = Histogram::with_opts(HistogramOpts::new(
+            "cezbek_rewarder_batch_seconds",
+            "time to decide, write, publish, commit",
+        ))?;
+        let lag = IntGaugeVec::new(
+            Opts::new("cezbek_rewarder_consumer_lag", "high watermark minus committed offset"),
+            &["partition"],
+        )?;
+        let revision =
+            IntGauge::new("cezbek_rewarder_rules_revision", "etcd revision of the rules in use")?;
+        let rejected = prometheus::IntCounter::new(
+            "cezbek_rewarder_rules_rejected_total",
+            "invalid rule values rejected",
+        )?;
+        registry.register(Box::new(events.clone()))?;
+        registry.register(Box::new(dead_lettered.clone()))?;
+        registry.register(Box::new(batch_size.clone()))?;
+        registry.register(Box::new(batch_seconds.clone()))?;
+        registry.register(Box::new(lag.clone()))?;
+        registry.register(Box::new(revision.clone()))?;
+        registry.register(Box::new(rejected.clone()))?;
+        Ok(Self {
+            process: ProcessMetrics { events },
+            dead_lettered,
+            batch_size,
+            batch_seconds,
+            lag,
+            rules: rules_watch::RuleMetrics { revision, rejected },
+        })
+    }
+}
+
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
-    let registry = prometheus::Registry::new();
-    let readiness = Readiness::new(&["kafka", "etcd", "postgres"]);
+    let registry = Registry::new();
+    let metrics = Metrics::new(&registry)?;
+    let readiness = Readiness::new(&["kafka", "etcd", "postgres", "rules"]);
     let producer = kafka::producer(&config.kafka)?;
     kafka::watch_readiness(&readiness, &producer, &shutdown);
     etcd::watch_readiness(&readiness, &config.etcd, &shutdown);
-    postgres::watch_readiness(&readiness, &postgres::connect_lazy(&config.postgres)?, &shutdown);
-    http::serve_with_ops(config.http.listen, Router::new(), registry, readiness, shutdown).await?;
+    let pool = postgres::connect(&config.postgres).await?;
+    postgres::watch_readiness(&readiness, &pool, &shutdown);
+    let ledger = Arc::new(PostgresLedger::new(pool));
+    ledger.migrate().await?;
+
+    let (rules_sender, mut rules) = watch::channel(None);
+    tokio::spawn(rules_watch::watch_rules(
+        EtcdHandle::new(config.etcd.clone()),
+        rules_sender,
+        metrics.rules.clone(),
+        shutdown.clone(),
+    ));
+    let ops = tokio::spawn(http::serve_with_ops(
+        config.http.listen,
+        Router::new(),
+        registry,
+        readiness.clone(),
+        shutdown.clone(),
+    ));
+
+    // Decide nothing before the rules are known.
+    let first_rules = tokio::select! {
+        () = shutdown.cancelled() => return Ok(()),
+        changed = rules.wait_for(Option::is_some) => changed.is_ok(),
+    };
+    if !first_rules {
+        return Ok(());
+    }
+    readiness.set("rules", true);
+
+    let consumer: Arc<RewarderConsumer> = Arc::new(
+        kafka::consumer_config(&config.kafka, &config.group_id)
+            .create_with_context(RebalanceContext::default())?,
+    );
+    consumer.subscribe(&[&config.kafka.transactions_topic])?;
+    let lag_task = tokio::spawn(report_lag(
+        Arc::clone(&consumer),
+        config.kafka.transactions_topic.clone(),
+        metrics.lag.clone(),
+        shutdown.clone(),
+    ));
+
+    let mut processor = Processor::new(ledger, metrics.process.clone());
+    let result =
+        consume(&config, &consumer, &producer, &mut processor, &mut rules, &metrics, &shutdown)
+            .await;
+
+    // Leave the group now, so the partitions move to the other instances at once.
+    consumer.unsubscribe();
+    lag_task.abort();
+    drop(consumer);
+    if let Err(error) = rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)) {
+        tracing::warn!(%error, "flushing the producer on shutdown failed");
+    }
+    shutdown.cancel();
+    if let Ok(Err(error)) = ops.await {
+        return Err(error.into());
+    }
+    result
+}
+
+/// The loop: poll a batch, decide and write it, publish, commit; until shutdown.
+async fn consume(
+    config: &Config,
+    consumer: &RewarderConsumer,
+    producer: &FutureProducer,
+    processor: &mut Processor<PostgresLedger>,
+    rules: &mut watch::Receiver<Option<Arc<RuleSnapshot>>>,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Result<(), Error> {
+    while !shutdown.is_cancelled() {
+        let Some(mut batch) = collect(consumer, config, shutdown).await? else { break };
+        let revoked: HashSet<i32> = std::mem::take(
+            &mut *consumer.context().revoked.lock().unwrap_or_else(PoisonError::into_inner),
+        )
+        .into_iter()
+        .collect();
+        if !revoked.is_empty() {
+            processor.revoke(&revoked.iter().copied().collect::<Vec<_>>());
+            // Messages polled before the revoke belong to the new owner now.
+            batch.retain(|message| !revoked.contains(&message.partition));
+            if batch.is_empty() {
+                continue;
+            }
+        }
+        let started = Instant::now();
+        let snapshot = rules.borrow_and_update().clone().unwrap_or_default();
+        let Some(outcome) = decide(processor, &batch, &snapshot, shutdown).await else { break };
+        publish(config, producer, &batch, &outcome, metrics).await;
+        commit(consumer, &config.kafka.transactions_topic, &batch)?;
+        metrics.batch_size.observe(batch.len() as f64);
+        metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+    }
     Ok(())
+}
+
+/// Up to `batch_max` messages, closing `batch_wait` after the first. `None` on shutdown.
+async fn collect(
+    consumer: &RewarderConsumer,
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Result<Option<Vec<Incoming>>, Error> {
+    let incoming = |message: rdkafka::message::BorrowedMessage<'_>| Incoming {
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        payload: message.payload().map(<[u8]>::to_vec),
+    };
+    let first = tokio::select! {
+        () = shutdown.cancelled() => return Ok(None),
+        message = consumer.recv() => message?,
+    };
+    let mut batch = vec![incoming(first)];
+    let deadline = tokio::time::Instant::now() + config.batch_wait;
+    while batch.len() < config.batch_max {
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => break,
+            message = consumer.recv() => batch.push(incoming(message?)),
+        }
+    }
+    Ok(Some(batch))
+}
+
+/// Decides a batch, waiting out ledger outages (nothing is committed meanwhile, so nothing
+/// is lost). `None` when shutdown came first: the batch will be redelivered.
+async fn decide(
+    processor: &mut Processor<PostgresLedger>,
+    batch: &[Incoming],
+    snapshot: &RuleSnapshot,
+    shutdown: &CancellationToken,
+) -> Option<Outcome> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match processor.process(batch, snapshot).await {
+            Ok(outcome) => return Some(outcome),
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?backoff, messages = batch.len(), "ledger write failed; retrying the batch");
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Publishes the rewards and the dead letters and waits for the broker's acknowledgements,
+/// retrying a failed send: the offsets are committed only after.
+async fn publish(
+    config: &Config,
+    producer: &FutureProducer,
+    batch: &[Incoming],
+    outcome: &Outcome,
+    metrics: &Metrics,
+) {
+    let mut sends = Vec::with_capacity(outcome.rewards.len() + outcome.dead_letters.len());
+    for reward in &outcome.rewards {
+        let key = reward.key();
+        let payload = match encode(reward) {
+            Ok(payload) => payload,
+            Err(error) => {
+                tracing::error!(%error, "cannot encode a reward; it is in the ledger but not on the topic");
+                continue;
+            }
+        };
+        sends.push((config.kafka.rewards_topic.as_str(), Some(key.into_bytes()), payload, None));
+    }
+    for dead in &outcome.dead_letters {
+        let message = &batch[dead.index];
+        metrics.dead_lettered.with_label_values(&[dead.reason]).inc();
+        tracing::warn!(reason = dead.reason, error = %dead.error, partition = message.partition, offset = message.offset, "dead-lettered a message");
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "cezbek-error", value: Some(dead.error.as_str()) })
+            .insert(Header { key: "cezbek-reason", value: Some(dead.reason) })
+            .insert(Header {
+                key: "cezbek-source-topic",
+                value: Some(config.kafka.transactions_topic.as_str()),
+            })
+            .insert(Header {
+                key: "cezbek-source-partition",
+                value: Some(&message.partition.to_string()),
+            })
+            .insert(Header {
+                key: "cezbek-source-offset",
+                value: Some(&message.offset.to_string()),
+            });
+        sends.push((
+            config.kafka.dead_letter_topic.as_str(),
+            message.key.clone(),
+            message.payload.clone().unwrap_or_default(),
+            Some(headers),
+        ));
+    }
+    let deliveries = sends.iter().map(|(topic, key, payload, headers)| async move {
+        loop {
+            let mut record = FutureRecord::to(topic).payload(payload.as_slice());
+            if let Some(key) = key {
+                record = record.key(key.as_slice());
+            }
+            if let Some(headers) = headers {
+                record = record.headers(headers.clone());
+            }
+            match producer.send(record, Duration::from_secs(30)).await {
+                Ok(_) => return,
+                Err((error, _)) => {
+                    tracing::warn!(%error, topic, "publishing failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    });
+    // All in flight at once: the producer batches them.
+    futures::future::join_all(deliveries).await;
+}
+
+/// Commits, per partition, the offset after the last message of the batch.
+fn commit(consumer: &RewarderConsumer, topic: &str, batch: &[Incoming]) -> Result<(), Error> {
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    for message in batch {
+        let entry = next.entry(message.partition).or_insert(0);
+        *entry = (*entry).max(message.offset + 1);
+    }
+    let mut offsets = TopicPartitionList::new();
+    for (partition, offset) in next {
+        offsets.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    }
+    if let Err(error) = consumer.commit(&offsets, CommitMode::Sync) {
+        // After a rebalance the partition may be someone else's: they redeliver, the ledger
+        // absorbs it.
+        tracing::warn!(%error, "offset commit failed; those messages will be redelivered");
+    }
+    Ok(())
+}
+
+/// Every few seconds: per assigned partition, the high watermark minus the committed offset.
+async fn report_lag(
+    consumer: Arc<RewarderConsumer>,
+    topic: String,
+    lag: IntGaugeVec,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        let consumer = Arc::clone(&consumer);
+        let topic = topic.clone();
+        let lag = lag.clone();
+        let measured = tokio::task::spawn_blocking(move || -> Result<(), KafkaError> {
+            let committed = consumer.committed(Duration::from_secs(5))?;
+            for element in committed.elements_for_topic(&topic) {
+                let (_, high) = consumer.fetch_watermarks(
+                    &topic,
+                    element.partition(),
+                    Duration::from_secs(5),
+                )?;
+                let done = match element.offset() {
+                    Offset::Offset(offset) => offset,
+                    _ => 0,
+                };
+                lag.with_label_values(&[&element.partition().to_string()])
+                    .set((high - done).max(0));
+            }
+            Ok(())
+        })
+        .await;
+        if let Ok(Err(error)) = measured {
+            tracing::debug!(%error, "could not measure consumer lag");
+        }
+    }
 }

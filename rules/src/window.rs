@@ -94,6 +94,17 @@ impl CustomerWindow {
     pub fn apply(&mut self, transaction: &Transaction, decision: &Decision, day: NaiveDate) {
         match transaction.kind {
             TransactionKind::Purchase => {
+                // A refund of any purchase finds its original, even one that earned nothing…
+                self.originals.insert(
+                    transaction.transaction_id.to_string(),
+                    OriginalPurchase {
+                        amount: transaction.amount,
+                        cashback: decision.cashback,
+                        clawed_back: 0,
+                        refunded: 0,
+                    },
+                );
+                // …but an excluded purchase counts for neither tiers nor daily caps.
                 if decision.outcome == RewardOutcome::Excluded {
                     return;
                 }
@@ -110,15 +121,6 @@ impl CustomerWindow {
                         amount: applied.amount,
                     });
                 }
-                self.originals.insert(
-                    transaction.transaction_id.to_string(),
-                    OriginalPurchase {
-                        amount: transaction.amount,
-                        cashback: decision.cashback,
-                        clawed_back: 0,
-                        refunded: 0,
-                    },
-                );
             }
             TransactionKind::Refund => {
                 let Some(original_id) = &transaction.original_transaction_id else { return };
@@ -140,10 +142,14 @@ impl CustomerWindow {
         }
     }
 
-    /// Forgets purchases before `purchases_since` (outside any tier window) and daily totals
-    /// of days before `days_since`. Originals stay until the caller drops them.
+    /// Forgets purchases before `purchases_since` (outside any tier window), daily totals of
+    /// days before `days_since`, and the originals of purchases no longer kept (a refund of one
+    /// of those finds its original in the ledger), so the state stays small.
     pub fn prune(&mut self, purchases_since: DateTime<Utc>, days_since: NaiveDate) {
         self.purchases.retain(|p| p.occurred_at >= purchases_since);
         self.daily_earned.retain(|e| e.day >= days_since);
+        let kept: std::collections::HashSet<&str> =
+            self.purchases.iter().map(|p| p.transaction_id.as_str()).collect();
+        self.originals.retain(|id, _| kept.contains(id.as_str()));
     }
 }

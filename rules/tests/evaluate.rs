@@ -350,3 +350,32 @@ fn an_unknown_partner_earns_nothing_and_says_why() {
     );
     assert_eq!(decision.explanation, "no rules for partner TOKO");
 }
+
+#[test]
+fn pruning_keeps_what_the_window_and_today_need() {
+    let rules = snapshot(|b| b.campaign(base("b1", 100)));
+    let mut window = CustomerWindow::default();
+    for transaction in [
+        purchase("old", 10_000, at(2026, 1, 1, 0, 0)),
+        purchase("new", 10_000, at(2026, 5, 1, 0, 0)),
+    ] {
+        let decision = evaluate(&transaction, &rules, &window);
+        window.apply(&transaction, &decision, local_day(&rules, &transaction));
+    }
+    window.prune(at(2026, 4, 1, 0, 0), chrono::NaiveDate::from_ymd_opt(2026, 5, 1).unwrap());
+    let kept: Vec<_> = window.purchases.iter().map(|p| p.transaction_id.as_str()).collect();
+    assert_eq!(kept, vec!["new"]);
+    assert!(window.originals.contains_key("new") && !window.originals.contains_key("old"));
+    assert_eq!(window.daily_earned.len(), 1);
+}
+
+#[test]
+fn a_refund_of_an_excluded_purchase_finds_it_and_claws_back_nothing() {
+    let rules = snapshot(|b| {
+        b.campaign(base("b1", 100)).exclusion(exclusion("x", ExclusionTarget::Mcc(mcc(7995))))
+    });
+    let bet = Transaction { mcc: Some(mcc(7995)), ..purchase("p1", 10_000, at(2026, 5, 1, 0, 0)) };
+    let decisions = run(&rules, &[bet, refund("r1", "p1", 10_000, at(2026, 5, 2, 0, 0))]);
+    assert_eq!(decisions[0].outcome, RewardOutcome::Excluded);
+    assert_eq!((decisions[1].outcome, decisions[1].cashback), (RewardOutcome::Clawback, 0));
+}

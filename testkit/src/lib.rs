@@ -266,3 +266,144 @@ impl Drop for PrivateEtcd {
         let _ = std::fs::remove_file(self.data_dir.with_extension("log"));
     }
 }
+
+/// A PostgreSQL server of a test's own (the stack's binaries, data under `var/tmp/`), for
+/// tests that stop and restart the database without disturbing the shared one.
+#[derive(Debug)]
+pub struct PrivatePostgres {
+    pub url: String,
+    dir: PathBuf,
+    port: u16,
+    bin: PathBuf,
+}
+
+impl PrivatePostgres {
+    pub fn start(name: &str) -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|versions| {
+                versions.filter_map(Result::ok).map(|entry| entry.path().join("bin")).max()
+            })
+            .unwrap_or_else(|| {
+                panic!("PostgreSQL server binaries not found (dev/stack installs them)")
+            });
+        let dir = stack()
+            .root
+            .join("var/tmp")
+            .join(format!("pg-{name}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()));
+        let port = free_port();
+        let server =
+            Self { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), dir, port, bin };
+        server.chown();
+        server.run(&[
+            server.bin.join("initdb").to_str().unwrap_or("initdb"),
+            "-D",
+            &server.data(),
+            "-U",
+            "postgres",
+            "--auth=trust",
+        ]);
+        server.resume();
+        server
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    /// initdb refuses root: as root the files belong to the postgres user.
+    fn as_root() -> bool {
+        std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|out| out.stdout.starts_with(b"0"))
+    }
+
+    fn chown(&self) {
+        if Self::as_root() {
+            self.run_plain("chown", &["-R", "postgres:postgres", &self.dir.display().to_string()]);
+        }
+    }
+
+    fn run(&self, command: &[&str]) {
+        if Self::as_root() {
+            let mut args = vec!["-u", "postgres", "--"];
+            args.extend_from_slice(command);
+            self.run_plain("runuser", &args);
+        } else {
+            self.run_plain(command[0], &command[1..]);
+        }
+    }
+
+    fn run_plain(&self, program: &str, args: &[&str]) {
+        let output = std::process::Command::new(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run {program}: {error}"));
+        assert!(
+            output.status.success(),
+            "{program} {args:?} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Starts the server (again) on the same port and data, and waits until it accepts.
+    pub fn resume(&self) {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("server.log").display().to_string();
+        self.run(&[
+            pg_ctl.to_str().unwrap_or("pg_ctl"),
+            "-D",
+            &self.data(),
+            "-l",
+            &log,
+            "-w",
+            "-o",
+            &options,
+            "start",
+        ]);
+    }
+
+    /// Stops it at once (an outage: connections drop, nothing is flushed politely).
+    pub fn stop(&self) {
+        let pg_ctl = self.bin.join("pg_ctl");
+        self.run(&[
+            pg_ctl.to_str().unwrap_or("pg_ctl"),
+            "-D",
+            &self.data(),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ]);
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let data = self.data();
+        let stop = [
+            pg_ctl.to_str().unwrap_or("pg_ctl"),
+            "-D",
+            data.as_str(),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ];
+        let _ = if Self::as_root() {
+            std::process::Command::new("runuser").args(["-u", "postgres", "--"]).args(stop).output()
+        } else {
+            std::process::Command::new(stop[0]).args(&stop[1..]).output()
+        };
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

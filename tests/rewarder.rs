@@ -1,0 +1,555 @@
+//! The rewarder against the real broker, etcd and PostgreSQL: exact decisions, live rules,
+//! dead letters, crashes and a database outage.
+
+// In a test a failed unwrap is a failed test, with its location: the clearest report.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cezbek_platform::config::{EtcdConfig, HttpConfig, KafkaConfig, PostgresConfig};
+use cezbek_platform::{CancellationToken, etcd, kafka};
+use cezbek_rules::{
+    Campaign, CampaignStatus, Conditions, CustomerWindow, Exclusion, ExclusionTarget, Partner,
+    PartnerStatus, RewardRule, Rule, RuleSnapshot, Tier, TierProgram, evaluate, local_day,
+};
+use cezbek_schemas::{
+    CampaignKind, Currency, Mcc, Msisdn, PartnerCode, Source, SourceChannel, Transaction,
+    TransactionId, TransactionKind, encode,
+};
+use cezbek_testkit::{PrivatePostgres, TestContext, free_port};
+use chrono::{DateTime, TimeZone, Utc};
+use rdkafka::consumer::Consumer;
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+fn code() -> PartnerCode {
+    PartnerCode::parse("TOKO").unwrap()
+}
+
+fn idr() -> Currency {
+    Currency::parse("IDR").unwrap()
+}
+
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap()
+}
+
+fn campaign(id: &str, kind: CampaignKind, reward: RewardRule, mccs: Vec<i64>) -> Campaign {
+    Campaign {
+        id: id.into(),
+        partner: code(),
+        name: id.into(),
+        kind,
+        status: CampaignStatus::Active,
+        starts_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        ends_at: Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap(),
+        conditions: Conditions {
+            min_amount: None,
+            max_amount: None,
+            min_quantity: None,
+            mccs: mccs.into_iter().map(|m| Mcc::new(m).unwrap()).collect(),
+            merchants: Vec::new(),
+            currency: idr(),
+        },
+        reward,
+        max_per_transaction: None,
+        max_per_customer_per_day: None,
+    }
+}
+
+/// The rules every test starts with: a base percent, a daily-capped coffee bonus, a gambling
+/// exclusion and two tiers.
+fn rules() -> Vec<Rule> {
+    let mut coffee = campaign("coffee", CampaignKind::Bonus, RewardRule::Fixed(500), vec![5814]);
+    coffee.max_per_customer_per_day = Some(1_000);
+    let tier = |name: &str, purchases, multiplier_bp| Tier {
+        name: name.into(),
+        min_purchases: Some(purchases),
+        min_spend: None,
+        multiplier_bp,
+        fixed_bonus: 0,
+    };
+    vec![
+        Rule::Partner(Partner {
+            code: code(),
+            name: "Toko".into(),
+            status: PartnerStatus::Active,
+            currency: idr(),
+            time_zone: "Asia/Jakarta".into(),
+            max_cashback_per_transaction: None,
+            keys: Vec::new(),
+        }),
+        Rule::Campaign(campaign("base", CampaignKind::Base, RewardRule::PercentBp(100), vec![])),
+        Rule::Campaign(coffee),
+        Rule::Exclusion(Exclusion {
+            id: "no-gambling".into(),
+            partner: code(),
+            target: ExclusionTarget::Mcc(Mcc::new(7995).unwrap()),
+            valid_from: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            valid_until: None,
+            reason: String::new(),
+        }),
+        Rule::Tiers(TierProgram {
+            partner: code(),
+            window_days: 30,
+            tiers: vec![tier("SILVER", 3, 11_000), tier("GOLD", 6, 12_500)],
+        }),
+    ]
+}
+
+/// Customers' purchases (and refunds of earlier ones) in time order per customer.
+fn transactions(count: usize, customers: u32, prefix: &str) -> Vec<Transaction> {
+    let mut purchases_of: HashMap<u32, Vec<String>> = HashMap::new();
+    (0..count)
+        .map(|index| {
+            let n = u32::try_from(index).unwrap();
+            let who = n % customers;
+            let msisdn = Msisdn::parse(&format!("+62811{who:07}")).unwrap();
+            let occurred_at = start()
+                + chrono::Duration::minutes(i64::from(n / customers) * 97 + i64::from(who % 60));
+            let id = format!("{prefix}{index}");
+            let earlier = purchases_of.entry(who).or_default();
+            let refund_of = (index % 17 == 5 && !earlier.is_empty())
+                .then(|| earlier[index % earlier.len()].clone());
+            let mcc = [Some(5814), Some(5411), Some(7995), None][index % 4];
+            if refund_of.is_none() {
+                earlier.push(id.clone());
+            }
+            Transaction {
+                partner: code(),
+                transaction_id: TransactionId::parse(&id).unwrap(),
+                kind: if refund_of.is_some() {
+                    TransactionKind::Refund
+                } else {
+                    TransactionKind::Purchase
+                },
+                original_transaction_id: refund_of.map(|o| TransactionId::parse(&o).unwrap()),
+                msisdn,
+                amount: 10_000 + i64::try_from(index % 13).unwrap() * 7_919,
+                currency: idr(),
+                quantity: 1,
+                merchant: Some("Warung".into()),
+                mcc: mcc.map(|m| Mcc::new(m).unwrap()),
+                email: Some(format!("c{who}@example.com")),
+                wallet: None,
+                occurred_at,
+                source: Source {
+                    channel: SourceChannel::Api,
+                    reference: "test".into(),
+                    line: None,
+                },
+                ingested_at: occurred_at,
+            }
+        })
+        .collect()
+}
+
+/// What the engine decides for the transactions, customer by customer in log order.
+fn expected(
+    snapshot: &RuleSnapshot,
+    transactions: &[Transaction],
+) -> HashMap<String, (String, i64, Option<String>)> {
+    let mut windows: HashMap<Msisdn, CustomerWindow> = HashMap::new();
+    transactions
+        .iter()
+        .map(|transaction| {
+            let window = windows.entry(transaction.msisdn.clone()).or_default();
+            let decision = evaluate(transaction, snapshot, window);
+            window.apply(transaction, &decision, local_day(snapshot, transaction));
+            let outcome =
+                serde_json::to_value(decision.outcome).unwrap().as_str().unwrap().to_owned();
+            (
+                transaction.transaction_id.to_string(),
+                (outcome, decision.cashback, decision.tier_after),
+            )
+        })
+        .collect()
+}
+
+struct Pipeline {
+    context: TestContext,
+    kafka: KafkaConfig,
+    etcd: EtcdConfig,
+    postgres: PostgresConfig,
+    group: String,
+    producer: FutureProducer,
+    /// The etcd revision after the rules were written.
+    revision: i64,
+    rules: Vec<Rule>,
+}
+
+impl Pipeline {
+    async fn new(name: &str) -> Self {
+        let context = TestContext::new(name);
+        let kafka = context.kafka_config();
+        context.create_topics(&kafka, 6).await;
+        let etcd = context.etcd_config();
+        let postgres = context.postgres_config().await;
+        let producer = kafka::producer(&kafka).unwrap();
+        let group = format!("rewarder-{}", context.id);
+        let mut pipeline = Self {
+            context,
+            kafka,
+            etcd,
+            postgres,
+            group,
+            producer,
+            revision: 0,
+            rules: Vec::new(),
+        };
+        for rule in rules() {
+            pipeline.put_rule(rule).await;
+        }
+        pipeline
+    }
+
+    async fn put_rule(&mut self, rule: Rule) {
+        let mut client = etcd::connect(&self.etcd).await.unwrap();
+        let key = rule.key().path(&self.etcd.prefix);
+        let response = client.put(key.as_str(), rule.to_json(), None).await.unwrap();
+        self.revision = response.header().unwrap().revision();
+        self.rules.retain(|existing| existing.key() != rule.key());
+        self.rules.push(rule);
+    }
+
+    fn snapshot(&self) -> RuleSnapshot {
+        let mut set = cezbek_rules::RuleSet::new(self.etcd.prefix.clone());
+        for rule in &self.rules {
+            set.put(&rule.key().path(&self.etcd.prefix), rule.to_json().as_bytes()).unwrap();
+        }
+        set.snapshot(self.revision)
+    }
+
+    fn config(&self, postgres: &PostgresConfig) -> cezbek_rewarder::Config {
+        cezbek_rewarder::Config {
+            http: HttpConfig { listen: format!("127.0.0.1:{}", free_port()).parse().unwrap() },
+            kafka: self.kafka.clone(),
+            etcd: self.etcd.clone(),
+            postgres: postgres.clone(),
+            group_id: self.group.clone(),
+            batch_max: 2_000,
+            batch_wait: Duration::from_millis(50),
+        }
+    }
+
+    async fn produce_bytes(&self, key: &str, payload: &[u8]) {
+        let record = FutureRecord::to(&self.kafka.transactions_topic).key(key).payload(payload);
+        self.producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(error, _)| error)
+            .unwrap();
+    }
+
+    async fn produce(&self, transactions: &[Transaction]) {
+        let payloads: Vec<(String, Vec<u8>)> =
+            transactions.iter().map(|t| (t.key(), encode(t).unwrap())).collect();
+        let sends = payloads.iter().map(|(key, payload)| {
+            self.producer.send(
+                FutureRecord::to(&self.kafka.transactions_topic).key(key).payload(payload),
+                Duration::from_secs(60),
+            )
+        });
+        for result in futures::future::join_all(sends).await {
+            result.map_err(|(error, _)| error).unwrap();
+        }
+    }
+
+    async fn pool(postgres: &PostgresConfig) -> sqlx::PgPool {
+        cezbek_platform::postgres::connect(postgres).await.unwrap()
+    }
+
+    /// `transaction_id → (outcome, cashback, tier_after, rules_revision)` from the ledger.
+    async fn ledger(pool: &sqlx::PgPool) -> HashMap<String, (String, i64, Option<String>, i64)> {
+        let rows: Vec<(String, String, i64, Option<String>, i64)> = sqlx::query_as(
+            "SELECT transaction_id, outcome, cashback, tier_after, rules_revision FROM rewards",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        rows.into_iter()
+            .map(|(id, outcome, cashback, tier, revision)| {
+                (id, (outcome, cashback, tier, revision))
+            })
+            .collect()
+    }
+
+    async fn wait_for_rows(pool: &sqlx::PgPool, count: i64, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let rows: Result<i64, _> =
+                sqlx::query_scalar("SELECT count(*) FROM rewards").fetch_one(pool).await;
+            if rows.as_ref().is_ok_and(|rows| *rows >= count) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "ledger has {rows:?} rows, waited for {count}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Asserts that the ledger holds exactly the engine's decisions under these rules. etcd's
+    /// revision is cluster-wide (other tests move it too), so a decision may carry any
+    /// revision from our last rule write on.
+    fn assert_exact(
+        &self,
+        ledger: &HashMap<String, (String, i64, Option<String>, i64)>,
+        transactions: &[Transaction],
+    ) {
+        let expected = expected(&self.snapshot(), transactions);
+        assert_eq!(ledger.len(), expected.len(), "no loss and no extra");
+        let mut mismatches = Vec::new();
+        for (id, (outcome, cashback, tier)) in &expected {
+            match ledger.get(id) {
+                Some((o, c, t, revision))
+                    if o == outcome && c == cashback && t == tier && *revision >= self.revision => {
+                }
+                other => mismatches.push(format!(
+                    "{id}: expected {outcome} {cashback} {tier:?}, ledger {other:?}"
+                )),
+            }
+        }
+        assert!(
+            mismatches.is_empty(),
+            "{} mismatches, e.g. {:?}",
+            mismatches.len(),
+            &mismatches[..mismatches.len().min(5)]
+        );
+    }
+
+    fn spawn_process(&self, label: &str) -> Child {
+        let stack = self.context.stack;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cezbek"));
+        command.arg("rewarder").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (name, value) in [
+            ("CEZBEK_KAFKA_BROKERS", stack.var("CEZBEK_KAFKA_BROKERS")),
+            ("CEZBEK_TRANSACTIONS_TOPIC", self.kafka.transactions_topic.clone()),
+            ("CEZBEK_REWARDS_TOPIC", self.kafka.rewards_topic.clone()),
+            ("CEZBEK_TRANSACTIONS_DLQ_TOPIC", self.kafka.dead_letter_topic.clone()),
+            ("CEZBEK_KAFKA_CLIENT_ID", format!("rewarder-{label}")),
+            ("CEZBEK_REWARDER_GROUP", self.group.clone()),
+            ("CEZBEK_ETCD_ENDPOINTS", stack.var("CEZBEK_ETCD_ENDPOINTS")),
+            ("CEZBEK_ETCD_PREFIX", self.etcd.prefix.clone()),
+            ("CEZBEK_POSTGRES_URL", self.postgres.url.clone()),
+            ("CEZBEK_POSTGRES_SCHEMA", self.postgres.schema.clone().unwrap()),
+            ("CEZBEK_REWARDER_LISTEN", format!("127.0.0.1:{}", free_port())),
+            ("CEZBEK_LOG", "warn".into()),
+        ] {
+            command.env(name, value);
+        }
+        let log = std::fs::File::create(
+            stack.root.join(format!("var/log/test-rewarder-{}-{label}.log", self.context.id)),
+        )
+        .unwrap();
+        command.stdout(Stdio::null()).stderr(log).spawn().unwrap()
+    }
+}
+
+#[tokio::test]
+async fn transactions_become_exactly_the_engines_decisions_and_reward_events() {
+    let pipeline = Pipeline::new("rwexact").await;
+    let transactions = transactions(3_000, 150, "t");
+    pipeline.produce(&transactions).await;
+    let shutdown = CancellationToken::new();
+    let service =
+        tokio::spawn(cezbek_rewarder::run(pipeline.config(&pipeline.postgres), shutdown.clone()));
+    let pool = Pipeline::pool(&pipeline.postgres).await;
+    Pipeline::wait_for_rows(&pool, 3_000, Duration::from_secs(120)).await;
+    pipeline.assert_exact(&Pipeline::ledger(&pool).await, &transactions);
+
+    // Customer state: the latest email, the tier, and a window that matches.
+    let (email, tier): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT email, tier FROM customer_state WHERE msisdn = '+628110000007'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(email.as_deref(), Some("c7@example.com"));
+    assert!(tier.is_some(), "an active customer reached a tier");
+
+    // Every decision is on the rewards topic too.
+    let consumer =
+        kafka::consumer(&pipeline.kafka, &format!("check-{}", pipeline.context.id)).unwrap();
+    let mut published = 0;
+    for partition in 0..6 {
+        let (low, high) = consumer
+            .fetch_watermarks(&pipeline.kafka.rewards_topic, partition, Duration::from_secs(10))
+            .unwrap();
+        published += high - low;
+    }
+    assert!(published >= 3_000, "{published} reward events");
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(30), service)
+        .await
+        .expect("stops on shutdown")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_rule_changed_in_etcd_applies_to_the_next_transactions() {
+    let mut pipeline = Pipeline::new("rwlive").await;
+    let shutdown = CancellationToken::new();
+    let service =
+        tokio::spawn(cezbek_rewarder::run(pipeline.config(&pipeline.postgres), shutdown.clone()));
+    let pool = Pipeline::pool(&pipeline.postgres).await;
+    let before = transactions(200, 20, "a");
+    pipeline.produce(&before).await;
+    Pipeline::wait_for_rows(&pool, 200, Duration::from_secs(60)).await;
+    let first_revision = pipeline.revision;
+
+    // Base goes from 1 % to 3 %, live.
+    pipeline
+        .put_rule(Rule::Campaign(campaign(
+            "base",
+            CampaignKind::Base,
+            RewardRule::PercentBp(300),
+            vec![],
+        )))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after: Vec<Transaction> = transactions(200, 20, "b")
+        .into_iter()
+        .map(|t| Transaction { occurred_at: t.occurred_at + chrono::Duration::days(60), ..t })
+        .collect();
+    pipeline.produce(&after).await;
+    Pipeline::wait_for_rows(&pool, 400, Duration::from_secs(60)).await;
+    let ledger = Pipeline::ledger(&pool).await;
+    assert!(pipeline.revision > first_revision);
+    for transaction in &before {
+        let revision = ledger[&transaction.transaction_id.to_string()].3;
+        assert!((first_revision..pipeline.revision).contains(&revision), "{revision}");
+    }
+    for transaction in &after {
+        assert!(
+            ledger[&transaction.transaction_id.to_string()].3 >= pipeline.revision,
+            "decided under the new rules"
+        );
+    }
+    let only_after: HashMap<_, _> =
+        ledger.into_iter().filter(|(id, _)| id.starts_with('b')).collect();
+    // Decided from the state the first 200 left, under the new rules.
+    let mut windows_history = before.clone();
+    windows_history.extend(after.iter().cloned());
+    let expected_all = expected(&pipeline.snapshot(), &windows_history);
+    for (id, (outcome, cashback, tier, _)) in &only_after {
+        let (o, c, t) = &expected_all[id];
+        assert_eq!((outcome, cashback, tier), (o, c, t), "{id}");
+    }
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(30), service).await;
+}
+
+#[tokio::test]
+async fn poison_and_conflicting_messages_go_to_the_dlq_and_the_partition_moves_on() {
+    let pipeline = Pipeline::new("rwdlq").await;
+    let good = transactions(50, 1, "g");
+    let key = good[0].key();
+    pipeline.produce(&good[..25]).await;
+    pipeline.produce_bytes(&key, b"not avro at all").await;
+    // The same id again: same content is a harmless redelivery; other content is a conflict.
+    pipeline.produce(&good[..1]).await;
+    let mut conflicting = good[1].clone();
+    conflicting.amount += 1;
+    pipeline.produce(&[conflicting]).await;
+    pipeline.produce(&good[25..]).await;
+
+    let shutdown = CancellationToken::new();
+    let service =
+        tokio::spawn(cezbek_rewarder::run(pipeline.config(&pipeline.postgres), shutdown.clone()));
+    let pool = Pipeline::pool(&pipeline.postgres).await;
+    Pipeline::wait_for_rows(&pool, 50, Duration::from_secs(60)).await;
+    pipeline.assert_exact(&Pipeline::ledger(&pool).await, &good);
+
+    let consumer =
+        kafka::consumer(&pipeline.kafka, &format!("dlq-{}", pipeline.context.id)).unwrap();
+    consumer.subscribe(&[&pipeline.kafka.dead_letter_topic]).unwrap();
+    let mut reasons = Vec::new();
+    while reasons.len() < 2 {
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("dead letters arrive")
+            .unwrap();
+        let headers = message.headers().unwrap();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        reasons.push((header("cezbek-reason").unwrap(), header("cezbek-error").unwrap()));
+    }
+    reasons.sort();
+    assert_eq!(reasons[0].0, "conflict");
+    assert!(reasons[0].1.contains("g1"), "{reasons:?}");
+    assert_eq!(reasons[1].0, "undecodable");
+    assert!(reasons[1].1.contains("single-object marker"), "{reasons:?}");
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(30), service).await;
+}
+
+#[tokio::test]
+async fn two_processes_share_the_work_and_a_sigkill_loses_and_doubles_nothing() {
+    let pipeline = Pipeline::new("rwkill2").await;
+    let transactions = transactions(100_000, 2_000, "k");
+    pipeline.produce(&transactions).await;
+    let pool = Pipeline::pool(&pipeline.postgres).await;
+    let mut first = pipeline.spawn_process("a");
+    let mut second = pipeline.spawn_process("b");
+    Pipeline::wait_for_rows(&pool, 30_000, Duration::from_secs(240)).await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    Pipeline::wait_for_rows(&pool, 100_000, Duration::from_secs(240)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pipeline.assert_exact(&Pipeline::ledger(&pool).await, &transactions);
+    Command::new("kill").args(["-TERM", &second.id().to_string()]).status().unwrap();
+    let status = second.wait().unwrap();
+    assert!(status.success(), "the survivor stops cleanly on SIGTERM: {status:?}");
+}
+
+#[tokio::test]
+async fn a_single_instance_killed_and_restarted_finishes_exactly() {
+    let pipeline = Pipeline::new("rwkill1").await;
+    let transactions = transactions(40_000, 1_000, "s");
+    pipeline.produce(&transactions).await;
+    let pool = Pipeline::pool(&pipeline.postgres).await;
+    let mut instance = pipeline.spawn_process("first");
+    Pipeline::wait_for_rows(&pool, 10_000, Duration::from_secs(180)).await;
+    instance.kill().unwrap();
+    instance.wait().unwrap();
+    let mut restarted = pipeline.spawn_process("restarted");
+    Pipeline::wait_for_rows(&pool, 40_000, Duration::from_secs(180)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pipeline.assert_exact(&Pipeline::ledger(&pool).await, &transactions);
+    restarted.kill().unwrap();
+    restarted.wait().unwrap();
+}
+
+#[tokio::test]
+async fn postgres_down_for_ten_seconds_loses_nothing() {
+    let pipeline = Pipeline::new("rwpgdown").await;
+    let database = PrivatePostgres::start("rwpgdown");
+    let postgres =
+        PostgresConfig { url: database.url.clone(), schema: None, ..pipeline.postgres.clone() };
+    let transactions = transactions(20_000, 500, "p");
+    pipeline.produce(&transactions[..5_000]).await;
+    let shutdown = CancellationToken::new();
+    let service = tokio::spawn(cezbek_rewarder::run(pipeline.config(&postgres), shutdown.clone()));
+    let pool = Pipeline::pool(&postgres).await;
+    Pipeline::wait_for_rows(&pool, 5_000, Duration::from_secs(60)).await;
+    pool.close().await;
+
+    database.stop();
+    pipeline.produce(&transactions[5_000..]).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    database.resume();
+
+    let pool = Pipeline::pool(&postgres).await;
+    Pipeline::wait_for_rows(&pool, 20_000, Duration::from_secs(120)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    pipeline.assert_exact(&Pipeline::ledger(&pool).await, &transactions);
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(30), service).await;
+}
