@@ -73,6 +73,19 @@ pub struct Processor<L> {
     metrics: ProcessMetrics,
 }
 
+/// A batch's transactions sorted by what to do with them.
+#[derive(Default)]
+struct Triage {
+    /// Customers in first-seen order with the partition they came from.
+    order: Vec<(i32, CustomerKey)>,
+    /// Each customer's new transactions in log order.
+    pending: HashMap<CustomerKey, Vec<Pending>>,
+    /// Decided before: their rewards are re-emitted.
+    redelivered: Vec<(PartnerCode, TransactionId)>,
+    duplicates: usize,
+    conflicts: Vec<DeadLetter>,
+}
+
 /// A transaction that passed decoding and deduplication, waiting for its decision.
 struct Pending {
     transaction: Transaction,
@@ -115,64 +128,27 @@ impl<L: Ledger> Processor<L> {
             }
         }
 
-        let keys: Vec<(PartnerCode, TransactionId)> =
-            decoded.iter().map(|(_, t)| (t.partner.clone(), t.transaction_id.clone())).collect();
-        let existing = self.ledger.existing(&keys).await?;
-        let mut seen: HashMap<(PartnerCode, TransactionId), String> = HashMap::new();
-        let mut duplicates = Vec::new();
-        // Customers in first-seen order, each with its transactions in log order.
-        let mut order: Vec<(i32, CustomerKey)> = Vec::new();
-        let mut pending: HashMap<CustomerKey, Vec<Pending>> = HashMap::new();
-        for (index, transaction) in decoded {
-            let hash = content_hash(&transaction);
-            let key = (transaction.partner.clone(), transaction.transaction_id.clone());
-            let earlier = existing.get(&key).or_else(|| seen.get(&key));
-            match earlier {
-                Some(earlier) if *earlier == hash => {
-                    // Seen before in the ledger: nothing changes; re-emit its reward (the
-                    // first attempt may have crashed before publishing). In this batch: its
-                    // first copy publishes.
-                    if existing.contains_key(&key) {
-                        duplicates.push(key);
-                    }
-                    self.metrics.count("duplicates", 1);
-                }
-                Some(_) => {
-                    self.metrics.count("conflicts", 1);
-                    outcome.dead_letters.push(DeadLetter {
-                        index,
-                        reason: "conflict",
-                        error: format!(
-                            "transaction {} of {} was already decided with different content; the first one stands",
-                            transaction.transaction_id, transaction.partner
-                        ),
-                    });
-                }
-                None => {
-                    seen.insert(key, hash.clone());
-                    let customer = (transaction.partner.clone(), transaction.msisdn.clone());
-                    let list = pending.entry(customer.clone()).or_default();
-                    if list.is_empty() {
-                        order.push((batch[index].partition, customer));
-                    }
-                    list.push(Pending { transaction, hash });
-                }
-            }
-        }
-
+        // Deduplicate on every attempt: after a stale-state refusal, another instance may have
+        // decided some of these transactions meanwhile.
         let mut attempt = 0;
-        let (written, states) = loop {
+        let (triage, written) = loop {
             attempt += 1;
-            self.load_states(&order).await?;
-            let (batches, states) = self.decide(&order, &pending, rules).await?;
+            let triage = self.triage(&decoded, batch).await?;
+            self.load_states(&triage.order).await?;
+            let (batches, states) = self.decide(&triage.order, &triage.pending, rules).await?;
             match self.ledger.apply(&batches).await {
-                Ok(_) => break (batches, states),
+                Ok(_) => {
+                    for ((partition, customer), state) in triage.order.iter().zip(states) {
+                        self.cache.entry(*partition).or_default().insert(customer.clone(), state);
+                    }
+                    break (triage, batches);
+                }
                 Err(LedgerError::StaleState { partner, msisdn, expected })
                     if attempt < STALE_RETRIES =>
                 {
                     tracing::info!(%partner, %msisdn, expected, "customer state changed elsewhere; reloading and deciding again");
                     // Reload every customer of the batch: any of them may have moved on.
-                    for (partition, customer) in &order {
+                    for (partition, customer) in &triage.order {
                         if let Some(customers) = self.cache.get_mut(partition) {
                             customers.remove(customer);
                         }
@@ -181,9 +157,9 @@ impl<L: Ledger> Processor<L> {
                 Err(error) => return Err(error),
             }
         };
-        for ((partition, customer), state) in order.iter().zip(states) {
-            self.cache.entry(*partition).or_default().insert(customer.clone(), state);
-        }
+        self.metrics.count("duplicates", triage.duplicates);
+        self.metrics.count("conflicts", triage.conflicts.len());
+        outcome.dead_letters.extend(triage.conflicts);
         for customer in &written {
             for record in &customer.records {
                 let reward = &record.reward;
@@ -198,12 +174,59 @@ impl<L: Ledger> Processor<L> {
                 outcome.rewards.push(reward.clone());
             }
         }
-        for (partner, id) in duplicates {
+        for (partner, id) in triage.redelivered {
             if let Some(record) = self.ledger.reward(&partner, &id).await? {
                 outcome.rewards.push(record.reward);
             }
         }
         Ok(outcome)
+    }
+
+    /// Sorts decoded transactions into new ones (per customer, in log order), redeliveries of
+    /// decided ones, and conflicts.
+    async fn triage(
+        &self,
+        decoded: &[(usize, Transaction)],
+        batch: &[Incoming],
+    ) -> Result<Triage, LedgerError> {
+        let keys: Vec<(PartnerCode, TransactionId)> =
+            decoded.iter().map(|(_, t)| (t.partner.clone(), t.transaction_id.clone())).collect();
+        let existing = self.ledger.existing(&keys).await?;
+        let mut triage = Triage::default();
+        let mut seen: HashMap<(PartnerCode, TransactionId), String> = HashMap::new();
+        for (index, transaction) in decoded {
+            let hash = content_hash(transaction);
+            let key = (transaction.partner.clone(), transaction.transaction_id.clone());
+            match existing.get(&key).or_else(|| seen.get(&key)) {
+                Some(earlier) if *earlier == hash => {
+                    // Decided before: nothing changes, but re-emit its reward (the first
+                    // attempt may have crashed before publishing). A copy within this batch
+                    // is published by its first occurrence.
+                    if existing.contains_key(&key) {
+                        triage.redelivered.push(key);
+                    }
+                    triage.duplicates += 1;
+                }
+                Some(_) => triage.conflicts.push(DeadLetter {
+                    index: *index,
+                    reason: "conflict",
+                    error: format!(
+                        "transaction {} of {} was already decided with different content; the first one stands",
+                        transaction.transaction_id, transaction.partner
+                    ),
+                }),
+                None => {
+                    seen.insert(key, hash.clone());
+                    let customer = (transaction.partner.clone(), transaction.msisdn.clone());
+                    let list = triage.pending.entry(customer.clone()).or_default();
+                    if list.is_empty() {
+                        triage.order.push((batch[*index].partition, customer));
+                    }
+                    list.push(Pending { transaction: transaction.clone(), hash });
+                }
+            }
+        }
+        Ok(triage)
     }
 
     /// Loads the customers of `order` that are not cached; unknown ones start empty.
