@@ -8,6 +8,7 @@
 //! rebalance can never let two instances decide from stale state.
 
 mod postgres;
+mod scylla;
 mod types;
 
 use std::collections::HashMap;
@@ -16,9 +17,10 @@ use std::future::Future;
 use chrono::NaiveDate;
 
 use cezbek_rules::OriginalPurchase;
-use cezbek_schemas::{Msisdn, PartnerCode, TransactionId};
+use cezbek_schemas::{Msisdn, PartnerCode, Transaction, TransactionId};
 
 pub use postgres::PostgresLedger;
+pub use scylla::{ScyllaConfig, ScyllaLedger};
 pub use types::{
     CustomerState, DigestStatus, HistoryCursor, HistoryPage, HistoryQuery, LedgerError,
     RewardRecord, StateWrite, content_hash,
@@ -42,10 +44,12 @@ pub trait Ledger: Send + Sync {
         batch: &[CustomerBatch],
     ) -> impl Future<Output = Result<Vec<(PartnerCode, TransactionId)>, LedgerError>> + Send;
 
-    /// The content hashes of the given transactions that are already decided.
+    /// The content hashes of those of `transactions` that are already decided, by
+    /// `(partner, transaction_id)`. Given whole transactions, a backend can look where it keeps
+    /// them (Scylla: the customer's own partition).
     fn existing(
         &self,
-        keys: &[(PartnerCode, TransactionId)],
+        transactions: &[&Transaction],
     ) -> impl Future<Output = Result<HashMap<(PartnerCode, TransactionId), String>, LedgerError>> + Send;
 
     /// One decision: "why did I get this?".

@@ -9,8 +9,8 @@ use sqlx::{PgPool, Row};
 
 use cezbek_rules::{CustomerWindow, OriginalPurchase};
 use cezbek_schemas::{
-    AppliedCampaign, Currency, Mcc, Msisdn, PartnerCode, Reward, RewardOutcome, TransactionId,
-    TransactionKind,
+    AppliedCampaign, Currency, Mcc, Msisdn, PartnerCode, Reward, RewardOutcome, Transaction,
+    TransactionId, TransactionKind,
 };
 
 use crate::types::{
@@ -261,10 +261,10 @@ impl Ledger for PostgresLedger {
 
     async fn existing(
         &self,
-        keys: &[(PartnerCode, TransactionId)],
+        transactions: &[&Transaction],
     ) -> Result<HashMap<(PartnerCode, TransactionId), String>, LedgerError> {
-        let partners: Vec<String> = keys.iter().map(|(p, _)| p.to_string()).collect();
-        let ids: Vec<String> = keys.iter().map(|(_, t)| t.to_string()).collect();
+        let partners: Vec<String> = transactions.iter().map(|t| t.partner.to_string()).collect();
+        let ids: Vec<String> = transactions.iter().map(|t| t.transaction_id.to_string()).collect();
         let rows: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT partner, transaction_id, content_hash FROM rewards \
              WHERE (partner, transaction_id) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))",

@@ -19,6 +19,8 @@ pub enum LedgerError {
     InvalidBatch(String),
     #[error("ledger database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("ledger on Scylla: {0}")]
+    Scylla(String),
     #[error("ledger migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -36,7 +38,7 @@ impl LedgerError {
 }
 
 /// One decided transaction as the ledger keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RewardRecord {
     pub reward: Reward,
     pub mcc: Option<Mcc>,

@@ -23,7 +23,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use cezbek_ledger::PostgresLedger;
+use cezbek_ledger::{Ledger, PostgresLedger, ScyllaConfig, ScyllaLedger};
 use cezbek_platform::config::{EtcdConfig, HttpConfig, KafkaConfig, PostgresConfig};
 use cezbek_platform::etcd::EtcdHandle;
 use cezbek_platform::http::{HttpError, Router};
@@ -41,6 +41,7 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub etcd: EtcdConfig,
     pub postgres: PostgresConfig,
+    pub ledger: LedgerChoice,
     pub group_id: String,
     /// A batch closes at this many messages…
     pub batch_max: usize,
@@ -61,9 +62,36 @@ impl Config {
             kafka: KafkaConfig::from_env(env, "cezbek-rewarder"),
             etcd: EtcdConfig::from_env(env),
             postgres: PostgresConfig::from_env(env),
+            ledger: LedgerChoice::from_env(env),
             group_id: env.string("CEZBEK_REWARDER_GROUP", "cezbek-rewarder"),
             batch_max,
             batch_wait: env.duration("CEZBEK_REWARDER_BATCH_WAIT", Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Where decisions are written: PostgreSQL (single node, the default) or Scylla (scale-out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerChoice {
+    Postgres,
+    Scylla(ScyllaConfig),
+}
+
+impl LedgerChoice {
+    /// `CEZBEK_LEDGER` (`postgres` | `scylla`); for Scylla `CEZBEK_SCYLLA_NODES` (required),
+    /// `CEZBEK_SCYLLA_KEYSPACE` (`cezbek`) and `CEZBEK_SCYLLA_REPLICATION` (3).
+    pub fn from_env(env: &mut Env) -> Self {
+        match env.string("CEZBEK_LEDGER", "postgres").as_str() {
+            "postgres" => Self::Postgres,
+            "scylla" => Self::Scylla(ScyllaConfig {
+                nodes: env.list("CEZBEK_SCYLLA_NODES", ""),
+                keyspace: env.string("CEZBEK_SCYLLA_KEYSPACE", "cezbek"),
+                replication: env.parse("CEZBEK_SCYLLA_REPLICATION", 3u32),
+            }),
+            other => {
+                env.problem("CEZBEK_LEDGER", format!("{other:?} is neither postgres nor scylla"));
+                Self::Postgres
+            }
         }
     }
 }
@@ -171,14 +199,34 @@ impl Metrics {
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     let registry = Registry::new();
     let metrics = Metrics::new(&registry)?;
-    let readiness = Readiness::new(&["kafka", "etcd", "postgres", "rules"]);
+    match &config.ledger {
+        LedgerChoice::Postgres => {
+            let readiness = Readiness::new(&["kafka", "etcd", "postgres", "rules"]);
+            let pool = postgres::connect(&config.postgres).await?;
+            postgres::watch_readiness(&readiness, &pool, &shutdown);
+            let ledger = PostgresLedger::new(pool);
+            ledger.migrate().await?;
+            run_with(config, Arc::new(ledger), registry, metrics, readiness, shutdown).await
+        }
+        LedgerChoice::Scylla(scylla) => {
+            let readiness = Readiness::new(&["kafka", "etcd", "rules"]);
+            let ledger = ScyllaLedger::connect(scylla).await?;
+            run_with(config, Arc::new(ledger), registry, metrics, readiness, shutdown).await
+        }
+    }
+}
+
+async fn run_with<L: Ledger + 'static>(
+    config: Config,
+    ledger: Arc<L>,
+    registry: Registry,
+    metrics: Metrics,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
     let producer = kafka::producer(&config.kafka)?;
     kafka::watch_readiness(&readiness, &producer, &shutdown);
     etcd::watch_readiness(&readiness, &config.etcd, &shutdown);
-    let pool = postgres::connect(&config.postgres).await?;
-    postgres::watch_readiness(&readiness, &pool, &shutdown);
-    let ledger = Arc::new(PostgresLedger::new(pool));
-    ledger.migrate().await?;
 
     let (rules_sender, mut rules) = watch::channel(None);
     tokio::spawn(rules_watch::watch_rules(
@@ -237,11 +285,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
 }
 
 /// The loop: poll a batch, decide and write it, publish, commit; until shutdown.
-async fn consume(
+async fn consume<L: Ledger>(
     config: &Config,
     consumer: &RewarderConsumer,
     producer: &FutureProducer,
-    processor: &mut Processor<PostgresLedger>,
+    processor: &mut Processor<L>,
     rules: &mut watch::Receiver<Option<Arc<RuleSnapshot>>>,
     metrics: &Metrics,
     shutdown: &CancellationToken,
@@ -301,8 +349,8 @@ async fn collect(
 
 /// Decides a batch, waiting out ledger outages (nothing is committed meanwhile, so nothing
 /// is lost). `None` when shutdown came first: the batch will be redelivered.
-async fn decide(
-    processor: &mut Processor<PostgresLedger>,
+async fn decide<L: Ledger>(
+    processor: &mut Processor<L>,
     batch: &[Incoming],
     snapshot: &RuleSnapshot,
     shutdown: &CancellationToken,

@@ -189,9 +189,8 @@ impl<L: Ledger> Processor<L> {
         decoded: &[(usize, Transaction)],
         batch: &[Incoming],
     ) -> Result<Triage, LedgerError> {
-        let keys: Vec<(PartnerCode, TransactionId)> =
-            decoded.iter().map(|(_, t)| (t.partner.clone(), t.transaction_id.clone())).collect();
-        let existing = self.ledger.existing(&keys).await?;
+        let transactions: Vec<&Transaction> = decoded.iter().map(|(_, t)| t).collect();
+        let existing = self.ledger.existing(&transactions).await?;
         let mut triage = Triage::default();
         let mut seen: HashMap<(PartnerCode, TransactionId), String> = HashMap::new();
         for (index, transaction) in decoded {
