@@ -37,6 +37,8 @@ pub enum CodecError {
     TrailingBytes { schema: &'static str, count: usize },
     #[error("{schema} decoded but is invalid: {}", join(.problems))]
     Invalid { schema: &'static str, problems: Vec<ValueError> },
+    #[error("cannot read {schema} body: {source}")]
+    Body { schema: &'static str, source: crate::binary::BinaryError },
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -184,9 +186,16 @@ pub fn crc64_avro(data: &[u8]) -> u64 {
 pub const TRANSACTION_AVSC: &str = include_str!("../avro/transaction.avsc");
 pub const REWARD_AVSC: &str = include_str!("../avro/reward.avsc");
 
-/// An event type bound to its schema versions.
+/// An event type bound to its schema versions, with direct Avro binary for its current
+/// schema (see [`crate::binary`]).
 pub trait Event: Serialize + DeserializeOwned {
     fn schema_versions() -> &'static SchemaVersions;
+    #[doc(hidden)]
+    fn write_current(&self, out: &mut Vec<u8>);
+    #[doc(hidden)]
+    fn read_current(
+        reader: &mut crate::binary::Reader<'_>,
+    ) -> Result<Self, crate::binary::BinaryError>;
 }
 
 fn known(
@@ -207,6 +216,16 @@ impl Event for Transaction {
         static VERSIONS: OnceLock<SchemaVersions> = OnceLock::new();
         known(&VERSIONS, "Transaction", TRANSACTION_AVSC)
     }
+
+    fn write_current(&self, out: &mut Vec<u8>) {
+        crate::binary::write_transaction(out, self);
+    }
+
+    fn read_current(
+        reader: &mut crate::binary::Reader<'_>,
+    ) -> Result<Self, crate::binary::BinaryError> {
+        crate::binary::read_transaction(reader)
+    }
 }
 
 impl Event for Reward {
@@ -214,16 +233,42 @@ impl Event for Reward {
         static VERSIONS: OnceLock<SchemaVersions> = OnceLock::new();
         known(&VERSIONS, "Reward", REWARD_AVSC)
     }
+
+    fn write_current(&self, out: &mut Vec<u8>) {
+        crate::binary::write_reward(out, self);
+    }
+
+    fn read_current(
+        reader: &mut crate::binary::Reader<'_>,
+    ) -> Result<Self, crate::binary::BinaryError> {
+        crate::binary::read_reward(reader)
+    }
 }
 
 /// Encodes an event with its current schema.
 pub fn encode<T: Event>(event: &T) -> Result<Vec<u8>, CodecError> {
-    T::schema_versions().encode(event)
+    let versions = T::schema_versions();
+    let mut message = Vec::with_capacity(256);
+    message.extend_from_slice(&SINGLE_OBJECT_MAGIC);
+    message.extend_from_slice(&versions.current_fingerprint);
+    event.write_current(&mut message);
+    Ok(message)
 }
 
-/// Decodes an event written with any known version of its schema.
+/// Decodes an event written with any known version of its schema: the current one directly,
+/// older ones by resolving them into the current one.
 pub fn decode<T: Event>(message: &[u8]) -> Result<T, CodecError> {
-    T::schema_versions().decode(message)
+    let versions = T::schema_versions();
+    if split_header(message)? != versions.current_fingerprint {
+        return versions.decode(message);
+    }
+    let mut reader = crate::binary::Reader::new(&message[HEADER_LEN..]);
+    let event = T::read_current(&mut reader)
+        .map_err(|source| CodecError::Body { schema: versions.name, source })?;
+    if reader.remaining() > 0 {
+        return Err(CodecError::TrailingBytes { schema: versions.name, count: reader.remaining() });
+    }
+    Ok(event)
 }
 
 /// Decodes and validates a transaction, so a consumer never acts on one that the ingestor
