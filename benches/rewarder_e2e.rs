@@ -26,6 +26,10 @@ use cezbek_testkit::{TestContext, free_port};
 use chrono::{TimeZone, Utc};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+/// The same allocator as the `cezbek` binary, so the figures are the service's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CUSTOMERS: u32 = 50_000;
 
 fn rules() -> Vec<Rule> {

@@ -10,6 +10,11 @@ use cezbek_platform::{CancellationToken, ConfigError, Env, shutdown_on_signals, 
 use clap::{Parser, Subcommand};
 use tokio::task::JoinSet;
 
+// The services allocate many small, short-lived buffers per message; mimalloc keeps that
+// cheap where glibc's allocator spent a large share of the rewarder's time consolidating.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "cezbek", version, about = "Streaming cashback and loyalty engine")]
 struct Cli {

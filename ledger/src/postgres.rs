@@ -52,8 +52,21 @@ fn corrupt(what: impl std::fmt::Display) -> LedgerError {
     LedgerError::Corrupt(what.to_string())
 }
 
-fn enum_text<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+fn kind_text(kind: TransactionKind) -> &'static str {
+    match kind {
+        TransactionKind::Purchase => "PURCHASE",
+        TransactionKind::Refund => "REFUND",
+    }
+}
+
+fn outcome_text(outcome: RewardOutcome) -> &'static str {
+    match outcome {
+        RewardOutcome::Rewarded => "REWARDED",
+        RewardOutcome::NoMatch => "NO_MATCH",
+        RewardOutcome::Excluded => "EXCLUDED",
+        RewardOutcome::Clawback => "CLAWBACK",
+        RewardOutcome::OriginalNotFound => "ORIGINAL_NOT_FOUND",
+    }
 }
 
 fn enum_value<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, LedgerError> {
@@ -128,16 +141,17 @@ struct RewardColumns {
 impl RewardColumns {
     fn push(&mut self, record: &RewardRecord) {
         let reward = &record.reward;
-        self.partner.push(reward.partner.to_string());
-        self.transaction_id.push(reward.transaction_id.to_string());
-        self.msisdn.push(reward.msisdn.to_string());
-        self.kind.push(enum_text(&reward.kind));
-        self.original.push(reward.original_transaction_id.as_ref().map(ToString::to_string));
+        self.partner.push(reward.partner.as_str().to_owned());
+        self.transaction_id.push(reward.transaction_id.as_str().to_owned());
+        self.msisdn.push(reward.msisdn.as_str().to_owned());
+        self.kind.push(kind_text(reward.kind).to_owned());
+        self.original
+            .push(reward.original_transaction_id.as_ref().map(|id| id.as_str().to_owned()));
         self.amount.push(reward.amount);
-        self.currency.push(reward.currency.to_string());
+        self.currency.push(reward.currency.as_str().to_owned());
         self.merchant.push(reward.merchant.clone());
         self.mcc.push(record.mcc.map(i32::from));
-        self.outcome.push(enum_text(&reward.outcome));
+        self.outcome.push(outcome_text(reward.outcome).to_owned());
         self.cashback.push(reward.cashback);
         self.tier_before.push(reward.tier_before.clone());
         self.tier_after.push(reward.tier_after.clone());
@@ -192,8 +206,8 @@ impl Ledger for PostgresLedger {
                 )));
             }
             customer.records.iter().for_each(|record| rewards.push(record));
-            partner.push(state.partner.to_string());
-            msisdn.push(state.msisdn.to_string());
+            partner.push(state.partner.as_str().to_owned());
+            msisdn.push(state.msisdn.as_str().to_owned());
             tier.push(state.tier.clone());
             email.push(state.email.clone());
             window.push(serde_json::to_string(&state.window).map_err(corrupt)?);

@@ -49,25 +49,34 @@ pub struct RewardRecord {
 }
 
 /// SHA-256 of what a transaction says (not where or when it entered Cezbek): the same
-/// purchase sent twice, by API or CSV, hashes the same.
+/// purchase sent twice, by API or CSV, hashes the same. Each field is length-prefixed, so no
+/// two different transactions feed the hash the same bytes.
 pub fn content_hash(transaction: &Transaction) -> String {
+    fn field(hasher: &mut Sha256, value: Option<&[u8]>) {
+        match value {
+            None => hasher.update([0u8]),
+            Some(bytes) => {
+                hasher.update([1u8]);
+                hasher.update((bytes.len() as u64).to_le_bytes());
+                hasher.update(bytes);
+            }
+        }
+    }
+    let t = transaction;
     let mut hasher = Sha256::new();
-    let content = serde_json::json!([
-        transaction.partner,
-        transaction.transaction_id,
-        transaction.kind,
-        transaction.original_transaction_id,
-        transaction.msisdn,
-        transaction.amount,
-        transaction.currency,
-        transaction.quantity,
-        transaction.merchant,
-        transaction.mcc,
-        transaction.email,
-        transaction.wallet,
-        transaction.occurred_at.timestamp_millis(),
-    ]);
-    hasher.update(content.to_string().as_bytes());
+    field(&mut hasher, Some(t.partner.as_str().as_bytes()));
+    field(&mut hasher, Some(t.transaction_id.as_str().as_bytes()));
+    field(&mut hasher, Some(&[u8::from(t.kind == cezbek_schemas::TransactionKind::Refund)]));
+    field(&mut hasher, t.original_transaction_id.as_ref().map(|id| id.as_str().as_bytes()));
+    field(&mut hasher, Some(t.msisdn.as_str().as_bytes()));
+    field(&mut hasher, Some(&t.amount.to_le_bytes()));
+    field(&mut hasher, Some(t.currency.as_str().as_bytes()));
+    field(&mut hasher, Some(&t.quantity.to_le_bytes()));
+    field(&mut hasher, t.merchant.as_deref().map(str::as_bytes));
+    field(&mut hasher, t.mcc.map(|mcc| mcc.code().to_le_bytes()).as_ref().map(|b| b.as_slice()));
+    field(&mut hasher, t.email.as_deref().map(str::as_bytes));
+    field(&mut hasher, t.wallet.as_deref().map(str::as_bytes));
+    field(&mut hasher, Some(&t.occurred_at.timestamp_millis().to_le_bytes()));
     hex::encode(hasher.finalize())
 }
 

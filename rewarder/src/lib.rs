@@ -287,13 +287,26 @@ async fn run_with<L: Ledger + 'static>(
 /// The loop: poll a batch, decide and write it, publish, commit; until shutdown.
 async fn consume<L: Ledger>(
     config: &Config,
-    consumer: &RewarderConsumer,
+    consumer: &Arc<RewarderConsumer>,
     producer: &FutureProducer,
     processor: &mut Processor<L>,
     rules: &mut watch::Receiver<Option<Arc<RuleSnapshot>>>,
     metrics: &Metrics,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
+    // Publishing and committing run in order beside the loop, so the next batch is decided
+    // while the broker acknowledges this one. Two batches may wait: beyond that the loop waits.
+    let (decided, mut to_publish) = tokio::sync::mpsc::channel::<(Vec<Incoming>, Outcome)>(2);
+    let publisher = {
+        let (config, consumer, producer) = (config.clone(), Arc::clone(consumer), producer.clone());
+        let dead_lettered = metrics.dead_lettered.clone();
+        tokio::spawn(async move {
+            while let Some((batch, outcome)) = to_publish.recv().await {
+                publish(&config, &producer, &batch, &outcome, &dead_lettered).await;
+                commit(&consumer, &config.kafka.transactions_topic, &batch);
+            }
+        })
+    };
     while !shutdown.is_cancelled() {
         let Some(mut batch) = collect(consumer, config, shutdown).await? else { break };
         let revoked: HashSet<i32> = std::mem::take(
@@ -312,11 +325,15 @@ async fn consume<L: Ledger>(
         let started = Instant::now();
         let snapshot = rules.borrow_and_update().clone().unwrap_or_default();
         let Some(outcome) = decide(processor, &batch, &snapshot, shutdown).await else { break };
-        publish(config, producer, &batch, &outcome, metrics).await;
-        commit(consumer, &config.kafka.transactions_topic, &batch)?;
         metrics.batch_size.observe(batch.len() as f64);
         metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+        if decided.send((batch, outcome)).await.is_err() {
+            break;
+        }
     }
+    // Finish publishing and committing what was decided before leaving the group.
+    drop(decided);
+    let _ = publisher.await;
     Ok(())
 }
 
@@ -378,7 +395,7 @@ async fn publish(
     producer: &FutureProducer,
     batch: &[Incoming],
     outcome: &Outcome,
-    metrics: &Metrics,
+    dead_lettered: &IntCounterVec,
 ) {
     let mut sends = Vec::with_capacity(outcome.rewards.len() + outcome.dead_letters.len());
     for reward in &outcome.rewards {
@@ -394,7 +411,7 @@ async fn publish(
     }
     for dead in &outcome.dead_letters {
         let message = &batch[dead.index];
-        metrics.dead_lettered.with_label_values(&[dead.reason]).inc();
+        dead_lettered.with_label_values(&[dead.reason]).inc();
         tracing::warn!(reason = dead.reason, error = %dead.error, partition = message.partition, offset = message.offset, "dead-lettered a message");
         let headers = OwnedHeaders::new()
             .insert(Header { key: "cezbek-error", value: Some(dead.error.as_str()) })
@@ -441,7 +458,7 @@ async fn publish(
 }
 
 /// Commits, per partition, the offset after the last message of the batch.
-fn commit(consumer: &RewarderConsumer, topic: &str, batch: &[Incoming]) -> Result<(), Error> {
+fn commit(consumer: &RewarderConsumer, topic: &str, batch: &[Incoming]) {
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     for message in batch {
         let entry = next.entry(message.partition).or_insert(0);
@@ -449,14 +466,15 @@ fn commit(consumer: &RewarderConsumer, topic: &str, batch: &[Incoming]) -> Resul
     }
     let mut offsets = TopicPartitionList::new();
     for (partition, offset) in next {
-        offsets.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+        if let Err(error) = offsets.add_partition_offset(topic, partition, Offset::Offset(offset)) {
+            tracing::warn!(%error, partition, "cannot name an offset to commit");
+        }
     }
     if let Err(error) = consumer.commit(&offsets, CommitMode::Sync) {
         // After a rebalance the partition may be someone else's: they redeliver, the ledger
         // absorbs it.
         tracing::warn!(%error, "offset commit failed; those messages will be redelivered");
     }
-    Ok(())
 }
 
 /// Every few seconds: per assigned partition, the high watermark minus the committed offset.

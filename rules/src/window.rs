@@ -15,6 +15,9 @@ use crate::evaluate::Decision;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowPurchase {
     pub transaction_id: String,
+    /// Milliseconds in the stored JSON: this is rewritten with every decision, and formatting
+    /// dates was a visible share of the rewarder's time.
+    #[serde(with = "chrono::serde::ts_milliseconds")]
     pub occurred_at: DateTime<Utc>,
     pub amount: i64,
     /// Refunded so far; the purchase counts for `amount - refunded`.

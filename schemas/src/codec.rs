@@ -192,10 +192,9 @@ pub trait Event: Serialize + DeserializeOwned {
     fn schema_versions() -> &'static SchemaVersions;
     #[doc(hidden)]
     fn write_current(&self, out: &mut Vec<u8>);
+    /// Reads a body of the current schema; returns the event and how many bytes trail it.
     #[doc(hidden)]
-    fn read_current(
-        reader: &mut crate::binary::Reader<'_>,
-    ) -> Result<Self, crate::binary::BinaryError>;
+    fn read_current(body: &[u8]) -> Result<(Self, usize), crate::binary::BinaryError>;
 }
 
 fn known(
@@ -221,10 +220,9 @@ impl Event for Transaction {
         crate::binary::write_transaction(out, self);
     }
 
-    fn read_current(
-        reader: &mut crate::binary::Reader<'_>,
-    ) -> Result<Self, crate::binary::BinaryError> {
-        crate::binary::read_transaction(reader)
+    fn read_current(body: &[u8]) -> Result<(Self, usize), crate::binary::BinaryError> {
+        let mut reader = crate::binary::Reader::new(body);
+        Ok((crate::binary::read_transaction(&mut reader)?, reader.remaining()))
     }
 }
 
@@ -238,10 +236,9 @@ impl Event for Reward {
         crate::binary::write_reward(out, self);
     }
 
-    fn read_current(
-        reader: &mut crate::binary::Reader<'_>,
-    ) -> Result<Self, crate::binary::BinaryError> {
-        crate::binary::read_reward(reader)
+    fn read_current(body: &[u8]) -> Result<(Self, usize), crate::binary::BinaryError> {
+        let mut reader = crate::binary::Reader::new(body);
+        Ok((crate::binary::read_reward(&mut reader)?, reader.remaining()))
     }
 }
 
@@ -262,11 +259,10 @@ pub fn decode<T: Event>(message: &[u8]) -> Result<T, CodecError> {
     if split_header(message)? != versions.current_fingerprint {
         return versions.decode(message);
     }
-    let mut reader = crate::binary::Reader::new(&message[HEADER_LEN..]);
-    let event = T::read_current(&mut reader)
+    let (event, trailing) = T::read_current(&message[HEADER_LEN..])
         .map_err(|source| CodecError::Body { schema: versions.name, source })?;
-    if reader.remaining() > 0 {
-        return Err(CodecError::TrailingBytes { schema: versions.name, count: reader.remaining() });
+    if trailing > 0 {
+        return Err(CodecError::TrailingBytes { schema: versions.name, count: trailing });
     }
     Ok(event)
 }
