@@ -38,14 +38,15 @@ CREATE TABLE customer_state (
     msisdn     text        NOT NULL,
     tier       text,
     email      text,
-    -- The tier window and daily totals (cezbek_rules::CustomerWindow as JSON).
-    "window"   jsonb       NOT NULL,
+    -- The tier window and daily totals (cezbek_rules::CustomerWindow as JSON). Text, not
+    -- jsonb: only the rewarder reads it, and it is rewritten with every decision.
+    "window"   text        NOT NULL,
     opted_out  boolean     NOT NULL DEFAULT false,
     -- Fencing: a writer names the version it loaded; a stale writer is refused.
     version    bigint      NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (partner, msisdn)
-);
+) WITH (fillfactor = 70);  -- room for HOT updates: every decision updates its customer's row
 
 -- Digest bookkeeping: the intent is recorded before sending, the completion after.
 CREATE TABLE digests (

@@ -14,8 +14,7 @@ use cezbek_schemas::{
 };
 
 use crate::types::{
-    CustomerState, DigestStatus, HistoryCursor, HistoryPage, HistoryQuery, LedgerError,
-    RewardRecord,
+    CustomerState, DigestStatus, HistoryPage, HistoryQuery, LedgerError, RewardRecord,
 };
 use crate::{CustomerBatch, Ledger};
 
@@ -181,7 +180,7 @@ const INSERT_REWARDS: &str = "INSERT INTO rewards (partner, transaction_id, msis
 /// New customers are inserted at version 1; known ones are updated only from the version the
 /// writer loaded, so a writer with stale state changes nothing and the batch is refused.
 const UPSERT_STATES: &str = "INSERT INTO customer_state (partner, msisdn, tier, email, \"window\", version, updated_at) \
-     SELECT p, m, t, e, w::jsonb, v + 1, now() \
+     SELECT p, m, t, e, w, v + 1, now() \
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[]) AS u(p, m, t, e, w, v) \
      ON CONFLICT (partner, msisdn) DO UPDATE SET tier = EXCLUDED.tier, email = EXCLUDED.email, \
          \"window\" = EXCLUDED.\"window\", version = EXCLUDED.version, updated_at = now() \
@@ -354,14 +353,8 @@ impl Ledger for PostgresLedger {
         .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
-        let mut records = rows.iter().map(read_record).collect::<Result<Vec<_>, _>>()?;
-        let more = records.len() as i64 > limit;
-        records.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let next = more.then(|| records.last()).flatten().map(|last| HistoryCursor {
-            occurred_at: last.reward.occurred_at,
-            transaction_id: last.reward.transaction_id.to_string(),
-        });
-        Ok(HistoryPage { records, next })
+        let records = rows.iter().map(read_record).collect::<Result<Vec<_>, _>>()?;
+        Ok(HistoryPage::from_overfetch(records, usize::try_from(limit).unwrap_or(usize::MAX)))
     }
 
     async fn rewards_of_day(
@@ -386,7 +379,7 @@ impl Ledger for PostgresLedger {
     ) -> Result<Vec<CustomerState>, LedgerError> {
         let numbers: Vec<String> = msisdns.iter().map(ToString::to_string).collect();
         let rows = sqlx::query(
-            "SELECT msisdn, tier, email, \"window\"::text AS window, opted_out, version FROM customer_state \
+            "SELECT msisdn, tier, email, \"window\", opted_out, version FROM customer_state \
              WHERE partner = $1 AND msisdn = ANY($2::text[])",
         )
         .bind(partner.as_str())
@@ -421,7 +414,7 @@ impl Ledger for PostgresLedger {
         // A customer who opts out before their first reward still gets a row (version 0, so
         // the rewarder's first write, expecting 0, is not refused).
         sqlx::query(
-            "INSERT INTO customer_state (partner, msisdn, \"window\", opted_out, version) VALUES ($1, $2, '{}'::jsonb, $3, 0) \
+            "INSERT INTO customer_state (partner, msisdn, \"window\", opted_out, version) VALUES ($1, $2, '{}', $3, 0) \
              ON CONFLICT (partner, msisdn) DO UPDATE SET opted_out = EXCLUDED.opted_out",
         )
         .bind(partner.as_str())

@@ -20,8 +20,7 @@ use cezbek_rules::{CustomerWindow, OriginalPurchase};
 use cezbek_schemas::{Msisdn, PartnerCode, Transaction, TransactionId, TransactionKind};
 
 use crate::types::{
-    CustomerState, DigestStatus, HistoryCursor, HistoryPage, HistoryQuery, LedgerError,
-    RewardRecord,
+    CustomerState, DigestStatus, HistoryPage, HistoryQuery, LedgerError, RewardRecord,
 };
 use crate::{CustomerBatch, Ledger};
 
@@ -497,13 +496,7 @@ impl Ledger for ScyllaLedger {
             }
             records.push(record);
         }
-        let more = records.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-        records.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let next = more.then(|| records.last()).flatten().map(|last| HistoryCursor {
-            occurred_at: last.reward.occurred_at,
-            transaction_id: last.reward.transaction_id.to_string(),
-        });
-        Ok(HistoryPage { records, next })
+        Ok(HistoryPage::from_overfetch(records, usize::try_from(limit).unwrap_or(usize::MAX)))
     }
 
     async fn rewards_of_day(

@@ -131,6 +131,20 @@ pub struct HistoryPage {
     pub next: Option<HistoryCursor>,
 }
 
+impl HistoryPage {
+    /// A page from up to `limit + 1` records read newest first: the extra one, when present,
+    /// says there is a next page, which starts after the page's last record.
+    pub fn from_overfetch(mut records: Vec<RewardRecord>, limit: usize) -> Self {
+        let more = records.len() > limit;
+        records.truncate(limit);
+        let next = more.then(|| records.last()).flatten().map(|last| HistoryCursor {
+            occurred_at: last.reward.occurred_at,
+            transaction_id: last.reward.transaction_id.to_string(),
+        });
+        Self { records, next }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DigestStatus {

@@ -60,7 +60,10 @@ pub struct WindowStats {
 pub struct CustomerWindow {
     pub purchases: Vec<WindowPurchase>,
     pub daily_earned: Vec<DailyEarned>,
-    /// Originals of refunds, by transaction id; the caller fills in the ones it needs.
+    /// Originals of refunds, by transaction id; the caller fills in the ones it needs. Not
+    /// written out: the ledger has the same figures for any purchase, and the window is
+    /// rewritten with every decision, so it is kept small.
+    #[serde(skip_serializing)]
     pub originals: HashMap<String, OriginalPurchase>,
 }
 
