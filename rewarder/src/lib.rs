@@ -235,12 +235,15 @@ async fn run_with<L: Ledger + 'static>(
         metrics.rules.clone(),
         shutdown.clone(),
     ));
+    // The ops endpoints stop with the service, or when this instance is done (its own token:
+    // under `cezbek dev` the caller's token belongs to every service).
+    let ops_shutdown = shutdown.child_token();
     let ops = tokio::spawn(http::serve_with_ops(
         config.http.listen,
         Router::new(),
         registry,
         readiness.clone(),
-        shutdown.clone(),
+        ops_shutdown.clone(),
     ));
 
     // Decide nothing before the rules are known.
@@ -277,7 +280,7 @@ async fn run_with<L: Ledger + 'static>(
     if let Err(error) = rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)) {
         tracing::warn!(%error, "flushing the producer on shutdown failed");
     }
-    shutdown.cancel();
+    ops_shutdown.cancel();
     if let Ok(Err(error)) = ops.await {
         return Err(error.into());
     }
