@@ -356,12 +356,16 @@ async fn collect(
         () = shutdown.cancelled() => return Ok(None),
         message = consumer.recv() => message?,
     };
-    let mut batch = vec![incoming(first)];
-    let deadline = tokio::time::Instant::now() + config.batch_wait;
+    let mut batch = Vec::with_capacity(config.batch_max);
+    batch.push(incoming(first));
+    // One timer for the whole batch: a new one per message was a measurable cost.
+    let deadline = tokio::time::sleep(config.batch_wait);
+    tokio::pin!(deadline);
     while batch.len() < config.batch_max {
         tokio::select! {
-            () = tokio::time::sleep_until(deadline) => break,
+            biased;
             message = consumer.recv() => batch.push(incoming(message?)),
+            () = &mut deadline => break,
         }
     }
     Ok(Some(batch))
