@@ -70,14 +70,49 @@ fn put_millis(out: &mut Vec<u8>, at: DateTime<Utc>) {
     put_long(out, at.timestamp_millis());
 }
 
+/// The seven fields both records open with, in schema order.
+struct Head {
+    partner: PartnerCode,
+    transaction_id: TransactionId,
+    kind: TransactionKind,
+    original_transaction_id: Option<TransactionId>,
+    msisdn: Msisdn,
+    amount: i64,
+    currency: Currency,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_head(
+    out: &mut Vec<u8>,
+    partner: &PartnerCode,
+    transaction_id: &TransactionId,
+    kind: TransactionKind,
+    original_transaction_id: Option<&TransactionId>,
+    msisdn: &Msisdn,
+    amount: i64,
+    currency: Currency,
+) {
+    put_str(out, partner.as_str());
+    put_str(out, transaction_id.as_str());
+    put_kind(out, kind);
+    put_opt_str(out, original_transaction_id.map(TransactionId::as_str));
+    put_str(out, msisdn.as_str());
+    put_long(out, amount);
+    put_str(out, currency.as_str());
+}
+
 pub(crate) fn write_transaction(out: &mut Vec<u8>, t: &Transaction) {
-    put_str(out, t.partner.as_str());
-    put_str(out, t.transaction_id.as_str());
-    put_kind(out, t.kind);
-    put_opt_str(out, t.original_transaction_id.as_ref().map(TransactionId::as_str));
-    put_str(out, t.msisdn.as_str());
-    put_long(out, t.amount);
-    put_str(out, t.currency.as_str());
+    let original = t.original_transaction_id.as_ref();
+    write_head(
+        out,
+        &t.partner,
+        &t.transaction_id,
+        t.kind,
+        original,
+        &t.msisdn,
+        t.amount,
+        t.currency,
+    );
     put_long(out, i64::from(t.quantity));
     put_opt_str(out, t.merchant.as_deref());
     put_opt_long(out, t.mcc.map(|mcc| i64::from(mcc.code())));
@@ -101,13 +136,17 @@ fn outcome_index(outcome: RewardOutcome) -> i64 {
 }
 
 pub(crate) fn write_reward(out: &mut Vec<u8>, r: &Reward) {
-    put_str(out, r.partner.as_str());
-    put_str(out, r.transaction_id.as_str());
-    put_kind(out, r.kind);
-    put_opt_str(out, r.original_transaction_id.as_ref().map(TransactionId::as_str));
-    put_str(out, r.msisdn.as_str());
-    put_long(out, r.amount);
-    put_str(out, r.currency.as_str());
+    let original = r.original_transaction_id.as_ref();
+    write_head(
+        out,
+        &r.partner,
+        &r.transaction_id,
+        r.kind,
+        original,
+        &r.msisdn,
+        r.amount,
+        r.currency,
+    );
     put_opt_str(out, r.merchant.as_deref());
     put_long(out, outcome_index(r.outcome));
     put_long(out, r.cashback);
@@ -222,7 +261,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-pub(crate) fn read_transaction(reader: &mut Reader<'_>) -> Result<Transaction, BinaryError> {
+fn read_head(reader: &mut Reader<'_>) -> Result<Head, BinaryError> {
     let partner = PartnerCode::parse(reader.str("partner")?)?;
     let transaction_id = TransactionId::parse(reader.str("transaction_id")?)?;
     let kind = reader.kind()?;
@@ -233,6 +272,12 @@ pub(crate) fn read_transaction(reader: &mut Reader<'_>) -> Result<Transaction, B
     let msisdn = Msisdn::parse(reader.str("msisdn")?)?;
     let amount = reader.long("amount")?;
     let currency = Currency::parse(reader.str("currency")?)?;
+    Ok(Head { partner, transaction_id, kind, original_transaction_id, msisdn, amount, currency })
+}
+
+pub(crate) fn read_transaction(reader: &mut Reader<'_>) -> Result<Transaction, BinaryError> {
+    let Head { partner, transaction_id, kind, original_transaction_id, msisdn, amount, currency } =
+        read_head(reader)?;
     let quantity = reader.int("quantity")?;
     let merchant = reader.opt_str("merchant")?.map(str::to_owned);
     let mcc = reader.opt_long("mcc")?.map(Mcc::new).transpose()?;
@@ -267,16 +312,8 @@ pub(crate) fn read_transaction(reader: &mut Reader<'_>) -> Result<Transaction, B
 }
 
 pub(crate) fn read_reward(reader: &mut Reader<'_>) -> Result<Reward, BinaryError> {
-    let partner = PartnerCode::parse(reader.str("partner")?)?;
-    let transaction_id = TransactionId::parse(reader.str("transaction_id")?)?;
-    let kind = reader.kind()?;
-    let original_transaction_id =
-        reader.opt_str("original_transaction_id")?.map(TransactionId::parse).transpose();
-    let original_transaction_id =
-        original_transaction_id.map_err(|e| e.at("original_transaction_id"))?;
-    let msisdn = Msisdn::parse(reader.str("msisdn")?)?;
-    let amount = reader.long("amount")?;
-    let currency = Currency::parse(reader.str("currency")?)?;
+    let Head { partner, transaction_id, kind, original_transaction_id, msisdn, amount, currency } =
+        read_head(reader)?;
     let merchant = reader.opt_str("merchant")?.map(str::to_owned);
     let outcome = match reader.index("outcome", 5)? {
         0 => RewardOutcome::Rewarded,
