@@ -8,9 +8,13 @@ pub mod config;
 pub mod etcd;
 pub mod http;
 pub mod kafka;
+pub mod live_rules;
+pub mod partner_auth;
 pub mod postgres;
 pub mod s3;
 pub mod shutdown;
+pub mod sigv4;
+pub mod sqs;
 pub mod telemetry;
 
 pub use config::{ConfigError, Env};

@@ -104,6 +104,23 @@ impl S3Client {
         self.send("get_object", key, self.http.get(url)).await
     }
 
+    /// Streams one version of an object (`If-Match` its ETag) from a byte offset: how a file
+    /// is resumed after a checkpoint, and never mixed with a newer upload under the same key.
+    pub async fn get_object_from(
+        &self,
+        key: &str,
+        etag: &str,
+        offset: u64,
+    ) -> Result<reqwest::Response, S3Error> {
+        let url = self.bucket.get_object(Some(&self.credentials), key).sign(REQUEST_TTL);
+        let mut request =
+            self.http.get(url).header(reqwest::header::IF_MATCH, format!("\"{etag}\""));
+        if offset > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+        }
+        self.send("get_object", key, request).await
+    }
+
     /// Copies within the bucket (S3 has no rename: a move is copy then delete).
     pub async fn copy_object(&self, from: &str, to: &str) -> Result<(), S3Error> {
         let url = self.bucket.put_object(Some(&self.credentials), to).sign(REQUEST_TTL);

@@ -8,7 +8,6 @@
 //! instance; more instances in the same group share the partitions.
 
 mod process;
-mod rules_watch;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -28,7 +27,7 @@ use cezbek_platform::config::{EtcdConfig, HttpConfig, KafkaConfig, PostgresConfi
 use cezbek_platform::etcd::EtcdHandle;
 use cezbek_platform::http::{HttpError, Router};
 use cezbek_platform::kafka::KafkaError;
-use cezbek_platform::{CancellationToken, Env, Readiness, etcd, http, kafka, postgres};
+use cezbek_platform::{CancellationToken, Env, Readiness, etcd, http, kafka, live_rules, postgres};
 use cezbek_rules::RuleSnapshot;
 use cezbek_schemas::encode;
 
@@ -144,7 +143,7 @@ struct Metrics {
     batch_size: Histogram,
     batch_seconds: Histogram,
     lag: IntGaugeVec,
-    rules: rules_watch::RuleMetrics,
+    rules: live_rules::RuleMetrics,
 }
 
 impl Metrics {
@@ -191,7 +190,7 @@ impl Metrics {
             batch_size,
             batch_seconds,
             lag,
-            rules: rules_watch::RuleMetrics { revision, rejected },
+            rules: live_rules::RuleMetrics { revision, rejected },
         })
     }
 }
@@ -229,7 +228,7 @@ async fn run_with<L: Ledger + 'static>(
     etcd::watch_readiness(&readiness, &config.etcd, &shutdown);
 
     let (rules_sender, mut rules) = watch::channel(None);
-    tokio::spawn(rules_watch::watch_rules(
+    tokio::spawn(live_rules::watch_rules(
         EtcdHandle::new(config.etcd.clone()),
         rules_sender,
         metrics.rules.clone(),

@@ -10,9 +10,9 @@ use etcd_client::{EventType, GetOptions, WatchOptions};
 use prometheus::{IntCounter, IntGauge};
 use tokio::sync::watch;
 
-use cezbek_platform::CancellationToken;
-use cezbek_platform::etcd::EtcdHandle;
+use crate::etcd::EtcdHandle;
 use cezbek_rules::{RuleSet, RuleSnapshot};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
 pub struct RuleMetrics {

@@ -1,0 +1,551 @@
+//! The partner-facing API: the signed publish endpoint and presigned CSV uploads.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use cezbek_platform::auth::{AdminTokens, Role};
+use cezbek_platform::http::{FieldError, Problem};
+use cezbek_platform::partner_auth::{self, ReplayGuard};
+use cezbek_platform::s3::S3Client;
+use cezbek_rules::{PartnerStatus, RuleSnapshot};
+use cezbek_schemas::{PartnerCode, Source, SourceChannel, Transaction};
+
+use crate::files::INCOMING;
+use crate::input;
+use crate::jobs::{Store, Upload};
+use crate::metrics::Metrics;
+use crate::publish::{Delivery, Publisher, SendError};
+
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The largest request body, and the most transactions in one request.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const MAX_BATCH_ITEMS: usize = 1000;
+
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub publisher: Publisher,
+    pub rules: watch::Receiver<Option<Arc<RuleSnapshot>>>,
+    pub replay: Arc<ReplayGuard>,
+    pub metrics: Metrics,
+    pub tokens: Arc<AdminTokens>,
+    pub store: Store,
+    /// Presigns upload URLs (with the public S3 endpoint when one is configured).
+    pub presigner: S3Client,
+    /// How long a publish request waits for the broker before answering 503.
+    pub ack_timeout: Duration,
+    pub upload_ttl: Duration,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/v1/transactions", post(publish))
+        .route("/v1/uploads", post(create_upload))
+        .route("/v1/uploads/{upload_id}", get(upload_status))
+        .with_state(state)
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+// ---------------------------------------------------------------- shared plumbing
+
+fn retry_after(problem: Problem, seconds: u64) -> Response {
+    let mut response = problem.into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+    response
+}
+
+/// A problem with extra members (RFC 9457 allows extensions).
+#[derive(Serialize)]
+struct ProblemWith<T: Serialize> {
+    #[serde(flatten)]
+    problem: Problem,
+    #[serde(flatten)]
+    extra: T,
+}
+
+fn problem_with<T: Serialize>(problem: Problem, extra: T) -> Response {
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::to_vec(&ProblemWith { problem, extra }).unwrap_or_default();
+    (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
+}
+
+async fn read_body(body: Body) -> Result<axum::body::Bytes, Problem> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {MAX_BODY_BYTES} bytes; split the batch"),
+        )
+    })
+}
+
+fn current_rules(state: &ApiState) -> Result<Arc<RuleSnapshot>, Response> {
+    state.rules.borrow().clone().ok_or_else(|| {
+        retry_after(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "partners are not loaded yet"), 1)
+    })
+}
+
+/// The partner that signed the request, or the 401 to answer.
+fn signed_partner(
+    state: &ApiState,
+    rules: &RuleSnapshot,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<PartnerCode, Problem> {
+    let target = uri.path_and_query().map_or(uri.path(), |target| target.as_str());
+    partner_auth::verify(rules, headers, method.as_str(), target, body, Utc::now(), &state.replay)
+        .map_err(|failure| {
+            state.metrics.auth_failures.with_label_values(&[failure.reason()]).inc();
+            tracing::info!(reason = failure.reason(), "rejected a request signature");
+            Problem::new(StatusCode::UNAUTHORIZED, failure.to_string())
+        })
+}
+
+/// Who is calling the upload endpoints: an admin token, or a partner's signature.
+enum Caller {
+    Admin { name: String, role: Role },
+    Partner(PartnerCode),
+}
+
+fn caller(
+    state: &ApiState,
+    rules: &RuleSnapshot,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Caller, Problem> {
+    if let Some(authorization) = headers.get(header::AUTHORIZATION) {
+        let principal = state
+            .tokens
+            .authenticate_header(authorization.to_str().ok())
+            .ok_or_else(|| Problem::new(StatusCode::UNAUTHORIZED, "unknown admin token"))?;
+        return Ok(Caller::Admin { name: principal.name.clone(), role: principal.role });
+    }
+    signed_partner(state, rules, method, uri, headers, body).map(Caller::Partner)
+}
+
+// ---------------------------------------------------------------- POST /v1/transactions
+
+#[derive(Debug, Clone, Serialize)]
+struct ItemRef {
+    index: usize,
+    transaction_id: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct RejectedItem {
+    index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transaction_id: Option<String>,
+    errors: Vec<FieldError>,
+}
+
+#[derive(Debug, Serialize)]
+struct BatchOutcome {
+    accepted: Vec<ItemRef>,
+    rejected: Vec<RejectedItem>,
+}
+
+#[derive(Debug, Serialize)]
+struct Unacknowledged {
+    acked: Vec<ItemRef>,
+    not_acked: Vec<ItemRef>,
+    rejected: Vec<RejectedItem>,
+}
+
+async fn publish(
+    State(state): State<ApiState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let outcome = |label: &str| state.metrics.requests.with_label_values(&[label]).inc();
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(problem) => {
+            outcome("too_large");
+            return problem.into_response();
+        }
+    };
+    let rules = match current_rules(&state) {
+        Ok(rules) => rules,
+        Err(response) => {
+            outcome("unavailable");
+            return response;
+        }
+    };
+    let partner = match signed_partner(&state, &rules, &method, &uri, &headers, &body) {
+        Ok(partner) => partner,
+        Err(problem) => {
+            outcome("unauthorized");
+            return problem.into_response();
+        }
+    };
+    let items = match batch_items(&body) {
+        Ok(items) => items,
+        Err(problem) => {
+            outcome(if problem.status == 413 { "too_large" } else { "invalid" });
+            return problem.into_response();
+        }
+    };
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let (valid, rejected) = validate_items(&partner, items, &request_id);
+    let metrics = &state.metrics;
+    metrics.items.with_label_values(&["api", "read"]).inc_by((valid.len() + rejected.len()) as u64);
+    metrics.items.with_label_values(&["api", "rejected"]).inc_by(rejected.len() as u64);
+    for item in &rejected {
+        for error in &item.errors {
+            metrics.rejections.with_label_values(&["api", &error.field]).inc();
+        }
+    }
+    if valid.is_empty() {
+        outcome("rejected");
+        let problem = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "no transaction is valid");
+        return problem_with(problem, BatchOutcome { accepted: Vec::new(), rejected });
+    }
+
+    // Hand every valid item to the producer; stop at the first full queue.
+    let mut sent: Vec<(ItemRef, Delivery)> = Vec::with_capacity(valid.len());
+    let mut not_sent: Vec<ItemRef> = Vec::new();
+    for (item, transaction) in valid {
+        if !not_sent.is_empty() {
+            not_sent.push(item);
+            continue;
+        }
+        match state.publisher.send(&transaction) {
+            Ok(delivery) => sent.push((item, delivery)),
+            Err(SendError::QueueFull) => not_sent.push(item),
+            Err(error) => {
+                tracing::error!(%error, "the producer refused a transaction");
+                not_sent.push(item);
+            }
+        }
+    }
+    // Wait for the broker, but not forever: what it has not acknowledged by then is reported.
+    let publisher = &state.publisher;
+    let waits = sent.into_iter().map(|(item, delivery)| async move {
+        let acked = tokio::time::timeout(state.ack_timeout, publisher.acked(delivery)).await;
+        (item, matches!(acked, Ok(Ok(()))))
+    });
+    let mut acked = Vec::new();
+    let mut not_acked = not_sent;
+    for (item, ok) in futures::future::join_all(waits).await {
+        if ok { acked.push(item) } else { not_acked.push(item) }
+    }
+    metrics.items.with_label_values(&["api", "accepted"]).inc_by(acked.len() as u64);
+    if !not_acked.is_empty() {
+        outcome("unavailable");
+        not_acked.sort_by_key(|item| item.index);
+        let problem = Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{} of {} transactions were not acknowledged by the broker in time; send those again (re-sending is safe: the ledger deduplicates)",
+                not_acked.len(),
+                not_acked.len() + acked.len()
+            ),
+        );
+        let response = problem_with(problem, Unacknowledged { acked, not_acked, rejected });
+        let mut response = response;
+        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(2u64));
+        return response;
+    }
+    outcome(if rejected.is_empty() { "accepted" } else { "partial" });
+    (StatusCode::ACCEPTED, axum::Json(BatchOutcome { accepted: acked, rejected })).into_response()
+}
+
+/// The body's items: one object, or an array of 1 to [`MAX_BATCH_ITEMS`].
+fn batch_items(body: &[u8]) -> Result<Vec<Value>, Problem> {
+    let value: Value = serde_json::from_slice(body).map_err(|error| {
+        Problem::new(StatusCode::BAD_REQUEST, format!("the body is not valid JSON: {error}"))
+    })?;
+    let items = match value {
+        Value::Array(items) => items,
+        object @ Value::Object(_) => vec![object],
+        _ => {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the body must be a transaction object or an array of them",
+            ));
+        }
+    };
+    if items.is_empty() {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the array is empty; send 1 to 1000 transactions",
+        ));
+    }
+    if items.len() > MAX_BATCH_ITEMS {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{} transactions in one request; at most {MAX_BATCH_ITEMS}", items.len()),
+        ));
+    }
+    Ok(items)
+}
+
+/// Validates each item on its own; a transaction id seen earlier in the batch is a duplicate.
+fn validate_items(
+    partner: &PartnerCode,
+    items: Vec<Value>,
+    request_id: &str,
+) -> (Vec<(ItemRef, Transaction)>, Vec<RejectedItem>) {
+    let now = Utc::now();
+    let mut valid = Vec::with_capacity(items.len());
+    let mut rejected = Vec::new();
+    let mut first_index: HashMap<String, usize> = HashMap::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let raw_id = item.get("transaction_id").and_then(Value::as_str).map(str::to_owned);
+        let Value::Object(object) = item else {
+            rejected.push(RejectedItem {
+                index,
+                transaction_id: None,
+                errors: vec![FieldError {
+                    field: "item".into(),
+                    reason: "must be a JSON object".into(),
+                }],
+            });
+            continue;
+        };
+        let source =
+            Source { channel: SourceChannel::Api, reference: request_id.to_owned(), line: None };
+        let mut problems = input::unknown_fields(&object);
+        let transaction = match input::transaction(partner, &object, source, now) {
+            Ok(transaction) if problems.is_empty() => Some(transaction),
+            Ok(_) => None,
+            Err(more) => {
+                problems.extend(more);
+                None
+            }
+        };
+        if let Some(transaction) = transaction {
+            let id = transaction.transaction_id.as_str().to_owned();
+            if let Some(first) = first_index.get(&id) {
+                rejected.push(RejectedItem {
+                    index,
+                    transaction_id: Some(id),
+                    errors: vec![FieldError {
+                        field: "transaction_id".into(),
+                        reason: format!("duplicates item {first} of this batch"),
+                    }],
+                });
+                continue;
+            }
+            first_index.insert(id.clone(), index);
+            valid.push((ItemRef { index, transaction_id: id }, transaction));
+            continue;
+        }
+        rejected.push(RejectedItem {
+            index,
+            transaction_id: raw_id,
+            errors: problems
+                .into_iter()
+                .map(|problem| FieldError { field: problem.field, reason: problem.reason })
+                .collect(),
+        });
+    }
+    (valid, rejected)
+}
+
+// ---------------------------------------------------------------- uploads
+
+#[derive(Debug, Serialize)]
+struct UploadCreated {
+    upload_id: String,
+    key: String,
+    url: String,
+    expires_at: DateTime<Utc>,
+}
+
+async fn create_upload(
+    State(state): State<ApiState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(problem) => return problem.into_response(),
+    };
+    let rules = match current_rules(&state) {
+        Ok(rules) => rules,
+        Err(response) => return response,
+    };
+    let caller = match caller(&state, &rules, &method, &uri, &headers, &body) {
+        Ok(caller) => caller,
+        Err(problem) => return problem.into_response(),
+    };
+    let requested = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(object)) => match object.get("partner") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(code)) => match PartnerCode::parse(code) {
+                    Ok(code) => Some(code),
+                    Err(error) => {
+                        return Problem::invalid(vec![field_error(error)]).into_response();
+                    }
+                },
+                Some(_) => {
+                    return Problem::invalid(vec![FieldError {
+                        field: "partner".into(),
+                        reason: "must be a partner code".into(),
+                    }])
+                    .into_response();
+                }
+            },
+            _ => {
+                return Problem::new(StatusCode::BAD_REQUEST, "the body must be a JSON object")
+                    .into_response();
+            }
+        }
+    };
+    let (partner, created_by) = match caller {
+        Caller::Admin { role: Role::Viewer, name } => {
+            return Problem::new(StatusCode::FORBIDDEN, format!("{name} may read but not upload"))
+                .into_response();
+        }
+        Caller::Admin { name, .. } => {
+            let Some(partner) = requested else {
+                return Problem::invalid(vec![FieldError {
+                    field: "partner".into(),
+                    reason: "is required when an admin creates an upload".into(),
+                }])
+                .into_response();
+            };
+            (partner, format!("admin:{name}"))
+        }
+        Caller::Partner(partner) => {
+            if requested.as_ref().is_some_and(|requested| *requested != partner) {
+                return Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "a partner may only upload under its own prefix",
+                )
+                .into_response();
+            }
+            let created_by = format!("partner:{partner}");
+            (partner, created_by)
+        }
+    };
+    match rules.partner_rules(&partner).and_then(|rules| rules.partner()) {
+        Some(record) if record.status == PartnerStatus::Active => {}
+        Some(_) => {
+            return Problem::new(StatusCode::CONFLICT, format!("partner {partner} is suspended"))
+                .into_response();
+        }
+        None => {
+            return Problem::invalid(vec![FieldError {
+                field: "partner".into(),
+                reason: format!("{partner} is not a known partner"),
+            }])
+            .into_response();
+        }
+    }
+    let upload_id = uuid::Uuid::new_v4().simple().to_string();
+    let key = format!("{INCOMING}{partner}/{upload_id}.csv");
+    let expires_at = Utc::now()
+        + chrono::Duration::from_std(state.upload_ttl).unwrap_or(chrono::Duration::minutes(15));
+    let upload = Upload {
+        upload_id: upload_id.clone(),
+        partner: partner.to_string(),
+        object_key: key.clone(),
+        expires_at,
+    };
+    if let Err(error) =
+        state.store.create_upload(&upload, state.presigner.bucket_name(), &created_by).await
+    {
+        tracing::error!(%error, "cannot record an upload");
+        return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "cannot record the upload now")
+            .into_response();
+    }
+    let url = state.presigner.presign_put(&key, state.upload_ttl).to_string();
+    tracing::info!(%partner, %upload_id, created_by, "presigned an upload");
+    (StatusCode::CREATED, axum::Json(UploadCreated { upload_id, key, url, expires_at }))
+        .into_response()
+}
+
+fn field_error(error: cezbek_schemas::ValueError) -> FieldError {
+    FieldError { field: error.field, reason: error.reason }
+}
+
+async fn upload_status(
+    State(state): State<ApiState>,
+    Path(upload_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let rules = match current_rules(&state) {
+        Ok(rules) => rules,
+        Err(response) => return response,
+    };
+    let caller = match caller(&state, &rules, &method, &uri, &headers, b"") {
+        Ok(caller) => caller,
+        Err(problem) => return problem.into_response(),
+    };
+    let not_found = || Problem::new(StatusCode::NOT_FOUND, "no such upload").into_response();
+    let (upload, bucket) = match state.store.upload(&upload_id).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return not_found(),
+        Err(error) => {
+            tracing::error!(%error, "cannot read an upload");
+            return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "cannot read the upload now")
+                .into_response();
+        }
+    };
+    // A partner sees only its own uploads; another's is "not found", not "forbidden".
+    if let Caller::Partner(partner) = &caller {
+        if partner.as_str() != upload.partner {
+            return not_found();
+        }
+    }
+    let job = match state.store.latest_job(&bucket, &upload.object_key).await {
+        Ok(job) => job,
+        Err(error) => {
+            tracing::error!(%error, "cannot read an ingest job");
+            return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "cannot read the upload now")
+                .into_response();
+        }
+    };
+    let (status, summary, progress) = match job {
+        None => ("pending".to_owned(), None, None),
+        Some(job) => {
+            let progress = json!({
+                "rows": job.progress.rows_read,
+                "accepted": job.progress.accepted,
+                "rejected": job.progress.rejected,
+            });
+            (job.status, job.summary, Some(progress))
+        }
+    };
+    axum::Json(json!({
+        "upload_id": upload.upload_id,
+        "partner": upload.partner,
+        "key": upload.object_key,
+        "expires_at": upload.expires_at,
+        "status": status,
+        "progress": progress,
+        "summary": summary,
+    }))
+    .into_response()
+}

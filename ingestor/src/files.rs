@@ -1,0 +1,548 @@
+//! Ingesting one CSV object: claim its job, stream it from the last checkpoint, send each valid
+//! row with a bounded number in flight, checkpoint what the broker acknowledged, then write the
+//! reports and move the object to `processed/`.
+//!
+//! Crash safety: a checkpoint only ever covers rows that are acknowledged or rejected, and the
+//! rows rejected up to it are written in the same database transaction. A new owner resumes
+//! from there; rows after the checkpoint may be sent twice (the ledger absorbs that), none is
+//! ever skipped.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tokio::sync::watch;
+
+use cezbek_platform::CancellationToken;
+use cezbek_platform::s3::{S3Client, S3Error};
+use cezbek_rules::{PartnerStatus, RuleSnapshot};
+use cezbek_schemas::{PartnerCode, Source, SourceChannel};
+
+use crate::csv_format::{Parser, Record};
+use crate::input::{self, Header, Row};
+use crate::jobs::{Claim, ObjectRef, Progress, RejectedRow, Store};
+use crate::metrics::Metrics;
+use crate::publish::{Delivery, Publisher, SendError};
+
+pub const INCOMING: &str = "incoming/";
+pub const PROCESSED: &str = "processed/";
+pub const REPORTS: &str = "reports/";
+
+/// Settings of file ingestion.
+#[derive(Debug, Clone)]
+pub struct FileSettings {
+    /// How many rows may be sent and not yet acknowledged.
+    pub max_in_flight: usize,
+    /// How long a claim holds without a checkpoint renewing it.
+    pub lease: Duration,
+    /// How often progress is written.
+    pub checkpoint_every: Duration,
+}
+
+/// What every file job needs.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub s3: S3Client,
+    pub store: Store,
+    pub publisher: Publisher,
+    pub rules: watch::Receiver<Option<Arc<RuleSnapshot>>>,
+    pub metrics: Metrics,
+    pub settings: FileSettings,
+    /// This instance, as the owner of the jobs it claims.
+    pub owner: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error(transparent)]
+    S3(#[from] S3Error),
+    #[error("the job store failed: {0}")]
+    Store(#[from] sqlx::Error),
+    #[error("reading the object failed: {0}")]
+    Read(reqwest::Error),
+    #[error("a row could not be sent: {0}")]
+    Send(String),
+    #[error("another instance took the job over")]
+    LostLease,
+    #[error("shutting down")]
+    Shutdown,
+}
+
+/// `incoming/{partner}/{name}.csv` → (`partner`, `name`). `name` keeps any sub-folders.
+pub fn split_key(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix(INCOMING)?;
+    let (partner, file) = rest.split_once('/')?;
+    if partner.is_empty() || file.is_empty() {
+        return None;
+    }
+    Some((partner, file.strip_suffix(".csv").unwrap_or(file)))
+}
+
+/// Where a finished object and its reports go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destinations {
+    pub processed: String,
+    pub summary: String,
+    pub rejects: String,
+}
+
+pub fn destinations(key: &str) -> Destinations {
+    let (partner, name) = split_key(key).unwrap_or(("_unknown", key));
+    let file = key.rsplit('/').next().unwrap_or(key);
+    let folder = name.rsplit_once('/').map_or(String::new(), |(folder, _)| format!("{folder}/"));
+    Destinations {
+        processed: format!("{PROCESSED}{partner}/{folder}{file}"),
+        summary: format!("{REPORTS}{partner}/{name}.summary.json"),
+        rejects: format!("{REPORTS}{partner}/{name}.rejects.csv"),
+    }
+}
+
+/// Ingests one object version, unless it is done already or someone else is on it.
+pub async fn ingest(
+    context: &Context,
+    object: &ObjectRef,
+    shutdown: &CancellationToken,
+) -> Result<(), FileError> {
+    let partner_part = split_key(&object.key).map_or("", |(partner, _)| partner);
+    let claim =
+        context.store.claim(object, partner_part, &context.owner, context.settings.lease).await?;
+    let job = match claim {
+        Claim::Claimed(job) => job,
+        Claim::Finished => {
+            // Finished, but the object is still in incoming/: a crash came between recording
+            // the end and moving the file, or the same bytes were uploaded again.
+            move_to_processed(context, object).await?;
+            return Ok(());
+        }
+        Claim::Busy => return Ok(()),
+    };
+    let gauge = context.metrics.files_active.with_label_values(&[partner_part]);
+    gauge.inc();
+    let outcome =
+        run_job(context, object, job.header, job.progress, job.started_at, shutdown).await;
+    gauge.dec();
+    if let Err(error) = &outcome {
+        if !matches!(error, FileError::LostLease) {
+            // Let the next discovery (ours or another instance's) resume it right away.
+            if let Err(release_error) = context.store.release(object, &context.owner).await {
+                tracing::warn!(error = %release_error, key = %object.key, "cannot release the job");
+            }
+        }
+    }
+    outcome
+}
+
+/// A row sent or rejected, waiting for everything before it to be settled.
+enum Settling {
+    Sent(Delivery),
+    Rejected(RejectedRow, Vec<String>),
+}
+
+struct Pending {
+    settling: Settling,
+    next_line: u64,
+    next_offset: u64,
+}
+
+struct Job<'a> {
+    context: &'a Context,
+    object: &'a ObjectRef,
+    partner: PartnerCode,
+    header: Option<Header>,
+    /// The header text, until the first checkpoint has stored it.
+    unsaved_header: Option<String>,
+    /// Settled: what the next checkpoint records.
+    progress: Progress,
+    unsaved_rejects: Vec<RejectedRow>,
+    pending: VecDeque<Pending>,
+    in_flight: usize,
+    last_checkpoint: Instant,
+}
+
+async fn run_job(
+    context: &Context,
+    object: &ObjectRef,
+    stored_header: Option<String>,
+    progress: Progress,
+    started_at: DateTime<Utc>,
+    shutdown: &CancellationToken,
+) -> Result<(), FileError> {
+    let rules = wait_for_rules(context, shutdown).await?;
+    let partner_part = split_key(&object.key).map(|(partner, _)| partner);
+    let partner = match partner_part.map(PartnerCode::parse) {
+        None => {
+            let reason = "the object is not under incoming/{partner}/";
+            return fail_file(context, object, &progress, started_at, reason).await;
+        }
+        Some(Err(error)) => {
+            let reason = format!("the folder names no partner: {}", error.reason);
+            return fail_file(context, object, &progress, started_at, &reason).await;
+        }
+        Some(Ok(code)) => code,
+    };
+    match rules.partner_rules(&partner).and_then(|rules| rules.partner()) {
+        None => {
+            let reason = format!("unknown partner {partner}");
+            return fail_file(context, object, &progress, started_at, &reason).await;
+        }
+        Some(record) if record.status == PartnerStatus::Suspended => {
+            let reason = format!("partner {partner} is suspended");
+            return fail_file(context, object, &progress, started_at, &reason).await;
+        }
+        Some(_) => {}
+    }
+    let header = match stored_header.as_deref().map(stored_header_fields) {
+        None => None,
+        Some(Ok(header)) => Some(header),
+        Some(Err(reason)) => {
+            return fail_file(context, object, &progress, started_at, &reason).await;
+        }
+    };
+    tracing::info!(key = %object.key, %partner, from_line = progress.next_line, "ingesting");
+
+    let mut job = Job {
+        context,
+        object,
+        partner,
+        header,
+        unsaved_header: None,
+        progress,
+        unsaved_rejects: Vec::new(),
+        pending: VecDeque::new(),
+        in_flight: 0,
+        last_checkpoint: Instant::now(),
+    };
+    let mut response =
+        context.s3.get_object_from(&object.key, &object.etag, job.progress.next_offset).await?;
+    let mut parser = Parser::new(job.progress.next_line, job.progress.next_offset);
+    loop {
+        let chunk = tokio::select! {
+            () = shutdown.cancelled() => {
+                job.settle_all().await?;
+                job.checkpoint().await?;
+                return Err(FileError::Shutdown);
+            }
+            chunk = response.chunk() => chunk.map_err(FileError::Read)?,
+        };
+        match &chunk {
+            Some(bytes) => parser.push(bytes),
+            None => parser.finish(),
+        }
+        while let Some(record) = parser.next_record() {
+            if let Some(reason) = job.take(record).await? {
+                return fail_file(context, object, &job.progress, started_at, &reason).await;
+            }
+        }
+        job.settle_ready().await?;
+        if chunk.is_none() {
+            break;
+        }
+    }
+    job.settle_all().await?;
+    job.checkpoint().await?;
+    if job.header.is_none() {
+        let reason = "the file is empty; a header row is required";
+        return fail_file(context, object, &job.progress, started_at, reason).await;
+    }
+    finish_file(context, object, &job.progress, started_at, None).await
+}
+
+fn stored_header_fields(text: &str) -> Result<Header, String> {
+    let fields = crate::csv_format::split_fields(text)?;
+    Header::parse(&fields)
+}
+
+async fn wait_for_rules(
+    context: &Context,
+    shutdown: &CancellationToken,
+) -> Result<Arc<RuleSnapshot>, FileError> {
+    let mut rules = context.rules.clone();
+    loop {
+        if let Some(snapshot) = rules.borrow_and_update().clone() {
+            return Ok(snapshot);
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Err(FileError::Shutdown),
+            changed = rules.changed() => if changed.is_err() { return Err(FileError::Shutdown) },
+        }
+    }
+}
+
+impl Job<'_> {
+    /// Handles one record. Returns a reason when the whole file must be rejected.
+    async fn take(&mut self, record: Record) -> Result<Option<String>, FileError> {
+        let Some(header) = &self.header else {
+            let fields = match record.fields {
+                Ok(fields) => fields,
+                Err(reason) => return Ok(Some(format!("the header row cannot be read: {reason}"))),
+            };
+            match Header::parse(&fields) {
+                Ok(header) => self.header = Some(header),
+                Err(reason) => return Ok(Some(reason)),
+            }
+            self.unsaved_header = Some(record.raw);
+            self.progress.next_line = record.next_line;
+            self.progress.next_offset = record.next_offset;
+            return Ok(None);
+        };
+        let metrics = &self.context.metrics;
+        metrics.items.with_label_values(&["csv", "read"]).inc();
+        let outcome = match &record.fields {
+            Err(reason) => Err(vec![("line".to_owned(), reason.clone())]),
+            Ok(values) if values.len() != header.width => Err(vec![(
+                "line".to_owned(),
+                format!("has {} fields; the header has {}", values.len(), header.width),
+            )]),
+            Ok(values) => {
+                let source = Source {
+                    channel: SourceChannel::Csv,
+                    reference: self.object.key.clone(),
+                    line: i64::try_from(record.line).ok(),
+                };
+                let row = Row { header, values };
+                input::transaction(&self.partner, &row, source, Utc::now()).map_err(|problems| {
+                    problems.into_iter().map(|problem| (problem.field, problem.reason)).collect()
+                })
+            }
+        };
+        let settling = match outcome {
+            Ok(transaction) => {
+                let delivery = self.send(&transaction).await?;
+                self.in_flight += 1;
+                Settling::Sent(delivery)
+            }
+            Err(problems) => {
+                let reasons = problems
+                    .iter()
+                    .map(|(field, reason)| format!("{field}: {reason}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let fields = problems.into_iter().map(|(field, _)| field).collect();
+                let row = RejectedRow { line: record.line, raw: record.raw, reasons };
+                Settling::Rejected(row, fields)
+            }
+        };
+        self.pending.push_back(Pending {
+            settling,
+            next_line: record.next_line,
+            next_offset: record.next_offset,
+        });
+        Ok(None)
+    }
+
+    /// Sends one transaction, waiting for room when the producer queue or our in-flight bound
+    /// is full: the file waits, memory does not grow.
+    async fn send(
+        &mut self,
+        transaction: &cezbek_schemas::Transaction,
+    ) -> Result<Delivery, FileError> {
+        loop {
+            if self.in_flight >= self.context.settings.max_in_flight {
+                self.settle_one().await?;
+                continue;
+            }
+            match self.context.publisher.send(transaction) {
+                Ok(delivery) => return Ok(delivery),
+                Err(SendError::QueueFull) if self.in_flight > 0 => self.settle_one().await?,
+                Err(SendError::QueueFull) => tokio::time::sleep(Duration::from_millis(5)).await,
+                Err(error) => return Err(FileError::Send(error.to_string())),
+            }
+        }
+    }
+
+    /// Settles the oldest pending row, waiting for its acknowledgement if it was sent.
+    async fn settle_one(&mut self) -> Result<(), FileError> {
+        let Some(pending) = self.pending.pop_front() else { return Ok(()) };
+        match pending.settling {
+            Settling::Sent(delivery) => {
+                self.in_flight -= 1;
+                self.context
+                    .publisher
+                    .acked(delivery)
+                    .await
+                    .map_err(|error| FileError::Send(error.to_string()))?;
+                self.progress.accepted += 1;
+                self.context.metrics.items.with_label_values(&["csv", "accepted"]).inc();
+            }
+            Settling::Rejected(row, fields) => {
+                self.progress.rejected += 1;
+                let metrics = &self.context.metrics;
+                metrics.items.with_label_values(&["csv", "rejected"]).inc();
+                for field in fields {
+                    metrics.rejections.with_label_values(&["csv", &field]).inc();
+                    *self.progress.reasons.entry(field).or_default() += 1;
+                }
+                self.unsaved_rejects.push(row);
+            }
+        }
+        self.progress.rows_read += 1;
+        self.progress.next_line = pending.next_line;
+        self.progress.next_offset = pending.next_offset;
+        Ok(())
+    }
+
+    /// Settles what is already settled without waiting, and checkpoints when one is due.
+    async fn settle_ready(&mut self) -> Result<(), FileError> {
+        while let Some(front) = self.pending.front_mut() {
+            let ready = match &mut front.settling {
+                Settling::Rejected(..) => true,
+                Settling::Sent(delivery) => delivery.is_done(),
+            };
+            if !ready {
+                break;
+            }
+            self.settle_one().await?;
+        }
+        let due = self.last_checkpoint.elapsed() >= self.context.settings.checkpoint_every
+            || self.unsaved_rejects.len() >= 10_000;
+        if due {
+            self.checkpoint().await?;
+        }
+        Ok(())
+    }
+
+    async fn settle_all(&mut self) -> Result<(), FileError> {
+        while !self.pending.is_empty() {
+            self.settle_one().await?;
+        }
+        Ok(())
+    }
+
+    async fn checkpoint(&mut self) -> Result<(), FileError> {
+        let still_ours = self
+            .context
+            .store
+            .checkpoint(
+                self.object,
+                &self.context.owner,
+                self.context.settings.lease,
+                self.unsaved_header.as_deref(),
+                &self.progress,
+                &self.unsaved_rejects,
+            )
+            .await?;
+        if !still_ours {
+            return Err(FileError::LostLease);
+        }
+        self.unsaved_header = None;
+        self.unsaved_rejects.clear();
+        self.last_checkpoint = Instant::now();
+        Ok(())
+    }
+}
+
+async fn fail_file(
+    context: &Context,
+    object: &ObjectRef,
+    progress: &Progress,
+    started_at: DateTime<Utc>,
+    reason: &str,
+) -> Result<(), FileError> {
+    tracing::warn!(key = %object.key, reason, "rejected the whole file");
+    finish_file(context, object, progress, started_at, Some(reason)).await
+}
+
+/// Writes the reports, moves the object to `processed/` and closes the job. Each step can be
+/// repeated, so a crash anywhere in here is finished by whoever resumes the job.
+async fn finish_file(
+    context: &Context,
+    object: &ObjectRef,
+    progress: &Progress,
+    started_at: DateTime<Utc>,
+    failure: Option<&str>,
+) -> Result<(), FileError> {
+    let destinations = destinations(&object.key);
+    let partner = split_key(&object.key).map_or("", |(partner, _)| partner);
+    let status = if failure.is_some() { "failed" } else { "done" };
+    let summary = json!({
+        "bucket": object.bucket,
+        "object": object.key,
+        "etag": object.etag,
+        "partner": partner,
+        "status": status,
+        "failure": failure,
+        "rows": progress.rows_read,
+        "accepted": progress.accepted,
+        "rejected": progress.rejected,
+        "reasons": progress.reasons,
+        "started_at": started_at,
+        "finished_at": Utc::now(),
+        "processed_object": destinations.processed,
+        "rejects_report": destinations.rejects,
+    });
+    let rejects = context.store.rejects(object).await?;
+    let mut report = String::from("line,raw,reasons\n");
+    for row in &rejects {
+        report.push_str(&format!("{},{},{}\n", row.line, quote(&row.raw), quote(&row.reasons)));
+    }
+    let summary_bytes = serde_json::to_vec_pretty(&summary).unwrap_or_default();
+    context.s3.put_object(&destinations.rejects, report.into_bytes(), "text/csv").await?;
+    context.s3.put_object(&destinations.summary, summary_bytes, "application/json").await?;
+    context.s3.copy_object(&object.key, &destinations.processed).await?;
+    if !context.store.finish(object, &context.owner, status, &summary).await? {
+        return Err(FileError::LostLease);
+    }
+    context.s3.delete_object(&object.key).await?;
+    context.metrics.files.with_label_values(&[status]).inc();
+    tracing::info!(
+        key = %object.key,
+        status,
+        rows = progress.rows_read,
+        accepted = progress.accepted,
+        rejected = progress.rejected,
+        summary = %destinations.summary,
+        "file ingested"
+    );
+    Ok(())
+}
+
+async fn move_to_processed(context: &Context, object: &ObjectRef) -> Result<(), FileError> {
+    let destinations = destinations(&object.key);
+    match context.s3.copy_object(&object.key, &destinations.processed).await {
+        Ok(()) => {}
+        // Already moved by an earlier attempt.
+        Err(S3Error::Status { status: 404, .. }) => return Ok(()),
+        Err(error) => return Err(error.into()),
+    }
+    context.s3.delete_object(&object.key).await?;
+    Ok(())
+}
+
+/// A CSV field, quoted when it needs to be.
+fn quote(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_map_to_their_destinations() {
+        assert_eq!(split_key("incoming/TOKO/march.csv"), Some(("TOKO", "march")));
+        assert_eq!(split_key("incoming/TOKO/2026/march.csv"), Some(("TOKO", "2026/march")));
+        assert_eq!(split_key("incoming/march.csv"), None);
+        assert_eq!(split_key("processed/TOKO/march.csv"), None);
+        assert_eq!(
+            destinations("incoming/TOKO/2026/march.csv"),
+            Destinations {
+                processed: "processed/TOKO/2026/march.csv".into(),
+                summary: "reports/TOKO/2026/march.summary.json".into(),
+                rejects: "reports/TOKO/2026/march.rejects.csv".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn report_fields_are_quoted_when_needed() {
+        assert_eq!(quote("plain"), "plain");
+        assert_eq!(quote("a,b"), "\"a,b\"");
+        assert_eq!(quote("say \"x\""), "\"say \"\"x\"\"\"");
+    }
+}
