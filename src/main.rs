@@ -36,6 +36,68 @@ enum Command {
     Notifier,
     /// All five services in one process, for the demo and local development.
     Dev,
+    /// Signs a request to a partner API: prints the four X-Cezbek-* headers, one per line,
+    /// ready for `curl -H @headers.txt`. The secret is read from an environment variable so it
+    /// stays out of shell history and process lists.
+    Sign(SignArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SignArgs {
+    /// The partner code.
+    #[arg(long)]
+    partner: String,
+    /// The id of the partner key that signs.
+    #[arg(long)]
+    key_id: String,
+    /// The environment variable holding the key's secret (base64).
+    #[arg(long, default_value = "CEZBEK_SIGNING_SECRET")]
+    secret_env: String,
+    #[arg(long, default_value = "POST")]
+    method: String,
+    /// The request target: the path, with `?query` when there is one.
+    #[arg(long, default_value = "/v1/transactions")]
+    path: String,
+    /// A file with the exact body to send; `-` reads standard input. No body when left out.
+    #[arg(long)]
+    body: Option<std::path::PathBuf>,
+    /// Unix seconds to sign with; now when left out.
+    #[arg(long)]
+    timestamp: Option<i64>,
+}
+
+/// `cezbek sign`: what a partner's client computes for each request.
+fn sign(args: &SignArgs) -> Result<String, String> {
+    use cezbek_platform::partner_auth;
+    use std::io::Read;
+    let secret = std::env::var(&args.secret_env)
+        .map_err(|_| format!("set {} to the key's secret (base64)", args.secret_env))?;
+    let secret = partner_auth::decode_secret(&secret)
+        .ok_or_else(|| format!("{} is not base64", args.secret_env))?;
+    let body = match &args.body {
+        None => Vec::new(),
+        Some(path) if path.as_os_str() == "-" => {
+            let mut body = Vec::new();
+            std::io::stdin().read_to_end(&mut body).map_err(|e| format!("stdin: {e}"))?;
+            body
+        }
+        Some(path) => std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?,
+    };
+    let timestamp = match args.timestamp {
+        Some(timestamp) => timestamp,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| format!("the clock is before 1970: {e}"))?
+            .as_secs()
+            .try_into()
+            .map_err(|_| "the clock is past the year 292 billion".to_owned())?,
+    };
+    let method = args.method.to_ascii_uppercase();
+    let signature = partner_auth::sign(&secret, &method, &args.path, timestamp, &body);
+    Ok(format!(
+        "X-Cezbek-Partner: {}\nX-Cezbek-Key-Id: {}\nX-Cezbek-Timestamp: {timestamp}\nX-Cezbek-Signature: {signature}\n",
+        args.partner, args.key_id
+    ))
 }
 
 /// The configuration of what `command` runs; `dev` reads all five, so every problem is
@@ -66,6 +128,7 @@ fn read_config(command: &Command) -> Result<(LogConfig, Service), ConfigError> {
         Command::Informer => Service::Informer(cezbek_informer::Config::from_env(&mut env)),
         Command::Campaignex => Service::Campaignex(cezbek_campaignex::Config::from_env(&mut env)),
         Command::Notifier => Service::Notifier(cezbek_notifier::Config::from_env(&mut env)),
+        Command::Sign(_) => unreachable!("sign reads no service configuration"),
         Command::Dev => Service::Dev(Box::new(DevConfigs {
             ingestor: cezbek_ingestor::Config::from_env(&mut env),
             rewarder: cezbek_rewarder::Config::from_env(&mut env),
@@ -79,6 +142,22 @@ fn read_config(command: &Command) -> Result<(LogConfig, Service), ConfigError> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Sign(args) = &cli.command {
+        return match sign(args) {
+            Ok(headers) => {
+                use std::io::Write;
+                let mut stdout = std::io::stdout().lock();
+                match stdout.write_all(headers.as_bytes()) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(_) => ExitCode::FAILURE,
+                }
+            }
+            Err(reason) => {
+                eprintln!("cezbek sign: {reason}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let (log, service) = match read_config(&cli.command) {
         Ok(read) => read,
         Err(error) => {

@@ -51,13 +51,14 @@ def create_bucket_and_queue(endpoint, region, bucket, queue):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--brokers", required=True)
+    parser.add_argument("--brokers", help="create the topics on these brokers (skipped when absent)")
     parser.add_argument("--s3-endpoint", required=True)
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--bucket", default="cezbek")
     parser.add_argument("--queue", default="cezbek-incoming")
     args = parser.parse_args()
-    create_topics(args.brokers)
+    if args.brokers:
+        create_topics(args.brokers)
     create_bucket_and_queue(args.s3_endpoint, args.region, args.bucket, args.queue)
 
 

@@ -94,9 +94,10 @@ async fn read_body(body: Body) -> Result<axum::body::Bytes, Problem> {
     })
 }
 
-fn current_rules(state: &ApiState) -> Result<Arc<RuleSnapshot>, Response> {
+fn current_rules(state: &ApiState) -> Result<Arc<RuleSnapshot>, Box<Response>> {
     state.rules.borrow().clone().ok_or_else(|| {
-        retry_after(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "partners are not loaded yet"), 1)
+        let problem = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "partners are not loaded yet");
+        Box::new(retry_after(problem, 1))
     })
 }
 
@@ -190,7 +191,7 @@ async fn publish(
         Ok(rules) => rules,
         Err(response) => {
             outcome("unavailable");
-            return response;
+            return *response;
         }
     };
     let partner = match signed_partner(&state, &rules, &method, &uri, &headers, &body) {
@@ -388,7 +389,7 @@ async fn create_upload(
     };
     let rules = match current_rules(&state) {
         Ok(rules) => rules,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let caller = match caller(&state, &rules, &method, &uri, &headers, &body) {
         Ok(caller) => caller,
@@ -497,7 +498,7 @@ async fn upload_status(
 ) -> Response {
     let rules = match current_rules(&state) {
         Ok(rules) => rules,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let caller = match caller(&state, &rules, &method, &uri, &headers, b"") {
         Ok(caller) => caller,
@@ -514,10 +515,10 @@ async fn upload_status(
         }
     };
     // A partner sees only its own uploads; another's is "not found", not "forbidden".
-    if let Caller::Partner(partner) = &caller {
-        if partner.as_str() != upload.partner {
-            return not_found();
-        }
+    if let Caller::Partner(partner) = &caller
+        && partner.as_str() != upload.partner
+    {
+        return not_found();
     }
     let job = match state.store.latest_job(&bucket, &upload.object_key).await {
         Ok(job) => job,

@@ -171,7 +171,7 @@ impl Parser {
             if size > MAX_RECORD_BYTES {
                 break;
             }
-            if quotes % 2 == 0 {
+            if quotes.is_multiple_of(2) {
                 complete_at = Some(index);
                 break;
             }

@@ -123,13 +123,12 @@ pub async fn ingest(
     let outcome =
         run_job(context, object, job.header, job.progress, job.started_at, shutdown).await;
     gauge.dec();
-    if let Err(error) = &outcome {
-        if !matches!(error, FileError::LostLease) {
-            // Let the next discovery (ours or another instance's) resume it right away.
-            if let Err(release_error) = context.store.release(object, &context.owner).await {
-                tracing::warn!(error = %release_error, key = %object.key, "cannot release the job");
-            }
-        }
+    // After an error, let the next discovery (ours or another instance's) resume right away.
+    if let Err(error) = &outcome
+        && !matches!(error, FileError::LostLease)
+        && let Err(release_error) = context.store.release(object, &context.owner).await
+    {
+        tracing::warn!(error = %release_error, key = %object.key, "cannot release the job");
     }
     outcome
 }

@@ -301,7 +301,8 @@ fn bounded(field: &str, raw: String, max_chars: usize) -> Result<String, ValueEr
             format!("has {count} characters; at most {max_chars} are allowed"),
         ));
     }
-    if value.chars().any(char::is_control) {
+    // Line breaks and tabs are text (a quoted CSV field may hold them); other controls are not.
+    if value.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
         return Err(ValueError::new(field, "contains control characters"));
     }
     Ok(value.to_owned())

@@ -81,6 +81,13 @@ fn to_u64(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
+/// `header, next_line, next_offset, rows_read, accepted, rejected, reasons, started_at`.
+type ClaimRow =
+    (Option<String>, i64, i64, i64, i64, i64, Json<BTreeMap<String, u64>>, DateTime<Utc>);
+/// `status, summary, next_line, next_offset, rows_read, accepted, rejected, reasons`.
+type JobRow =
+    (String, Option<Json<serde_json::Value>>, i64, i64, i64, i64, i64, Json<BTreeMap<String, u64>>);
+
 type ProgressRow = (i64, i64, i64, i64, i64, Json<BTreeMap<String, u64>>);
 
 fn progress((next_line, next_offset, rows, accepted, rejected, reasons): ProgressRow) -> Progress {
@@ -116,7 +123,7 @@ impl Store {
         lease: Duration,
     ) -> Result<Claim, sqlx::Error> {
         let lease_seconds = lease.as_secs_f64();
-        let row: Option<(Option<String>, i64, i64, i64, i64, i64, Json<BTreeMap<String, u64>>, DateTime<Utc>)> =
+        let row: Option<ClaimRow> =
             sqlx::query_as(
                 "INSERT INTO ingest_jobs (bucket, object_key, etag, partner, status, owner, lease_until)
                  VALUES ($1, $2, $3, $4, 'processing', $5, now() + make_interval(secs => $6))
@@ -321,16 +328,7 @@ impl Store {
         bucket: &str,
         object_key: &str,
     ) -> Result<Option<JobStatus>, sqlx::Error> {
-        let row: Option<(
-            String,
-            Option<Json<serde_json::Value>>,
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-            Json<BTreeMap<String, u64>>,
-        )> = sqlx::query_as(
+        let row: Option<JobRow> = sqlx::query_as(
             "SELECT status, summary, next_line, next_offset, rows_read, accepted, rejected,
                         reasons
                    FROM ingest_jobs WHERE bucket = $1 AND object_key = $2

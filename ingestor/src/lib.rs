@@ -30,7 +30,6 @@ use cezbek_platform::partner_auth::ReplayGuard;
 use cezbek_platform::s3::{S3Client, S3Error};
 use cezbek_platform::sqs::{SqsClient, SqsError};
 use cezbek_platform::{CancellationToken, Env, Readiness, etcd, http, kafka, live_rules, postgres};
-use cezbek_schemas::event::TRANSACTIONS_TOPIC;
 
 pub use api::{MAX_BATCH_ITEMS, MAX_BODY_BYTES, OPENAPI};
 pub use files::{destinations, split_key};
@@ -156,7 +155,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     });
 
     let publisher =
-        publish::Publisher::new(producer, TRANSACTIONS_TOPIC.to_owned(), metrics.clone());
+        publish::Publisher::new(producer, config.kafka.transactions_topic.clone(), metrics.clone());
     let owner = format!("ingestor-{}", uuid::Uuid::new_v4().simple());
     let context = files::Context {
         s3: s3.clone(),

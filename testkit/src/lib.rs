@@ -187,6 +187,35 @@ impl TestContext {
     }
 }
 
+impl TestContext {
+    /// S3 settings with a fresh bucket of this test's whose `incoming/` notifications go to a
+    /// fresh SQS queue; returns the queue URL too. Set up by the stack's own script, the way
+    /// `dev/stack up` sets up the shared bucket.
+    pub fn s3_config_with_queue(&self) -> (S3Config, String) {
+        let mut config = S3Config::from_env(&mut self.stack.env());
+        config.bucket = format!("t-{}", self.id);
+        let output = std::process::Command::new(self.stack.python())
+            .arg(workspace_root().join("dev/py/stack_setup.py"))
+            .args(["--s3-endpoint", &config.endpoint, "--region", &config.region])
+            .args(["--bucket", &config.bucket, "--queue", &format!("q-{}", self.id)])
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run stack_setup.py: {error}"));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "stack_setup.py failed: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let queue_url = stdout
+            .lines()
+            .find_map(|line| line.split(" with notifications to ").nth(1))
+            .unwrap_or_else(|| panic!("stack_setup.py printed no queue URL: {stdout}"))
+            .trim()
+            .to_owned();
+        (config, queue_url)
+    }
+}
+
 /// A free TCP port on loopback (bound and released: a tiny race, fine for tests).
 pub fn free_port() -> u16 {
     match std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()) {
