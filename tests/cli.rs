@@ -135,3 +135,30 @@ fn dev_runs_five_ready_services_and_stops_gracefully_on_sigterm() {
     let event: serde_json::Value = serde_json::from_str(shutdown_line).unwrap();
     assert_eq!(event["signal"], "SIGTERM");
 }
+
+#[test]
+fn sign_prints_the_headers_an_independent_hmac_agrees_with() {
+    let body = std::env::temp_dir().join(format!("cezbek-sign-{}.json", std::process::id()));
+    std::fs::write(&body, b"{}").unwrap();
+    let output = cezbek()
+        .args(["sign", "--partner", "TOKO", "--key-id", "k1", "--timestamp", "1700000000"])
+        .arg("--body")
+        .arg(&body)
+        // base64 of "0123456789abcdef0123456789abcdef"
+        .env("CEZBEK_SIGNING_SECRET", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+        .output()
+        .unwrap();
+    std::fs::remove_file(&body).ok();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // The signature from: printf 'POST\n/v1/transactions\n1700000000\n%s' "$(printf '{}' |
+    //   sha256sum | cut -d' ' -f1)" | openssl dgst -sha256 -mac HMAC -macopt key:0123…cdef
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "X-Cezbek-Partner: TOKO\nX-Cezbek-Key-Id: k1\nX-Cezbek-Timestamp: 1700000000\n\
+         X-Cezbek-Signature: 3ec0c378799daea91ab64529762738e9afac190325100a1504d759d1b84f35b1\n"
+    );
+
+    let missing = cezbek().args(["sign", "--partner", "TOKO", "--key-id", "k1"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("CEZBEK_SIGNING_SECRET"));
+}
