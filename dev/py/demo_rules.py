@@ -43,8 +43,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--campaignex", required=True)
     parser.add_argument("--token", required=True)
+    parser.add_argument("--keys-out", required=True, help="where to write each partner's signing key (JSON)")
     args = parser.parse_args()
     api = Api(args.campaignex, args.token)
+    keys = {}
 
     for code, name in [("TOKO_MAJU", "Toko Maju marketplace"), ("DOMPETKU", "Dompetku wallet")]:
         status, body = api.call("POST", "/v1/partners",
@@ -52,9 +54,14 @@ def main():
         if status == 201:
             print(f"  partner {code} created; signing key {body['signing_key']['key_id']} (secret shown once)")
         elif status == 409:
-            print(f"  partner {code} exists")
+            # The secret was shown once, at creation: rotate to get one for this run.
+            status, body = api.call("POST", f"/v1/partners/{code}/keys", {"retire_after_seconds": 60})
+            if status != 201:
+                raise SystemExit(f"rotating the key of {code}: {status} {body}")
+            print(f"  partner {code} exists; rotated to signing key {body['signing_key']['key_id']}")
         else:
             raise SystemExit(f"creating {code}: {status} {body}")
+        keys[code] = {"key_id": body["signing_key"]["key_id"], "secret": body["signing_key"]["secret"]}
 
     window = {"starts_at": "2026-01-01T00:00:00Z", "ends_at": "2030-01-01T00:00:00Z"}
     campaigns = {
@@ -97,6 +104,8 @@ def main():
     status, body = api.call("GET", "/v1/audit?limit=3")
     print(f"  audit trail: {len(body['items'])} latest changes by "
           f"{', '.join(sorted({item['actor'] for item in body['items']}))}")
+    with open(args.keys_out, "w") as out:
+        json.dump(keys, out)
 
 
 if __name__ == "__main__":

@@ -145,8 +145,16 @@ struct Pending {
     next_offset: u64,
 }
 
+/// The per-row counters, looked up once per file rather than once per row.
+struct RowCounters {
+    read: prometheus::IntCounter,
+    accepted: prometheus::IntCounter,
+    rejected: prometheus::IntCounter,
+}
+
 struct Job<'a> {
     context: &'a Context,
+    counters: RowCounters,
     object: &'a ObjectRef,
     partner: PartnerCode,
     header: Option<Header>,
@@ -201,8 +209,14 @@ async fn run_job(
     };
     tracing::info!(key = %object.key, %partner, from_line = progress.next_line, "ingesting");
 
+    let items = &context.metrics.items;
     let mut job = Job {
         context,
+        counters: RowCounters {
+            read: items.with_label_values(&["csv", "read"]),
+            accepted: items.with_label_values(&["csv", "accepted"]),
+            rejected: items.with_label_values(&["csv", "rejected"]),
+        },
         object,
         partner,
         header,
@@ -286,8 +300,7 @@ impl Job<'_> {
             self.progress.next_offset = record.next_offset;
             return Ok(None);
         };
-        let metrics = &self.context.metrics;
-        metrics.items.with_label_values(&["csv", "read"]).inc();
+        self.counters.read.inc();
         let outcome = match &record.fields {
             Err(reason) => Err(vec![("line".to_owned(), reason.clone())]),
             Ok(values) if values.len() != header.width => Err(vec![(
@@ -363,14 +376,13 @@ impl Job<'_> {
                     .await
                     .map_err(|error| FileError::Send(error.to_string()))?;
                 self.progress.accepted += 1;
-                self.context.metrics.items.with_label_values(&["csv", "accepted"]).inc();
+                self.counters.accepted.inc();
             }
             Settling::Rejected(row, fields) => {
                 self.progress.rejected += 1;
-                let metrics = &self.context.metrics;
-                metrics.items.with_label_values(&["csv", "rejected"]).inc();
+                self.counters.rejected.inc();
                 for field in fields {
-                    metrics.rejections.with_label_values(&["csv", &field]).inc();
+                    self.context.metrics.rejections.with_label_values(&["csv", &field]).inc();
                     *self.progress.reasons.entry(field).or_default() += 1;
                 }
                 self.unsaved_rejects.push(row);

@@ -148,33 +148,18 @@ pub fn transaction(
     now: DateTime<Utc>,
 ) -> Result<Transaction, Vec<ValueError>> {
     let mut problems = Vec::new();
-    let mut text = |name: &'static str, required: bool| -> Option<String> {
-        match fields.get(name) {
-            Raw::Text(value) => Some(value.into_owned()),
-            Raw::Missing if required => {
-                problems.push(ValueError::new(name, "is required"));
-                None
-            }
-            Raw::Missing => None,
-            Raw::WrongType(kind) => {
-                problems
-                    .push(ValueError::new(name, format!("must be text or a number, not {kind}")));
-                None
-            }
-        }
-    };
-    let transaction_id = text("transaction_id", true);
-    let msisdn = text("msisdn", true);
-    let amount = text("amount", true);
-    let currency = text("currency", true);
-    let quantity = text("quantity", false);
-    let occurred_at = text("occurred_at", true);
-    let merchant = text("merchant", false);
-    let mcc = text("mcc", false);
-    let kind = text("kind", false);
-    let original = text("original_transaction_id", false);
-    let email = text("email", false);
-    let wallet = text("wallet", false);
+    let transaction_id = text(fields, &mut problems, "transaction_id", true);
+    let msisdn = text(fields, &mut problems, "msisdn", true);
+    let amount = text(fields, &mut problems, "amount", true);
+    let currency = text(fields, &mut problems, "currency", true);
+    let quantity = text(fields, &mut problems, "quantity", false);
+    let occurred_at = text(fields, &mut problems, "occurred_at", true);
+    let merchant = text(fields, &mut problems, "merchant", false);
+    let mcc = text(fields, &mut problems, "mcc", false);
+    let kind = text(fields, &mut problems, "kind", false);
+    let original = text(fields, &mut problems, "original_transaction_id", false);
+    let email = text(fields, &mut problems, "email", false);
+    let wallet = text(fields, &mut problems, "wallet", false);
 
     let transaction_id =
         transaction_id.and_then(|raw| keep(&mut problems, TransactionId::parse(&raw)));
@@ -192,7 +177,7 @@ pub fn transaction(
     };
     let occurred_at = occurred_at.and_then(|raw| keep(&mut problems, timestamp(&raw, now)));
     let merchant =
-        merchant.and_then(|raw| keep(&mut problems, bounded("merchant", raw, MAX_MERCHANT_CHARS)));
+        merchant.and_then(|raw| keep(&mut problems, bounded("merchant", &raw, MAX_MERCHANT_CHARS)));
     let mcc = mcc.and_then(|raw| keep(&mut problems, Mcc::parse(&raw)));
     let kind = match kind {
         None => Some(TransactionKind::Purchase),
@@ -204,9 +189,9 @@ pub fn transaction(
             TransactionId::parse(&raw).map_err(|error| error.at("original_transaction_id")),
         )
     });
-    let email = email.and_then(|raw| keep(&mut problems, email_address(raw)));
+    let email = email.and_then(|raw| keep(&mut problems, email_address(&raw)));
     let wallet =
-        wallet.and_then(|raw| keep(&mut problems, bounded("wallet", raw, MAX_WALLET_CHARS)));
+        wallet.and_then(|raw| keep(&mut problems, bounded("wallet", &raw, MAX_WALLET_CHARS)));
 
     let (
         Some(transaction_id),
@@ -245,6 +230,27 @@ pub fn transaction(
         return Err(problems);
     }
     Ok(transaction)
+}
+
+/// A field's text (borrowed when the source holds text), or its problem added to `problems`.
+fn text<'a>(
+    fields: &'a impl Fields,
+    problems: &mut Vec<ValueError>,
+    name: &'static str,
+    required: bool,
+) -> Option<Cow<'a, str>> {
+    match fields.get(name) {
+        Raw::Text(value) => Some(value),
+        Raw::Missing if required => {
+            problems.push(ValueError::new(name, "is required"));
+            None
+        }
+        Raw::Missing => None,
+        Raw::WrongType(kind) => {
+            problems.push(ValueError::new(name, format!("must be text or a number, not {kind}")));
+            None
+        }
+    }
 }
 
 /// The value, or its problem added to `problems`.
@@ -292,7 +298,7 @@ fn transaction_kind(raw: &str) -> Result<TransactionKind, ValueError> {
     }
 }
 
-fn bounded(field: &str, raw: String, max_chars: usize) -> Result<String, ValueError> {
+fn bounded(field: &str, raw: &str, max_chars: usize) -> Result<String, ValueError> {
     let value = raw.trim();
     let count = value.chars().count();
     if count > max_chars {
@@ -308,7 +314,7 @@ fn bounded(field: &str, raw: String, max_chars: usize) -> Result<String, ValueEr
     Ok(value.to_owned())
 }
 
-fn email_address(raw: String) -> Result<String, ValueError> {
+fn email_address(raw: &str) -> Result<String, ValueError> {
     let value = bounded("email", raw, MAX_EMAIL_CHARS)?;
     let plausible = match value.split_once('@') {
         Some((local, domain)) => {
