@@ -7,8 +7,10 @@
 //! - API: signed 100-item batches from an in-process load generator with a fixed number of
 //!   connections: requests/s and p50/p99 latency.
 //!
-//!     cargo bench --bench ingestor
-//!     CEZBEK_BENCH_ROWS=200000 CEZBEK_BENCH_API_SECONDS=10 cargo bench --bench ingestor
+//! ```sh
+//! cargo bench --bench ingestor
+//! CEZBEK_BENCH_ROWS=200000 CEZBEK_BENCH_API_SECONDS=10 cargo bench --bench ingestor
+//! ```
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)] // a benchmark prints its figures
 

@@ -191,7 +191,7 @@ impl Harness {
     }
 
     /// Sends a request signed by `partner`'s key `k1` now. Each call signs with a timestamp of
-    /// its own (a few seconds back at most), so two identical requests are not replays.
+    /// its own within the window, so two identical requests are not replays.
     pub async fn signed(
         &self,
         partner: &str,
@@ -199,9 +199,16 @@ impl Harness {
         target: &str,
         body: &[u8],
     ) -> (reqwest::StatusCode, Value) {
-        static CALLS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
-        let back = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 200;
-        let timestamp = Utc::now().timestamp() - back;
+        // Distinct timestamps (within the 300 s window), so no two calls share a signature.
+        static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+        let earliest = Utc::now().timestamp() - 250;
+        let timestamp = LAST
+            .fetch_update(
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+                |last| Some(earliest.max(last + 1)),
+            )
+            .map_or(earliest, |last| earliest.max(last + 1));
         let headers = self.sign(partner, "k1", method.as_str(), target, body, timestamp);
         self.send(method, target, headers, body).await
     }
