@@ -69,7 +69,9 @@ def upload(args, keys, rng):
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0].keys()), lineterminator="\r\n")
     writer.writeheader()
     writer.writerows(rows)
-    put = urllib.request.Request(upload["url"], data=buffer.getvalue().encode(), method="PUT")
+    # An explicit type: urllib would send a form type, which moto reads as an empty form.
+    put = urllib.request.Request(upload["url"], data=buffer.getvalue().encode(), method="PUT",
+                                 headers={"Content-Type": "text/csv"})
     with urllib.request.urlopen(put) as response:
         assert response.status == 200, response.status
     print(f"  {partner} uploaded {len(rows)} rows (5 bad on purpose) to a presigned URL → {upload['key']}")

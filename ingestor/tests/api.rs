@@ -226,3 +226,30 @@ async fn the_openapi_document_is_served() {
         assert!(document["paths"][path].is_object(), "{path} is not documented");
     }
 }
+
+#[tokio::test]
+async fn an_acknowledgement_that_comes_too_late_is_a_503_saying_what_to_send_again() {
+    // A deadline no broker meets: every item is sent but none is acknowledged in time.
+    let options = Options { ack_timeout: Duration::from_micros(1), ..Options::default() };
+    let harness = start("acklate", options).await;
+    harness.put_partner(&partner("TOKO", "ACTIVE", json!([key("k1", None)]))).await;
+    let batch: Vec<Value> = (0..20).map(|i| purchase(&format!("late-{i}"))).collect();
+    let body = serde_json::to_vec(&batch).unwrap();
+    let headers =
+        harness.sign("TOKO", "k1", "POST", "/v1/transactions", &body, Utc::now().timestamp());
+    let mut request = harness.http.post(format!("{}/v1/transactions", harness.base));
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let response = request.body(body).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().get("retry-after").is_some());
+    let problem: Value = response.json().await.unwrap();
+    let acked = problem["acked"].as_array().unwrap().len();
+    let not_acked = problem["not_acked"].as_array().unwrap().len();
+    assert_eq!(acked + not_acked, 20, "{problem}");
+    assert!(not_acked > 0, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("re-sending is safe"));
+    // The producer still delivers them; re-sending would be absorbed by the ledger.
+    assert_eq!(harness.topic(20, Duration::from_secs(10)).await.len(), 20);
+}
