@@ -12,7 +12,7 @@ use cezbek_platform::config::{EtcdConfig, KafkaConfig, PostgresConfig, S3Config}
 use cezbek_platform::s3::S3Client;
 use cezbek_platform::{etcd, kafka};
 use cezbek_schemas::decode_transaction;
-use cezbek_testkit::{TestContext, free_port};
+use cezbek_testkit::{TestContext, free_port, service_env};
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 
@@ -32,18 +32,8 @@ fn spawn_ingestor(setup: &Setup, label: &str) -> Child {
     let stack = setup.context.stack;
     let mut command = Command::new(env!("CARGO_BIN_EXE_cezbek"));
     command.arg("ingestor").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command.envs(service_env(&setup.kafka, &setup.etcd, Some(&setup.s3), &setup.postgres));
     for (name, value) in [
-        ("CEZBEK_KAFKA_BROKERS", stack.var("CEZBEK_KAFKA_BROKERS")),
-        ("CEZBEK_TRANSACTIONS_TOPIC", setup.kafka.transactions_topic.clone()),
-        ("CEZBEK_ETCD_ENDPOINTS", stack.var("CEZBEK_ETCD_ENDPOINTS")),
-        ("CEZBEK_ETCD_PREFIX", setup.etcd.prefix.clone()),
-        ("CEZBEK_POSTGRES_URL", setup.postgres.url.clone()),
-        ("CEZBEK_POSTGRES_SCHEMA", setup.postgres.schema.clone().unwrap()),
-        ("CEZBEK_S3_ENDPOINT", setup.s3.endpoint.clone()),
-        ("CEZBEK_S3_REGION", setup.s3.region.clone()),
-        ("CEZBEK_S3_BUCKET", setup.s3.bucket.clone()),
-        ("CEZBEK_S3_ACCESS_KEY", setup.s3.access_key.clone()),
-        ("CEZBEK_S3_SECRET_KEY", setup.s3.secret_key.clone()),
         ("CEZBEK_INGESTOR_LISTEN", format!("127.0.0.1:{}", free_port())),
         ("CEZBEK_INGESTOR_LIST_INTERVAL", "300ms".into()),
         ("CEZBEK_INGESTOR_JOB_LEASE", "2s".into()),

@@ -120,24 +120,21 @@ impl Header {
                 positions[column] = Some(index);
             }
         }
+        let header = Self { positions, width: names.len() };
         let missing: Vec<&str> = REQUIRED_COLUMNS
             .iter()
-            .filter(|name| positions[column_index(name)].is_none())
+            .filter(|name| header.index_of(name).is_none())
             .copied()
             .collect();
         if !missing.is_empty() {
             return Err(format!("the header lacks required column(s): {}", missing.join(", ")));
         }
-        Ok(Self { positions, width: names.len() })
+        Ok(header)
     }
 
     fn index_of(&self, name: &str) -> Option<usize> {
         COLUMNS.iter().position(|known| *known == name).and_then(|column| self.positions[column])
     }
-}
-
-fn column_index(name: &str) -> usize {
-    COLUMNS.iter().position(|known| *known == name).unwrap_or(usize::MAX)
 }
 
 /// Builds the transaction, or lists every problem with it.

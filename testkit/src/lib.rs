@@ -216,6 +216,39 @@ impl TestContext {
     }
 }
 
+/// The `CEZBEK_…` variables that point a spawned `cezbek` process at a test's topics, etcd
+/// prefix, bucket and schema (the reverse of the services' `from_env`). Pass `None` for what the
+/// service does not use.
+pub fn service_env(
+    kafka: &KafkaConfig,
+    etcd: &EtcdConfig,
+    s3: Option<&S3Config>,
+    postgres: &PostgresConfig,
+) -> Vec<(&'static str, String)> {
+    let mut vars = vec![
+        ("CEZBEK_KAFKA_BROKERS", kafka.brokers.clone()),
+        ("CEZBEK_TRANSACTIONS_TOPIC", kafka.transactions_topic.clone()),
+        ("CEZBEK_REWARDS_TOPIC", kafka.rewards_topic.clone()),
+        ("CEZBEK_TRANSACTIONS_DLQ_TOPIC", kafka.dead_letter_topic.clone()),
+        ("CEZBEK_ETCD_ENDPOINTS", etcd.endpoints.join(",")),
+        ("CEZBEK_ETCD_PREFIX", etcd.prefix.clone()),
+        ("CEZBEK_POSTGRES_URL", postgres.url.clone()),
+    ];
+    if let Some(schema) = &postgres.schema {
+        vars.push(("CEZBEK_POSTGRES_SCHEMA", schema.clone()));
+    }
+    if let Some(s3) = s3 {
+        vars.extend([
+            ("CEZBEK_S3_ENDPOINT", s3.endpoint.clone()),
+            ("CEZBEK_S3_REGION", s3.region.clone()),
+            ("CEZBEK_S3_BUCKET", s3.bucket.clone()),
+            ("CEZBEK_S3_ACCESS_KEY", s3.access_key.clone()),
+            ("CEZBEK_S3_SECRET_KEY", s3.secret_key.clone()),
+        ]);
+    }
+    vars
+}
+
 /// A free TCP port on loopback (bound and released: a tiny race, fine for tests).
 pub fn free_port() -> u16 {
     match std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()) {
