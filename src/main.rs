@@ -103,7 +103,8 @@ fn sign(args: &SignArgs) -> Result<String, String> {
 /// The configuration of what `command` runs; `dev` reads all five, so every problem is
 /// reported at once.
 enum Service {
-    Ingestor(cezbek_ingestor::Config),
+    // Boxed: the largest configuration, and it is read once.
+    Ingestor(Box<cezbek_ingestor::Config>),
     Rewarder(cezbek_rewarder::Config),
     Informer(cezbek_informer::Config),
     Campaignex(cezbek_campaignex::Config),
@@ -123,7 +124,9 @@ fn read_config(command: &Command) -> Result<(LogConfig, Service), ConfigError> {
     let mut env = Env::from_process();
     let log = LogConfig::from_env(&mut env);
     let service = match command {
-        Command::Ingestor => Service::Ingestor(cezbek_ingestor::Config::from_env(&mut env)),
+        Command::Ingestor => {
+            Service::Ingestor(Box::new(cezbek_ingestor::Config::from_env(&mut env)))
+        }
         Command::Rewarder => Service::Rewarder(cezbek_rewarder::Config::from_env(&mut env)),
         Command::Informer => Service::Informer(cezbek_informer::Config::from_env(&mut env)),
         Command::Campaignex => Service::Campaignex(cezbek_campaignex::Config::from_env(&mut env)),
@@ -194,7 +197,7 @@ async fn run(service: Service) -> anyhow::Result<()> {
     let shutdown = shutdown_on_signals();
     match service {
         Service::Ingestor(config) => {
-            cezbek_ingestor::run(config, shutdown).await.map_err(|e| named("ingestor", e))
+            cezbek_ingestor::run(*config, shutdown).await.map_err(|e| named("ingestor", e))
         }
         Service::Rewarder(config) => {
             cezbek_rewarder::run(config, shutdown).await.map_err(|e| named("rewarder", e))

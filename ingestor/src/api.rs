@@ -472,6 +472,15 @@ async fn create_upload(
         object_key: key.clone(),
         expires_at,
     };
+    // Presign first: without keys to sign with, no upload record is left behind.
+    let url = match state.presigner.presign_put(&key, state.upload_ttl).await {
+        Ok(url) => url.to_string(),
+        Err(error) => {
+            tracing::error!(%error, "cannot presign an upload");
+            return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "cannot sign the upload URL now")
+                .into_response();
+        }
+    };
     if let Err(error) =
         state.store.create_upload(&upload, state.presigner.bucket_name(), &created_by).await
     {
@@ -479,7 +488,6 @@ async fn create_upload(
         return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "cannot record the upload now")
             .into_response();
     }
-    let url = state.presigner.presign_put(&key, state.upload_ttl).to_string();
     tracing::info!(%partner, %upload_id, created_by, "presigned an upload");
     (StatusCode::CREATED, axum::Json(UploadCreated { upload_id, key, url, expires_at }))
         .into_response()

@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::aws_credentials::CredentialSource;
+
 /// Every problem found while reading a configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration ({} problem{}):\n{}", .problems.len(),
@@ -274,14 +276,16 @@ impl PostgresConfig {
 }
 
 /// The S3 bucket CSV files are dropped in. `CEZBEK_S3_ENDPOINT` overrides AWS for MinIO or
-/// the local stack; path-style addressing is what those servers expect.
+/// the local stack; path-style addressing is what those servers expect. Credentials are
+/// `CEZBEK_S3_ACCESS_KEY` + `CEZBEK_S3_SECRET_KEY`, or, when both are unset, the web identity
+/// EKS injects for IRSA (`AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE`, exchanged at
+/// `CEZBEK_STS_ENDPOINT`, default the region's STS).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Config {
     pub endpoint: String,
     pub region: String,
     pub bucket: String,
-    pub access_key: String,
-    pub secret_key: String,
+    pub credentials: CredentialSource,
     pub path_style: bool,
 }
 
@@ -297,12 +301,37 @@ impl S3Config {
         );
         Self {
             endpoint,
-            region,
             bucket: env.string("CEZBEK_S3_BUCKET", "cezbek"),
-            access_key: env.required("CEZBEK_S3_ACCESS_KEY"),
-            secret_key: env.required("CEZBEK_S3_SECRET_KEY"),
+            credentials: credential_source(env, &region),
             path_style: env.bool("CEZBEK_S3_PATH_STYLE", true),
+            region,
         }
+    }
+}
+
+fn credential_source(env: &mut Env, region: &str) -> CredentialSource {
+    let static_keys = env.optional("CEZBEK_S3_ACCESS_KEY").is_some()
+        || env.optional("CEZBEK_S3_SECRET_KEY").is_some();
+    if !static_keys
+        && let (Some(role_arn), Some(token_file)) =
+            (env.optional("AWS_ROLE_ARN"), env.optional("AWS_WEB_IDENTITY_TOKEN_FILE"))
+    {
+        let default_sts = format!("https://sts.{region}.amazonaws.com/");
+        let sts_endpoint = env.string("CEZBEK_STS_ENDPOINT", &default_sts);
+        env.check(
+            url::Url::parse(&sts_endpoint).is_ok(),
+            "CEZBEK_STS_ENDPOINT",
+            format!("{sts_endpoint:?} is not a URL"),
+        );
+        return CredentialSource::WebIdentity {
+            role_arn,
+            token_file: token_file.into(),
+            sts_endpoint,
+        };
+    }
+    CredentialSource::Static {
+        access_key: env.required("CEZBEK_S3_ACCESS_KEY"),
+        secret_key: env.required("CEZBEK_S3_SECRET_KEY"),
     }
 }
 
@@ -367,6 +396,32 @@ mod tests {
         }
         assert_eq!(error.problems.len(), 7, "{text}");
         assert!(text.starts_with("invalid configuration (7 problems):"), "{text}");
+    }
+
+    #[test]
+    fn s3_keys_come_from_irsa_when_no_static_keys_are_set() {
+        let irsa = [
+            ("CEZBEK_S3_REGION", "ap-southeast-3"),
+            ("AWS_ROLE_ARN", "arn:aws:iam::1:role/cezbek"),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/token"),
+        ];
+        let mut env = Env::from_pairs(irsa);
+        let s3 = S3Config::from_env(&mut env);
+        assert!(env.finish(()).is_ok());
+        assert_eq!(
+            s3.credentials,
+            CredentialSource::WebIdentity {
+                role_arn: "arn:aws:iam::1:role/cezbek".into(),
+                token_file: "/var/run/token".into(),
+                sts_endpoint: "https://sts.ap-southeast-3.amazonaws.com/".into(),
+            }
+        );
+
+        // Static keys win; one of the pair alone is an error, not a silent fallback.
+        let mut env = Env::from_pairs(irsa.into_iter().chain([("CEZBEK_S3_ACCESS_KEY", "a")]));
+        S3Config::from_env(&mut env);
+        let error = env.finish(()).unwrap_err().to_string();
+        assert!(error.contains("CEZBEK_S3_SECRET_KEY: is required but not set"), "{error}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! requires. Services get their clients here so those settings live in one place.
 
 pub mod auth;
+pub mod aws_credentials;
 pub mod config;
 pub mod etcd;
 pub mod http;

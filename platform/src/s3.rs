@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use rusty_s3::actions::{ListObjectsV2, S3Action};
 use rusty_s3::{Bucket, Credentials, UrlStyle};
+
+use crate::aws_credentials::{CredentialError, CredentialProvider};
 use url::Url;
 
 use tokio_util::sync::CancellationToken;
@@ -26,6 +28,8 @@ pub enum S3Error {
     Status { operation: &'static str, key: String, status: u16, body: String },
     #[error("S3 list of {prefix:?} answered unreadable XML: {reason}")]
     BadListing { prefix: String, reason: String },
+    #[error("S3 credentials: {0}")]
+    Credentials(#[from] CredentialError),
 }
 
 /// One object in a listing.
@@ -39,7 +43,7 @@ pub struct ObjectSummary {
 #[derive(Debug, Clone)]
 pub struct S3Client {
     bucket: Bucket,
-    credentials: Credentials,
+    credentials: CredentialProvider,
     http: reqwest::Client,
 }
 
@@ -53,7 +57,7 @@ impl S3Client {
         let style = if config.path_style { UrlStyle::Path } else { UrlStyle::VirtualHost };
         let bucket = Bucket::new(endpoint, style, config.bucket.clone(), config.region.clone())
             .map_err(|_| bad())?;
-        let credentials = Credentials::new(config.access_key.clone(), config.secret_key.clone());
+        let credentials = CredentialProvider::new(config.credentials.clone());
         let http =
             reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().map_err(
                 |source| S3Error::Transport { operation: "client", key: String::new(), source },
@@ -67,7 +71,8 @@ impl S3Client {
 
     /// Creates the bucket; one that we already own counts as success.
     pub async fn create_bucket(&self) -> Result<(), S3Error> {
-        let url = self.bucket.create_bucket(&self.credentials).sign(REQUEST_TTL);
+        let credentials = self.signing_credentials().await?;
+        let url = self.bucket.create_bucket(&credentials).sign(REQUEST_TTL);
         // S3 servers want a Content-Length even on a bodiless PUT.
         let response = self
             .send(
@@ -92,7 +97,8 @@ impl S3Client {
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<(), S3Error> {
-        let url = self.bucket.put_object(Some(&self.credentials), key).sign(REQUEST_TTL);
+        let credentials = self.signing_credentials().await?;
+        let url = self.bucket.put_object(Some(&credentials), key).sign(REQUEST_TTL);
         let request =
             self.http.put(url).header(reqwest::header::CONTENT_TYPE, content_type).body(body);
         self.send("put_object", key, request).await.map(drop)
@@ -100,7 +106,8 @@ impl S3Client {
 
     /// Starts a download; read the body in chunks (`Response::chunk`) to keep memory flat.
     pub async fn get_object(&self, key: &str) -> Result<reqwest::Response, S3Error> {
-        let url = self.bucket.get_object(Some(&self.credentials), key).sign(REQUEST_TTL);
+        let credentials = self.signing_credentials().await?;
+        let url = self.bucket.get_object(Some(&credentials), key).sign(REQUEST_TTL);
         self.send("get_object", key, self.http.get(url)).await
     }
 
@@ -112,7 +119,8 @@ impl S3Client {
         etag: &str,
         offset: u64,
     ) -> Result<reqwest::Response, S3Error> {
-        let url = self.bucket.get_object(Some(&self.credentials), key).sign(REQUEST_TTL);
+        let credentials = self.signing_credentials().await?;
+        let url = self.bucket.get_object(Some(&credentials), key).sign(REQUEST_TTL);
         let mut request =
             self.http.get(url).header(reqwest::header::IF_MATCH, format!("\"{etag}\""));
         if offset > 0 {
@@ -123,7 +131,8 @@ impl S3Client {
 
     /// Copies within the bucket (S3 has no rename: a move is copy then delete).
     pub async fn copy_object(&self, from: &str, to: &str) -> Result<(), S3Error> {
-        let url = self.bucket.put_object(Some(&self.credentials), to).sign(REQUEST_TTL);
+        let credentials = self.signing_credentials().await?;
+        let url = self.bucket.put_object(Some(&credentials), to).sign(REQUEST_TTL);
         let source = format!("/{}/{}", self.bucket.name(), from);
         let request = self
             .http
@@ -134,7 +143,8 @@ impl S3Client {
     }
 
     pub async fn delete_object(&self, key: &str) -> Result<(), S3Error> {
-        let url = self.bucket.delete_object(Some(&self.credentials), key).sign(REQUEST_TTL);
+        let credentials = self.signing_credentials().await?;
+        let url = self.bucket.delete_object(Some(&credentials), key).sign(REQUEST_TTL);
         self.send("delete_object", key, self.http.delete(url)).await.map(drop)
     }
 
@@ -143,7 +153,8 @@ impl S3Client {
         let mut objects = Vec::new();
         let mut continuation: Option<String> = None;
         loop {
-            let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
+            let credentials = self.signing_credentials().await?;
+            let mut action = self.bucket.list_objects_v2(Some(&credentials));
             action.with_prefix(prefix);
             if let Some(token) = &continuation {
                 action.with_continuation_token(token.clone());
@@ -181,16 +192,29 @@ impl S3Client {
 
     /// Readiness: the bucket exists and our credentials reach it.
     pub async fn check(&self) -> Result<(), String> {
-        let url = self.bucket.head_bucket(Some(&self.credentials)).sign(REQUEST_TTL);
+        let credentials = self.signing_credentials().await.map_err(|error| error.to_string())?;
+        let url = self.bucket.head_bucket(Some(&credentials)).sign(REQUEST_TTL);
         self.send("head_bucket", "", self.http.head(url))
             .await
             .map(drop)
             .map_err(|error| error.to_string())
     }
 
-    /// A URL that lets its holder PUT one object until it expires.
-    pub fn presign_put(&self, key: &str, ttl: Duration) -> Url {
-        self.bucket.put_object(Some(&self.credentials), key).sign(ttl)
+    /// A URL that lets its holder PUT one object until it expires (or until the temporary
+    /// keys that signed it expire, whichever is first).
+    pub async fn presign_put(&self, key: &str, ttl: Duration) -> Result<Url, S3Error> {
+        let credentials = self.signing_credentials().await?;
+        Ok(self.bucket.put_object(Some(&credentials), key).sign(ttl))
+    }
+
+    async fn signing_credentials(&self) -> Result<Credentials, S3Error> {
+        let current = self.credentials.current().await?;
+        Ok(match current.session_token {
+            Some(token) => {
+                Credentials::new_with_token(current.access_key, current.secret_key, token)
+            }
+            None => Credentials::new(current.access_key, current.secret_key),
+        })
     }
 
     async fn send(

@@ -13,13 +13,16 @@ type HmacSha256 = Hmac<Sha256>;
 pub struct Signer {
     pub access_key: String,
     pub secret_key: String,
+    /// Temporary (STS) keys come with a token, sent and signed as `x-amz-security-token`.
+    pub session_token: Option<String>,
     pub region: String,
     pub service: String,
 }
 
 impl Signer {
-    /// The headers to add to a request: `x-amz-date` and `authorization`. `headers` are the
-    /// other headers to sign (lowercase names); `host` is taken from the URL.
+    /// The headers to add to a request: `x-amz-date`, `authorization` and, with temporary
+    /// keys, `x-amz-security-token`. `headers` are the other headers to sign (lowercase names);
+    /// `host` is taken from the URL.
     pub fn sign(
         &self,
         method: &str,
@@ -39,6 +42,11 @@ impl Signer {
             .iter()
             .map(|(name, value)| (name.to_ascii_lowercase(), value.trim().to_owned()))
             .chain([("host".to_owned(), host), ("x-amz-date".to_owned(), amz_date.clone())])
+            .chain(
+                self.session_token
+                    .iter()
+                    .map(|token| ("x-amz-security-token".to_owned(), token.clone())),
+            )
             .collect();
         signed.sort();
         let canonical_headers: String =
@@ -61,16 +69,15 @@ impl Signer {
             key = hmac(&key, part.as_bytes());
         }
         let signature = hex::encode(hmac(&key, string_to_sign.as_bytes()));
-        vec![
-            ("x-amz-date", amz_date),
-            (
-                "authorization",
-                format!(
-                    "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_names}, Signature={signature}",
-                    self.access_key
-                ),
-            ),
-        ]
+        let authorization = format!(
+            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_names}, Signature={signature}",
+            self.access_key
+        );
+        let mut out = vec![("x-amz-date", amz_date), ("authorization", authorization)];
+        if let Some(token) = &self.session_token {
+            out.push(("x-amz-security-token", token.clone()));
+        }
+        out
     }
 }
 
@@ -116,6 +123,7 @@ mod tests {
         let signer = Signer {
             access_key: "AKIDEXAMPLE".into(),
             secret_key: "secret".into(),
+            session_token: None,
             region: "us-east-1".into(),
             service: "sqs".into(),
         };
@@ -136,5 +144,34 @@ mod tests {
             headers[1].1,
             "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260102/us-east-1/sqs/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=169aaab6e92014c8798dc8f4dba5d5aa1c577583db8bff5fa1b256ac678b797c"
         );
+    }
+
+    #[test]
+    fn signs_a_session_token_like_botocore() {
+        // botocore's SigV4Auth, same request, temporary keys ASIAEXAMPLE/"secret"/"FQoGtoken".
+        let signer = Signer {
+            access_key: "ASIAEXAMPLE".into(),
+            secret_key: "secret".into(),
+            session_token: Some("FQoGtoken".into()),
+            region: "us-east-1".into(),
+            service: "sqs".into(),
+        };
+        let url: Url = "https://sqs.us-east-1.amazonaws.com/?b=2&a=1".parse().unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).single().unwrap();
+        let headers = signer.sign(
+            "POST",
+            &url,
+            &[
+                ("content-type", "application/x-amz-json-1.0"),
+                ("x-amz-target", "AmazonSQS.ReceiveMessage"),
+            ],
+            br#"{"QueueUrl":"q"}"#,
+            at,
+        );
+        assert_eq!(
+            headers[1].1,
+            "AWS4-HMAC-SHA256 Credential=ASIAEXAMPLE/20260102/us-east-1/sqs/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target, Signature=60fffc3b9fea66d1b40521901688101691ab18ff936d351ced1ac6d5276070e8"
+        );
+        assert_eq!(headers[2], ("x-amz-security-token", "FQoGtoken".to_owned()));
     }
 }

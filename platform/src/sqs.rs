@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+use crate::aws_credentials::{CredentialError, CredentialProvider};
 use crate::config::S3Config;
 use crate::sigv4::Signer;
 
@@ -19,6 +20,8 @@ pub enum SqsError {
     Status { action: &'static str, status: u16, body: String },
     #[error("SQS {action} answered unreadable JSON: {reason}")]
     BadResponse { action: &'static str, reason: String },
+    #[error("SQS credentials: {0}")]
+    Credentials(#[from] CredentialError),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +35,8 @@ pub struct SqsMessage {
 pub struct SqsClient {
     queue_url: String,
     endpoint: Url,
-    signer: Signer,
+    region: String,
+    credentials: CredentialProvider,
     http: reqwest::Client,
 }
 
@@ -70,12 +74,8 @@ impl SqsClient {
         Ok(Self {
             queue_url: queue_url.to_owned(),
             endpoint,
-            signer: Signer {
-                access_key: s3.access_key.clone(),
-                secret_key: s3.secret_key.clone(),
-                region: s3.region.clone(),
-                service: "sqs".into(),
-            },
+            region: s3.region.clone(),
+            credentials: CredentialProvider::new(s3.credentials.clone()),
             http,
         })
     }
@@ -119,7 +119,15 @@ impl SqsClient {
         let payload = body.to_string().into_bytes();
         let target = format!("AmazonSQS.{action}");
         let content_type = "application/x-amz-json-1.0";
-        let signed = self.signer.sign(
+        let credentials = self.credentials.current().await?;
+        let signer = Signer {
+            access_key: credentials.access_key,
+            secret_key: credentials.secret_key,
+            session_token: credentials.session_token,
+            region: self.region.clone(),
+            service: "sqs".into(),
+        };
+        let signed = signer.sign(
             "POST",
             &self.endpoint,
             &[("content-type", content_type), ("x-amz-target", &target)],

@@ -5,8 +5,10 @@
 
 use std::time::Duration;
 
-use cezbek_platform::config::{EtcdConfig, PostgresConfig};
+use cezbek_platform::aws_credentials::CredentialSource;
+use cezbek_platform::config::{EtcdConfig, PostgresConfig, S3Config};
 use cezbek_platform::s3::S3Client;
+use cezbek_platform::sqs::SqsClient;
 use cezbek_platform::{CancellationToken, Readiness, etcd, http, kafka, postgres};
 use cezbek_testkit::TestContext;
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -36,7 +38,7 @@ async fn s3_put_get_list_copy_delete_and_presigned_upload() {
     assert!(!processed[0].etag.contains('"'), "ETag is unquoted: {}", processed[0].etag);
 
     // A partner uploads with nothing but the presigned URL.
-    let url = s3.presign_put("incoming/TOKO/upload.csv", Duration::from_secs(300));
+    let url = s3.presign_put("incoming/TOKO/upload.csv", Duration::from_secs(300)).await.unwrap();
     let uploaded = reqwest::Client::new()
         .put(url)
         .header("content-type", "application/octet-stream")
@@ -50,6 +52,47 @@ async fn s3_put_get_list_copy_delete_and_presigned_upload() {
 
     let missing = s3.get_object("incoming/TOKO/nothing.csv").await.unwrap_err();
     assert!(missing.to_string().contains("404"), "{missing}");
+}
+
+/// EKS with IRSA: no keys configured, only a role and a projected token file, exchanged with
+/// STS (moto's) for temporary keys that S3 and SQS requests then carry.
+#[tokio::test]
+async fn s3_and_sqs_use_keys_from_a_web_identity() {
+    let context = TestContext::new("irsa");
+    let (static_config, queue_url) = context.s3_config_with_queue();
+    let token_file = std::env::temp_dir().join(format!("cezbek-{}-token", context.id));
+    std::fs::write(&token_file, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJjZXpiZWsifQ.c2ln\n").unwrap();
+    let config = S3Config {
+        credentials: CredentialSource::WebIdentity {
+            role_arn: "arn:aws:iam::123456789012:role/cezbek-services".into(),
+            token_file: token_file.clone(),
+            sts_endpoint: static_config.endpoint.clone(),
+        },
+        ..static_config
+    };
+    let s3 = S3Client::new(&config).unwrap();
+    s3.put_object("incoming/TOKO/irsa.csv", b"a\n".to_vec(), "text/csv").await.unwrap();
+    let body = s3.get_object("incoming/TOKO/irsa.csv").await.unwrap().text().await.unwrap();
+    assert_eq!(body, "a\n");
+
+    // A presigned URL made with temporary keys must carry their token, or S3 refuses it.
+    let url = s3.presign_put("incoming/TOKO/p.csv", Duration::from_secs(60)).await.unwrap();
+    let query: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+    assert!(query["X-Amz-Credential"].starts_with("ASIA"), "{url}");
+    assert!(!query["X-Amz-Security-Token"].is_empty(), "{url}");
+
+    // The keys are cached until shortly before they expire: the token is not read per request.
+    std::fs::remove_file(&token_file).unwrap();
+    s3.check().await.unwrap();
+    let sqs = SqsClient::new(&queue_url, &config).unwrap();
+    let error = sqs.receive(1, Duration::from_secs(0)).await.unwrap_err().to_string();
+    assert!(error.contains("cannot read the web identity token"), "{error}");
+    assert!(error.contains(&token_file.display().to_string()), "{error}");
+
+    std::fs::write(&token_file, "eyJhbGciOiJSUzI1NiJ9.e30.c2ln").unwrap();
+    let notices = sqs.receive(10, Duration::from_secs(1)).await.unwrap();
+    assert!(notices.iter().any(|notice| notice.body.contains("irsa.csv")), "{notices:?}");
+    std::fs::remove_file(&token_file).unwrap();
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use cezbek_platform::aws_credentials::CredentialSource;
 use cezbek_platform::config::{EtcdConfig, KafkaConfig, PostgresConfig, S3Config};
 use cezbek_platform::{Env, kafka, s3::S3Client};
 
@@ -242,9 +243,18 @@ pub fn service_env(
             ("CEZBEK_S3_ENDPOINT", s3.endpoint.clone()),
             ("CEZBEK_S3_REGION", s3.region.clone()),
             ("CEZBEK_S3_BUCKET", s3.bucket.clone()),
-            ("CEZBEK_S3_ACCESS_KEY", s3.access_key.clone()),
-            ("CEZBEK_S3_SECRET_KEY", s3.secret_key.clone()),
         ]);
+        match &s3.credentials {
+            CredentialSource::Static { access_key, secret_key } => vars.extend([
+                ("CEZBEK_S3_ACCESS_KEY", access_key.clone()),
+                ("CEZBEK_S3_SECRET_KEY", secret_key.clone()),
+            ]),
+            CredentialSource::WebIdentity { role_arn, token_file, sts_endpoint } => vars.extend([
+                ("AWS_ROLE_ARN", role_arn.clone()),
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.display().to_string()),
+                ("CEZBEK_STS_ENDPOINT", sts_endpoint.clone()),
+            ]),
+        }
     }
     vars
 }
