@@ -18,6 +18,8 @@ resource "aws_secretsmanager_secret_version" "app" {
     CEZBEK_SMTP_USERNAME      = aws_iam_access_key.smtp.id
     CEZBEK_SMTP_PASSWORD      = aws_iam_access_key.smtp.ses_smtp_password_v4
     CEZBEK_UNSUBSCRIBE_SECRET = random_password.unsubscribe.result
+    # Every informer replica must verify the history cursors the others issued.
+    CEZBEK_INFORMER_CURSOR_SECRET = random_password.cursor.result
   })
 }
 
@@ -28,6 +30,11 @@ resource "random_password" "admin_token" {
 
 # Signs the unsubscribe links in digests (the notifier signs, the informer verifies).
 resource "random_password" "unsubscribe" {
+  length  = 48
+  special = false
+}
+
+resource "random_password" "cursor" {
   length  = 48
   special = false
 }

@@ -239,7 +239,7 @@ async fn end_to_end(name: &str, instances: usize, transactions: &[Transaction]) 
             kafka: kafka_config.clone(),
             etcd: etcd_config.clone(),
             postgres: postgres.clone(),
-            ledger: cezbek_rewarder::LedgerChoice::Postgres,
+            ledger: cezbek_ledger::LedgerChoice::Postgres,
             group_id: format!("bench-{}", context.id),
             batch_max: 5_000,
             batch_wait: Duration::from_millis(50),

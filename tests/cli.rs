@@ -74,7 +74,8 @@ fn dev_runs_five_ready_services_and_stops_gracefully_on_sigterm() {
         .env("CEZBEK_LOG_FORMAT", "json")
         .env("CEZBEK_ETCD_PREFIX", format!("/cezbek-test/{}/", context.id))
         .env("CEZBEK_POSTGRES_SCHEMA", format!("t_{}", context.id))
-        .env("CEZBEK_ADMIN_TOKENS", format!("cli:admin:{token_hash}"));
+        .env("CEZBEK_ADMIN_TOKENS", format!("cli:admin:{token_hash}"))
+        .env("CEZBEK_UNSUBSCRIBE_SECRET", "cli-test-unsubscribe-secret-0123456789");
     for name in [
         "CEZBEK_KAFKA_BROKERS",
         "CEZBEK_ETCD_ENDPOINTS",

@@ -228,7 +228,7 @@ impl Pipeline {
             kafka: self.kafka.clone(),
             etcd: self.etcd.clone(),
             postgres: postgres.clone(),
-            ledger: cezbek_rewarder::LedgerChoice::Postgres,
+            ledger: cezbek_ledger::LedgerChoice::Postgres,
             group_id: self.group.clone(),
             batch_max: 2_000,
             batch_wait: Duration::from_millis(50),

@@ -1,17 +1,44 @@
 //! The informer: the read API over the ledger — a customer's reward history and summary,
-//! "why did I get this?" for one transaction, and partners' daily reports.
-//!
-//! Now it connects to the ledger database and reports readiness; the API arrives with the
-//! informer-and-notifier issue.
+//! "why did I get this?" for one transaction, partners' daily reports, and the unsubscribe
+//! link of the nightly digests. Partners sign requests as they do for the ingestor, customers
+//! bring a JWT from their partner's identity provider, admins a token (see `auth`).
 
-use cezbek_platform::config::{HttpConfig, PostgresConfig};
-use cezbek_platform::http::{HttpError, Router};
-use cezbek_platform::{CancellationToken, Env, Readiness, http, postgres};
+pub mod api;
+pub mod auth;
+pub mod cursor;
+pub mod metrics;
+pub mod report;
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use cezbek_ledger::{Ledger, LedgerChoice, PostgresLedger, ScyllaLedger};
+use cezbek_platform::auth::AdminTokens;
+use cezbek_platform::config::{EtcdConfig, HttpConfig, PostgresConfig};
+use cezbek_platform::etcd::EtcdHandle;
+use cezbek_platform::http::HttpError;
+use cezbek_platform::unsubscribe::UnsubscribeKey;
+use cezbek_platform::{CancellationToken, Env, Readiness, etcd, http, live_rules, postgres};
+
+use crate::auth::{JwtConfig, JwtVerifier};
+use crate::cursor::CursorCodec;
+use crate::metrics::Metrics;
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub http: HttpConfig,
     pub postgres: PostgresConfig,
+    pub etcd: EtcdConfig,
+    pub ledger: LedgerChoice,
+    /// Optional: admins reading any partner's data.
+    pub tokens: AdminTokens,
+    /// Optional: customers' bearer JWTs.
+    pub jwt: Option<JwtConfig>,
+    pub unsubscribe: UnsubscribeKey,
+    /// Signs history cursors; every replica needs the same one. Unset: a random key per
+    /// process (cursors then work only against the replica that issued them).
+    pub cursor_secret: Option<String>,
 }
 
 impl Config {
@@ -19,6 +46,12 @@ impl Config {
         Self {
             http: HttpConfig::from_env(env, "CEZBEK_INFORMER_LISTEN", "127.0.0.1:8083"),
             postgres: PostgresConfig::from_env(env),
+            etcd: EtcdConfig::from_env(env),
+            ledger: LedgerChoice::from_env(env),
+            tokens: AdminTokens::from_env(env),
+            jwt: JwtConfig::from_env(env),
+            unsubscribe: UnsubscribeKey::from_env(env),
+            cursor_secret: env.optional("CEZBEK_INFORMER_CURSOR_SECRET"),
         }
     }
 }
@@ -27,14 +60,81 @@ impl Config {
 pub enum Error {
     #[error("bad PostgreSQL settings: {0}")]
     Postgres(#[from] cezbek_platform::postgres::Error),
+    #[error("ledger: {0}")]
+    Ledger(#[from] cezbek_ledger::LedgerError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("customer JWT key: {0}")]
+    Jwt(String),
+    #[error("no randomness for the cursor key: {0}")]
+    Random(String),
     #[error(transparent)]
     Http(#[from] HttpError),
 }
 
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    match config.ledger.clone() {
+        LedgerChoice::Postgres => {
+            let readiness = Readiness::new(&["postgres", "etcd", "partners"]);
+            let pool = postgres::connect_lazy(&config.postgres)?;
+            postgres::watch_readiness(&readiness, &pool, &shutdown);
+            run_with(config, Arc::new(PostgresLedger::new(pool)), readiness, shutdown).await
+        }
+        LedgerChoice::Scylla(scylla) => {
+            let readiness = Readiness::new(&["etcd", "partners"]);
+            let ledger = ScyllaLedger::connect(&scylla).await?;
+            run_with(config, Arc::new(ledger), readiness, shutdown).await
+        }
+    }
+}
+
+async fn run_with<L: Ledger + 'static>(
+    config: Config,
+    ledger: Arc<L>,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
     let registry = prometheus::Registry::new();
-    let readiness = Readiness::new(&["postgres"]);
-    postgres::watch_readiness(&readiness, &postgres::connect_lazy(&config.postgres)?, &shutdown);
-    http::serve_with_ops(config.http.listen, Router::new(), registry, readiness, shutdown).await?;
+    let metrics = Metrics::new(&registry)?;
+    etcd::watch_readiness(&readiness, &config.etcd, &shutdown);
+    let (rules_tx, rules) = watch::channel(None);
+    tokio::spawn(live_rules::watch_rules(
+        EtcdHandle::new(config.etcd.clone()),
+        rules_tx,
+        metrics.rules.clone(),
+        shutdown.clone(),
+    ));
+    let partners_ready = readiness.clone();
+    let mut partners = rules.clone();
+    tokio::spawn(async move {
+        // Ready once the first snapshot of partners is in; it is never taken away after.
+        if partners.wait_for(Option::is_some).await.is_ok() {
+            partners_ready.set("partners", true);
+        }
+    });
+    let cursor_key = match &config.cursor_secret {
+        Some(secret) => secret.clone().into_bytes(),
+        None => {
+            tracing::warn!(
+                "CEZBEK_INFORMER_CURSOR_SECRET is not set: history cursors are valid on this instance only"
+            );
+            let mut key = vec![0u8; 32];
+            getrandom::fill(&mut key).map_err(|error| Error::Random(error.to_string()))?;
+            key
+        }
+    };
+    let jwt = config.jwt.as_ref().map(JwtVerifier::new).transpose().map_err(Error::Jwt)?;
+    let state = api::ApiState {
+        ledger,
+        rules,
+        tokens: config.tokens.clone(),
+        jwt,
+        cursors: CursorCodec::new(&cursor_key),
+        unsubscribe: config.unsubscribe.clone(),
+        metrics,
+    };
+    tracing::info!(listen = %config.http.listen, "informer serving");
+    http::serve_with_ops(config.http.listen, api::router(state), registry, readiness, shutdown)
+        .await?;
     Ok(())
 }

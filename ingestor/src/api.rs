@@ -111,12 +111,20 @@ fn signed_partner(
     body: &[u8],
 ) -> Result<PartnerCode, Problem> {
     let target = uri.path_and_query().map_or(uri.path(), |target| target.as_str());
-    partner_auth::verify(rules, headers, method.as_str(), target, body, Utc::now(), &state.replay)
-        .map_err(|failure| {
-            state.metrics.auth_failures.with_label_values(&[failure.reason()]).inc();
-            tracing::info!(reason = failure.reason(), "rejected a request signature");
-            Problem::new(StatusCode::UNAUTHORIZED, failure.to_string())
-        })
+    partner_auth::verify(
+        rules,
+        headers,
+        method.as_str(),
+        target,
+        body,
+        Utc::now(),
+        Some(&state.replay),
+    )
+    .map_err(|failure| {
+        state.metrics.auth_failures.with_label_values(&[failure.reason()]).inc();
+        tracing::info!(reason = failure.reason(), "rejected a request signature");
+        Problem::new(StatusCode::UNAUTHORIZED, failure.to_string())
+    })
 }
 
 /// Who is calling the upload endpoints: an admin token, or a partner's signature.

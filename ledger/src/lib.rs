@@ -7,6 +7,7 @@
 //! an older version (another instance decided for that customer since) is refused, so a
 //! rebalance can never let two instances decide from stale state.
 
+mod choice;
 mod postgres;
 mod scylla;
 mod types;
@@ -14,16 +15,17 @@ mod types;
 use std::collections::HashMap;
 use std::future::Future;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 
 use cezbek_rules::OriginalPurchase;
 use cezbek_schemas::{Msisdn, PartnerCode, Transaction, TransactionId};
 
+pub use choice::LedgerChoice;
 pub use postgres::PostgresLedger;
 pub use scylla::{ScyllaConfig, ScyllaLedger};
 pub use types::{
-    CustomerState, DigestStatus, HistoryCursor, HistoryPage, HistoryQuery, LedgerError,
-    RewardRecord, StateWrite, content_hash,
+    CustomerState, CustomerTotals, DigestStatus, HistoryCursor, HistoryPage, HistoryQuery,
+    LedgerError, RewardRecord, StateWrite, content_hash,
 };
 
 /// One customer's decisions of a batch and the state they leave.
@@ -71,6 +73,35 @@ pub trait Ledger: Send + Sync {
         &self,
         query: &HistoryQuery,
     ) -> impl Future<Output = Result<HistoryPage, LedgerError>> + Send;
+
+    /// A customer's counts and cashback, lifetime and since `since`. This default walks the
+    /// customer's history (one partition on Scylla); PostgreSQL aggregates in place.
+    fn customer_totals(
+        &self,
+        partner: &PartnerCode,
+        msisdn: &Msisdn,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<CustomerTotals, LedgerError>> + Send {
+        async move {
+            let mut totals = CustomerTotals::default();
+            let mut query = HistoryQuery {
+                partner: partner.clone(),
+                msisdn: msisdn.clone(),
+                from: None,
+                to: None,
+                after: None,
+                limit: 1_000,
+            };
+            loop {
+                let page = self.history(&query).await?;
+                page.records.iter().for_each(|record| totals.add(&record.reward, since));
+                match page.next {
+                    Some(cursor) => query.after = Some(cursor),
+                    None => return Ok(totals),
+                }
+            }
+        }
+    }
 
     /// Every decision of a partner on one partner-local day.
     fn rewards_of_day(

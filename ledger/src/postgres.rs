@@ -14,7 +14,8 @@ use cezbek_schemas::{
 };
 
 use crate::types::{
-    CustomerState, DigestStatus, HistoryPage, HistoryQuery, LedgerError, RewardRecord,
+    CustomerState, CustomerTotals, DigestStatus, HistoryPage, HistoryQuery, LedgerError,
+    RewardRecord,
 };
 use crate::{CustomerBatch, Ledger};
 
@@ -355,6 +356,40 @@ impl Ledger for PostgresLedger {
         .await?;
         let records = rows.iter().map(read_record).collect::<Result<Vec<_>, _>>()?;
         Ok(HistoryPage::from_overfetch(records, usize::try_from(limit).unwrap_or(usize::MAX)))
+    }
+
+    async fn customer_totals(
+        &self,
+        partner: &PartnerCode,
+        msisdn: &Msisdn,
+        since: DateTime<Utc>,
+    ) -> Result<CustomerTotals, LedgerError> {
+        let row = sqlx::query(
+            "SELECT count(*) AS transactions, \
+             count(*) FILTER (WHERE kind = 'PURCHASE') AS purchases, \
+             count(*) FILTER (WHERE kind = 'REFUND') AS refunds, \
+             count(*) FILTER (WHERE kind = 'PURCHASE' AND cashback > 0) AS rewarded, \
+             coalesce(sum(cashback), 0)::bigint AS lifetime, \
+             coalesce(sum(cashback) FILTER (WHERE occurred_at >= $3), 0)::bigint AS recent \
+             FROM rewards WHERE partner = $1 AND msisdn = $2",
+        )
+        .bind(partner.as_str())
+        .bind(msisdn.as_str())
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        let count = |name: &str| -> Result<u64, LedgerError> {
+            let value: i64 = row.try_get(name)?;
+            Ok(u64::try_from(value).unwrap_or_default())
+        };
+        Ok(CustomerTotals {
+            transactions: count("transactions")?,
+            purchases: count("purchases")?,
+            refunds: count("refunds")?,
+            rewarded: count("rewarded")?,
+            lifetime_cashback: row.try_get("lifetime")?,
+            recent_cashback: row.try_get("recent")?,
+        })
     }
 
     async fn rewards_of_day(

@@ -145,6 +145,39 @@ impl HistoryPage {
     }
 }
 
+/// A customer's running figures: what the informer's summary shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerTotals {
+    /// Every decided transaction (purchases and refunds).
+    pub transactions: u64,
+    pub purchases: u64,
+    pub refunds: u64,
+    /// Purchases that earned cashback.
+    pub rewarded: u64,
+    /// Net cashback ever (earned less clawed back), minor units.
+    pub lifetime_cashback: i64,
+    /// Net cashback of transactions at or after the `since` asked for.
+    pub recent_cashback: i64,
+}
+
+impl CustomerTotals {
+    /// Adds one decision; `since` splits recent from lifetime.
+    pub fn add(&mut self, reward: &Reward, since: DateTime<Utc>) {
+        self.transactions += 1;
+        match reward.kind {
+            cezbek_schemas::TransactionKind::Purchase => self.purchases += 1,
+            cezbek_schemas::TransactionKind::Refund => self.refunds += 1,
+        }
+        if reward.kind == cezbek_schemas::TransactionKind::Purchase && reward.cashback > 0 {
+            self.rewarded += 1;
+        }
+        self.lifetime_cashback = self.lifetime_cashback.saturating_add(reward.cashback);
+        if reward.occurred_at >= since {
+            self.recent_cashback = self.recent_cashback.saturating_add(reward.cashback);
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DigestStatus {

@@ -33,6 +33,7 @@ conformance!(
     a_record_reads_back_exactly,
     originals_sum_their_refunds,
     history_pages_newest_first_without_gaps,
+    customer_totals_count_and_sum_what_was_decided,
     a_partner_day_holds_its_local_day,
     opting_out_is_kept_and_does_not_fence,
     a_digest_intent_is_recorded_once,

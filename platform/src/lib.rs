@@ -17,6 +17,7 @@ pub mod shutdown;
 pub mod sigv4;
 pub mod sqs;
 pub mod telemetry;
+pub mod unsubscribe;
 
 pub use config::{ConfigError, Env};
 pub use http::Readiness;

@@ -22,7 +22,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use cezbek_ledger::{Ledger, PostgresLedger, ScyllaConfig, ScyllaLedger};
+use cezbek_ledger::{Ledger, LedgerChoice, PostgresLedger, ScyllaLedger};
 use cezbek_platform::config::{EtcdConfig, HttpConfig, KafkaConfig, PostgresConfig};
 use cezbek_platform::etcd::EtcdHandle;
 use cezbek_platform::http::{HttpError, Router};
@@ -65,32 +65,6 @@ impl Config {
             group_id: env.string("CEZBEK_REWARDER_GROUP", "cezbek-rewarder"),
             batch_max,
             batch_wait: env.duration("CEZBEK_REWARDER_BATCH_WAIT", Duration::from_millis(100)),
-        }
-    }
-}
-
-/// Where decisions are written: PostgreSQL (single node, the default) or Scylla (scale-out).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LedgerChoice {
-    Postgres,
-    Scylla(ScyllaConfig),
-}
-
-impl LedgerChoice {
-    /// `CEZBEK_LEDGER` (`postgres` | `scylla`); for Scylla `CEZBEK_SCYLLA_NODES` (required),
-    /// `CEZBEK_SCYLLA_KEYSPACE` (`cezbek`) and `CEZBEK_SCYLLA_REPLICATION` (3).
-    pub fn from_env(env: &mut Env) -> Self {
-        match env.string("CEZBEK_LEDGER", "postgres").as_str() {
-            "postgres" => Self::Postgres,
-            "scylla" => Self::Scylla(ScyllaConfig {
-                nodes: env.list("CEZBEK_SCYLLA_NODES", ""),
-                keyspace: env.string("CEZBEK_SCYLLA_KEYSPACE", "cezbek"),
-                replication: env.parse("CEZBEK_SCYLLA_REPLICATION", 3u32),
-            }),
-            other => {
-                env.problem("CEZBEK_LEDGER", format!("{other:?} is neither postgres nor scylla"));
-                Self::Postgres
-            }
         }
     }
 }

@@ -204,12 +204,8 @@ fn multiplier_text(bp: u32) -> String {
     format!("{whole}.{}", digits.trim_end_matches('0'))
 }
 
-/// The highest tier whose every threshold the stats meet.
 fn tier_for(program: &TierProgram, stats: WindowStats) -> Option<&Tier> {
-    program.tiers.iter().rev().find(|tier| {
-        tier.min_purchases.is_none_or(|min| stats.purchases >= u64::from(min))
-            && tier.min_spend.is_none_or(|min| stats.spend >= min)
-    })
+    program.tier_for(stats)
 }
 
 fn matching_exclusion<'a>(

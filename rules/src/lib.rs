@@ -13,8 +13,8 @@ mod window;
 pub use evaluate::{Decision, evaluate, local_day};
 pub use live::{Rule, RuleError, RuleKey, RuleSet};
 pub use model::{
-    Campaign, CampaignStatus, Conditions, Exclusion, ExclusionTarget, Partner, PartnerKey,
-    PartnerStatus, RewardRule, Tier, TierProgram,
+    Campaign, CampaignStatus, Conditions, Exclusion, ExclusionTarget, NextTier, Partner,
+    PartnerKey, PartnerStatus, RewardRule, Tier, TierProgram, TierProgress,
 };
 pub use snapshot::{PartnerRules, RuleSnapshot, SnapshotBuilder};
 pub use window::{CustomerWindow, DailyEarned, OriginalPurchase, WindowPurchase, WindowStats};

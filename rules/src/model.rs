@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::window::WindowStats;
 use cezbek_schemas::{CampaignKind, Currency, Mcc, Msisdn, PartnerCode, ValueError};
 
 /// Ids of campaigns and exclusions: short, URL- and etcd-key-safe.
@@ -271,7 +272,57 @@ pub struct TierProgram {
 /// The largest multiplier accepted (×10): a typo of an extra digit is refused, not paid.
 pub const MAX_MULTIPLIER_BP: u32 = 100_000;
 
+/// Where a customer stands in a tier program: the tier now and what the next one still needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TierProgress {
+    pub tier: Option<String>,
+    pub window_days: u32,
+    pub window_purchases: u64,
+    pub window_spend: i64,
+    /// The next higher tier, if any.
+    pub next: Option<NextTier>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NextTier {
+    pub name: String,
+    /// More purchases needed in the window (0 when that threshold is met or absent).
+    pub purchases_needed: u64,
+    /// More net spend needed in the window, minor units.
+    pub spend_needed: i64,
+}
+
 impl TierProgram {
+    /// The highest tier whose every threshold the stats meet.
+    pub fn tier_for(&self, stats: WindowStats) -> Option<&Tier> {
+        self.tiers.iter().rev().find(|tier| Self::qualifies(tier, stats))
+    }
+
+    fn qualifies(tier: &Tier, stats: WindowStats) -> bool {
+        tier.min_purchases.is_none_or(|min| stats.purchases >= u64::from(min))
+            && tier.min_spend.is_none_or(|min| stats.spend >= min)
+    }
+
+    /// The current tier and the gap to the next one above it.
+    pub fn progress(&self, stats: WindowStats) -> TierProgress {
+        let current = self.tiers.iter().rposition(|tier| Self::qualifies(tier, stats));
+        let next_index = current.map_or(0, |index| index + 1);
+        let next = self.tiers.get(next_index).map(|tier| NextTier {
+            name: tier.name.clone(),
+            purchases_needed: tier
+                .min_purchases
+                .map_or(0, |min| u64::from(min).saturating_sub(stats.purchases)),
+            spend_needed: tier.min_spend.map_or(0, |min| min.saturating_sub(stats.spend).max(0)),
+        });
+        TierProgress {
+            tier: current.map(|index| self.tiers[index].name.clone()),
+            window_days: self.window_days,
+            window_purchases: stats.purchases,
+            window_spend: stats.spend,
+            next,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), Vec<ValueError>> {
         let mut problems = Vec::new();
         if !(1..=366).contains(&self.window_days) {
@@ -332,4 +383,43 @@ fn check_positive(problems: &mut Vec<ValueError>, field: &str, value: i64) {
 
 fn finish(problems: Vec<ValueError>) -> Result<(), Vec<ValueError>> {
     if problems.is_empty() { Ok(()) } else { Err(problems) }
+}
+
+#[cfg(test)]
+mod tier_progress_tests {
+    use super::*;
+
+    fn program() -> TierProgram {
+        let tier = |name: &str, min_purchases, min_spend| Tier {
+            name: name.into(),
+            min_purchases,
+            min_spend,
+            multiplier_bp: 10_000,
+            fixed_bonus: 0,
+        };
+        TierProgram {
+            partner: PartnerCode::parse("TOKO").unwrap_or_else(|_| unreachable!()),
+            window_days: 30,
+            tiers: vec![tier("SILVER", Some(3), None), tier("GOLD", Some(10), Some(5_000_000))],
+        }
+    }
+
+    #[test]
+    fn progress_names_the_tier_and_the_gap_to_the_next() {
+        let below = program().progress(WindowStats { purchases: 1, spend: 200_000 });
+        assert_eq!(below.tier, None);
+        let next = below.next.as_ref().map(|next| (next.name.as_str(), next.purchases_needed));
+        assert_eq!(next, Some(("SILVER", 2)));
+
+        let silver = program().progress(WindowStats { purchases: 12, spend: 4_000_000 });
+        assert_eq!(silver.tier.as_deref(), Some("SILVER"), "GOLD needs the spend too");
+        assert_eq!(
+            silver.next,
+            Some(NextTier { name: "GOLD".into(), purchases_needed: 0, spend_needed: 1_000_000 })
+        );
+
+        let gold = program().progress(WindowStats { purchases: 10, spend: 5_000_000 });
+        assert_eq!(gold.tier.as_deref(), Some("GOLD"));
+        assert_eq!(gold.next, None, "nothing above the top tier");
+    }
 }

@@ -262,6 +262,34 @@ pub async fn history_pages_newest_first_without_gaps(ledger: &impl Ledger) {
     assert!(page.next.is_none());
 }
 
+pub async fn customer_totals_count_and_sum_what_was_decided(ledger: &impl Ledger) {
+    let (alice, bob) = (customer(1), customer(2));
+    ledger
+        .apply(&[
+            CustomerBatch {
+                records: vec![
+                    record("t1", &alice, 0, 100),
+                    record("t2", &alice, 60, 0),
+                    record("t3", &alice, 120, 250),
+                    refund_record("t4", "t3", &alice, 180, 50_000, 125),
+                ],
+                state: state(&alice, 0, 0),
+            },
+            CustomerBatch { records: vec![record("b1", &bob, 0, 999)], state: state(&bob, 0, 0) },
+        ])
+        .await
+        .unwrap();
+    let totals = ledger.customer_totals(&partner(), &alice, at(120)).await.unwrap();
+    assert_eq!(totals.transactions, 4);
+    assert_eq!(totals.purchases, 3);
+    assert_eq!(totals.refunds, 1);
+    assert_eq!(totals.rewarded, 2, "t1 and t3 earned; t2 did not");
+    assert_eq!(totals.lifetime_cashback, 100 + 250 - 125);
+    assert_eq!(totals.recent_cashback, 250 - 125, "since is inclusive");
+    let nobody = ledger.customer_totals(&partner(), &customer(3), at(0)).await.unwrap();
+    assert_eq!(nobody, cezbek_ledger::CustomerTotals::default());
+}
+
 pub async fn a_partner_day_holds_its_local_day(ledger: &impl Ledger) {
     let alice = customer(1);
     let mut late = record("late", &alice, 60 * 23, 10);

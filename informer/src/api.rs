@@ -1,0 +1,634 @@
+//! The informer's HTTP API: history, summary, one transaction's explanation, the daily report,
+//! and the unsubscribe link of the digests.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use cezbek_ledger::{HistoryQuery, Ledger, RewardRecord};
+use cezbek_platform::auth::AdminTokens;
+use cezbek_platform::http::{FieldError, Problem};
+use cezbek_platform::partner_auth::{self, PARTNER_HEADER, SIGNATURE_HEADER};
+use cezbek_platform::unsubscribe::UnsubscribeKey;
+use cezbek_rules::{PartnerRules, RuleSnapshot};
+use cezbek_schemas::{
+    AppliedCampaign, Msisdn, PartnerCode, RewardOutcome, TransactionId, TransactionKind,
+};
+
+use crate::auth::{Caller, JwtVerifier, bearer};
+use crate::cursor::{CursorCodec, QueryScope};
+use crate::metrics::Metrics;
+use crate::report::DailyReport;
+
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+pub const DEFAULT_LIMIT: u32 = 50;
+pub const MAX_LIMIT: u32 = 200;
+/// "Cashback in the last 30 days" of the summary.
+const RECENT_DAYS: u64 = 30;
+
+pub struct ApiState<L> {
+    pub ledger: Arc<L>,
+    pub rules: watch::Receiver<Option<Arc<RuleSnapshot>>>,
+    pub tokens: AdminTokens,
+    pub jwt: Option<JwtVerifier>,
+    pub cursors: CursorCodec,
+    pub unsubscribe: UnsubscribeKey,
+    pub metrics: Metrics,
+}
+
+impl<L> std::fmt::Debug for ApiState<L> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("ApiState").finish_non_exhaustive()
+    }
+}
+
+type Shared<L> = State<Arc<ApiState<L>>>;
+
+/// A response that ends a request early (boxed: a `Response` is large).
+type Reject = Box<Response>;
+
+pub fn router<L: Ledger + 'static>(state: ApiState<L>) -> Router {
+    let metrics = state.metrics.clone();
+    Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/v1/partners/{partner}/customers/{msisdn}/rewards", get(history::<L>))
+        .route("/v1/partners/{partner}/customers/{msisdn}/summary", get(summary::<L>))
+        .route("/v1/partners/{partner}/transactions/{transaction_id}", get(transaction::<L>))
+        .route("/v1/partners/{partner}/reports/daily", get(daily_report::<L>))
+        .route("/v1/unsubscribe", get(unsubscribe_page::<L>).post(unsubscribe::<L>))
+        .route_layer(middleware::from_fn_with_state(metrics, observe))
+        .with_state(Arc::new(state))
+}
+
+/// Latency per route (the route's pattern, not the raw path: bounded label values).
+async fn observe(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().clone();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics
+        .request_seconds
+        .with_label_values(&[route.as_str(), method.as_str(), response.status().as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+// ---------------------------------------------------------------- plumbing
+
+/// A 400 naming each bad parameter.
+fn bad_request(errors: Vec<FieldError>) -> Response {
+    let detail = errors
+        .iter()
+        .map(|error| format!("{}: {}", error.field, error.reason))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Problem { errors, ..Problem::new(StatusCode::BAD_REQUEST, detail) }.into_response()
+}
+
+fn field(field: &str, reason: impl Into<String>) -> FieldError {
+    FieldError { field: field.to_owned(), reason: reason.into() }
+}
+
+fn unavailable(what: &str, error: &dyn std::fmt::Display) -> Response {
+    tracing::error!(%error, "cannot read {what}");
+    let mut response =
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot read {what} now"))
+            .into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+fn forbidden(detail: &str) -> Response {
+    Problem::new(StatusCode::FORBIDDEN, detail).into_response()
+}
+
+fn not_found(detail: &str) -> Response {
+    Problem::new(StatusCode::NOT_FOUND, detail).into_response()
+}
+
+fn current_rules<L>(state: &ApiState<L>) -> Result<Arc<RuleSnapshot>, Reject> {
+    state.rules.borrow().clone().ok_or_else(|| {
+        Box::new(unavailable("partners (not loaded from etcd yet)", &"no rule snapshot yet"))
+    })
+}
+
+/// Who is calling, or the 401 to answer.
+fn authenticate<L>(
+    state: &ApiState<L>,
+    rules: &RuleSnapshot,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Caller, Reject> {
+    let refuse = |reason: &'static str, detail: String| {
+        state.metrics.auth_failures.with_label_values(&[reason]).inc();
+        tracing::info!(reason, "refused a caller");
+        let mut response = Problem::new(StatusCode::UNAUTHORIZED, detail).into_response();
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        Box::new(response)
+    };
+    if headers.contains_key(SIGNATURE_HEADER) || headers.contains_key(PARTNER_HEADER) {
+        let target = uri.path_and_query().map_or(uri.path(), |target| target.as_str());
+        // Reads are not replay-guarded (see partner_auth::verify).
+        return partner_auth::verify(
+            rules,
+            headers,
+            method.as_str(),
+            target,
+            b"",
+            Utc::now(),
+            None,
+        )
+        .map(Caller::Partner)
+        .map_err(|failure| refuse(failure.reason(), failure.to_string()));
+    }
+    let Some(token) = bearer(headers) else {
+        return Err(refuse(
+            "missing_credentials",
+            "sign the request (X-Cezbek-* headers) or send a bearer token".into(),
+        ));
+    };
+    if let Some(principal) = state.tokens.authenticate(token) {
+        return Ok(Caller::Admin { name: principal.name.clone() });
+    }
+    let Some(jwt) = &state.jwt else {
+        return Err(refuse("bad_token", "the bearer token is not valid".into()));
+    };
+    jwt.verify(token)
+        .map(|(partner, msisdn)| Caller::Customer { partner, msisdn })
+        .map_err(|reason| refuse("bad_token", reason))
+}
+
+fn parse_partner(text: &str) -> Result<PartnerCode, Reject> {
+    PartnerCode::parse(text)
+        .map_err(|error| Box::new(bad_request(vec![field("partner", error.reason)])))
+}
+
+fn partner_rules<'a>(
+    rules: &'a RuleSnapshot,
+    partner: &PartnerCode,
+) -> Result<&'a PartnerRules, Reject> {
+    rules
+        .partner_rules(partner)
+        .filter(|rules| rules.partner().is_some())
+        .ok_or_else(|| Box::new(not_found(&format!("no partner {partner}"))))
+}
+
+/// Refuses query parameters the route does not know: a typo must not pass silently.
+fn unknown_parameters(query: &HashMap<String, String>, known: &[&str]) -> Vec<FieldError> {
+    let mut unknown: Vec<_> = query.keys().filter(|name| !known.contains(&name.as_str())).collect();
+    unknown.sort();
+    unknown
+        .into_iter()
+        .map(|name| field(name, format!("is not a parameter here (known: {})", known.join(", "))))
+        .collect()
+}
+
+// ---------------------------------------------------------------- views
+
+#[derive(Serialize)]
+struct RewardView<'a> {
+    transaction_id: &'a str,
+    kind: TransactionKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    original_transaction_id: Option<&'a str>,
+    msisdn: &'a str,
+    amount: i64,
+    currency: &'a str,
+    merchant: Option<&'a str>,
+    mcc: Option<u16>,
+    outcome: RewardOutcome,
+    cashback: i64,
+    tier_before: Option<&'a str>,
+    tier_after: Option<&'a str>,
+    campaigns: &'a [AppliedCampaign],
+    exclusion_id: Option<&'a str>,
+    rules_revision: i64,
+    explanation: &'a str,
+    occurred_at: DateTime<Utc>,
+    decided_at: DateTime<Utc>,
+    local_day: NaiveDate,
+}
+
+impl<'a> RewardView<'a> {
+    fn of(record: &'a RewardRecord) -> Self {
+        let reward = &record.reward;
+        Self {
+            transaction_id: reward.transaction_id.as_str(),
+            kind: reward.kind,
+            original_transaction_id: reward.original_transaction_id.as_ref().map(|id| id.as_str()),
+            msisdn: reward.msisdn.as_str(),
+            amount: reward.amount,
+            currency: reward.currency.as_str(),
+            merchant: reward.merchant.as_deref(),
+            mcc: record.mcc.map(|mcc| mcc.code()),
+            outcome: reward.outcome,
+            cashback: reward.cashback,
+            tier_before: reward.tier_before.as_deref(),
+            tier_after: reward.tier_after.as_deref(),
+            campaigns: &reward.applied_campaigns,
+            exclusion_id: reward.exclusion_id.as_deref(),
+            rules_revision: reward.rules_revision,
+            explanation: &reward.explanation,
+            occurred_at: reward.occurred_at,
+            decided_at: reward.decided_at,
+            local_day: record.local_day,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- history
+
+#[derive(Serialize)]
+struct HistoryResponse<'a> {
+    partner: &'a str,
+    msisdn: &'a str,
+    rewards: Vec<RewardView<'a>>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    next_cursor: Option<String>,
+}
+
+/// The customer named in the path (any accepted msisdn form), once the caller may see them.
+fn customer_in_path<L>(
+    state: &ApiState<L>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    (partner, msisdn): &(String, String),
+) -> Result<(Arc<RuleSnapshot>, PartnerCode, Msisdn), Reject> {
+    let rules = current_rules(state)?;
+    let caller = authenticate(state, &rules, method, uri, headers)?;
+    let partner = parse_partner(partner)?;
+    let msisdn = Msisdn::parse(msisdn)
+        .map_err(|error| Box::new(bad_request(vec![field("msisdn", error.reason)])))?;
+    if !caller.may_read_customer(&partner, &msisdn) {
+        return Err(Box::new(forbidden("this caller may not read this customer")));
+    }
+    partner_rules(&rules, &partner)?;
+    Ok((rules, partner, msisdn))
+}
+
+async fn history<L: Ledger>(
+    State(state): Shared<L>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(path): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let (rules, partner, msisdn) = match customer_in_path(&state, &method, &uri, &headers, &path) {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    let time_zone = rules.partner_rules(&partner).map_or(Tz::UTC, PartnerRules::time_zone);
+    let mut errors = unknown_parameters(&query, &["from", "to", "limit", "cursor"]);
+    let from = query.get("from").and_then(|text| {
+        parse_bound(text, time_zone, Bound::From)
+            .map_err(|reason| errors.push(field("from", reason)))
+            .ok()
+    });
+    let to = query.get("to").and_then(|text| {
+        parse_bound(text, time_zone, Bound::To)
+            .map_err(|reason| errors.push(field("to", reason)))
+            .ok()
+    });
+    if let (Some(from), Some(to)) = (from, to)
+        && from >= to
+    {
+        errors.push(field("to", "must be after from"));
+    }
+    let limit = match query.get("limit").map(|text| text.parse::<u32>()) {
+        None => DEFAULT_LIMIT,
+        Some(Ok(limit)) if (1..=MAX_LIMIT).contains(&limit) => limit,
+        Some(_) => {
+            errors.push(field("limit", format!("must be a whole number from 1 to {MAX_LIMIT}")));
+            DEFAULT_LIMIT
+        }
+    };
+    let scope = QueryScope { partner: &partner, msisdn: &msisdn, from, to };
+    let after = match query.get("cursor").map(|cursor| state.cursors.decode(&scope, cursor)) {
+        None => None,
+        Some(Ok(position)) => Some(position),
+        Some(Err(error)) => {
+            errors.push(field("cursor", error.to_string()));
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return bad_request(errors);
+    }
+    let history_query =
+        HistoryQuery { partner: partner.clone(), msisdn: msisdn.clone(), from, to, after, limit };
+    let page = match state.ledger.history(&history_query).await {
+        Ok(page) => page,
+        Err(error) => return unavailable("the reward history", &error),
+    };
+    let next_cursor = page.next.as_ref().map(|position| state.cursors.encode(&scope, position));
+    Json(HistoryResponse {
+        partner: partner.as_str(),
+        msisdn: msisdn.as_str(),
+        rewards: page.records.iter().map(RewardView::of).collect(),
+        next_cursor,
+    })
+    .into_response()
+}
+
+#[derive(Clone, Copy)]
+enum Bound {
+    From,
+    To,
+}
+
+/// An RFC 3339 instant, or a partner-local date: `from` is the start of that day, `to` the
+/// end of it (so `from=2026-05-01&to=2026-05-01` is that whole day).
+fn parse_bound(text: &str, time_zone: Tz, bound: Bound) -> Result<DateTime<Utc>, String> {
+    if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
+        return Ok(instant.with_timezone(&Utc));
+    }
+    let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") else {
+        return Err(format!("{text:?} is neither a date (YYYY-MM-DD) nor an RFC 3339 time"));
+    };
+    let day = match bound {
+        Bound::From => Some(date),
+        Bound::To => date.checked_add_days(Days::new(1)),
+    };
+    day.and_then(|day| day.and_hms_opt(0, 0, 0))
+        .and_then(|midnight| time_zone.from_local_datetime(&midnight).earliest())
+        .map(|local| local.with_timezone(&Utc))
+        .ok_or_else(|| format!("{text:?} is out of range"))
+}
+
+// ---------------------------------------------------------------- summary
+
+#[derive(Serialize)]
+struct SummaryResponse<'a> {
+    partner: &'a str,
+    msisdn: &'a str,
+    currency: Option<&'a str>,
+    /// The tier the customer's current window qualifies for (`null` below the lowest).
+    tier: Option<String>,
+    next_tier: Option<cezbek_rules::NextTier>,
+    window: Option<WindowView>,
+    cashback_last_30_days: i64,
+    cashback_lifetime: i64,
+    transactions: u64,
+    purchases: u64,
+    refunds: u64,
+    rewarded_purchases: u64,
+    opted_out_of_digests: bool,
+}
+
+#[derive(Serialize)]
+struct WindowView {
+    days: u32,
+    purchases: u64,
+    spend: i64,
+}
+
+async fn summary<L: Ledger>(
+    State(state): Shared<L>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(path): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let (rules, partner, msisdn) = match customer_in_path(&state, &method, &uri, &headers, &path) {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    let errors = unknown_parameters(&query, &[]);
+    if !errors.is_empty() {
+        return bad_request(errors);
+    }
+    let now = Utc::now();
+    let since = now.checked_sub_days(Days::new(RECENT_DAYS)).unwrap_or(now);
+    let (states, totals) = tokio::join!(
+        state.ledger.customer_states(&partner, std::slice::from_ref(&msisdn)),
+        state.ledger.customer_totals(&partner, &msisdn, since),
+    );
+    let (customer, totals) = match (states, totals) {
+        (Ok(mut states), Ok(totals)) => (states.pop().unwrap_or_default(), totals),
+        (Err(error), _) | (_, Err(error)) => return unavailable("the customer", &error),
+    };
+    let partner_rules = rules.partner_rules(&partner);
+    let progress = partner_rules
+        .and_then(PartnerRules::tiers)
+        .map(|program| program.progress(customer.window.stats(now, program.window_days)));
+    let currency = partner_rules.and_then(PartnerRules::partner).map(|p| p.currency.as_str());
+    Json(SummaryResponse {
+        partner: partner.as_str(),
+        msisdn: msisdn.as_str(),
+        currency,
+        tier: progress.as_ref().and_then(|progress| progress.tier.clone()),
+        next_tier: progress.as_ref().and_then(|progress| progress.next.clone()),
+        window: progress.as_ref().map(|progress| WindowView {
+            days: progress.window_days,
+            purchases: progress.window_purchases,
+            spend: progress.window_spend,
+        }),
+        cashback_last_30_days: totals.recent_cashback,
+        cashback_lifetime: totals.lifetime_cashback,
+        transactions: totals.transactions,
+        purchases: totals.purchases,
+        refunds: totals.refunds,
+        rewarded_purchases: totals.rewarded,
+        opted_out_of_digests: customer.opted_out,
+    })
+    .into_response()
+}
+
+// ---------------------------------------------------------------- one transaction
+
+async fn transaction<L: Ledger>(
+    State(state): Shared<L>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path((partner, transaction_id)): Path<(String, String)>,
+) -> Response {
+    let rules = match current_rules(&state) {
+        Ok(rules) => rules,
+        Err(response) => return *response,
+    };
+    let caller = match authenticate(&state, &rules, &method, &uri, &headers) {
+        Ok(caller) => caller,
+        Err(response) => return *response,
+    };
+    let partner = match parse_partner(&partner) {
+        Ok(partner) => partner,
+        Err(response) => return *response,
+    };
+    let transaction_id = match TransactionId::parse(&transaction_id) {
+        Ok(id) => id,
+        Err(error) => return bad_request(vec![field("transaction_id", error.reason)]),
+    };
+    let is_customer_of_partner =
+        matches!(&caller, Caller::Customer { partner: own, .. } if *own == partner);
+    if !caller.may_read_partner(&partner) && !is_customer_of_partner {
+        return forbidden("this caller may not read this partner's transactions");
+    }
+    let record = match state.ledger.reward(&partner, &transaction_id).await {
+        Ok(record) => record,
+        Err(error) => return unavailable("the transaction", &error),
+    };
+    // A customer sees only their own; another customer's transaction is as good as absent.
+    let visible = record.filter(|record| caller.may_read_customer(&partner, &record.reward.msisdn));
+    match visible {
+        Some(record) => Json(RewardView::of(&record)).into_response(),
+        None => not_found(&format!("no decided transaction {transaction_id} for {partner}")),
+    }
+}
+
+// ---------------------------------------------------------------- daily report
+
+async fn daily_report<L: Ledger>(
+    State(state): Shared<L>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(partner): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let rules = match current_rules(&state) {
+        Ok(rules) => rules,
+        Err(response) => return *response,
+    };
+    let caller = match authenticate(&state, &rules, &method, &uri, &headers) {
+        Ok(caller) => caller,
+        Err(response) => return *response,
+    };
+    let partner = match parse_partner(&partner) {
+        Ok(partner) => partner,
+        Err(response) => return *response,
+    };
+    if !caller.may_read_partner(&partner) {
+        return forbidden("only the partner itself or an admin may read its reports");
+    }
+    let currency = match partner_rules(&rules, &partner) {
+        Ok(found) => found.partner().map(|p| p.currency.as_str().to_owned()),
+        Err(response) => return *response,
+    };
+    let mut errors = unknown_parameters(&query, &["date", "format"]);
+    let date = match query.get("date").map(|text| NaiveDate::parse_from_str(text, "%Y-%m-%d")) {
+        Some(Ok(date)) => Some(date),
+        Some(Err(_)) => {
+            errors.push(field("date", "must be a date, YYYY-MM-DD"));
+            None
+        }
+        None => {
+            errors.push(field("date", "is required (the partner-local day, YYYY-MM-DD)"));
+            None
+        }
+    };
+    let csv = match query.get("format").map(String::as_str) {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            errors.push(field("format", format!("{other:?} is neither json nor csv")));
+            false
+        }
+    };
+    let Some(date) = date.filter(|_| errors.is_empty()) else {
+        return bad_request(errors);
+    };
+    let records = match state.ledger.rewards_of_day(&partner, date).await {
+        Ok(records) => records,
+        Err(error) => return unavailable("the day's rewards", &error),
+    };
+    let report = DailyReport::build(partner.as_str(), date, currency, &records);
+    if !csv {
+        return Json(report).into_response();
+    }
+    let disposition = format!("attachment; filename=\"cezbek-{partner}-{date}.csv\"");
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        report.to_csv(),
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------- unsubscribe
+
+/// The link in a digest opens this page; the button on it (or a mail client's RFC 8058
+/// one-click POST) unsubscribes. A GET changes nothing, so link scanners cannot unsubscribe
+/// anyone.
+async fn unsubscribe_page<L: Ledger>(
+    State(state): Shared<L>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let token = query.get("token").map(String::as_str).unwrap_or_default();
+    if state.unsubscribe.verify(token).is_err() {
+        return page(StatusCode::BAD_REQUEST, "This unsubscribe link is not valid.", None);
+    }
+    page(StatusCode::OK, "Stop the nightly cashback emails?", Some(token))
+}
+
+async fn unsubscribe<L: Ledger>(
+    State(state): Shared<L>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Body,
+) -> Response {
+    // The token comes in the URL (one-click) or in the confirmation form's body.
+    let form = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let from_form = url::form_urlencoded::parse(&form)
+        .find(|(name, _)| name == "token")
+        .map(|(_, value)| value.into_owned());
+    let token = query.get("token").cloned().or(from_form).unwrap_or_default();
+    let Ok((partner, msisdn)) = state.unsubscribe.verify(&token) else {
+        return page(StatusCode::BAD_REQUEST, "This unsubscribe link is not valid.", None);
+    };
+    if let Err(error) = state.ledger.set_opt_out(&partner, &msisdn, true).await {
+        tracing::error!(%error, %partner, "cannot record an opt-out");
+        return page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "We could not record that just now; please try again in a minute.",
+            None,
+        );
+    }
+    state.metrics.unsubscribes.inc();
+    tracing::info!(%partner, "a customer unsubscribed from digests");
+    page(StatusCode::OK, "You will not receive the nightly cashback emails any more.", None)
+}
+
+/// A minimal page; `confirm` adds the button that posts the token.
+fn page(status: StatusCode, message: &str, confirm: Option<&str>) -> Response {
+    let form = confirm.map_or_else(String::new, |token| {
+        format!(
+            "<form method=\"post\" action=\"/v1/unsubscribe\"><input type=\"hidden\" name=\"token\" value=\"{}\"><button type=\"submit\">Unsubscribe</button></form>",
+            html_escape(token)
+        )
+    });
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Cashback emails</title></head><body><p>{}</p>{form}</body></html>",
+        html_escape(message)
+    );
+    (status, Html(body)).into_response()
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}

@@ -1,0 +1,163 @@
+//! A partner's daily report: what was decided on one partner-local day, for reconciling and
+//! invoicing. Totals, then by campaign and by tier; as JSON or CSV.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use cezbek_ledger::RewardRecord;
+use cezbek_schemas::{CampaignKind, TransactionKind};
+
+/// Counts and sums of a set of decisions. Amounts in minor units; `clawback` is positive.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Figures {
+    pub transactions: u64,
+    pub purchases: u64,
+    pub refunds: u64,
+    pub purchase_amount: i64,
+    pub refund_amount: i64,
+    pub cashback: i64,
+    pub clawback: i64,
+}
+
+impl Figures {
+    fn add(&mut self, record: &RewardRecord) {
+        let reward = &record.reward;
+        self.transactions += 1;
+        match reward.kind {
+            TransactionKind::Purchase => {
+                self.purchases += 1;
+                self.purchase_amount = self.purchase_amount.saturating_add(reward.amount);
+            }
+            TransactionKind::Refund => {
+                self.refunds += 1;
+                self.refund_amount = self.refund_amount.saturating_add(reward.amount);
+            }
+        }
+        if reward.cashback >= 0 {
+            self.cashback = self.cashback.saturating_add(reward.cashback);
+        } else {
+            self.clawback = self.clawback.saturating_add(reward.cashback.saturating_neg());
+        }
+    }
+}
+
+/// One campaign's part of the day: the purchases it paid on and its share of their cashback.
+/// Clawbacks are not split by campaign (a refund claws back the purchase's whole cashback).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CampaignFigures {
+    pub campaign_id: String,
+    pub kind: CampaignKind,
+    pub transactions: u64,
+    pub cashback: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TierFigures {
+    /// The customer's tier after the decision; `NONE` below the lowest tier.
+    pub tier: String,
+    #[serde(flatten)]
+    pub figures: Figures,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DailyReport {
+    pub partner: String,
+    pub date: NaiveDate,
+    pub currency: Option<String>,
+    pub totals: Figures,
+    pub by_campaign: Vec<CampaignFigures>,
+    pub by_tier: Vec<TierFigures>,
+}
+
+const NO_TIER: &str = "NONE";
+
+impl DailyReport {
+    pub fn build(
+        partner: &str,
+        date: NaiveDate,
+        currency: Option<String>,
+        records: &[RewardRecord],
+    ) -> Self {
+        let mut totals = Figures::default();
+        let mut campaigns: BTreeMap<String, CampaignFigures> = BTreeMap::new();
+        let mut tiers: BTreeMap<String, Figures> = BTreeMap::new();
+        for record in records {
+            totals.add(record);
+            let tier = record.reward.tier_after.clone().unwrap_or_else(|| NO_TIER.to_owned());
+            tiers.entry(tier).or_default().add(record);
+            for applied in &record.reward.applied_campaigns {
+                let entry = campaigns.entry(applied.campaign_id.clone()).or_insert_with(|| {
+                    CampaignFigures {
+                        campaign_id: applied.campaign_id.clone(),
+                        kind: applied.kind,
+                        transactions: 0,
+                        cashback: 0,
+                    }
+                });
+                entry.transactions += 1;
+                entry.cashback = entry.cashback.saturating_add(applied.amount);
+            }
+        }
+        Self {
+            partner: partner.to_owned(),
+            date,
+            currency,
+            totals,
+            by_campaign: campaigns.into_values().collect(),
+            by_tier: tiers
+                .into_iter()
+                .map(|(tier, figures)| TierFigures { tier, figures })
+                .collect(),
+        }
+    }
+
+    /// One row per group: `total`, then each campaign, then each tier. Columns that do not
+    /// apply to a group are empty.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from(
+            "partner,date,currency,group,name,transactions,purchases,refunds,purchase_amount,refund_amount,cashback,clawback\r\n",
+        );
+        let prefix =
+            format!("{},{},{}", self.partner, self.date, self.currency.as_deref().unwrap_or(""));
+        let figures_row = |out: &mut String, group: &str, name: &str, f: &Figures| {
+            let _ = write!(
+                out,
+                "{prefix},{group},{},{},{},{},{},{},{},{}\r\n",
+                csv_field(name),
+                f.transactions,
+                f.purchases,
+                f.refunds,
+                f.purchase_amount,
+                f.refund_amount,
+                f.cashback,
+                f.clawback
+            );
+        };
+        figures_row(&mut out, "total", "", &self.totals);
+        for campaign in &self.by_campaign {
+            let _ = write!(
+                out,
+                "{prefix},campaign,{},{},,,,,{},\r\n",
+                csv_field(&campaign.campaign_id),
+                campaign.transactions,
+                campaign.cashback
+            );
+        }
+        for tier in &self.by_tier {
+            figures_row(&mut out, "tier", &tier.tier, &tier.figures);
+        }
+        out
+    }
+}
+
+/// Quotes a field when CSV needs it (ids are plain, but a report must never break a row).
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
