@@ -45,6 +45,7 @@ fn a_service_reads_only_its_own_configuration() {
         .arg("informer")
         .env("CEZBEK_INGESTOR_LISTEN", "not-an-address")
         .env("CEZBEK_INFORMER_LISTEN", "127.0.0.1:99999")
+        .env("CEZBEK_UNSUBSCRIBE_SECRET", "cli-test-unsubscribe-secret-0123456789")
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
