@@ -268,6 +268,20 @@ struct HistoryResponse<'a> {
     next_cursor: Option<String>,
 }
 
+/// The rules in use, the caller and the partner named in the path: every route's start.
+fn caller_and_partner<L>(
+    state: &ApiState<L>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    partner: &str,
+) -> Result<(Arc<RuleSnapshot>, Caller, PartnerCode), Reject> {
+    let rules = current_rules(state)?;
+    let caller = authenticate(state, &rules, method, uri, headers)?;
+    let partner = parse_partner(partner)?;
+    Ok((rules, caller, partner))
+}
+
 /// The customer named in the path (any accepted msisdn form), once the caller may see them.
 fn customer_in_path<L>(
     state: &ApiState<L>,
@@ -276,9 +290,7 @@ fn customer_in_path<L>(
     headers: &HeaderMap,
     (partner, msisdn): &(String, String),
 ) -> Result<(Arc<RuleSnapshot>, PartnerCode, Msisdn), Reject> {
-    let rules = current_rules(state)?;
-    let caller = authenticate(state, &rules, method, uri, headers)?;
-    let partner = parse_partner(partner)?;
+    let (rules, caller, partner) = caller_and_partner(state, method, uri, headers, partner)?;
     let msisdn = Msisdn::parse(msisdn)
         .map_err(|error| Box::new(bad_request(vec![field("msisdn", error.reason)])))?;
     if !caller.may_read_customer(&partner, &msisdn) {
@@ -467,16 +479,8 @@ async fn transaction<L: Ledger>(
     headers: HeaderMap,
     Path((partner, transaction_id)): Path<(String, String)>,
 ) -> Response {
-    let rules = match current_rules(&state) {
-        Ok(rules) => rules,
-        Err(response) => return *response,
-    };
-    let caller = match authenticate(&state, &rules, &method, &uri, &headers) {
-        Ok(caller) => caller,
-        Err(response) => return *response,
-    };
-    let partner = match parse_partner(&partner) {
-        Ok(partner) => partner,
+    let (_, caller, partner) = match caller_and_partner(&state, &method, &uri, &headers, &partner) {
+        Ok(found) => found,
         Err(response) => return *response,
     };
     let transaction_id = match TransactionId::parse(&transaction_id) {
@@ -510,18 +514,11 @@ async fn daily_report<L: Ledger>(
     Path(partner): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let rules = match current_rules(&state) {
-        Ok(rules) => rules,
-        Err(response) => return *response,
-    };
-    let caller = match authenticate(&state, &rules, &method, &uri, &headers) {
-        Ok(caller) => caller,
-        Err(response) => return *response,
-    };
-    let partner = match parse_partner(&partner) {
-        Ok(partner) => partner,
-        Err(response) => return *response,
-    };
+    let (rules, caller, partner) =
+        match caller_and_partner(&state, &method, &uri, &headers, &partner) {
+            Ok(found) => found,
+            Err(response) => return *response,
+        };
     if !caller.may_read_partner(&partner) {
         return forbidden("only the partner itself or an admin may read its reports");
     }

@@ -11,8 +11,6 @@ pub mod report;
 
 use std::sync::Arc;
 
-use tokio::sync::watch;
-
 use cezbek_ledger::{Ledger, LedgerChoice, PostgresLedger, ScyllaLedger};
 use cezbek_platform::auth::AdminTokens;
 use cezbek_platform::config::{EtcdConfig, HttpConfig, PostgresConfig};
@@ -97,21 +95,13 @@ async fn run_with<L: Ledger + 'static>(
     let registry = prometheus::Registry::new();
     let metrics = Metrics::new(&registry)?;
     etcd::watch_readiness(&readiness, &config.etcd, &shutdown);
-    let (rules_tx, rules) = watch::channel(None);
-    tokio::spawn(live_rules::watch_rules(
+    let rules = live_rules::spawn_rules_watch(
         EtcdHandle::new(config.etcd.clone()),
-        rules_tx,
         metrics.rules.clone(),
-        shutdown.clone(),
-    ));
-    let partners_ready = readiness.clone();
-    let mut partners = rules.clone();
-    tokio::spawn(async move {
-        // Ready once the first snapshot of partners is in; it is never taken away after.
-        if partners.wait_for(Option::is_some).await.is_ok() {
-            partners_ready.set("partners", true);
-        }
-    });
+        &readiness,
+        "partners",
+        &shutdown,
+    );
     let cursor_key = match &config.cursor_secret {
         Some(secret) => secret.clone().into_bytes(),
         None => {

@@ -20,7 +20,7 @@ mod publish;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use cezbek_platform::auth::AdminTokens;
 use cezbek_platform::config::{EtcdConfig, HttpConfig, KafkaConfig, PostgresConfig, S3Config};
@@ -138,21 +138,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let store = jobs::Store::new(pool);
     store.migrate().await?;
 
-    let (rules_tx, rules) = watch::channel(None);
-    tokio::spawn(live_rules::watch_rules(
+    let rules = live_rules::spawn_rules_watch(
         EtcdHandle::new(config.etcd.clone()),
-        rules_tx,
         metrics.rules.clone(),
-        shutdown.clone(),
-    ));
-    let partners_ready = readiness.clone();
-    let mut partners = rules.clone();
-    tokio::spawn(async move {
-        // Ready once the first snapshot of partners is in; it is never taken away after.
-        if partners.wait_for(Option::is_some).await.is_ok() {
-            partners_ready.set("partners", true);
-        }
-    });
+        &readiness,
+        "partners",
+        &shutdown,
+    );
 
     let publisher =
         publish::Publisher::new(producer, config.kafka.transactions_topic.clone(), metrics.clone());

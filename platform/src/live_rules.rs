@@ -11,6 +11,7 @@ use prometheus::{IntCounter, IntGauge};
 use tokio::sync::watch;
 
 use crate::etcd::EtcdHandle;
+use crate::http::Readiness;
 use cezbek_rules::{RuleSet, RuleSnapshot};
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +19,28 @@ use tokio_util::sync::CancellationToken;
 pub struct RuleMetrics {
     pub revision: IntGauge,
     pub rejected: IntCounter,
+}
+
+/// Follows the rules ([`watch_rules`]) in a task of its own and returns the live snapshot.
+/// `component` of `readiness` turns ready once the first snapshot is in and is never taken
+/// away after: while etcd is away the last snapshot stays in use.
+pub fn spawn_rules_watch(
+    etcd: EtcdHandle,
+    metrics: RuleMetrics,
+    readiness: &Readiness,
+    component: &'static str,
+    shutdown: &CancellationToken,
+) -> watch::Receiver<Option<Arc<RuleSnapshot>>> {
+    let (sender, rules) = watch::channel(None);
+    tokio::spawn(watch_rules(etcd, sender, metrics, shutdown.clone()));
+    let readiness = readiness.clone();
+    let mut first = rules.clone();
+    tokio::spawn(async move {
+        if first.wait_for(Option::is_some).await.is_ok() {
+            readiness.set(component, true);
+        }
+    });
+    rules
 }
 
 /// Follows the rules under the handle's prefix until shutdown; `current` always holds the
