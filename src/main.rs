@@ -5,6 +5,7 @@
 
 use std::process::ExitCode;
 
+use cezbek_notifier::transport::TransportKind;
 use cezbek_platform::config::LogConfig;
 use cezbek_platform::{CancellationToken, ConfigError, Env, shutdown_on_signals, telemetry};
 use clap::{Parser, Subcommand};
@@ -32,14 +33,34 @@ enum Command {
     Informer,
     /// The admin API for partners, campaigns, exclusions and tiers.
     Campaignex,
-    /// Nightly digest emails.
-    Notifier,
+    /// Nightly digest emails: the service, or `notifier run` for a backfill.
+    Notifier(NotifierArgs),
     /// All five services in one process, for the demo and local development.
     Dev,
     /// Signs a request to a partner API: prints the four X-Cezbek-* headers, one per line,
     /// ready for `curl -H @headers.txt`. The secret is read from an environment variable so it
     /// stays out of shell history and process lists.
     Sign(SignArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct NotifierArgs {
+    #[command(subcommand)]
+    action: Option<NotifierAction>,
+}
+
+#[derive(Debug, Subcommand)]
+enum NotifierAction {
+    /// Sends one day's digests that were not sent yet, then exits (a backfill). Waits while
+    /// another run of the same partner-day holds its lock. Exit code 1 if any was refused.
+    Run {
+        /// The partner-local day, YYYY-MM-DD.
+        #[arg(long)]
+        date: String,
+        /// Only this partner; every partner in etcd when left out.
+        #[arg(long)]
+        partner: Option<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,6 +130,7 @@ enum Service {
     Informer(cezbek_informer::Config),
     Campaignex(cezbek_campaignex::Config),
     Notifier(cezbek_notifier::Config),
+    NotifierBackfill(cezbek_notifier::Config, cezbek_notifier::Backfill),
     Dev(Box<DevConfigs>),
 }
 
@@ -130,14 +152,29 @@ fn read_config(command: &Command) -> Result<(LogConfig, Service), ConfigError> {
         Command::Rewarder => Service::Rewarder(cezbek_rewarder::Config::from_env(&mut env)),
         Command::Informer => Service::Informer(cezbek_informer::Config::from_env(&mut env)),
         Command::Campaignex => Service::Campaignex(cezbek_campaignex::Config::from_env(&mut env)),
-        Command::Notifier => Service::Notifier(cezbek_notifier::Config::from_env(&mut env)),
+        Command::Notifier(args) => {
+            let config = cezbek_notifier::Config::from_env(&mut env, TransportKind::Smtp);
+            match &args.action {
+                None => Service::Notifier(config),
+                Some(NotifierAction::Run { date, partner }) => {
+                    match cezbek_notifier::Backfill::parse(date, partner.as_deref()) {
+                        Ok(backfill) => Service::NotifierBackfill(config, backfill),
+                        Err(reason) => {
+                            env.problem("cezbek notifier run", reason);
+                            Service::Notifier(config)
+                        }
+                    }
+                }
+            }
+        }
         Command::Sign(_) => unreachable!("sign reads no service configuration"),
         Command::Dev => Service::Dev(Box::new(DevConfigs {
             ingestor: cezbek_ingestor::Config::from_env(&mut env),
             rewarder: cezbek_rewarder::Config::from_env(&mut env),
             informer: cezbek_informer::Config::from_env(&mut env),
             campaignex: cezbek_campaignex::Config::from_env(&mut env),
-            notifier: cezbek_notifier::Config::from_env(&mut env),
+            // Under `cezbek dev` digests are .eml files to open, unless SMTP is asked for.
+            notifier: cezbek_notifier::Config::from_env(&mut env, TransportKind::Files),
         })),
     };
     env.finish((log, service))
@@ -211,8 +248,34 @@ async fn run(service: Service) -> anyhow::Result<()> {
         Service::Notifier(config) => {
             cezbek_notifier::run(config, shutdown).await.map_err(|e| named("notifier", e))
         }
+        Service::NotifierBackfill(config, backfill) => {
+            let reports = cezbek_notifier::backfill(config, backfill.clone(), shutdown)
+                .await
+                .map_err(|e| named("notifier run", e))?;
+            print_backfill(&backfill, &reports)
+        }
         Service::Dev(configs) => run_all(*configs, shutdown).await,
     }
+}
+
+/// One line per partner on standard output; an error if any digest was refused, so a
+/// scripted backfill notices.
+fn print_backfill(
+    backfill: &cezbek_notifier::Backfill,
+    reports: &[(impl std::fmt::Display, cezbek_notifier::sender::RunReport)],
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    for (partner, report) in reports {
+        writeln!(stdout, "{partner} {}: {report}", backfill.day)?;
+    }
+    let failed: u64 = reports.iter().map(|(_, report)| report.failed).sum();
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} digests were refused by the relay; they stay pending for a later run"
+        );
+    }
+    Ok(())
 }
 
 /// Runs the five services side by side. When one stops with an error the others are asked

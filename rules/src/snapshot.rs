@@ -50,6 +50,11 @@ impl PartnerRules {
         self.tiers.as_ref()
     }
 
+    /// A campaign by id (whatever its status), e.g. to name it in a digest.
+    pub fn campaign(&self, id: &str) -> Option<&Campaign> {
+        self.campaigns.iter().map(|indexed| &indexed.campaign).find(|campaign| campaign.id == id)
+    }
+
     pub fn campaign_count(&self) -> usize {
         self.campaigns.len()
     }

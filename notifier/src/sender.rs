@@ -1,0 +1,272 @@
+//! One partner-day run: every customer who earned that day gets one digest.
+//!
+//! Exactly once per (partner, customer, day): the intent is recorded in the ledger before the
+//! message is handed over, and the completion after. A run that finds a completed digest skips
+//! it; one that finds a pending digest (a run was interrupted between the two writes) sends it
+//! again. So the only possible duplicate is the one message in flight when a sender died after
+//! the relay accepted it and before the completion was written; it carries the same
+//! `Message-ID` as the first, so mail systems that deduplicate drop it. Two runs never work on
+//! the same partner-day at once: each holds the partner-day's etcd lock (see `coordination`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use chrono::{NaiveDate, Utc};
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, Message, MultiPart};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use tokio::time::Instant;
+
+use cezbek_ledger::{CustomerState, DigestStatus, Ledger, LedgerError, RewardRecord};
+use cezbek_platform::CancellationToken;
+use cezbek_platform::unsubscribe::UnsubscribeKey;
+use cezbek_rules::PartnerRules;
+use cezbek_schemas::{Msisdn, PartnerCode};
+
+use crate::coordination::CoordinationError;
+use crate::digest::{self, CustomerDay, Digest, SkipReason};
+use crate::metrics::Metrics;
+use crate::templates::{Rendered, TemplateError, TemplateSource};
+use crate::transport::{Transport, TransportError};
+
+/// Customer states are read in chunks of this many.
+const STATE_CHUNK: usize = 500;
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunReport {
+    /// Customers with any decision that day.
+    pub customers: u64,
+    pub sent: u64,
+    /// Of `sent`: pending from an interrupted run, sent again.
+    pub resent: u64,
+    /// By reason (`SkipReason::as_str`).
+    pub skipped: BTreeMap<&'static str, u64>,
+    /// Refused by the relay; left pending, so a later run tries again.
+    pub failed: u64,
+}
+
+impl RunReport {
+    fn skip(&mut self, reason: SkipReason, metrics: &Metrics) {
+        *self.skipped.entry(reason.as_str()).or_default() += 1;
+        metrics.skipped.with_label_values(&[reason.as_str()]).inc();
+    }
+}
+
+impl std::fmt::Display for RunReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} customers: {} sent", self.customers, self.sent)?;
+        if self.resent > 0 {
+            write!(f, " ({} resent after an interrupted run)", self.resent)?;
+        }
+        let skipped: u64 = self.skipped.values().sum();
+        write!(f, ", {skipped} skipped")?;
+        if skipped > 0 {
+            let reasons: Vec<String> =
+                self.skipped.iter().map(|(reason, count)| format!("{reason} {count}")).collect();
+            write!(f, " ({})", reasons.join(", "))?;
+        }
+        write!(f, ", {} failed", self.failed)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("ledger: {0}")]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("cannot build the message for {msisdn}: {reason}")]
+    Message { msisdn: Msisdn, reason: String },
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error("the etcd lease was lost; stopped sending")]
+    Lost,
+    #[error("stopping")]
+    Stopped,
+}
+
+impl From<CoordinationError> for RunError {
+    fn from(error: CoordinationError) -> Self {
+        match error {
+            CoordinationError::Etcd(error) => Self::Etcd(error),
+            CoordinationError::Lost => Self::Lost,
+            CoordinationError::Stopped => Self::Stopped,
+        }
+    }
+}
+
+/// Everything a run needs besides the partner-day.
+#[derive(Debug)]
+pub struct Sender<L> {
+    pub ledger: L,
+    pub transport: Transport,
+    pub templates: TemplateSource,
+    pub from: Mailbox,
+    pub unsubscribe: UnsubscribeKey,
+    /// The informer's `/v1/unsubscribe`; the token goes in its query.
+    pub unsubscribe_url: url::Url,
+    /// At most this many messages a second (relays such as SES enforce a send rate).
+    pub max_per_second: u32,
+    pub metrics: Metrics,
+}
+
+impl<L: Ledger> Sender<L> {
+    /// Sends the digests of `partner`'s `day`. Stops before the next message when `shutdown`
+    /// fires, and abandons even the one in flight when `fence` (the lease) does.
+    pub async fn run_day(
+        &self,
+        partner: &PartnerCode,
+        day: NaiveDate,
+        rules: Option<&PartnerRules>,
+        fence: &CancellationToken,
+        shutdown: &CancellationToken,
+    ) -> Result<RunReport, RunError> {
+        let templates = self.templates.load(partner)?;
+        let mut by_customer: BTreeMap<Msisdn, Vec<RewardRecord>> = BTreeMap::new();
+        for record in self.ledger.rewards_of_day(partner, day).await? {
+            by_customer.entry(record.reward.msisdn.clone()).or_default().push(record);
+        }
+        let done: HashMap<Msisdn, DigestStatus> =
+            self.ledger.digests(partner, day).await?.into_iter().collect();
+
+        let mut report = RunReport { customers: by_customer.len() as u64, ..RunReport::default() };
+        let mut candidates = Vec::new();
+        for (msisdn, records) in &by_customer {
+            let customer = CustomerDay { partner, msisdn, day, records };
+            if done.get(msisdn) == Some(&DigestStatus::Sent) {
+                report.skip(SkipReason::AlreadySent, &self.metrics);
+            } else if customer.net_cashback() <= 0 {
+                report.skip(SkipReason::NothingEarned, &self.metrics);
+            } else {
+                candidates.push(customer);
+            }
+        }
+        let states = self.states(partner, &candidates).await?;
+
+        let interval = Duration::from_secs(1) / self.max_per_second.max(1);
+        let mut next_slot = Instant::now();
+        for customer in &candidates {
+            if fence.is_cancelled() {
+                return Err(RunError::Lost);
+            }
+            if shutdown.is_cancelled() {
+                return Err(RunError::Stopped);
+            }
+            let state = states.get(customer.msisdn);
+            if let Some(reason) = digest::skip_reason(customer, state) {
+                report.skip(reason, &self.metrics);
+                continue;
+            }
+            let resending = match self.ledger.digest_intent(partner, day, customer.msisdn).await? {
+                Some(DigestStatus::Sent) => {
+                    report.skip(SkipReason::AlreadySent, &self.metrics);
+                    continue;
+                }
+                Some(DigestStatus::Pending) => true,
+                None => false,
+            };
+            let email = state.and_then(|state| state.email.as_deref()).unwrap_or_default();
+            let unsubscribe_url = self.unsubscribe_link(partner, customer.msisdn);
+            let digest = digest::build(customer, email, state, rules, unsubscribe_url, Utc::now());
+            let message = self.message(&digest, &templates.render(&digest)?, customer)?;
+
+            tokio::time::sleep_until(next_slot).await;
+            next_slot = Instant::now().max(next_slot) + interval;
+            let sent = tokio::select! {
+                () = fence.cancelled() => return Err(RunError::Lost),
+                sent = self.transport.send(&message, partner, day, customer.msisdn) => sent,
+            };
+            match sent {
+                Ok(()) => {
+                    self.ledger.digest_sent(partner, day, customer.msisdn).await?;
+                    report.sent += 1;
+                    self.metrics.sent.inc();
+                    if resending {
+                        report.resent += 1;
+                        self.metrics.resent.inc();
+                        tracing::info!(%partner, %day, msisdn = %customer.msisdn, "sent a digest an interrupted run had left pending");
+                    }
+                }
+                Err(error) if error.is_permanent() => {
+                    // Left pending: a later run (the closing pass, a backfill) tries again.
+                    report.failed += 1;
+                    self.metrics.failures.with_label_values(&["permanent"]).inc();
+                    tracing::warn!(%partner, %day, msisdn = %customer.msisdn, %error, "a digest was refused");
+                }
+                Err(error) => {
+                    self.metrics.failures.with_label_values(&["transient"]).inc();
+                    return Err(error.into());
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn states(
+        &self,
+        partner: &PartnerCode,
+        candidates: &[CustomerDay<'_>],
+    ) -> Result<HashMap<Msisdn, CustomerState>, LedgerError> {
+        let mut states = HashMap::with_capacity(candidates.len());
+        for chunk in candidates.chunks(STATE_CHUNK) {
+            let msisdns: Vec<Msisdn> =
+                chunk.iter().map(|customer| customer.msisdn.clone()).collect();
+            for state in self.ledger.customer_states(partner, &msisdns).await? {
+                if let Some(msisdn) = state.msisdn.clone() {
+                    states.insert(msisdn, state);
+                }
+            }
+        }
+        Ok(states)
+    }
+
+    fn unsubscribe_link(&self, partner: &PartnerCode, msisdn: &Msisdn) -> String {
+        let mut url = self.unsubscribe_url.clone();
+        url.query_pairs_mut().append_pair("token", &self.unsubscribe.token(partner, msisdn));
+        url.to_string()
+    }
+
+    fn message(
+        &self,
+        digest: &Digest,
+        rendered: &Rendered,
+        customer: &CustomerDay<'_>,
+    ) -> Result<Message, RunError> {
+        let failed = |reason: String| RunError::Message { msisdn: customer.msisdn.clone(), reason };
+        let to: Mailbox =
+            digest.email.parse().map_err(|error| failed(format!("email: {error}")))?;
+        // The same id for the same customer-day, so the one possible duplicate is recognisable.
+        let fingerprint =
+            Sha256::digest(format!("{}|{}|{}", digest.partner.code, digest.day, digest.msisdn));
+        let message_id = format!(
+            "<digest.{}.{}.{}@{}>",
+            digest.partner.code,
+            digest.day,
+            &hex::encode(fingerprint)[..24],
+            self.from.email.domain()
+        );
+        Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(rendered.subject.clone())
+            .message_id(Some(message_id))
+            // RFC 2369 and RFC 8058: mail clients show an unsubscribe button that POSTs here.
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                format!("<{}>", digest.unsubscribe_url),
+            ))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                "List-Unsubscribe=One-Click".to_owned(),
+            ))
+            .multipart(MultiPart::alternative_plain_html(
+                rendered.text.clone(),
+                rendered.html.clone(),
+            ))
+            .map_err(|error| failed(error.to_string()))
+    }
+}
