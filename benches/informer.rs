@@ -121,7 +121,8 @@ async fn main() {
 
     let port = free_port();
     let kafka = context.kafka_config();
-    let mut informer = spawn_informer(service_env(&kafka, &etcd_config, None, &postgres), port);
+    let mut informer =
+        spawn_informer(service_env(Some(&kafka), &etcd_config, None, &postgres), port);
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);

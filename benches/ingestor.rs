@@ -64,7 +64,7 @@ async fn setup(name: &str) -> Setup {
 fn spawn_ingestor(setup: &Setup) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cezbek"));
     command.arg("ingestor").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
-    command.envs(service_env(&setup.kafka, &setup.etcd, Some(&setup.s3), &setup.postgres));
+    command.envs(service_env(Some(&setup.kafka), &setup.etcd, Some(&setup.s3), &setup.postgres));
     for (name, value) in [
         ("CEZBEK_INGESTOR_LISTEN", format!("127.0.0.1:{}", setup.port)),
         ("CEZBEK_INGESTOR_LIST_INTERVAL", "200ms".into()),

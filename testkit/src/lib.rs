@@ -103,6 +103,22 @@ impl Stack {
         PathBuf::from(self.var("CEZBEK_PYTHON"))
     }
 
+    /// The messages the stack's SMTP capture server received for addresses ending with
+    /// `to_suffix`, oldest first, as a JSON array (see `dev/py/read_mail.py` for the fields).
+    pub fn captured_mail(&self, to_suffix: &str) -> String {
+        let output = std::process::Command::new(self.python())
+            .arg(self.root.join("dev/py/read_mail.py"))
+            .args(["--dir", &self.var("CEZBEK_MAIL_DIR"), "--to-suffix", to_suffix])
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run read_mail.py: {error}"));
+        assert!(
+            output.status.success(),
+            "read_mail.py failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// The stack's variables as a config reader, for services under test.
     pub fn env(&self) -> Env {
         Env::from_pairs(self.vars.clone())
@@ -221,20 +237,24 @@ impl TestContext {
 /// prefix, bucket and schema (the reverse of the services' `from_env`). Pass `None` for what the
 /// service does not use.
 pub fn service_env(
-    kafka: &KafkaConfig,
+    kafka: Option<&KafkaConfig>,
     etcd: &EtcdConfig,
     s3: Option<&S3Config>,
     postgres: &PostgresConfig,
 ) -> Vec<(&'static str, String)> {
     let mut vars = vec![
-        ("CEZBEK_KAFKA_BROKERS", kafka.brokers.clone()),
-        ("CEZBEK_TRANSACTIONS_TOPIC", kafka.transactions_topic.clone()),
-        ("CEZBEK_REWARDS_TOPIC", kafka.rewards_topic.clone()),
-        ("CEZBEK_TRANSACTIONS_DLQ_TOPIC", kafka.dead_letter_topic.clone()),
         ("CEZBEK_ETCD_ENDPOINTS", etcd.endpoints.join(",")),
         ("CEZBEK_ETCD_PREFIX", etcd.prefix.clone()),
         ("CEZBEK_POSTGRES_URL", postgres.url.clone()),
     ];
+    if let Some(kafka) = kafka {
+        vars.extend([
+            ("CEZBEK_KAFKA_BROKERS", kafka.brokers.clone()),
+            ("CEZBEK_TRANSACTIONS_TOPIC", kafka.transactions_topic.clone()),
+            ("CEZBEK_REWARDS_TOPIC", kafka.rewards_topic.clone()),
+            ("CEZBEK_TRANSACTIONS_DLQ_TOPIC", kafka.dead_letter_topic.clone()),
+        ]);
+    }
     if let Some(schema) = &postgres.schema {
         vars.push(("CEZBEK_POSTGRES_SCHEMA", schema.clone()));
     }
