@@ -638,3 +638,72 @@ async fn two_replicas_have_one_sender_and_a_lost_lease_stops_it_at_once() {
     }
     drop(replicas);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_with_starttls_and_credentials_and_a_private_ca() {
+    let setup = Setup::new("notifier starttls").await;
+    let day = today().pred_opt().unwrap();
+    setup.seed(1, &[purchase("t-1", noon(day), 100_000, 1_000)], Some(setup.email(1))).await;
+    let stack = setup.context.stack;
+    let relay = |password: &str, ca_file: Option<String>| {
+        let mut vars = vec![
+            ("CEZBEK_SMTP_ADDR", stack.var("CEZBEK_STACK_SMTP_STARTTLS_ADDR")),
+            ("CEZBEK_SMTP_TLS", "starttls".to_owned()),
+            ("CEZBEK_SMTP_USERNAME", stack.var("CEZBEK_STACK_SMTP_USERNAME")),
+            ("CEZBEK_SMTP_PASSWORD", password.to_owned()),
+        ];
+        vars.extend(ca_file.map(|file| ("CEZBEK_SMTP_CA_FILE", file)));
+        vars
+    };
+    let ca_file = stack.var("CEZBEK_STACK_SMTP_CA_FILE");
+    let password = stack.var("CEZBEK_STACK_SMTP_PASSWORD");
+
+    // The relay's certificate is signed by nobody the system trusts: no connection, no send.
+    let (ok, stdout) = setup.backfill(day, &relay(&password, None));
+    assert!(!ok, "{stdout}");
+    assert_eq!(setup.mail().len(), 0);
+
+    // Trusted, but the wrong password: the relay refuses, the digest stays pending.
+    let (ok, stdout) = setup.backfill(day, &relay("not-the-password", Some(ca_file.clone())));
+    assert!(!ok, "a refused digest fails the backfill: {stdout}");
+    assert!(stdout.contains("0 sent, 0 skipped, 1 failed"), "{stdout}");
+    assert_eq!(setup.statuses(day).await.get(&msisdn(1)), Some(&DigestStatus::Pending));
+
+    // Right: the pending digest goes out over TLS.
+    let (ok, stdout) = setup.backfill(day, &relay(&password, Some(ca_file)));
+    assert!(ok, "{stdout}");
+    assert!(stdout.contains("1 sent (1 resent after an interrupted run)"), "{stdout}");
+    assert_eq!(setup.mail().len(), 1);
+    assert_eq!(setup.statuses(day).await.get(&msisdn(1)), Some(&DigestStatus::Sent));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_transport_writes_one_eml_per_customer_day() {
+    let setup = Setup::new("notifier files").await;
+    let day = today().pred_opt().unwrap();
+    setup.seed(1, &[purchase("f-1", noon(day), 100_000, 1_000)], Some(setup.email(1))).await;
+    let outbox = setup.context.stack.root.join(format!("var/tmp/outbox-{}", setup.context.id));
+    let (ok, stdout) = setup.backfill(
+        day,
+        &[
+            ("CEZBEK_NOTIFIER_TRANSPORT", "file".to_owned()),
+            ("CEZBEK_NOTIFIER_OUTBOX", outbox.display().to_string()),
+        ],
+    );
+    assert!(ok && stdout.contains("1 sent"), "{stdout}");
+    let folder = outbox.join("TOKO").join(day.to_string());
+    let names: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec![format!("{}.eml", msisdn(1))]);
+    let eml = std::fs::read_to_string(folder.join(&names[0])).unwrap();
+    assert!(eml.contains(&format!("To: {}", setup.email(1))), "{eml}");
+    assert!(
+        eml.contains(&format!("Subject: Toko Rewards: you earned IDR 10.00 cashback on {day}")),
+        "{eml}"
+    );
+    assert!(eml.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"), "{eml}");
+    assert!(setup.mail().is_empty(), "nothing went to SMTP");
+    std::fs::remove_dir_all(outbox).unwrap();
+}
