@@ -57,15 +57,16 @@ output "helm_values" {
   value = {
     serviceAccount = { annotations = { "eks.amazonaws.com/role-arn" = aws_iam_role.services.arn } }
     config = {
-      CEZBEK_KAFKA_BROKERS    = aws_msk_cluster.main.bootstrap_brokers_tls
-      CEZBEK_KAFKA_PROPERTIES = "security.protocol=ssl"
-      CEZBEK_S3_BUCKET        = aws_s3_bucket.uploads.bucket
-      CEZBEK_S3_REGION        = var.region
-      CEZBEK_S3_PATH_STYLE    = "false"
-      CEZBEK_SQS_QUEUE_URL    = aws_sqs_queue.uploads.url
-      CEZBEK_SMTP_ADDR        = "email-smtp.${var.region}.amazonaws.com:587"
-      CEZBEK_SMTP_TLS         = "starttls"
-      CEZBEK_NOTIFIER_FROM    = var.email_from
+      CEZBEK_KAFKA_BROKERS            = aws_msk_cluster.main.bootstrap_brokers_tls
+      CEZBEK_KAFKA_PROPERTIES         = "security.protocol=ssl"
+      CEZBEK_S3_BUCKET                = aws_s3_bucket.uploads.bucket
+      CEZBEK_S3_REGION                = var.region
+      CEZBEK_S3_PATH_STYLE            = "false"
+      CEZBEK_SQS_QUEUE_URL            = aws_sqs_queue.uploads.url
+      CEZBEK_SMTP_ADDR                = "email-smtp.${var.region}.amazonaws.com:587"
+      CEZBEK_SMTP_TLS                 = "starttls"
+      CEZBEK_NOTIFIER_FROM            = var.email_from
+      CEZBEK_NOTIFIER_UNSUBSCRIBE_URL = "https://${var.informer_host}/v1/unsubscribe"
     }
     keda = { bootstrapServers = aws_msk_cluster.main.bootstrap_brokers_tls }
   }

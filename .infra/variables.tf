@@ -120,6 +120,16 @@ variable "email_from" {
   type        = string
 }
 
+variable "informer_host" {
+  description = "Public host name of the informer (the chart's ingress host): digests link to https://HOST/v1/unsubscribe."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$", var.informer_host))
+    error_message = "informer_host is a bare host name such as rewards.example.com (no scheme, no path)."
+  }
+}
+
 variable "kubernetes_namespace" {
   description = "Namespace the Helm chart is installed in."
   type        = string

@@ -1,5 +1,5 @@
-"""Reads the .eml files the SMTP capture server wrote and prints them as JSON, for tests and
-the demo: one object per message whose To ends with --to-suffix, oldest first, with the
+"""Reads .eml files (the SMTP capture server's, or the notifier's file outbox) and prints them
+as JSON, for tests and the demo: one object per message whose To ends with --to-suffix, oldest first, with the
 headers that matter and both parts decoded (quoted-printable, base64) by Python's own MIME
 parser."""
 
@@ -29,7 +29,14 @@ def main():
     parser.add_argument("--to-suffix", default="")
     args = parser.parse_args()
     found = []
-    names = sorted(n for n in os.listdir(args.dir) if n.endswith(".eml") and not n.startswith("."))
+    # Flat (the capture server's arrival-ordered names) or nested (the notifier's file outbox,
+    # PARTNER/DAY/MSISDN.eml): every finished .eml below --dir, in path order.
+    names = sorted(
+        os.path.relpath(os.path.join(folder, name), args.dir)
+        for folder, _, files in os.walk(args.dir)
+        for name in files
+        if name.endswith(".eml") and not name.startswith(".")
+    )
     for name in names:
         with open(os.path.join(args.dir, name), "rb") as handle:
             message = email.message_from_binary_file(handle, policy=email.policy.default)
