@@ -236,3 +236,109 @@ pub fn build(
         unsubscribe_url,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cezbek_schemas::{AppliedCampaign, CampaignKind, Currency, Reward, TransactionId};
+    use chrono::TimeZone;
+
+    fn record(id: &str, cashback: i64, refund: bool) -> RewardRecord {
+        let at = Utc.with_ymd_and_hms(2026, 11, 20, 5, 30, 0).unwrap();
+        RewardRecord {
+            reward: Reward {
+                partner: PartnerCode::parse("TOKO").unwrap(),
+                transaction_id: TransactionId::parse(id).unwrap(),
+                kind: if refund { TransactionKind::Refund } else { TransactionKind::Purchase },
+                original_transaction_id: refund.then(|| TransactionId::parse("p-1").unwrap()),
+                msisdn: Msisdn::parse("+6281200000001").unwrap(),
+                amount: 100_000,
+                currency: Currency::parse("IDR").unwrap(),
+                merchant: Some("Kopi".into()),
+                outcome: if refund { RewardOutcome::Clawback } else { RewardOutcome::Rewarded },
+                cashback,
+                tier_before: None,
+                tier_after: None,
+                applied_campaigns: if refund {
+                    Vec::new()
+                } else {
+                    vec![AppliedCampaign {
+                        campaign_id: "base".into(),
+                        kind: CampaignKind::Base,
+                        amount: cashback,
+                    }]
+                },
+                exclusion_id: None,
+                rules_revision: 1,
+                explanation: String::new(),
+                occurred_at: at,
+                decided_at: at,
+            },
+            mcc: None,
+            local_day: NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+            content_hash: id.into(),
+        }
+    }
+
+    fn state(email: Option<&str>, opted_out: bool) -> CustomerState {
+        CustomerState { email: email.map(str::to_owned), opted_out, ..CustomerState::default() }
+    }
+
+    #[test]
+    fn who_is_skipped_and_why() {
+        let partner = PartnerCode::parse("TOKO").unwrap();
+        let msisdn = Msisdn::parse("+6281200000001").unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+        let earned = [record("p-1", 1_000, false)];
+        let clawed_back = [record("p-1", 1_000, false), record("r-1", -1_000, true)];
+        let customer = |records| CustomerDay { partner: &partner, msisdn: &msisdn, day, records };
+        let good = state(Some("a@example.com"), false);
+
+        assert_eq!(skip_reason(&customer(&earned), Some(&good)), None);
+        assert_eq!(
+            skip_reason(&customer(&clawed_back), Some(&good)),
+            Some(SkipReason::NothingEarned)
+        );
+        assert_eq!(skip_reason(&customer(&earned), None), Some(SkipReason::NoEmail));
+        assert_eq!(
+            skip_reason(&customer(&earned), Some(&state(Some("  "), false))),
+            Some(SkipReason::NoEmail)
+        );
+        assert_eq!(
+            skip_reason(&customer(&earned), Some(&state(Some("not an address"), false))),
+            Some(SkipReason::InvalidEmail)
+        );
+        assert_eq!(
+            skip_reason(&customer(&earned), Some(&state(Some("a@example.com"), true))),
+            Some(SkipReason::OptedOut)
+        );
+    }
+
+    #[test]
+    fn the_digest_lists_purchases_and_clawbacks_in_local_time_with_the_net_total() {
+        let partner = PartnerCode::parse("TOKO").unwrap();
+        let msisdn = Msisdn::parse("+6281200000001").unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+        let mut refund = record("r-1", -400, true);
+        refund.reward.occurred_at += chrono::Duration::hours(2);
+        let records = [refund, record("p-1", 1_000, false), record("n-1", 0, false)];
+        let customer = CustomerDay { partner: &partner, msisdn: &msisdn, day, records: &records };
+        let digest =
+            build(&customer, " a@example.com ", None, None, "https://u".into(), Utc::now());
+        assert_eq!(digest.total_minor, 600);
+        assert_eq!(digest.total, "IDR 6.00");
+        assert_eq!(digest.email, "a@example.com");
+        // No rules: UTC and the campaign id; zero-cashback decisions are left out; oldest first.
+        let lines: Vec<(&str, &str, &str)> = digest
+            .transactions
+            .iter()
+            .map(|line| (line.time.as_str(), line.cashback.as_str(), line.campaigns.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            vec![("05:30", "IDR 10.00", "base"), ("07:30", "IDR -4.00", "refund of p-1")]
+        );
+        assert_eq!(digest.partner.name, "TOKO");
+        assert_eq!(digest.tier, None);
+    }
+}
