@@ -243,6 +243,7 @@ async fn end_to_end(name: &str, instances: usize, transactions: &[Transaction]) 
             group_id: format!("bench-{}", context.id),
             batch_max: 5_000,
             batch_wait: Duration::from_millis(50),
+            lanes: 4,
         };
         tokio::spawn(cezbek_rewarder::run(config, shutdown.clone()));
     }

@@ -232,6 +232,7 @@ impl Pipeline {
             group_id: self.group.clone(),
             batch_max: 2_000,
             batch_wait: Duration::from_millis(50),
+            lanes: 4,
         }
     }
 

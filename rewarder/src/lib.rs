@@ -9,7 +9,8 @@
 
 mod process;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,7 @@ use rdkafka::consumer::{
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use cezbek_ledger::{Ledger, LedgerChoice, PostgresLedger, ScyllaLedger};
 use cezbek_platform::config::{EtcdConfig, HttpConfig, KafkaConfig, PostgresConfig};
@@ -46,6 +47,8 @@ pub struct Config {
     pub batch_max: usize,
     /// …or this long after its first message.
     pub batch_wait: Duration,
+    /// Batches decided and written at once, each by a lane owning some of the partitions.
+    pub lanes: usize,
 }
 
 impl Config {
@@ -56,6 +59,8 @@ impl Config {
             "CEZBEK_REWARDER_BATCH_MAX",
             "must be 1 to 50000",
         );
+        let lanes = env.parse("CEZBEK_REWARDER_LANES", 4usize);
+        env.check((1..=64).contains(&lanes), "CEZBEK_REWARDER_LANES", "must be 1 to 64");
         Self {
             http: HttpConfig::from_env(env, "CEZBEK_REWARDER_LISTEN", "127.0.0.1:8091"),
             kafka: KafkaConfig::from_env(env, "cezbek-rewarder"),
@@ -65,6 +70,7 @@ impl Config {
             group_id: env.string("CEZBEK_REWARDER_GROUP", "cezbek-rewarder"),
             batch_max,
             batch_wait: env.duration("CEZBEK_REWARDER_BATCH_WAIT", Duration::from_millis(100)),
+            lanes,
         }
     }
 }
@@ -87,6 +93,8 @@ pub enum Error {
 #[derive(Default)]
 struct RebalanceContext {
     revoked: Mutex<Vec<i32>>,
+    /// Set with `revoked`, so the loop checks one flag per message, not a lock.
+    revoked_pending: AtomicBool,
 }
 
 impl ClientContext for RebalanceContext {}
@@ -96,6 +104,7 @@ impl ConsumerContext for RebalanceContext {
         if let Rebalance::Revoke(partitions) = rebalance {
             let mut revoked = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
             revoked.extend(partitions.elements().iter().map(|element| element.partition()));
+            self.revoked_pending.store(true, Ordering::Release);
             tracing::info!(partitions = ?revoked, "partitions revoked");
         }
     }
@@ -111,6 +120,7 @@ impl ConsumerContext for RebalanceContext {
 
 type RewarderConsumer = StreamConsumer<RebalanceContext>;
 
+#[derive(Clone)]
 struct Metrics {
     process: ProcessMetrics,
     dead_lettered: IntCounterVec,
@@ -241,10 +251,7 @@ async fn run_with<L: Ledger + 'static>(
         shutdown.clone(),
     ));
 
-    let mut processor = Processor::new(ledger, metrics.process.clone());
-    let result =
-        consume(&config, &consumer, &producer, &mut processor, &mut rules, &metrics, &shutdown)
-            .await;
+    let result = consume(&config, &consumer, &producer, &ledger, &rules, &metrics, &shutdown).await;
 
     // Leave the group now, so the partitions move to the other instances at once.
     consumer.unsubscribe();
@@ -260,21 +267,166 @@ async fn run_with<L: Ledger + 'static>(
     result
 }
 
-/// The loop: poll a batch, decide and write it, publish, commit; until shutdown.
-async fn consume<L: Ledger>(
+/// What a lane is handed: a batch of its partitions, or partitions it no longer owns.
+enum LaneWork {
+    Batch(Vec<Incoming>),
+    Revoke(Vec<i32>),
+}
+
+/// The poll side of a lane: where its messages gather until the batch closes.
+struct LaneInbox {
+    work: mpsc::Sender<LaneWork>,
+    buffer: Vec<Incoming>,
+    partitions: usize,
+}
+
+/// The loop: poll, route each message to its partition's lane, close the lanes' batches at
+/// `batch_max` messages or `batch_wait` after the first; until shutdown. Each lane decides,
+/// writes, publishes and commits its batches in order, beside the others: a customer lives in
+/// one partition and a partition in one lane, so lanes never share a customer, and the
+/// database works on one lane's write while this process decides another's.
+async fn consume<L: Ledger + 'static>(
     config: &Config,
     consumer: &Arc<RewarderConsumer>,
     producer: &FutureProducer,
-    processor: &mut Processor<L>,
-    rules: &mut watch::Receiver<Option<Arc<RuleSnapshot>>>,
+    ledger: &Arc<L>,
+    rules: &watch::Receiver<Option<Arc<RuleSnapshot>>>,
     metrics: &Metrics,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
-    // Publishing and committing run in order beside the loop, so the next batch is decided
-    // while the broker acknowledges this one. Two batches may wait: beyond that the loop waits.
-    let (decided, mut to_publish) = tokio::sync::mpsc::channel::<(Vec<Incoming>, Outcome)>(2);
+    let mut inboxes = Vec::with_capacity(config.lanes);
+    let mut lanes = Vec::with_capacity(config.lanes);
+    for _ in 0..config.lanes {
+        // One batch waits while the lane works on another; beyond that, polling waits.
+        let (work, inbox) = mpsc::channel(1);
+        inboxes.push(LaneInbox { work, buffer: Vec::new(), partitions: 0 });
+        lanes.push(tokio::spawn(run_lane(
+            config.clone(),
+            Arc::clone(consumer),
+            producer.clone(),
+            Processor::new(Arc::clone(ledger), metrics.process.clone()),
+            rules.clone(),
+            metrics.clone(),
+            inbox,
+            shutdown.clone(),
+        )));
+    }
+    let result = route(config, consumer, &mut inboxes, shutdown).await;
+    // Batches already handed to a lane are finished, published and committed before the
+    // instance leaves the group; messages still gathering are left for redelivery.
+    drop(inboxes);
+    for lane in lanes {
+        let _ = lane.await;
+    }
+    result
+}
+
+async fn route(
+    config: &Config,
+    consumer: &RewarderConsumer,
+    inboxes: &mut [LaneInbox],
+    shutdown: &CancellationToken,
+) -> Result<(), Error> {
+    let mut lane_of: HashMap<i32, usize> = HashMap::new();
+    // One timer, armed when a batch starts gathering: a new timer per message was a
+    // measurable cost.
+    let timer = tokio::time::sleep(config.batch_wait);
+    tokio::pin!(timer);
+    let mut armed = false;
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return Ok(()),
+            () = &mut timer, if armed => {
+                armed = false;
+                if consumer.context().revoked_pending.swap(false, Ordering::AcqRel) {
+                    revoke(consumer, inboxes, &mut lane_of).await;
+                }
+                for inbox in inboxes.iter_mut() {
+                    if !send_batch(inbox).await {
+                        return Ok(());
+                    }
+                }
+            }
+            message = consumer.recv() => {
+                let message = message?;
+                if consumer.context().revoked_pending.swap(false, Ordering::AcqRel) {
+                    revoke(consumer, inboxes, &mut lane_of).await;
+                }
+                let partition = message.partition();
+                let lane = *lane_of.entry(partition).or_insert_with(|| {
+                    // A new partition goes to the lane with the fewest.
+                    let lane = (0..inboxes.len()).min_by_key(|&i| inboxes[i].partitions).unwrap_or(0);
+                    inboxes[lane].partitions += 1;
+                    lane
+                });
+                let inbox = &mut inboxes[lane];
+                inbox.buffer.push(Incoming {
+                    partition,
+                    offset: message.offset(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    payload: message.payload().map(<[u8]>::to_vec),
+                });
+                drop(message);
+                if inbox.buffer.len() >= config.batch_max {
+                    if !send_batch(inbox).await {
+                        return Ok(());
+                    }
+                } else if !armed {
+                    armed = true;
+                    timer.as_mut().reset(tokio::time::Instant::now() + config.batch_wait);
+                }
+            }
+        }
+    }
+}
+
+/// Hands a lane the batch it gathered, if any; false when the lane is gone.
+async fn send_batch(inbox: &mut LaneInbox) -> bool {
+    if inbox.buffer.is_empty() {
+        return true;
+    }
+    let batch = std::mem::take(&mut inbox.buffer);
+    inbox.work.send(LaneWork::Batch(batch)).await.is_ok()
+}
+
+/// Drops what was gathered for revoked partitions (it belongs to the new owner now) and tells
+/// the lanes to forget those partitions' customers.
+async fn revoke(
+    consumer: &RewarderConsumer,
+    inboxes: &mut [LaneInbox],
+    lane_of: &mut HashMap<i32, usize>,
+) {
+    let revoked: Vec<i32> = std::mem::take(
+        &mut *consumer.context().revoked.lock().unwrap_or_else(PoisonError::into_inner),
+    );
+    for partition in &revoked {
+        if let Some(lane) = lane_of.remove(partition) {
+            inboxes[lane].partitions -= 1;
+        }
+    }
+    for inbox in inboxes.iter_mut() {
+        inbox.buffer.retain(|message| !revoked.contains(&message.partition));
+        // A lane that already left only happens on shutdown.
+        let _ = inbox.work.send(LaneWork::Revoke(revoked.clone())).await;
+    }
+}
+
+/// One lane: decides and writes its batches in order; publishing and committing run beside
+/// it, so the next batch is decided while the broker acknowledges this one.
+#[allow(clippy::too_many_arguments)] // the lane's share of the service, passed once at spawn
+async fn run_lane<L: Ledger>(
+    config: Config,
+    consumer: Arc<RewarderConsumer>,
+    producer: FutureProducer,
+    mut processor: Processor<L>,
+    mut rules: watch::Receiver<Option<Arc<RuleSnapshot>>>,
+    metrics: Metrics,
+    mut inbox: mpsc::Receiver<LaneWork>,
+    shutdown: CancellationToken,
+) {
+    let (decided, mut to_publish) = mpsc::channel::<(Vec<Incoming>, Outcome)>(2);
     let publisher = {
-        let (config, consumer, producer) = (config.clone(), Arc::clone(consumer), producer.clone());
         let dead_lettered = metrics.dead_lettered.clone();
         tokio::spawn(async move {
             while let Some((batch, outcome)) = to_publish.recv().await {
@@ -283,65 +435,27 @@ async fn consume<L: Ledger>(
             }
         })
     };
-    while !shutdown.is_cancelled() {
-        let Some(mut batch) = collect(consumer, config, shutdown).await? else { break };
-        let revoked: HashSet<i32> = std::mem::take(
-            &mut *consumer.context().revoked.lock().unwrap_or_else(PoisonError::into_inner),
-        )
-        .into_iter()
-        .collect();
-        if !revoked.is_empty() {
-            processor.revoke(&revoked.iter().copied().collect::<Vec<_>>());
-            // Messages polled before the revoke belong to the new owner now.
-            batch.retain(|message| !revoked.contains(&message.partition));
-            if batch.is_empty() {
+    while let Some(work) = inbox.recv().await {
+        let batch = match work {
+            LaneWork::Revoke(partitions) => {
+                processor.revoke(&partitions);
                 continue;
             }
-        }
+            LaneWork::Batch(batch) => batch,
+        };
         let started = Instant::now();
         let snapshot = rules.borrow_and_update().clone().unwrap_or_default();
-        let Some(outcome) = decide(processor, &batch, &snapshot, shutdown).await else { break };
+        let Some(outcome) = decide(&mut processor, &batch, &snapshot, &shutdown).await else {
+            break;
+        };
         metrics.batch_size.observe(batch.len() as f64);
         metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
         if decided.send((batch, outcome)).await.is_err() {
             break;
         }
     }
-    // Finish publishing and committing what was decided before leaving the group.
     drop(decided);
     let _ = publisher.await;
-    Ok(())
-}
-
-/// Up to `batch_max` messages, closing `batch_wait` after the first. `None` on shutdown.
-async fn collect(
-    consumer: &RewarderConsumer,
-    config: &Config,
-    shutdown: &CancellationToken,
-) -> Result<Option<Vec<Incoming>>, Error> {
-    let incoming = |message: rdkafka::message::BorrowedMessage<'_>| Incoming {
-        partition: message.partition(),
-        offset: message.offset(),
-        key: message.key().map(<[u8]>::to_vec),
-        payload: message.payload().map(<[u8]>::to_vec),
-    };
-    let first = tokio::select! {
-        () = shutdown.cancelled() => return Ok(None),
-        message = consumer.recv() => message?,
-    };
-    let mut batch = Vec::with_capacity(config.batch_max);
-    batch.push(incoming(first));
-    // One timer for the whole batch: a new one per message was a measurable cost.
-    let deadline = tokio::time::sleep(config.batch_wait);
-    tokio::pin!(deadline);
-    while batch.len() < config.batch_max {
-        tokio::select! {
-            biased;
-            message = consumer.recv() => batch.push(incoming(message?)),
-            () = &mut deadline => break,
-        }
-    }
-    Ok(Some(batch))
 }
 
 /// Decides a batch, waiting out ledger outages (nothing is committed meanwhile, so nothing

@@ -12,16 +12,25 @@ use cezbek_schemas::{RewardOutcome, Transaction, TransactionKind};
 use crate::evaluate::Decision;
 
 /// A non-excluded purchase that may count towards a tier.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// The window is rewritten with every decision, so it is stored compactly: each purchase as
+/// the array `[transaction_id, occurred_at_ms, amount, refunded]` (the object form, which
+/// earlier versions wrote, still reads: serde accepts a struct as either).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct WindowPurchase {
     pub transaction_id: String,
-    /// Milliseconds in the stored JSON: this is rewritten with every decision, and formatting
-    /// dates was a visible share of the rewarder's time.
     #[serde(with = "chrono::serde::ts_milliseconds")]
     pub occurred_at: DateTime<Utc>,
     pub amount: i64,
     /// Refunded so far; the purchase counts for `amount - refunded`.
     pub refunded: i64,
+}
+
+impl Serialize for WindowPurchase {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (&self.transaction_id, self.occurred_at.timestamp_millis(), self.amount, self.refunded)
+            .serialize(serializer)
+    }
 }
 
 impl WindowPurchase {
@@ -30,12 +39,19 @@ impl WindowPurchase {
     }
 }
 
-/// Cashback a campaign paid a customer on one partner-local day.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Cashback a campaign paid a customer on one partner-local day: one total per campaign and
+/// day, stored as the array `[campaign_id, day, amount]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct DailyEarned {
     pub campaign_id: String,
     pub day: NaiveDate,
     pub amount: i64,
+}
+
+impl Serialize for DailyEarned {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (&self.campaign_id, self.day, self.amount).serialize(serializer)
+    }
 }
 
 /// A purchase a refund refers to, as the ledger recorded it.
@@ -121,11 +137,18 @@ impl CustomerWindow {
                     refunded: 0,
                 });
                 for applied in &decision.applied_campaigns {
-                    self.daily_earned.push(DailyEarned {
-                        campaign_id: applied.campaign_id.clone(),
-                        day,
-                        amount: applied.amount,
-                    });
+                    let total = self
+                        .daily_earned
+                        .iter_mut()
+                        .find(|e| e.day == day && e.campaign_id == applied.campaign_id);
+                    match total {
+                        Some(total) => total.amount = total.amount.saturating_add(applied.amount),
+                        None => self.daily_earned.push(DailyEarned {
+                            campaign_id: applied.campaign_id.clone(),
+                            day,
+                            amount: applied.amount,
+                        }),
+                    }
                 }
             }
             TransactionKind::Refund => {

@@ -379,3 +379,38 @@ fn a_refund_of_an_excluded_purchase_finds_it_and_claws_back_nothing() {
     assert_eq!(decisions[0].outcome, RewardOutcome::Excluded);
     assert_eq!((decisions[1].outcome, decisions[1].cashback), (RewardOutcome::Clawback, 0));
 }
+
+#[test]
+fn the_window_keeps_one_daily_total_per_campaign_and_round_trips_through_its_compact_form() {
+    let mut capped = base("b1", 1_000);
+    capped.max_per_customer_per_day = Some(2_500);
+    let rules = snapshot(|b| b.campaign(capped));
+    let mut window = CustomerWindow::default();
+    let mut cashback = Vec::new();
+    for (id, hour) in [("a", 1), ("b", 2), ("c", 3)] {
+        let transaction = purchase(id, 10_000, at(2026, 5, 1, hour, 0));
+        let decision = evaluate(&transaction, &rules, &window);
+        cashback.push(decision.cashback);
+        window.apply(&transaction, &decision, local_day(&rules, &transaction));
+    }
+    // The cap still sees the sum of the day: 1000 + 1000 + the 500 left.
+    assert_eq!(cashback, vec![1_000, 1_000, 500]);
+    assert_eq!(window.daily_earned.len(), 1);
+    assert_eq!(window.earned_on("b1", chrono::NaiveDate::from_ymd_opt(2026, 5, 1).unwrap()), 2_500);
+
+    let stored = serde_json::to_string(&window).unwrap();
+    assert!(
+        stored.contains(r#"["a",1777597200000,10000,0]"#)
+            && stored.contains(r#"["b1","2026-05-01",2500]"#),
+        "{stored}"
+    );
+    let read: CustomerWindow = serde_json::from_str(&stored).unwrap();
+    assert_eq!((read.purchases, read.daily_earned), (window.purchases, window.daily_earned));
+
+    // What earlier versions wrote (objects) still reads.
+    let earlier = r#"{"purchases":[{"transaction_id":"a","occurred_at":1777597200000,"amount":10000,"refunded":0}],
+        "daily_earned":[{"campaign_id":"b1","day":"2026-05-01","amount":1000}]}"#;
+    let read: CustomerWindow = serde_json::from_str(earlier).unwrap();
+    assert_eq!(read.purchases[0].occurred_at, at(2026, 5, 1, 1, 0));
+    assert_eq!(read.earned_on("b1", chrono::NaiveDate::from_ymd_opt(2026, 5, 1).unwrap()), 1_000);
+}
