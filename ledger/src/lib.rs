@@ -46,6 +46,28 @@ pub trait Ledger: Send + Sync {
         batch: &[CustomerBatch],
     ) -> impl Future<Output = Result<Vec<(PartnerCode, TransactionId)>, LedgerError>> + Send;
 
+    /// [`Ledger::apply`] for a batch believed to hold only undecided transactions: when any
+    /// record's `(partner, transaction_id)` is already decided, nothing is written and the
+    /// batch fails with [`LedgerError::AlreadyDecided`], so the caller sorts it out with
+    /// [`Ledger::existing`]. Almost every batch is new, and this spares it that lookup where
+    /// the backend can check inside the write (PostgreSQL); this default looks first.
+    fn apply_new(
+        &self,
+        batch: &[CustomerBatch],
+    ) -> impl Future<Output = Result<Vec<(PartnerCode, TransactionId)>, LedgerError>> + Send {
+        async move {
+            let lookups = batch
+                .iter()
+                .flat_map(|customer| &customer.records)
+                .map(|record| self.reward(&record.reward.partner, &record.reward.transaction_id));
+            let found = futures::future::try_join_all(lookups).await?;
+            if found.iter().any(Option::is_some) {
+                return Err(LedgerError::AlreadyDecided);
+            }
+            self.apply(batch).await
+        }
+    }
+
     /// The content hashes of those of `transactions` that are already decided, by
     /// `(partner, transaction_id)`. Given whole transactions, a backend can look where it keeps
     /// them (Scylla: the customer's own partition).

@@ -188,10 +188,13 @@ const UPSERT_STATES: &str = "INSERT INTO customer_state (partner, msisdn, tier, 
      WHERE customer_state.version = EXCLUDED.version - 1 \
      RETURNING partner, msisdn";
 
-impl Ledger for PostgresLedger {
-    async fn apply(
+impl PostgresLedger {
+    /// One transaction: the records (an id already there is left as it is, or, with
+    /// `only_new`, refuses the batch), then the fenced states.
+    async fn write(
         &self,
         batch: &[CustomerBatch],
+        only_new: bool,
     ) -> Result<Vec<(PartnerCode, TransactionId)>, LedgerError> {
         let mut customers = HashSet::new();
         let mut rewards = RewardColumns::default();
@@ -238,6 +241,10 @@ impl Ledger for PostgresLedger {
             .bind(&rewards.content_hash)
             .fetch_all(&mut *transaction)
             .await?;
+        if only_new && inserted.len() < rewards.partner.len() {
+            // Dropping the transaction rolls the inserted ones back.
+            return Err(LedgerError::AlreadyDecided);
+        }
         let written: HashSet<(String, String)> = sqlx::query_as(UPSERT_STATES)
             .bind(&partner)
             .bind(&msisdn)
@@ -271,6 +278,22 @@ impl Ledger for PostgresLedger {
                 Ok((partner, id))
             })
             .collect()
+    }
+}
+
+impl Ledger for PostgresLedger {
+    async fn apply(
+        &self,
+        batch: &[CustomerBatch],
+    ) -> Result<Vec<(PartnerCode, TransactionId)>, LedgerError> {
+        self.write(batch, false).await
+    }
+
+    async fn apply_new(
+        &self,
+        batch: &[CustomerBatch],
+    ) -> Result<Vec<(PartnerCode, TransactionId)>, LedgerError> {
+        self.write(batch, true).await
     }
 
     async fn existing(

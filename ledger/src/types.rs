@@ -13,6 +13,8 @@ pub enum LedgerError {
         "customer state of {partner} {msisdn} changed since it was loaded (expected version {expected})"
     )]
     StaleState { partner: String, msisdn: String, expected: i64 },
+    #[error("a transaction of the batch is already decided; nothing was written")]
+    AlreadyDecided,
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
     #[error("invalid batch: {0}")]

@@ -29,6 +29,7 @@ macro_rules! conformance {
 
 conformance!(
     apply_is_idempotent,
+    apply_new_refuses_a_batch_with_a_decided_transaction,
     a_stale_state_refuses_the_whole_batch,
     a_record_reads_back_exactly,
     originals_sum_their_refunds,

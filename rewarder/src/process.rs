@@ -128,15 +128,30 @@ impl<L: Ledger> Processor<L> {
             }
         }
 
-        // Deduplicate on every attempt: after a stale-state refusal, another instance may have
-        // decided some of these transactions meanwhile.
+        // The first attempt assumes every transaction is new and lets the ledger check that
+        // inside the write, which refuses the whole batch otherwise; the batch is then
+        // deduplicated against the ledger and decided again. After a stale-state refusal too:
+        // another instance may have decided some of these transactions meanwhile.
         let mut attempt = 0;
+        let mut assume_new = true;
         let (triage, written) = loop {
             attempt += 1;
-            let triage = self.triage(&decoded, batch).await?;
+            let triage = self.triage(&decoded, batch, assume_new).await?;
             self.load_states(&triage.order).await?;
             let (batches, states) = self.decide(&triage.order, &triage.pending, rules).await?;
-            match self.ledger.apply(&batches).await {
+            let applied = if assume_new {
+                self.ledger.apply_new(&batches).await
+            } else {
+                self.ledger.apply(&batches).await
+            };
+            match applied {
+                Err(LedgerError::AlreadyDecided) if assume_new => {
+                    tracing::debug!(
+                        messages = batch.len(),
+                        "batch holds decided transactions; deduplicating"
+                    );
+                    assume_new = false;
+                }
                 Ok(_) => {
                     for ((partition, customer), state) in triage.order.iter().zip(states) {
                         self.cache.entry(*partition).or_default().insert(customer.clone(), state);
@@ -147,6 +162,7 @@ impl<L: Ledger> Processor<L> {
                     if attempt < STALE_RETRIES =>
                 {
                     tracing::info!(%partner, %msisdn, expected, "customer state changed elsewhere; reloading and deciding again");
+                    assume_new = false;
                     // Reload every customer of the batch: any of them may have moved on.
                     for (partition, customer) in &triage.order {
                         if let Some(customers) = self.cache.get_mut(partition) {
@@ -184,13 +200,19 @@ impl<L: Ledger> Processor<L> {
 
     /// Sorts decoded transactions into new ones (per customer, in log order), redeliveries of
     /// decided ones, and conflicts.
+    /// With `assume_new`, the ledger is not asked (copies within the batch are still found).
     async fn triage(
         &self,
         decoded: &[(usize, Transaction)],
         batch: &[Incoming],
+        assume_new: bool,
     ) -> Result<Triage, LedgerError> {
-        let transactions: Vec<&Transaction> = decoded.iter().map(|(_, t)| t).collect();
-        let existing = self.ledger.existing(&transactions).await?;
+        let existing = if assume_new {
+            HashMap::new()
+        } else {
+            let transactions: Vec<&Transaction> = decoded.iter().map(|(_, t)| t).collect();
+            self.ledger.existing(&transactions).await?
+        };
         let mut triage = Triage::default();
         let mut seen: HashMap<(PartnerCode, TransactionId), String> = HashMap::new();
         for (index, transaction) in decoded {

@@ -150,6 +150,28 @@ pub async fn apply_is_idempotent(ledger: &impl Ledger) {
     assert_eq!(existing[&key("t1")], "hash-t1");
 }
 
+pub async fn apply_new_refuses_a_batch_with_a_decided_transaction(ledger: &impl Ledger) {
+    let (alice, bob) = (customer(1), customer(2));
+    let first =
+        [CustomerBatch { records: vec![record("t1", &alice, 0, 100)], state: state(&alice, 0, 1) }];
+    assert_eq!(ledger.apply_new(&first).await.unwrap(), vec![key("t1")]);
+    // Bob's new purchase rides with a redelivery of t1 (alice's state as if t1 were new to it).
+    let mixed = [
+        CustomerBatch { records: vec![record("u1", &bob, 0, 50)], state: state(&bob, 0, 1) },
+        CustomerBatch { records: vec![record("t1", &alice, 0, 100)], state: state(&alice, 1, 2) },
+    ];
+    let error = ledger.apply_new(&mixed).await.unwrap_err();
+    assert!(matches!(error, LedgerError::AlreadyDecided), "{error}");
+    assert!(ledger.reward(&partner(), &key("u1").1).await.unwrap().is_none(), "nothing written");
+    assert!(
+        ledger.customer_states(&partner(), std::slice::from_ref(&bob)).await.unwrap().is_empty()
+    );
+    let states = ledger.customer_states(&partner(), std::slice::from_ref(&alice)).await.unwrap();
+    assert_eq!((states[0].version, states[0].window.purchases.len()), (1, 1));
+    // Without the redelivery, bob's part goes through.
+    assert_eq!(ledger.apply_new(&mixed[..1]).await.unwrap(), vec![key("u1")]);
+}
+
 pub async fn a_stale_state_refuses_the_whole_batch(ledger: &impl Ledger) {
     let (alice, bob) = (customer(1), customer(2));
     ledger
