@@ -200,4 +200,5 @@ async fn main() {
     );
     let _ = informer.kill();
     let _ = informer.wait();
+    context.drop_postgres_schema().await;
 }

@@ -5,6 +5,7 @@
 //!
 //!     cargo bench --bench rewarder_e2e            # 1,000,000 transactions
 //!     CEZBEK_BENCH_TRANSACTIONS=200000 cargo bench --bench rewarder_e2e
+//!     CEZBEK_REWARDER_LANES=6 cargo bench --bench rewarder_e2e   # lanes per instance (default 4)
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)] // a benchmark prints its figures
 
@@ -243,23 +244,42 @@ async fn end_to_end(name: &str, instances: usize, transactions: &[Transaction]) 
             group_id: format!("bench-{}", context.id),
             batch_max: 5_000,
             batch_wait: Duration::from_millis(50),
-            lanes: 4,
+            lanes: std::env::var("CEZBEK_REWARDER_LANES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(4),
         };
         tokio::spawn(cezbek_rewarder::run(config, shutdown.clone()));
     }
     let pool = cezbek_platform::postgres::connect(&postgres).await.unwrap();
     let target = i64::try_from(transactions.len()).unwrap();
+    let mut first_row = None;
+    let mut progress = Vec::new();
     loop {
         let rows: i64 =
             sqlx::query_scalar("SELECT count(*) FROM rewards").fetch_one(&pool).await.unwrap_or(0);
+        if rows > 0 && first_row.is_none() {
+            first_row = Some(started.elapsed());
+        }
+        if progress.len() < started.elapsed().as_secs() as usize / 10 {
+            progress.push(format!("{:.0}k", rows as f64 / 1000.0));
+        }
         if rows >= target {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let elapsed = started.elapsed();
+    // Where the time went: joining the group and loading the rules, then the steady rate.
+    println!(
+        "  first reward after {:.1} s; in the ledger every 10 s: {}",
+        first_row.unwrap_or_default().as_secs_f64(),
+        progress.join(", ")
+    );
     shutdown.cancel();
     tokio::time::sleep(Duration::from_secs(1)).await;
+    pool.close().await;
+    context.drop_postgres_schema().await;
     (transactions.len() as f64 / elapsed.as_secs_f64(), elapsed)
 }
 
@@ -281,6 +301,7 @@ async fn main() {
     }
     let copy =
         copy_rate(&raw_context.postgres_config().await, &transactions, &set.snapshot(1)).await;
+    raw_context.drop_postgres_schema().await;
     println!("  COPY of the same rows (rewards + customer states): {copy:>9.0} rows/s");
 
     let (one, one_time) = end_to_end("benchone", 1, &transactions).await;

@@ -192,6 +192,23 @@ impl TestContext {
         config
     }
 
+    /// Drops the schema [`TestContext::postgres_config`] made. Tests keep theirs (to look at
+    /// after a failure); a benchmark's million rows would fill the disk after a few runs.
+    pub async fn drop_postgres_schema(&self) {
+        let config = PostgresConfig::from_env(&mut self.stack.env());
+        let pool = match sqlx::PgPool::connect(&config.url).await {
+            Ok(pool) => pool,
+            Err(error) => panic!("cannot connect to PostgreSQL at {}: {error}", config.url),
+        };
+        let schema = format!("t_{}", self.id);
+        if let Err(error) =
+            sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&pool).await
+        {
+            panic!("cannot drop schema {schema}: {error}");
+        }
+        pool.close().await;
+    }
+
     /// S3 settings with a fresh bucket of this test's.
     pub async fn s3_config(&self) -> S3Config {
         let mut config = S3Config::from_env(&mut self.stack.env());
