@@ -138,7 +138,7 @@ impl<L: Ledger> Processor<L> {
             attempt += 1;
             let triage = self.triage(&decoded, batch, assume_new).await?;
             self.load_states(&triage.order).await?;
-            let (batches, states) = self.decide(&triage.order, &triage.pending, rules).await?;
+            let (mut batches, states) = self.decide(&triage.order, &triage.pending, rules).await?;
             let applied = if assume_new {
                 self.ledger.apply_new(&batches).await
             } else {
@@ -153,7 +153,9 @@ impl<L: Ledger> Processor<L> {
                     assume_new = false;
                 }
                 Ok(_) => {
-                    for ((partition, customer), state) in triage.order.iter().zip(states) {
+                    let written = triage.order.iter().zip(states).zip(&mut batches);
+                    for (((partition, customer), mut state), batch) in written {
+                        state.window = std::mem::take(&mut batch.state.window);
                         self.cache.entry(*partition).or_default().insert(customer.clone(), state);
                     }
                     break (triage, batches);
@@ -281,10 +283,12 @@ impl<L: Ledger> Processor<L> {
         Ok(())
     }
 
-    /// Decides every pending transaction from the cached states (which stay untouched until
-    /// the ledger accepted the write).
+    /// Decides every pending transaction from the cached states. The states are taken out of
+    /// the cache (a window is not cloned per decision) and go back only once the ledger
+    /// accepted the write; when it did not, they are loaded again from the ledger, which has
+    /// what the cache had.
     async fn decide(
-        &self,
+        &mut self,
         order: &[(i32, CustomerKey)],
         pending: &HashMap<CustomerKey, Vec<Pending>>,
         rules: &RuleSnapshot,
@@ -293,12 +297,8 @@ impl<L: Ledger> Processor<L> {
         let mut batches = Vec::with_capacity(order.len());
         let mut states = Vec::with_capacity(order.len());
         for (partition, customer) in order {
-            let mut state = self
-                .cache
-                .get(partition)
-                .and_then(|c| c.get(customer))
-                .cloned()
-                .unwrap_or_default();
+            let mut state =
+                self.cache.get_mut(partition).and_then(|c| c.remove(customer)).unwrap_or_default();
             let transactions = pending.get(customer).map(Vec::as_slice).unwrap_or_default();
             self.fetch_originals(&mut state, transactions).await?;
             let mut records = Vec::with_capacity(transactions.len());
@@ -333,7 +333,7 @@ impl<L: Ledger> Processor<L> {
                     msisdn: customer.1.clone(),
                     tier: state.tier.clone(),
                     email: state.email.clone(),
-                    window: state.window.clone(),
+                    window: std::mem::take(&mut state.window),
                     expected_version: state.version,
                 },
             });
