@@ -334,49 +334,49 @@ async fn route(
     tokio::pin!(timer);
     let mut armed = false;
     loop {
-        tokio::select! {
+        // A message, or None when the timer closed the gathering batches.
+        let polled = tokio::select! {
             biased;
             () = shutdown.cancelled() => return Ok(()),
-            () = &mut timer, if armed => {
-                armed = false;
-                if consumer.context().revoked_pending.swap(false, Ordering::AcqRel) {
-                    revoke(consumer, inboxes, &mut lane_of).await;
-                }
-                for inbox in inboxes.iter_mut() {
-                    if !send_batch(inbox).await {
-                        return Ok(());
-                    }
-                }
-            }
+            () = &mut timer, if armed => None,
             message = consumer.recv() => {
                 let message = message?;
-                if consumer.context().revoked_pending.swap(false, Ordering::AcqRel) {
-                    revoke(consumer, inboxes, &mut lane_of).await;
-                }
-                let partition = message.partition();
-                let lane = *lane_of.entry(partition).or_insert_with(|| {
-                    // A new partition goes to the lane with the fewest.
-                    let lane = (0..inboxes.len()).min_by_key(|&i| inboxes[i].partitions).unwrap_or(0);
-                    inboxes[lane].partitions += 1;
-                    lane
-                });
-                let inbox = &mut inboxes[lane];
-                inbox.buffer.push(Incoming {
-                    partition,
+                Some(Incoming {
+                    partition: message.partition(),
                     offset: message.offset(),
                     key: message.key().map(<[u8]>::to_vec),
                     payload: message.payload().map(<[u8]>::to_vec),
-                });
-                drop(message);
-                if inbox.buffer.len() >= config.batch_max {
-                    if !send_batch(inbox).await {
-                        return Ok(());
-                    }
-                } else if !armed {
-                    armed = true;
-                    timer.as_mut().reset(tokio::time::Instant::now() + config.batch_wait);
+                })
+            }
+        };
+        // A rebalance runs inside the poll: handle it before routing anything.
+        if consumer.context().revoked_pending.swap(false, Ordering::AcqRel) {
+            revoke(consumer, inboxes, &mut lane_of).await;
+        }
+        let Some(message) = polled else {
+            armed = false;
+            for inbox in inboxes.iter_mut() {
+                if !send_batch(inbox).await {
+                    return Ok(());
                 }
             }
+            continue;
+        };
+        let lane = *lane_of.entry(message.partition).or_insert_with(|| {
+            // A new partition goes to the lane with the fewest.
+            let lane = (0..inboxes.len()).min_by_key(|&i| inboxes[i].partitions).unwrap_or(0);
+            inboxes[lane].partitions += 1;
+            lane
+        });
+        let inbox = &mut inboxes[lane];
+        inbox.buffer.push(message);
+        if inbox.buffer.len() >= config.batch_max {
+            if !send_batch(inbox).await {
+                return Ok(());
+            }
+        } else if !armed {
+            armed = true;
+            timer.as_mut().reset(tokio::time::Instant::now() + config.batch_wait);
         }
     }
 }

@@ -164,13 +164,9 @@ impl<L: Ledger> Processor<L> {
                     if attempt < STALE_RETRIES =>
                 {
                     tracing::info!(%partner, %msisdn, expected, "customer state changed elsewhere; reloading and deciding again");
+                    // Every customer of the batch is reloaded (decide took them out of the
+                    // cache): any of them may have moved on.
                     assume_new = false;
-                    // Reload every customer of the batch: any of them may have moved on.
-                    for (partition, customer) in &triage.order {
-                        if let Some(customers) = self.cache.get_mut(partition) {
-                            customers.remove(customer);
-                        }
-                    }
                 }
                 Err(error) => return Err(error),
             }
@@ -202,6 +198,7 @@ impl<L: Ledger> Processor<L> {
 
     /// Sorts decoded transactions into new ones (per customer, in log order), redeliveries of
     /// decided ones, and conflicts.
+    ///
     /// With `assume_new`, the ledger is not asked (copies within the batch are still found).
     async fn triage(
         &self,
