@@ -249,7 +249,14 @@ async fn end_to_end(name: &str, instances: usize, transactions: &[Transaction]) 
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(4),
         };
-        tokio::spawn(cezbek_rewarder::run(config, shutdown.clone()));
+        let run = cezbek_rewarder::run(config, shutdown.clone());
+        // A rewarder that stops on an error would leave the bench waiting forever: say why.
+        tokio::spawn(async move {
+            if let Err(error) = run.await {
+                eprintln!("a rewarder stopped: {error}");
+                std::process::exit(1);
+            }
+        });
     }
     let pool = cezbek_platform::postgres::connect(&postgres).await.unwrap();
     let target = i64::try_from(transactions.len()).unwrap();

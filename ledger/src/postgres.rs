@@ -188,6 +188,84 @@ const UPSERT_STATES: &str = "INSERT INTO customer_state (partner, msisdn, tier, 
      WHERE customer_state.version = EXCLUDED.version - 1 \
      RETURNING partner, msisdn";
 
+/// The reward columns in the order [`reward_rows_csv`] writes them.
+const COPY_REWARDS: &str = "COPY rewards (partner, transaction_id, msisdn, kind, original_transaction_id, amount, \
+     currency, merchant, mcc, outcome, cashback, tier_before, tier_after, applied_campaigns, exclusion_id, \
+     rules_revision, explanation, occurred_at, decided_at, local_day, content_hash) FROM STDIN (FORMAT csv)";
+
+/// PostgreSQL's code for a unique violation: in a `COPY` into `rewards`, an id already decided.
+const UNIQUE_VIOLATION: &str = "23505";
+
+/// Records as `COPY … (FORMAT csv)` rows. Text is always quoted (a quote doubled), so an empty
+/// string stays distinct from NULL, which is an unquoted empty field.
+fn reward_rows_csv<'a>(records: impl Iterator<Item = &'a RewardRecord>) -> String {
+    use std::fmt::Write;
+
+    fn text(out: &mut String, value: &str) {
+        out.push('"');
+        for part in value.split_inclusive('"') {
+            out.push_str(part);
+            if part.ends_with('"') {
+                out.push('"');
+            }
+        }
+        out.push_str("\",");
+    }
+    fn optional(out: &mut String, value: Option<&str>) {
+        match value {
+            Some(value) => text(out, value),
+            None => out.push(','),
+        }
+    }
+    // Microseconds, truncated like the binary encoding of the UNNEST path, in UTC.
+    fn timestamp(out: &mut String, at: DateTime<Utc>) {
+        let _ = write!(
+            out,
+            "{}.{:06}+00,",
+            at.format("%Y-%m-%d %H:%M:%S"),
+            at.timestamp_subsec_micros()
+        );
+    }
+
+    let mut out = String::new();
+    for record in records {
+        let r = &record.reward;
+        text(&mut out, r.partner.as_str());
+        text(&mut out, r.transaction_id.as_str());
+        text(&mut out, r.msisdn.as_str());
+        text(&mut out, kind_text(r.kind));
+        optional(&mut out, r.original_transaction_id.as_ref().map(TransactionId::as_str));
+        let _ = write!(out, "{},", r.amount);
+        text(&mut out, r.currency.as_str());
+        optional(&mut out, r.merchant.as_deref());
+        match record.mcc {
+            Some(mcc) => {
+                let _ = write!(out, "{},", i32::from(mcc));
+            }
+            None => out.push(','),
+        }
+        text(&mut out, outcome_text(r.outcome));
+        let _ = write!(out, "{},", r.cashback);
+        optional(&mut out, r.tier_before.as_deref());
+        optional(&mut out, r.tier_after.as_deref());
+        text(
+            &mut out,
+            &serde_json::to_string(&r.applied_campaigns).unwrap_or_else(|_| "[]".into()),
+        );
+        optional(&mut out, r.exclusion_id.as_deref());
+        let _ = write!(out, "{},", r.rules_revision);
+        text(&mut out, &r.explanation);
+        timestamp(&mut out, r.occurred_at);
+        timestamp(&mut out, r.decided_at);
+        let _ = write!(out, "{},", record.local_day);
+        text(&mut out, &record.content_hash);
+        // The last field's separator becomes the row's end.
+        out.pop();
+        out.push('\n');
+    }
+    out
+}
+
 impl PostgresLedger {
     /// One transaction: the records (an id already there is left as it is, or, with
     /// `only_new`, refuses the batch), then the fenced states.
@@ -208,7 +286,9 @@ impl PostgresLedger {
                     state.partner, state.msisdn
                 )));
             }
-            customer.records.iter().for_each(|record| rewards.push(record));
+            if !only_new {
+                customer.records.iter().for_each(|record| rewards.push(record));
+            }
             partner.push(state.partner.as_str().to_owned());
             msisdn.push(state.msisdn.as_str().to_owned());
             tier.push(state.tier.clone());
@@ -217,34 +297,61 @@ impl PostgresLedger {
             version.push(state.expected_version);
         }
         let mut transaction = self.pool.begin().await?;
-        let inserted = sqlx::query(INSERT_REWARDS)
-            .bind(&rewards.partner)
-            .bind(&rewards.transaction_id)
-            .bind(&rewards.msisdn)
-            .bind(&rewards.kind)
-            .bind(&rewards.original)
-            .bind(&rewards.amount)
-            .bind(&rewards.currency)
-            .bind(&rewards.merchant)
-            .bind(&rewards.mcc)
-            .bind(&rewards.outcome)
-            .bind(&rewards.cashback)
-            .bind(&rewards.tier_before)
-            .bind(&rewards.tier_after)
-            .bind(&rewards.applied)
-            .bind(&rewards.exclusion)
-            .bind(&rewards.revision)
-            .bind(&rewards.explanation)
-            .bind(&rewards.occurred_at)
-            .bind(&rewards.decided_at)
-            .bind(&rewards.local_day)
-            .bind(&rewards.content_hash)
-            .fetch_all(&mut *transaction)
-            .await?;
-        if only_new && inserted.len() < rewards.partner.len() {
-            // Dropping the transaction rolls the inserted ones back.
-            return Err(LedgerError::AlreadyDecided);
-        }
+        let inserted = if only_new {
+            // Every record is expected to be new: `COPY` them (what a bulk load does), and
+            // let the primary key refuse the batch when one is not.
+            let rows = reward_rows_csv(batch.iter().flat_map(|customer| &customer.records));
+            let mut copy = transaction.copy_in_raw(COPY_REWARDS).await?;
+            copy.send(rows.as_bytes()).await?;
+            match copy.finish().await {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(error))
+                    if error.code().as_deref() == Some(UNIQUE_VIOLATION) =>
+                {
+                    // Dropping the transaction rolls the batch back.
+                    return Err(LedgerError::AlreadyDecided);
+                }
+                Err(error) => return Err(error.into()),
+            }
+            batch
+                .iter()
+                .flat_map(|customer| &customer.records)
+                .map(|record| (record.reward.partner.clone(), record.reward.transaction_id.clone()))
+                .collect()
+        } else {
+            let rows = sqlx::query(INSERT_REWARDS)
+                .bind(&rewards.partner)
+                .bind(&rewards.transaction_id)
+                .bind(&rewards.msisdn)
+                .bind(&rewards.kind)
+                .bind(&rewards.original)
+                .bind(&rewards.amount)
+                .bind(&rewards.currency)
+                .bind(&rewards.merchant)
+                .bind(&rewards.mcc)
+                .bind(&rewards.outcome)
+                .bind(&rewards.cashback)
+                .bind(&rewards.tier_before)
+                .bind(&rewards.tier_after)
+                .bind(&rewards.applied)
+                .bind(&rewards.exclusion)
+                .bind(&rewards.revision)
+                .bind(&rewards.explanation)
+                .bind(&rewards.occurred_at)
+                .bind(&rewards.decided_at)
+                .bind(&rewards.local_day)
+                .bind(&rewards.content_hash)
+                .fetch_all(&mut *transaction)
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    let partner = PartnerCode::parse(row.try_get("partner")?).map_err(corrupt)?;
+                    let id =
+                        TransactionId::parse(row.try_get("transaction_id")?).map_err(corrupt)?;
+                    Ok((partner, id))
+                })
+                .collect::<Result<Vec<_>, LedgerError>>()?
+        };
         let written: HashSet<(String, String)> = sqlx::query_as(UPSERT_STATES)
             .bind(&partner)
             .bind(&msisdn)
@@ -270,14 +377,7 @@ impl PostgresLedger {
             });
         }
         transaction.commit().await?;
-        inserted
-            .iter()
-            .map(|row| {
-                let partner = PartnerCode::parse(row.try_get("partner")?).map_err(corrupt)?;
-                let id = TransactionId::parse(row.try_get("transaction_id")?).map_err(corrupt)?;
-                Ok((partner, id))
-            })
-            .collect()
+        Ok(inserted)
     }
 }
 

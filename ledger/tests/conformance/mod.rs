@@ -216,6 +216,23 @@ pub async fn a_record_reads_back_exactly(ledger: &impl Ledger) {
         .unwrap();
     assert_eq!(ledger.reward(&partner(), &key("p1").1).await.unwrap(), Some(original));
     assert_eq!(ledger.reward(&partner(), &key("nope").1).await.unwrap(), None);
+
+    // Through `apply_new` too (PostgreSQL COPYs it): text that needs quoting, an empty string
+    // beside NULLs, no MCC, a refund's original, and sub-second times.
+    let mut awkward = refund_record("r1", "p1", &alice, 1, 500, 15);
+    awkward.reward.merchant = Some(String::new());
+    awkward.reward.explanation =
+        "a \"quoted\", comma,\nnew line, back\\slash, \tand ünïcode".into();
+    awkward.reward.tier_after = None;
+    awkward.reward.exclusion_id = Some("ex,\"1\"".into());
+    awkward.mcc = None;
+    awkward.reward.occurred_at += Duration::microseconds(123_456);
+    awkward.reward.decided_at += Duration::microseconds(999_999);
+    ledger
+        .apply_new(&[CustomerBatch { records: vec![awkward.clone()], state: state(&alice, 1, 1) }])
+        .await
+        .unwrap();
+    assert_eq!(ledger.reward(&partner(), &key("r1").1).await.unwrap(), Some(awkward));
 }
 
 pub async fn originals_sum_their_refunds(ledger: &impl Ledger) {
