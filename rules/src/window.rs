@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use cezbek_schemas::{RewardOutcome, Transaction, TransactionKind};
+use cezbek_schemas::{AppliedCampaign, Reward, RewardOutcome, Transaction, TransactionKind};
 
 use crate::evaluate::Decision;
 
@@ -64,6 +64,18 @@ pub struct OriginalPurchase {
     pub refunded: i64,
 }
 
+/// What the window needs of one decision, whether fresh or read back from the ledger.
+struct Decided<'a> {
+    kind: TransactionKind,
+    transaction_id: &'a str,
+    original_transaction_id: Option<&'a str>,
+    amount: i64,
+    occurred_at: DateTime<Utc>,
+    outcome: RewardOutcome,
+    cashback: i64,
+    applied_campaigns: &'a [AppliedCampaign],
+}
+
 /// Count and net spend of the purchases in a tier window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WindowStats {
@@ -114,29 +126,83 @@ impl CustomerWindow {
     /// Records a decision, so the next evaluation for this customer sees it. `day` is the
     /// transaction's partner-local day (what daily caps count in).
     pub fn apply(&mut self, transaction: &Transaction, decision: &Decision, day: NaiveDate) {
-        match transaction.kind {
+        self.record_decided(
+            &Decided {
+                kind: transaction.kind,
+                transaction_id: transaction.transaction_id.as_str(),
+                original_transaction_id: transaction
+                    .original_transaction_id
+                    .as_ref()
+                    .map(|id| id.as_str()),
+                amount: transaction.amount,
+                occurred_at: transaction.occurred_at,
+                outcome: decision.outcome,
+                cashback: decision.cashback,
+                applied_campaigns: &decision.applied_campaigns,
+            },
+            day,
+        );
+    }
+
+    /// [`CustomerWindow::apply`] for a decision as the ledger keeps it.
+    pub fn record(&mut self, reward: &Reward, day: NaiveDate) {
+        self.record_decided(
+            &Decided {
+                kind: reward.kind,
+                transaction_id: reward.transaction_id.as_str(),
+                original_transaction_id: reward
+                    .original_transaction_id
+                    .as_ref()
+                    .map(|id| id.as_str()),
+                amount: reward.amount,
+                occurred_at: reward.occurred_at,
+                outcome: reward.outcome,
+                cashback: reward.cashback,
+                applied_campaigns: &reward.applied_campaigns,
+            },
+            day,
+        );
+    }
+
+    /// The window a customer's decisions leave: the ledger keeps every decision, so the window
+    /// is rebuilt from them rather than stored. `decided` is each decision with its
+    /// partner-local day, from `since` on (what [`CustomerWindow::prune`] would keep, or more);
+    /// purchases are recorded before refunds, so a refund finds its purchase whatever order the
+    /// ledger returns them in.
+    pub fn rebuild<'a>(decided: impl IntoIterator<Item = (&'a Reward, NaiveDate)>) -> Self {
+        let (purchases, refunds): (Vec<_>, Vec<_>) =
+            decided.into_iter().partition(|(reward, _)| reward.kind == TransactionKind::Purchase);
+        let mut window = Self::default();
+        for (reward, day) in purchases.into_iter().chain(refunds) {
+            window.record(reward, day);
+        }
+        window
+    }
+
+    fn record_decided(&mut self, decided: &Decided<'_>, day: NaiveDate) {
+        match decided.kind {
             TransactionKind::Purchase => {
                 // A refund of any purchase finds its original, even one that earned nothing…
                 self.originals.insert(
-                    transaction.transaction_id.to_string(),
+                    decided.transaction_id.to_owned(),
                     OriginalPurchase {
-                        amount: transaction.amount,
-                        cashback: decision.cashback,
+                        amount: decided.amount,
+                        cashback: decided.cashback,
                         clawed_back: 0,
                         refunded: 0,
                     },
                 );
                 // …but an excluded purchase counts for neither tiers nor daily caps.
-                if decision.outcome == RewardOutcome::Excluded {
+                if decided.outcome == RewardOutcome::Excluded {
                     return;
                 }
                 self.purchases.push(WindowPurchase {
-                    transaction_id: transaction.transaction_id.to_string(),
-                    occurred_at: transaction.occurred_at,
-                    amount: transaction.amount,
+                    transaction_id: decided.transaction_id.to_owned(),
+                    occurred_at: decided.occurred_at,
+                    amount: decided.amount,
                     refunded: 0,
                 });
-                for applied in &decision.applied_campaigns {
+                for applied in decided.applied_campaigns {
                     let total = self
                         .daily_earned
                         .iter_mut()
@@ -152,20 +218,20 @@ impl CustomerWindow {
                 }
             }
             TransactionKind::Refund => {
-                let Some(original_id) = &transaction.original_transaction_id else { return };
-                if decision.outcome == RewardOutcome::OriginalNotFound {
+                let Some(original_id) = decided.original_transaction_id else { return };
+                if decided.outcome == RewardOutcome::OriginalNotFound {
                     return;
                 }
                 if let Some(purchase) =
-                    self.purchases.iter_mut().find(|p| p.transaction_id == original_id.as_str())
+                    self.purchases.iter_mut().find(|p| p.transaction_id == original_id)
                 {
                     purchase.refunded =
-                        purchase.refunded.saturating_add(transaction.amount).min(purchase.amount);
+                        purchase.refunded.saturating_add(decided.amount).min(purchase.amount);
                 }
-                if let Some(original) = self.originals.get_mut(original_id.as_str()) {
-                    original.clawed_back = original.clawed_back.saturating_add(-decision.cashback);
+                if let Some(original) = self.originals.get_mut(original_id) {
+                    original.clawed_back = original.clawed_back.saturating_add(-decided.cashback);
                     original.refunded =
-                        original.refunded.saturating_add(transaction.amount).min(original.amount);
+                        original.refunded.saturating_add(decided.amount).min(original.amount);
                 }
             }
         }

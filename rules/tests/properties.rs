@@ -112,6 +112,37 @@ proptest! {
         }
     }
 
+    /// The rewarder does not store windows: it rebuilds them from the ledger's decisions, and
+    /// those must decide exactly what the window kept in memory decides.
+    #[test]
+    fn a_window_rebuilt_from_the_decisions_is_the_window_kept(
+        campaigns in prop::collection::vec(any_campaign(), 0..8),
+        program in any_program(),
+        history in any_history(),
+    ) {
+        let rules = rules(campaigns, program);
+        let mut window = CustomerWindow::default();
+        let mut decided = Vec::new();
+        for transaction in &history {
+            let decision = evaluate(transaction, &rules, &window);
+            let day = local_day(&rules, transaction);
+            window.apply(transaction, &decision, day);
+            decided.push((decision.to_reward(transaction, chrono::Utc::now()), day));
+            // The ledger returns decisions in no particular order.
+            decided.reverse();
+            let rebuilt = CustomerWindow::rebuild(decided.iter().map(|(reward, day)| (reward, *day)));
+            prop_assert_eq!(&rebuilt.originals, &window.originals);
+            let mut kept_purchases = window.purchases.clone();
+            let mut rebuilt_purchases = rebuilt.purchases.clone();
+            kept_purchases.sort_by(|a, b| a.transaction_id.cmp(&b.transaction_id));
+            rebuilt_purchases.sort_by(|a, b| a.transaction_id.cmp(&b.transaction_id));
+            prop_assert_eq!(kept_purchases, rebuilt_purchases);
+            if let Some(next) = history.get(decided.len()) {
+                prop_assert_eq!(evaluate(next, &rules, &rebuilt), evaluate(next, &rules, &window));
+            }
+        }
+    }
+
     #[test]
     fn clawbacks_never_exceed_what_was_earned(
         campaigns in prop::collection::vec(any_campaign(), 1..6),
