@@ -181,12 +181,10 @@ async fn copy_rate(
             record.content_hash,
         ));
     }
+    // One state row per customer (what the rewarder stores: tier and email).
     let mut states = String::new();
-    for (msisdn, window) in &windows {
-        states.push_str(&format!(
-            "BENCH,{msisdn},SILVER,,{},1\n",
-            csv_text(&serde_json::to_string(window).unwrap())
-        ));
+    for msisdn in windows.keys() {
+        states.push_str(&format!("BENCH,{msisdn},SILVER,\n"));
     }
     let started = Instant::now();
     let mut connection = pool.acquire().await.unwrap();
@@ -201,7 +199,7 @@ async fn copy_rate(
     copy.send(rewards.as_bytes()).await.unwrap();
     copy.finish().await.unwrap();
     let mut copy = connection
-        .copy_in_raw("COPY customer_state (partner, msisdn, tier, email, \"window\", version) FROM STDIN (FORMAT csv)")
+        .copy_in_raw("COPY customer_state (partner, msisdn, tier, email) FROM STDIN (FORMAT csv)")
         .await
         .unwrap();
     copy.send(states.as_bytes()).await.unwrap();

@@ -22,8 +22,8 @@ use cezbek_platform::config::{EtcdConfig, PostgresConfig};
 use cezbek_platform::etcd;
 use cezbek_platform::unsubscribe::UnsubscribeKey;
 use cezbek_rules::{
-    Campaign, CampaignStatus, Conditions, CustomerWindow, Partner, PartnerStatus, RewardRule, Rule,
-    Tier, TierProgram,
+    Campaign, CampaignStatus, Conditions, Partner, PartnerStatus, RewardRule, Rule, Tier,
+    TierProgram,
 };
 use cezbek_schemas::{
     AppliedCampaign, CampaignKind, Currency, Money, Msisdn, PartnerCode, Reward, RewardOutcome,
@@ -187,51 +187,40 @@ impl Setup {
 
     /// A customer's decisions and state (with their email, or none).
     async fn seed(&self, customer: u32, decisions: &[Decided], email: Option<String>) {
-        let mut window = CustomerWindow::default();
-        for decided in decisions.iter().filter(|decided| decided.refund_of.is_none()) {
-            window.purchases.push(cezbek_rules::WindowPurchase {
-                transaction_id: decided.id.clone(),
-                occurred_at: decided.at,
-                amount: decided.amount,
-                refunded: 0,
-            });
-        }
         let batch = CustomerBatch {
+            partner: toko(),
+            msisdn: msisdn(customer),
+            lease: self.lease().await,
             records: decisions.iter().map(|decided| record(customer, decided)).collect(),
-            state: StateWrite {
-                partner: toko(),
-                msisdn: msisdn(customer),
-                tier: None,
-                email,
-                window,
-                expected_version: 0,
-            },
+            state: Some(StateWrite { tier: None, email }),
         };
         self.ledger.apply(&[batch]).await.unwrap();
     }
 
     /// `count` customers from `first`, each with one purchase of `day` earning 10 + n.
     async fn seed_many(&self, first: u32, count: u32, day: NaiveDate) {
+        let lease = self.lease().await;
         let batches: Vec<CustomerBatch> = (first..first + count)
             .map(|customer| {
                 let decided =
                     purchase(&format!("m-{customer}"), noon(day), 50_000, 10 + i64::from(customer));
                 CustomerBatch {
+                    partner: toko(),
+                    msisdn: msisdn(customer),
+                    lease: lease.clone(),
                     records: vec![record(customer, &decided)],
-                    state: StateWrite {
-                        partner: toko(),
-                        msisdn: msisdn(customer),
-                        tier: None,
-                        email: Some(self.email(customer)),
-                        window: CustomerWindow::default(),
-                        expected_version: 0,
-                    },
+                    state: Some(StateWrite { tier: None, email: Some(self.email(customer)) }),
                 }
             })
             .collect();
         for chunk in batches.chunks(200) {
             self.ledger.apply(chunk).await.unwrap();
         }
+    }
+
+    /// A lease to write decisions under, as the rewarder holds one per partition.
+    async fn lease(&self) -> cezbek_ledger::ShardLease {
+        self.ledger.claim("cezbek.transactions.v1/0").await.unwrap()
     }
 
     /// The variables of a notifier process of this test.

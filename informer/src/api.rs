@@ -435,18 +435,26 @@ async fn summary<L: Ledger>(
     }
     let now = Utc::now();
     let since = now.checked_sub_days(Days::new(RECENT_DAYS)).unwrap_or(now);
-    let (states, totals) = tokio::join!(
+    let partner_rules = rules.partner_rules(&partner);
+    let program = partner_rules.and_then(PartnerRules::tiers);
+    // The tier window is rebuilt from the customer's decisions in it.
+    let window_since = program
+        .and_then(|program| now.checked_sub_days(Days::new(u64::from(program.window_days))))
+        .unwrap_or(now);
+    let (states, totals, window) = tokio::join!(
         state.ledger.customer_states(&partner, std::slice::from_ref(&msisdn)),
         state.ledger.customer_totals(&partner, &msisdn, since),
+        state.ledger.customer_window(&partner, &msisdn, window_since),
     );
-    let (customer, totals) = match (states, totals) {
-        (Ok(mut states), Ok(totals)) => (states.pop().unwrap_or_default(), totals),
-        (Err(error), _) | (_, Err(error)) => return unavailable("the customer", &error),
+    let (customer, totals, window) = match (states, totals, window) {
+        (Ok(mut states), Ok(totals), Ok(window)) => {
+            (states.pop().unwrap_or_default(), totals, window)
+        }
+        (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
+            return unavailable("the customer", &error);
+        }
     };
-    let partner_rules = rules.partner_rules(&partner);
-    let progress = partner_rules
-        .and_then(PartnerRules::tiers)
-        .map(|program| program.progress(customer.window.stats(now, program.window_days)));
+    let progress = program.map(|program| program.progress(window.stats(now, program.window_days)));
     let currency = partner_rules.and_then(PartnerRules::partner).map(|p| p.currency.as_str());
     Json(SummaryResponse {
         partner: partner.as_str(),

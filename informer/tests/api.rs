@@ -20,7 +20,6 @@ use cezbek_platform::auth::{AdminTokens, Role};
 use cezbek_platform::config::{EtcdConfig, HttpConfig};
 use cezbek_platform::unsubscribe::UnsubscribeKey;
 use cezbek_platform::{CancellationToken, etcd, partner_auth};
-use cezbek_rules::{CustomerWindow, WindowPurchase};
 use cezbek_schemas::{
     AppliedCampaign, CampaignKind, Currency, Mcc, Msisdn, PartnerCode, Reward, RewardOutcome,
     TransactionId, TransactionKind,
@@ -207,23 +206,19 @@ fn purchase<'a>(
     }
 }
 
-async fn seed(
-    ledger: &PostgresLedger,
-    customer: &str,
-    records: Vec<RewardRecord>,
-    window: CustomerWindow,
-) {
+/// Writes decisions as the rewarder does: under a lease on the customer's shard.
+async fn seed(ledger: &PostgresLedger, customer: &str, records: Vec<RewardRecord>) {
+    let lease = ledger.claim("cezbek.transactions.v1/0").await.unwrap();
     ledger
         .apply(&[CustomerBatch {
+            partner: toko(),
+            msisdn: msisdn(customer),
+            lease,
             records,
-            state: StateWrite {
-                partner: toko(),
-                msisdn: msisdn(customer),
+            state: Some(StateWrite {
                 tier: Some("SILVER".into()),
                 email: Some("customer@example.com".into()),
-                window,
-                expected_version: 0,
-            },
+            }),
         }])
         .await
         .unwrap();
@@ -241,7 +236,7 @@ async fn seed_alice(ledger: &PostgresLedger) -> Vec<String> {
             record(purchase(id, ALICE, newest - chrono::Duration::minutes(minutes), 10_000, 100))
         })
         .collect();
-    seed(ledger, ALICE, records, CustomerWindow::default()).await;
+    seed(ledger, ALICE, records).await;
     ids
 }
 
@@ -508,7 +503,7 @@ async fn a_transaction_explains_its_decision() {
     decided.campaigns =
         vec![("base", CampaignKind::Base, 2_500), ("kopi", CampaignKind::Bonus, 500)];
     decided.tier = Some("GOLD");
-    seed(&harness.ledger, ALICE, vec![record(decided)], CustomerWindow::default()).await;
+    seed(&harness.ledger, ALICE, vec![record(decided)]).await;
 
     let (status, body) = harness.as_partner("TOKO", "/v1/partners/TOKO/transactions/why-1").await;
     assert_eq!(status, 200, "{body}");
@@ -551,25 +546,8 @@ async fn the_summary_shows_tier_progress_and_cashback() {
         record(purchase("a-3", ALICE, hours(40 * 24), 900_000, 1_000)),
         record(refund),
     ];
-    // The rewarder's window: the two purchases inside the 30 days, a-2 half refunded.
-    let window = CustomerWindow {
-        purchases: vec![
-            WindowPurchase {
-                transaction_id: "a-1".into(),
-                occurred_at: hours(1),
-                amount: 100_000,
-                refunded: 0,
-            },
-            WindowPurchase {
-                transaction_id: "a-2".into(),
-                occurred_at: hours(48),
-                amount: 200_000,
-                refunded: 50_000,
-            },
-        ],
-        ..CustomerWindow::default()
-    };
-    seed(&harness.ledger, ALICE, records, window).await;
+    // The window is rebuilt from these: a-1 and a-2 are inside the 30 days, a-2 half refunded.
+    seed(&harness.ledger, ALICE, records).await;
 
     let token = customer_token("TOKO", ALICE, JWT_SECRET, 600);
     let (status, body) =
@@ -625,7 +603,7 @@ async fn the_daily_report_adds_up_by_campaign_and_tier() {
         record(next_day),
         record(previous_day),
     ];
-    seed(&harness.ledger, CAROL, records, CustomerWindow::default()).await;
+    seed(&harness.ledger, CAROL, records).await;
 
     let (status, body) =
         harness.as_partner("TOKO", "/v1/partners/TOKO/reports/daily?date=2026-05-01").await;

@@ -2,10 +2,11 @@
 //! single-node deployments (and every test here) and a Scylla backend for scale-out, checked
 //! by one shared conformance suite. The ledger is a projection of the transaction log.
 //!
-//! Writes are idempotent by `(partner, transaction_id)`. Customer state is fenced by a
-//! version: a rewarder writes the state it loaded plus its decisions, and a writer that loaded
-//! an older version (another instance decided for that customer since) is refused, so a
-//! rebalance can never let two instances decide from stale state.
+//! Writes are idempotent by `(partner, transaction_id)`. Writers are fenced per shard (a
+//! partition of the transaction log): a rewarder claims the shard before it loads any of its
+//! customers, and a write under a lease that another claim replaced is refused, so a
+//! rebalance can never let two instances decide from stale state. Tier windows are not
+//! stored: every decision is, and a customer's window is rebuilt from them when loaded.
 
 mod choice;
 mod postgres;
@@ -17,7 +18,7 @@ use std::future::Future;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use cezbek_rules::OriginalPurchase;
+use cezbek_rules::{CustomerWindow, OriginalPurchase};
 use cezbek_schemas::{Msisdn, PartnerCode, Transaction, TransactionId};
 
 pub use choice::LedgerChoice;
@@ -25,22 +26,34 @@ pub use postgres::PostgresLedger;
 pub use scylla::{ScyllaConfig, ScyllaLedger};
 pub use types::{
     CustomerState, CustomerTotals, DigestStatus, HistoryCursor, HistoryPage, HistoryQuery,
-    LedgerError, RewardRecord, StateWrite, content_hash,
+    LedgerError, RewardRecord, ShardLease, StateWrite, content_hash,
 };
 
-/// One customer's decisions of a batch and the state they leave.
+/// One customer's decisions of a batch, under the lease of the shard they came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CustomerBatch {
+    pub partner: PartnerCode,
+    pub msisdn: Msisdn,
+    pub lease: ShardLease,
     pub records: Vec<RewardRecord>,
-    pub state: StateWrite,
+    /// The tier and email the decisions leave, when they changed (None: as stored).
+    pub state: Option<StateWrite>,
+}
+
+/// The window a customer's decisions leave (see [`CustomerWindow::rebuild`]).
+pub fn window_of(records: &[RewardRecord]) -> CustomerWindow {
+    CustomerWindow::rebuild(records.iter().map(|record| (&record.reward, record.local_day)))
 }
 
 /// What the services need from the reward store.
 pub trait Ledger: Send + Sync {
+    /// Claims a shard for the caller: a lease with an epoch above every earlier claim's, so
+    /// writes under those are refused from now on. Claim before loading the shard's customers.
+    fn claim(&self, shard: &str) -> impl Future<Output = Result<ShardLease, LedgerError>> + Send;
+
     /// Writes decisions and the customer states they leave, all or nothing. Records whose
     /// `(partner, transaction_id)` exists are left as they are; returns the ids inserted.
-    /// A state whose `expected_version` is not the stored one fails the whole batch with
-    /// [`LedgerError::StaleState`].
+    /// A lease that a later claim replaced fails the whole batch with [`LedgerError::Fenced`].
     fn apply(
         &self,
         batch: &[CustomerBatch],
@@ -132,7 +145,48 @@ pub trait Ledger: Send + Sync {
         day: NaiveDate,
     ) -> impl Future<Output = Result<Vec<RewardRecord>, LedgerError>> + Send;
 
-    /// The states of some customers of one partner (missing ones are absent).
+    /// What the rewarder needs of some customers of one shard before deciding for them: the
+    /// stored state and the window rebuilt from their decisions since `since` (customers never
+    /// seen are absent). Called after [`Ledger::claim`], under that lease.
+    fn load_customers(
+        &self,
+        partner: &PartnerCode,
+        msisdns: &[Msisdn],
+        since: DateTime<Utc>,
+        lease: &ShardLease,
+    ) -> impl Future<Output = Result<Vec<CustomerState>, LedgerError>> + Send;
+
+    /// A customer's tier window, rebuilt from the decisions since `since`. This default walks
+    /// the customer's history (one partition on Scylla).
+    fn customer_window(
+        &self,
+        partner: &PartnerCode,
+        msisdn: &Msisdn,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<CustomerWindow, LedgerError>> + Send {
+        async move {
+            let mut records = Vec::new();
+            let mut query = HistoryQuery {
+                partner: partner.clone(),
+                msisdn: msisdn.clone(),
+                from: Some(since),
+                to: None,
+                after: None,
+                limit: 1_000,
+            };
+            loop {
+                let page = self.history(&query).await?;
+                records.extend(page.records);
+                match page.next {
+                    Some(cursor) => query.after = Some(cursor),
+                    None => return Ok(window_of(&records)),
+                }
+            }
+        }
+    }
+
+    /// The states of some customers of one partner (missing ones are absent); the window is
+    /// left empty.
     fn customer_states(
         &self,
         partner: &PartnerCode,

@@ -15,9 +15,9 @@ use cezbek_schemas::{
 
 use crate::types::{
     CustomerState, CustomerTotals, DigestStatus, HistoryPage, HistoryQuery, LedgerError,
-    RewardRecord,
+    RewardRecord, ShardLease,
 };
-use crate::{CustomerBatch, Ledger};
+use crate::{CustomerBatch, Ledger, window_of};
 
 #[derive(Debug, Clone)]
 pub struct PostgresLedger {
@@ -178,15 +178,16 @@ const INSERT_REWARDS: &str = "INSERT INTO rewards (partner, transaction_id, msis
      ON CONFLICT (partner, transaction_id) DO NOTHING \
      RETURNING partner, transaction_id";
 
-/// New customers are inserted at version 1; known ones are updated only from the version the
-/// writer loaded, so a writer with stale state changes nothing and the batch is refused.
-const UPSERT_STATES: &str = "INSERT INTO customer_state (partner, msisdn, tier, email, \"window\", version, updated_at) \
-     SELECT p, m, t, e, w, v + 1, now() \
-     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[]) AS u(p, m, t, e, w, v) \
-     ON CONFLICT (partner, msisdn) DO UPDATE SET tier = EXCLUDED.tier, email = EXCLUDED.email, \
-         \"window\" = EXCLUDED.\"window\", version = EXCLUDED.version, updated_at = now() \
-     WHERE customer_state.version = EXCLUDED.version - 1 \
-     RETURNING partner, msisdn";
+/// Tier and email, where they changed; opt-out is the customer's own and stays as it is.
+const UPSERT_STATES: &str = "INSERT INTO customer_state (partner, msisdn, tier, email, updated_at) \
+     SELECT p, m, t, e, now() FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS u(p, m, t, e) \
+     ON CONFLICT (partner, msisdn) DO UPDATE SET tier = EXCLUDED.tier, email = EXCLUDED.email, updated_at = now()";
+
+/// The current epochs of the batch's shards, share-locked until the batch commits: a claim
+/// (which updates the row) waits for the batches under the old lease that got here first, and
+/// a batch that gets here after a claim sees the new epoch and is refused.
+const CHECK_LEASES: &str =
+    "SELECT shard, epoch FROM ledger_shards WHERE shard = ANY($1::text[]) FOR SHARE";
 
 /// The reward columns in the order [`reward_rows_csv`] writes them.
 const COPY_REWARDS: &str = "COPY rewards (partner, transaction_id, msisdn, kind, original_transaction_id, amount, \
@@ -275,28 +276,42 @@ impl PostgresLedger {
         only_new: bool,
     ) -> Result<Vec<(PartnerCode, TransactionId)>, LedgerError> {
         let mut customers = HashSet::new();
+        let mut leases: HashMap<&str, i64> = HashMap::new();
         let mut rewards = RewardColumns::default();
-        let (mut partner, mut msisdn, mut tier, mut email, mut window, mut version) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut partner, mut msisdn, mut tier, mut email) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for customer in batch {
-            let state = &customer.state;
-            if !customers.insert((state.partner.clone(), state.msisdn.clone())) {
+            if !customers.insert((&customer.partner, &customer.msisdn)) {
                 return Err(LedgerError::InvalidBatch(format!(
                     "{} {} appears twice",
-                    state.partner, state.msisdn
+                    customer.partner, customer.msisdn
                 )));
             }
+            leases.insert(&customer.lease.shard, customer.lease.epoch);
             if !only_new {
                 customer.records.iter().for_each(|record| rewards.push(record));
             }
-            partner.push(state.partner.as_str().to_owned());
-            msisdn.push(state.msisdn.as_str().to_owned());
-            tier.push(state.tier.clone());
-            email.push(state.email.clone());
-            window.push(serde_json::to_string(&state.window).map_err(corrupt)?);
-            version.push(state.expected_version);
+            if let Some(state) = &customer.state {
+                partner.push(customer.partner.as_str().to_owned());
+                msisdn.push(customer.msisdn.as_str().to_owned());
+                tier.push(state.tier.clone());
+                email.push(state.email.clone());
+            }
         }
         let mut transaction = self.pool.begin().await?;
+        let shards: Vec<&str> = leases.keys().copied().collect();
+        let current: HashMap<String, i64> = sqlx::query_as(CHECK_LEASES)
+            .bind(&shards)
+            .fetch_all(&mut *transaction)
+            .await?
+            .into_iter()
+            .collect();
+        for (shard, epoch) in &leases {
+            // A shard never claimed has no row: no lease on it can be current.
+            if current.get(*shard) != Some(epoch) {
+                return Err(LedgerError::Fenced { shard: (*shard).to_owned(), epoch: *epoch });
+            }
+        }
         let inserted = if only_new {
             // Every record is expected to be new: `COPY` them (what a bulk load does), and
             // let the primary key refuse the batch when one is not.
@@ -352,29 +367,14 @@ impl PostgresLedger {
                 })
                 .collect::<Result<Vec<_>, LedgerError>>()?
         };
-        let written: HashSet<(String, String)> = sqlx::query_as(UPSERT_STATES)
-            .bind(&partner)
-            .bind(&msisdn)
-            .bind(&tier)
-            .bind(&email)
-            .bind(&window)
-            .bind(&version)
-            .fetch_all(&mut *transaction)
-            .await?
-            .into_iter()
-            .collect();
-        // A state not written was fenced off: refuse the batch (dropping the transaction rolls
-        // every part of it back).
-        if let Some(stale) = batch
-            .iter()
-            .map(|customer| &customer.state)
-            .find(|state| !written.contains(&(state.partner.to_string(), state.msisdn.to_string())))
-        {
-            return Err(LedgerError::StaleState {
-                partner: stale.partner.to_string(),
-                msisdn: stale.msisdn.to_string(),
-                expected: stale.expected_version,
-            });
+        if !partner.is_empty() {
+            sqlx::query(UPSERT_STATES)
+                .bind(&partner)
+                .bind(&msisdn)
+                .bind(&tier)
+                .bind(&email)
+                .execute(&mut *transaction)
+                .await?;
         }
         transaction.commit().await?;
         Ok(inserted)
@@ -537,7 +537,7 @@ impl Ledger for PostgresLedger {
     ) -> Result<Vec<CustomerState>, LedgerError> {
         let numbers: Vec<String> = msisdns.iter().map(ToString::to_string).collect();
         let rows = sqlx::query(
-            "SELECT msisdn, tier, email, \"window\", opted_out, version FROM customer_state \
+            "SELECT msisdn, tier, email, opted_out FROM customer_state \
              WHERE partner = $1 AND msisdn = ANY($2::text[])",
         )
         .bind(partner.as_str())
@@ -546,8 +546,6 @@ impl Ledger for PostgresLedger {
         .await?;
         rows.iter()
             .map(|row| {
-                let window: CustomerWindow =
-                    serde_json::from_str(&row.try_get::<String, _>("window")?).map_err(corrupt)?;
                 Ok(CustomerState {
                     partner: Some(partner.clone()),
                     msisdn: Some(
@@ -555,12 +553,81 @@ impl Ledger for PostgresLedger {
                     ),
                     tier: row.try_get("tier")?,
                     email: row.try_get("email")?,
-                    window,
+                    window: CustomerWindow::default(),
                     opted_out: row.try_get("opted_out")?,
-                    version: row.try_get("version")?,
                 })
             })
             .collect()
+    }
+
+    async fn claim(&self, shard: &str) -> Result<ShardLease, LedgerError> {
+        let epoch: i64 = sqlx::query_scalar(
+            "INSERT INTO ledger_shards (shard, epoch) VALUES ($1, 1) \
+             ON CONFLICT (shard) DO UPDATE SET epoch = ledger_shards.epoch + 1, claimed_at = now() \
+             RETURNING epoch",
+        )
+        .bind(shard)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(ShardLease { shard: shard.into(), epoch })
+    }
+
+    /// Two queries for all the customers: the stored states, and their decisions since `since`
+    /// (the by-customer index, one range per customer). The lease fences the writes, not this.
+    async fn load_customers(
+        &self,
+        partner: &PartnerCode,
+        msisdns: &[Msisdn],
+        since: DateTime<Utc>,
+        _lease: &ShardLease,
+    ) -> Result<Vec<CustomerState>, LedgerError> {
+        let numbers: Vec<String> = msisdns.iter().map(ToString::to_string).collect();
+        let rows = sqlx::query(&format!(
+            "SELECT {REWARD_COLUMNS} FROM rewards \
+             WHERE partner = $1 AND msisdn = ANY($2::text[]) AND occurred_at >= $3"
+        ))
+        .bind(partner.as_str())
+        .bind(&numbers)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut decided: HashMap<Msisdn, Vec<RewardRecord>> = HashMap::new();
+        for row in &rows {
+            let record = read_record(row)?;
+            decided.entry(record.reward.msisdn.clone()).or_default().push(record);
+        }
+        let mut states = self.customer_states(partner, msisdns).await?;
+        for state in &mut states {
+            if let Some(records) = state.msisdn.as_ref().and_then(|m| decided.remove(m)) {
+                state.window = window_of(&records);
+            }
+        }
+        // Decided for, but no state row (no tier or email yet).
+        states.extend(decided.into_iter().map(|(msisdn, records)| CustomerState {
+            partner: Some(partner.clone()),
+            msisdn: Some(msisdn),
+            window: window_of(&records),
+            ..CustomerState::default()
+        }));
+        Ok(states)
+    }
+
+    async fn customer_window(
+        &self,
+        partner: &PartnerCode,
+        msisdn: &Msisdn,
+        since: DateTime<Utc>,
+    ) -> Result<CustomerWindow, LedgerError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {REWARD_COLUMNS} FROM rewards WHERE partner = $1 AND msisdn = $2 AND occurred_at >= $3"
+        ))
+        .bind(partner.as_str())
+        .bind(msisdn.as_str())
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        let records = rows.iter().map(read_record).collect::<Result<Vec<_>, _>>()?;
+        Ok(window_of(&records))
     }
 
     async fn set_opt_out(
@@ -569,10 +636,9 @@ impl Ledger for PostgresLedger {
         msisdn: &Msisdn,
         opted_out: bool,
     ) -> Result<(), LedgerError> {
-        // A customer who opts out before their first reward still gets a row (version 0, so
-        // the rewarder's first write, expecting 0, is not refused).
+        // A customer who opts out before their first reward still gets a row.
         sqlx::query(
-            "INSERT INTO customer_state (partner, msisdn, \"window\", opted_out, version) VALUES ($1, $2, '{}', $3, 0) \
+            "INSERT INTO customer_state (partner, msisdn, opted_out) VALUES ($1, $2, $3) \
              ON CONFLICT (partner, msisdn) DO UPDATE SET opted_out = EXCLUDED.opted_out",
         )
         .bind(partner.as_str())

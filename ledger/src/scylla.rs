@@ -1,7 +1,8 @@
 //! The Scylla ledger, for scale-out. Query-first tables (`scylla/schema.cql`), prepared
 //! statements, and one conditional single-partition batch per customer: the customer's
 //! decisions and state (static columns of the same partition) are written together, fenced by
-//! the state's version. The by-id, by-day and refund tables follow; the by-id insert is a
+//! the customer's owner (the lease it was loaded under; Scylla has no transaction that could
+//! check a shard's epoch together with writes to other partitions). The by-id, by-day and refund tables follow; the by-id insert is a
 //! lightweight transaction so the first writer of a transaction id wins. Scylla has no
 //! transactions across partitions: a batch is applied customer by customer, and a refused
 //! customer stops it (the rewarder then re-checks what was written and decides the rest again).
@@ -20,7 +21,7 @@ use cezbek_rules::{CustomerWindow, OriginalPurchase};
 use cezbek_schemas::{Msisdn, PartnerCode, Transaction, TransactionId, TransactionKind};
 
 use crate::types::{
-    CustomerState, DigestStatus, HistoryPage, HistoryQuery, LedgerError, RewardRecord,
+    CustomerState, DigestStatus, HistoryPage, HistoryQuery, LedgerError, RewardRecord, ShardLease,
 };
 use crate::{CustomerBatch, Ledger};
 
@@ -43,8 +44,11 @@ fn scylla_error(error: impl std::fmt::Display) -> LedgerError {
 
 /// The prepared statements, built once.
 struct Statements {
-    fence_new: PreparedStatement,
-    fence: PreparedStatement,
+    shard_new: PreparedStatement,
+    shard_next: PreparedStatement,
+    adopt_new: PreparedStatement,
+    adopt: PreparedStatement,
+    profile: PreparedStatement,
     insert_customer_row: PreparedStatement,
     insert_by_id: PreparedStatement,
     insert_by_day: PreparedStatement,
@@ -88,14 +92,22 @@ impl ScyllaLedger {
         let ks = &config.keyspace;
         let prepare = async |cql: String| session.prepare(cql).await.map_err(scylla_error);
         let statements = Statements {
-            fence_new: prepare(format!(
-                "UPDATE {ks}.rewards_by_customer SET tier = ?, email = ?, window = ?, version = ? \
-                 WHERE partner = ? AND msisdn = ? IF version = null"
+            shard_new: prepare(format!(
+                "INSERT INTO {ks}.shards (shard, epoch) VALUES (?, 1) IF NOT EXISTS"
             ))
             .await?,
-            fence: prepare(format!(
-                "UPDATE {ks}.rewards_by_customer SET tier = ?, email = ?, window = ?, version = ? \
-                 WHERE partner = ? AND msisdn = ? IF version = ?"
+            shard_next: prepare(format!("UPDATE {ks}.shards SET epoch = ? WHERE shard = ? IF epoch = ?"))
+                .await?,
+            adopt_new: prepare(format!(
+                "UPDATE {ks}.rewards_by_customer SET owner = ? WHERE partner = ? AND msisdn = ? IF owner = null"
+            ))
+            .await?,
+            adopt: prepare(format!(
+                "UPDATE {ks}.rewards_by_customer SET owner = ? WHERE partner = ? AND msisdn = ? IF owner = ?"
+            ))
+            .await?,
+            profile: prepare(format!(
+                "UPDATE {ks}.rewards_by_customer SET tier = ?, email = ? WHERE partner = ? AND msisdn = ?"
             ))
             .await?,
             insert_customer_row: prepare(format!(
@@ -146,7 +158,7 @@ impl ScyllaLedger {
             ))
             .await?,
             states: prepare(format!(
-                "SELECT msisdn, tier, email, window, opted_out, version FROM {ks}.rewards_by_customer \
+                "SELECT msisdn, tier, email, opted_out FROM {ks}.rewards_by_customer \
                  WHERE partner = ? AND msisdn IN ? PER PARTITION LIMIT 1"
             ))
             .await?,
@@ -194,6 +206,44 @@ impl ScyllaLedger {
         values: Vec<Option<CqlValue>>,
     ) -> Result<bool, LedgerError> {
         Ok(first_bool(&self.rows(statement, values).await?))
+    }
+
+    /// Makes `lease` the customer's owner, unless a later lease on the same shard already is
+    /// (then this writer has been fenced off).
+    async fn adopt(
+        &self,
+        partner: &PartnerCode,
+        msisdn: &Msisdn,
+        lease: &ShardLease,
+    ) -> Result<(), LedgerError> {
+        let owner = owner_of(lease);
+        let key = || vec![text(&owner), text(partner.as_str()), text(msisdn.as_str())];
+        let mut rows = self.rows(&self.statements.adopt_new, key()).await?;
+        for _ in 0..CAS_ATTEMPTS {
+            if first_bool(&rows) {
+                return Ok(());
+            }
+            // Not applied: [applied], owner.
+            let Some(current) = rows.first().and_then(|row| column_text(row, 1)) else {
+                rows = self.rows(&self.statements.adopt_new, key()).await?;
+                continue;
+            };
+            if current == owner {
+                return Ok(());
+            }
+            if let Some((shard, epoch)) = lease_of(&current)
+                && shard == &*lease.shard
+                && epoch > lease.epoch
+            {
+                return Err(LedgerError::Fenced { shard: shard.to_owned(), epoch: lease.epoch });
+            }
+            let mut values = key();
+            values.push(text(&current));
+            rows = self.rows(&self.statements.adopt, values).await?;
+        }
+        Err(LedgerError::Scylla(format!(
+            "could not adopt {partner} {msisdn}: too many concurrent writers"
+        )))
     }
 
     /// The by-id, by-day and refund rows of a written record (idempotent; by-id first-wins).
@@ -296,6 +346,20 @@ fn column_i64(row: &Row, index: usize) -> Option<i64> {
     }
 }
 
+/// How often a compare-and-set is tried again when another writer changed the value first.
+const CAS_ATTEMPTS: usize = 10;
+
+/// What a customer's `owner` column holds for a lease.
+fn owner_of(lease: &ShardLease) -> String {
+    format!("{}@{}", lease.shard, lease.epoch)
+}
+
+/// The shard and epoch of an `owner` value.
+fn lease_of(owner: &str) -> Option<(&str, i64)> {
+    let (shard, epoch) = owner.rsplit_once('@')?;
+    Some((shard, epoch.parse().ok()?))
+}
+
 fn record_of(row: &Row) -> Result<RewardRecord, LedgerError> {
     let json = column_text(row, 0)
         .ok_or_else(|| LedgerError::Corrupt("a reward row without its record".into()))?;
@@ -309,34 +373,34 @@ impl Ledger for ScyllaLedger {
     ) -> Result<Vec<(PartnerCode, TransactionId)>, LedgerError> {
         let mut customers = std::collections::HashSet::new();
         for customer in batch {
-            if !customers.insert((&customer.state.partner, &customer.state.msisdn)) {
+            if !customers.insert((&customer.partner, &customer.msisdn)) {
                 return Err(LedgerError::InvalidBatch(format!(
                     "{} {} appears twice",
-                    customer.state.partner, customer.state.msisdn
+                    customer.partner, customer.msisdn
                 )));
             }
         }
         let mut inserted = Vec::new();
         for customer in batch {
-            let state = &customer.state;
-            let window = serde_json::to_string(&state.window).map_err(scylla_error)?;
+            let owner = owner_of(&customer.lease);
             let mut statement = Batch::new(BatchType::Logged);
-            let mut values: Vec<Vec<Option<CqlValue>>> = Vec::new();
-            let mut fence = vec![
-                optional_text(state.tier.as_deref()),
-                optional_text(state.email.as_deref()),
-                text(&window),
-                Some(CqlValue::BigInt(state.expected_version + 1)),
-                text(state.partner.as_str()),
-                text(state.msisdn.as_str()),
-            ];
-            if state.expected_version == 0 {
-                statement.append_statement(self.statements.fence_new.clone());
-            } else {
-                statement.append_statement(self.statements.fence.clone());
-                fence.push(Some(CqlValue::BigInt(state.expected_version)));
+            // The condition: the customer is still ours (setting the owner it already has).
+            statement.append_statement(self.statements.adopt.clone());
+            let mut values: Vec<Vec<Option<CqlValue>>> = vec![vec![
+                text(&owner),
+                text(customer.partner.as_str()),
+                text(customer.msisdn.as_str()),
+                text(&owner),
+            ]];
+            if let Some(state) = &customer.state {
+                statement.append_statement(self.statements.profile.clone());
+                values.push(vec![
+                    optional_text(state.tier.as_deref()),
+                    optional_text(state.email.as_deref()),
+                    text(customer.partner.as_str()),
+                    text(customer.msisdn.as_str()),
+                ]);
             }
-            values.push(fence);
             for record in &customer.records {
                 let reward = &record.reward;
                 statement.append_statement(self.statements.insert_customer_row.clone());
@@ -357,10 +421,9 @@ impl Ledger for ScyllaLedger {
                 .collect::<Result<_, _>>()
                 .map_err(scylla_error)?;
             if !first_bool(&rows) {
-                return Err(LedgerError::StaleState {
-                    partner: state.partner.to_string(),
-                    msisdn: state.msisdn.to_string(),
-                    expected: state.expected_version,
+                return Err(LedgerError::Fenced {
+                    shard: customer.lease.shard.to_string(),
+                    epoch: customer.lease.epoch,
                 });
             }
             for record in &customer.records {
@@ -531,25 +594,65 @@ impl Ledger for ScyllaLedger {
         let list = CqlValue::List(msisdns.iter().map(|m| CqlValue::Text(m.to_string())).collect());
         let rows =
             self.rows(&self.statements.states, vec![text(partner.as_str()), Some(list)]).await?;
-        rows.iter()
-            .map(|row| {
-                let window: CustomerWindow = column_text(row, 3)
-                    .map(|json| serde_json::from_str(&json))
-                    .transpose()
-                    .map_err(|error| LedgerError::Corrupt(error.to_string()))?
-                    .unwrap_or_default();
-                let msisdn = column_text(row, 0).and_then(|m| Msisdn::parse(&m).ok());
-                Ok(CustomerState {
-                    partner: Some(partner.clone()),
-                    msisdn,
-                    tier: column_text(row, 1),
-                    email: column_text(row, 2),
-                    window,
-                    opted_out: matches!(row.columns.get(4), Some(Some(CqlValue::Boolean(true)))),
-                    version: column_i64(row, 5).unwrap_or(0),
-                })
+        Ok(rows
+            .iter()
+            .map(|row| CustomerState {
+                partner: Some(partner.clone()),
+                msisdn: column_text(row, 0).and_then(|m| Msisdn::parse(&m).ok()),
+                tier: column_text(row, 1),
+                email: column_text(row, 2),
+                window: CustomerWindow::default(),
+                opted_out: matches!(row.columns.get(3), Some(Some(CqlValue::Boolean(true)))),
             })
-            .collect()
+            .collect())
+    }
+
+    async fn claim(&self, shard: &str) -> Result<ShardLease, LedgerError> {
+        let rows = self.rows(&self.statements.shard_new, vec![text(shard)]).await?;
+        if first_bool(&rows) {
+            return Ok(ShardLease { shard: shard.into(), epoch: 1 });
+        }
+        // Not applied: the row came back as [applied], shard, epoch.
+        let mut current = rows.first().and_then(|row| column_i64(row, 2));
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(epoch) = current else { break };
+            let values =
+                vec![Some(CqlValue::BigInt(epoch + 1)), text(shard), Some(CqlValue::BigInt(epoch))];
+            let rows = self.rows(&self.statements.shard_next, values).await?;
+            if first_bool(&rows) {
+                return Ok(ShardLease { shard: shard.into(), epoch: epoch + 1 });
+            }
+            // Another claim won the round: [applied], epoch.
+            current = rows.first().and_then(|row| column_i64(row, 1));
+        }
+        Err(LedgerError::Scylla(format!(
+            "could not claim shard {shard}: too many concurrent claims"
+        )))
+    }
+
+    /// Adopts each customer under `lease` (a lightweight transaction in the customer's
+    /// partition), then reads the state and rebuilds the window: whatever a previous owner
+    /// wrote before the adoption is seen, and nothing it writes after is accepted.
+    async fn load_customers(
+        &self,
+        partner: &PartnerCode,
+        msisdns: &[Msisdn],
+        since: DateTime<Utc>,
+        lease: &ShardLease,
+    ) -> Result<Vec<CustomerState>, LedgerError> {
+        try_join_all(msisdns.iter().map(|msisdn| self.adopt(partner, msisdn, lease))).await?;
+        let mut states = self.customer_states(partner, msisdns).await?;
+        let windows = try_join_all(states.iter().map(|state| async move {
+            match &state.msisdn {
+                Some(msisdn) => self.customer_window(partner, msisdn, since).await.map(Some),
+                None => Ok(None),
+            }
+        }))
+        .await?;
+        for (state, window) in states.iter_mut().zip(windows) {
+            state.window = window.unwrap_or_default();
+        }
+        Ok(states)
     }
 
     async fn set_opt_out(

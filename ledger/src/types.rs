@@ -1,5 +1,7 @@
 //! The ledger's records and queries.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -10,9 +12,9 @@ use cezbek_schemas::{Mcc, Msisdn, PartnerCode, Reward, Transaction};
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error(
-        "customer state of {partner} {msisdn} changed since it was loaded (expected version {expected})"
+        "shard {shard} was claimed by another writer since lease {epoch} (a rebalance); nothing was written"
     )]
-    StaleState { partner: String, msisdn: String, expected: i64 },
+    Fenced { shard: String, epoch: i64 },
     #[error("a transaction of the batch is already decided; nothing was written")]
     AlreadyDecided,
     #[error("stored data is unreadable: {0}")]
@@ -82,7 +84,8 @@ pub fn content_hash(transaction: &Transaction) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// A customer's state as stored.
+/// A customer's state: tier and email as stored, opt-out, and the tier window, which is not
+/// stored but rebuilt from the customer's decisions (empty where the caller did not ask).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CustomerState {
     pub partner: Option<PartnerCode>,
@@ -91,20 +94,24 @@ pub struct CustomerState {
     pub email: Option<String>,
     pub window: CustomerWindow,
     pub opted_out: bool,
-    /// 0 for a customer never written.
-    pub version: i64,
 }
 
-/// A state the rewarder writes: what it decided, fenced by the version it loaded.
+/// A customer's tier and email after a batch: written only when one of them changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateWrite {
-    pub partner: PartnerCode,
-    pub msisdn: Msisdn,
     pub tier: Option<String>,
     pub email: Option<String>,
-    pub window: CustomerWindow,
-    /// The version loaded (0 for a new customer); the write stores `expected_version + 1`.
-    pub expected_version: i64,
+}
+
+/// The right to write the decisions of one shard (a partition of the transaction log), until
+/// another writer claims it: each claim gets a higher epoch, and a write under an older lease
+/// is refused with [`LedgerError::Fenced`]. This is what keeps a rebalance from letting two
+/// instances decide for the same customer from stale state: the new owner claims before it
+/// loads, and the old owner can no longer write after that.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ShardLease {
+    pub shard: Arc<str>,
+    pub epoch: i64,
 }
 
 /// Where a history page ends: the next page starts after it.

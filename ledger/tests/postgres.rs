@@ -30,7 +30,8 @@ macro_rules! conformance {
 conformance!(
     apply_is_idempotent,
     apply_new_refuses_a_batch_with_a_decided_transaction,
-    a_stale_state_refuses_the_whole_batch,
+    a_replaced_lease_refuses_the_batch,
+    a_loaded_customer_has_the_window_of_their_decisions,
     a_record_reads_back_exactly,
     originals_sum_their_refunds,
     history_pages_newest_first_without_gaps,
@@ -41,43 +42,47 @@ conformance!(
     a_customer_twice_in_one_batch_is_refused,
 );
 
-/// PostgreSQL writes a batch all or nothing: a stale customer keeps every other customer's
-/// part of the batch out too.
+/// PostgreSQL writes a batch all or nothing: a customer under a replaced lease keeps every
+/// other customer's part of the batch out too, whatever shard it came from.
 #[tokio::test]
-async fn a_stale_state_writes_nothing_of_the_batch() {
-    use cezbek_ledger::{CustomerBatch, Ledger, StateWrite};
+async fn a_replaced_lease_writes_nothing_of_the_batch() {
+    use cezbek_ledger::{CustomerBatch, Ledger, LedgerError, StateWrite};
     let ledger = ledger("pgatomic").await;
     let (alice, bob) = (conformance::customer(1), conformance::customer(2));
-    let state = |msisdn: &cezbek_schemas::Msisdn, expected_version| StateWrite {
-        partner: conformance::partner(),
-        msisdn: msisdn.clone(),
-        tier: None,
-        email: None,
-        window: Default::default(),
-        expected_version,
-    };
-    ledger
-        .apply(&[CustomerBatch {
-            records: vec![conformance::record("a1", &alice, 0, 10)],
-            state: state(&alice, 0),
-        }])
-        .await
-        .unwrap();
-    let stale = [
-        CustomerBatch {
-            records: vec![conformance::record("b1", &bob, 0, 10)],
-            state: state(&bob, 0),
-        },
-        CustomerBatch {
-            records: vec![conformance::record("a2", &alice, 1, 10)],
-            state: state(&alice, 0),
-        },
-    ];
-    assert!(ledger.apply(&stale).await.is_err());
+    let bobs_shard = ledger.claim("transactions/1").await.unwrap();
+    let alices_old = ledger.claim("transactions/2").await.unwrap();
+    ledger.claim("transactions/2").await.unwrap();
+    let part =
+        |msisdn: &cezbek_schemas::Msisdn, lease: &cezbek_ledger::ShardLease, id| CustomerBatch {
+            partner: conformance::partner(),
+            msisdn: msisdn.clone(),
+            lease: lease.clone(),
+            records: vec![conformance::record(id, msisdn, 0, 10)],
+            state: Some(StateWrite { tier: None, email: Some("x@example.com".into()) }),
+        };
+    let batch = [part(&bob, &bobs_shard, "b1"), part(&alice, &alices_old, "a1")];
+    for new_only in [false, true] {
+        let error =
+            if new_only { ledger.apply_new(&batch).await } else { ledger.apply(&batch).await };
+        assert!(matches!(error, Err(LedgerError::Fenced { epoch: 1, .. })), "{error:?}");
+    }
     let bob_id = cezbek_schemas::TransactionId::parse("b1").unwrap();
     assert!(
         ledger.reward(&conformance::partner(), &bob_id).await.unwrap().is_none(),
         "all or nothing"
     );
-    assert!(ledger.customer_states(&conformance::partner(), &[bob]).await.unwrap().is_empty());
+    assert!(
+        ledger
+            .customer_states(&conformance::partner(), std::slice::from_ref(&bob))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A shard nobody claimed is no lease at all.
+    let unclaimed = cezbek_ledger::ShardLease { shard: "transactions/9".into(), epoch: 1 };
+    assert!(matches!(
+        ledger.apply(&[part(&bob, &unclaimed, "b1")]).await,
+        Err(LedgerError::Fenced { .. })
+    ));
+    assert_eq!(ledger.apply(&batch[..1]).await.unwrap().len(), 1);
 }

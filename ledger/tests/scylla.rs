@@ -44,7 +44,8 @@ macro_rules! conformance {
 conformance!(
     apply_is_idempotent,
     apply_new_refuses_a_batch_with_a_decided_transaction,
-    a_stale_state_refuses_the_whole_batch,
+    a_replaced_lease_refuses_the_batch,
+    a_loaded_customer_has_the_window_of_their_decisions,
     a_record_reads_back_exactly,
     originals_sum_their_refunds,
     history_pages_newest_first_without_gaps,

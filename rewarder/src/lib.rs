@@ -304,7 +304,12 @@ async fn consume<L: Ledger + 'static>(
             config.clone(),
             Arc::clone(consumer),
             producer.clone(),
-            Processor::new(Arc::clone(ledger), metrics.process.clone()),
+            Processor::new(
+                Arc::clone(ledger),
+                metrics.process.clone(),
+                config.kafka.transactions_topic.clone(),
+                still_assigned(consumer, &config.kafka.transactions_topic),
+            ),
             rules.clone(),
             metrics.clone(),
             inbox,
@@ -319,6 +324,22 @@ async fn consume<L: Ledger + 'static>(
         let _ = lane.await;
     }
     result
+}
+
+/// Whether the consumer still has a partition of `topic`: after a rebalance took it away, the
+/// rebalance callback has already run inside the poll that learned of it.
+fn still_assigned(
+    consumer: &Arc<RewarderConsumer>,
+    topic: &str,
+) -> Box<dyn Fn(i32) -> bool + Send + Sync> {
+    let consumer = Arc::clone(consumer);
+    let topic = topic.to_owned();
+    Box::new(move |partition| {
+        // Unreadable: assume it is; claiming again is safe, only not leaving it would stall.
+        consumer
+            .assignment()
+            .map_or(true, |assigned| assigned.find_partition(&topic, partition).is_some())
+    })
 }
 
 async fn route(
@@ -431,7 +452,7 @@ async fn run_lane<L: Ledger>(
         tokio::spawn(async move {
             while let Some((batch, outcome)) = to_publish.recv().await {
                 publish(&config, &producer, &batch, &outcome, &dead_lettered).await;
-                commit(&consumer, &config.kafka.transactions_topic, &batch);
+                commit(&consumer, &config.kafka.transactions_topic, &batch, &outcome.abandoned);
             }
         })
     };
@@ -551,10 +572,11 @@ async fn publish(
     futures::future::join_all(deliveries).await;
 }
 
-/// Commits, per partition, the offset after the last message of the batch.
-fn commit(consumer: &RewarderConsumer, topic: &str, batch: &[Incoming]) {
+/// Commits, per partition, the offset after the last message of the batch (not for the
+/// partitions left to another instance).
+fn commit(consumer: &RewarderConsumer, topic: &str, batch: &[Incoming], abandoned: &[i32]) {
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-    for message in batch {
+    for message in batch.iter().filter(|message| !abandoned.contains(&message.partition)) {
         let entry = next.entry(message.partition).or_insert(0);
         *entry = (*entry).max(message.offset + 1);
     }

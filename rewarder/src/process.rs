@@ -5,8 +5,13 @@
 //! what the ledger already has (same content: a redelivery, whose reward is re-emitted;
 //! different content: a conflict, dead-lettered, first wins); load the state of customers not
 //! cached; evaluate each customer's transactions in order; write decisions and states in one
-//! fenced ledger write. A state refused as stale (another instance decided for that customer
-//! since we loaded it) is reloaded and the batch decided again.
+//! fenced ledger write.
+//!
+//! Fencing is per partition: before it loads any customer of a partition, the processor claims
+//! the partition's shard in the ledger, and every write names that lease. A write refused
+//! because the lease was replaced (another instance claimed the partition in a rebalance)
+//! drops the partition's customers and lease; the batch is decided again after claiming anew
+//! and reloading, so nothing is ever decided from state another instance moved on from.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +20,8 @@ use chrono::{Days, Utc};
 use prometheus::IntCounterVec;
 
 use cezbek_ledger::{
-    CustomerBatch, CustomerState, Ledger, LedgerError, RewardRecord, StateWrite, content_hash,
+    CustomerBatch, CustomerState, Ledger, LedgerError, RewardRecord, ShardLease, StateWrite,
+    content_hash,
 };
 use cezbek_rules::{RuleSnapshot, evaluate, local_day};
 use cezbek_schemas::{
@@ -23,10 +29,18 @@ use cezbek_schemas::{
     decode_transaction,
 };
 
-/// How often a batch is decided again after stale-state refusals before giving up for now.
-const STALE_RETRIES: usize = 5;
+/// How often a batch is decided again after fenced refusals before giving up for now.
+const FENCED_RETRIES: usize = 5;
 /// How long purchases are kept for partners without a tier program.
 const DEFAULT_WINDOW_DAYS: u32 = 31;
+
+/// The tier window of a partner's program (or how long purchases are kept without one).
+fn window_days(rules: &RuleSnapshot, partner: &PartnerCode) -> u32 {
+    rules
+        .partner_rules(partner)
+        .and_then(|p| p.tiers())
+        .map_or(DEFAULT_WINDOW_DAYS, |program| program.window_days)
+}
 
 /// A message as polled.
 #[derive(Debug, Clone)]
@@ -50,6 +64,9 @@ pub struct Outcome {
     /// Reward events to publish, in the order decided (re-emitted ones included).
     pub rewards: Vec<Reward>,
     pub dead_letters: Vec<DeadLetter>,
+    /// Partitions that moved to another instance while the batch was decided: their messages
+    /// were left undecided, and their offsets must not be committed.
+    pub abandoned: Vec<i32>,
 }
 
 type CustomerKey = (PartnerCode, Msisdn);
@@ -70,6 +87,12 @@ pub struct Processor<L> {
     ledger: Arc<L>,
     /// Customer states of the partitions this instance owns, by partition.
     cache: HashMap<i32, HashMap<CustomerKey, CustomerState>>,
+    /// The ledger leases on those partitions, claimed on their first batch.
+    leases: HashMap<i32, ShardLease>,
+    /// The topic the partitions are of: a shard is `topic/partition`.
+    topic: String,
+    /// Whether the consumer still has a partition assigned.
+    owns: Box<dyn Fn(i32) -> bool + Send + Sync>,
     metrics: ProcessMetrics,
 }
 
@@ -93,15 +116,37 @@ struct Pending {
 }
 
 impl<L: Ledger> Processor<L> {
-    pub fn new(ledger: Arc<L>, metrics: ProcessMetrics) -> Self {
-        Self { ledger, cache: HashMap::new(), metrics }
+    pub fn new(
+        ledger: Arc<L>,
+        metrics: ProcessMetrics,
+        topic: String,
+        owns: Box<dyn Fn(i32) -> bool + Send + Sync>,
+    ) -> Self {
+        Self { ledger, cache: HashMap::new(), leases: HashMap::new(), topic, owns, metrics }
     }
 
-    /// Forgets the customers of partitions this instance no longer owns.
+    /// Forgets the customers and leases of partitions this instance no longer owns.
     pub fn revoke(&mut self, partitions: &[i32]) {
         for partition in partitions {
             self.cache.remove(partition);
+            self.leases.remove(partition);
         }
+    }
+
+    /// Claims the partitions of `batch` that have no lease yet. Their customers are loaded
+    /// afresh after the claim (anything cached may predate another owner's writes).
+    async fn claim(&mut self, partitions: impl Iterator<Item = i32>) -> Result<(), LedgerError> {
+        for partition in partitions {
+            if self.leases.contains_key(&partition) {
+                continue;
+            }
+            let shard = format!("{}/{partition}", self.topic);
+            let lease = self.ledger.claim(&shard).await?;
+            tracing::info!(shard, epoch = lease.epoch, "claimed a partition's shard in the ledger");
+            self.cache.remove(&partition);
+            self.leases.insert(partition, lease);
+        }
+        Ok(())
     }
 
     pub async fn process(
@@ -136,9 +181,10 @@ impl<L: Ledger> Processor<L> {
         let mut assume_new = true;
         let (triage, written) = loop {
             attempt += 1;
+            self.claim(decoded.iter().map(|(index, _)| batch[*index].partition)).await?;
             let triage = self.triage(&decoded, batch, assume_new).await?;
-            self.load_states(&triage.order).await?;
-            let (mut batches, states) = self.decide(&triage.order, &triage.pending, rules).await?;
+            self.load_states(&triage.order, &triage.pending, rules).await?;
+            let (batches, states) = self.decide(&triage.order, &triage.pending, rules).await?;
             let applied = if assume_new {
                 self.ledger.apply_new(&batches).await
             } else {
@@ -153,20 +199,39 @@ impl<L: Ledger> Processor<L> {
                     assume_new = false;
                 }
                 Ok(_) => {
-                    let written = triage.order.iter().zip(states).zip(&mut batches);
-                    for (((partition, customer), mut state), batch) in written {
-                        state.window = std::mem::take(&mut batch.state.window);
+                    for ((partition, customer), state) in triage.order.iter().zip(states) {
                         self.cache.entry(*partition).or_default().insert(customer.clone(), state);
                     }
                     break (triage, batches);
                 }
-                Err(LedgerError::StaleState { partner, msisdn, expected })
-                    if attempt < STALE_RETRIES =>
-                {
-                    tracing::info!(%partner, %msisdn, expected, "customer state changed elsewhere; reloading and deciding again");
-                    // Every customer of the batch is reloaded (decide took them out of the
-                    // cache): any of them may have moved on.
+                Err(LedgerError::Fenced { shard, epoch }) if attempt < FENCED_RETRIES => {
+                    // That partition's customers may have moved on (the others were taken out
+                    // of the cache by decide and reload too), and another instance may have
+                    // decided some of these transactions meanwhile.
                     assume_new = false;
+                    let fenced: Vec<i32> = self
+                        .leases
+                        .iter()
+                        .filter(|(_, lease)| *lease.shard == *shard)
+                        .map(|(partition, _)| *partition)
+                        .collect();
+                    for partition in fenced {
+                        self.leases.remove(&partition);
+                        self.cache.remove(&partition);
+                        if (self.owns)(partition) {
+                            // Still ours (the other claim came from an instance about to
+                            // learn it lost the partition): claim again and decide again.
+                            tracing::info!(%shard, epoch, "partition claimed elsewhere but still assigned here; claiming it again");
+                            continue;
+                        }
+                        // Ours no more: leave its messages to the new owner, uncommitted.
+                        tracing::info!(%shard, epoch, "partition moved to another instance; leaving its messages to it");
+                        decoded.retain(|(index, _)| batch[*index].partition != partition);
+                        outcome
+                            .dead_letters
+                            .retain(|dead| batch[dead.index].partition != partition);
+                        outcome.abandoned.push(partition);
+                    }
                 }
                 Err(error) => return Err(error),
             }
@@ -249,32 +314,51 @@ impl<L: Ledger> Processor<L> {
         Ok(triage)
     }
 
-    /// Loads the customers of `order` that are not cached; unknown ones start empty.
-    async fn load_states(&mut self, order: &[(i32, CustomerKey)]) -> Result<(), LedgerError> {
-        let mut missing: HashMap<PartnerCode, Vec<Msisdn>> = HashMap::new();
-        for (partition, (partner, msisdn)) in order {
-            let cached = self
-                .cache
-                .get(partition)
-                .is_some_and(|c| c.contains_key(&(partner.clone(), msisdn.clone())));
+    /// Loads the customers of `order` that are not cached (unknown ones start empty), under
+    /// their partition's lease, with the window rebuilt from the decisions it can need: from
+    /// the tier window (or a day, for daily caps) before their earliest pending transaction.
+    async fn load_states(
+        &mut self,
+        order: &[(i32, CustomerKey)],
+        pending: &HashMap<CustomerKey, Vec<Pending>>,
+        rules: &RuleSnapshot,
+    ) -> Result<(), LedgerError> {
+        let mut missing: HashMap<(i32, PartnerCode), Vec<Msisdn>> = HashMap::new();
+        for (partition, customer) in order {
+            let cached = self.cache.get(partition).is_some_and(|c| c.contains_key(customer));
             if !cached {
-                missing.entry(partner.clone()).or_default().push(msisdn.clone());
+                missing
+                    .entry((*partition, customer.0.clone()))
+                    .or_default()
+                    .push(customer.1.clone());
             }
         }
-        let partition_of: HashMap<&CustomerKey, i32> = order.iter().map(|(p, c)| (c, *p)).collect();
-        for (partner, msisdns) in missing {
+        for ((partition, partner), msisdns) in missing {
+            let Some(lease) = self.leases.get(&partition) else {
+                return Err(LedgerError::InvalidBatch(format!(
+                    "partition {partition} is not claimed"
+                )));
+            };
+            let earliest = msisdns
+                .iter()
+                .filter_map(|msisdn| pending.get(&(partner.clone(), msisdn.clone())))
+                .flatten()
+                .map(|p| p.transaction.occurred_at)
+                .min()
+                .unwrap_or_else(Utc::now);
+            let days = window_days(rules, &partner).max(1) + 1;
+            let since = earliest - Days::new(u64::from(days));
             let mut loaded: HashMap<Msisdn, CustomerState> = self
                 .ledger
-                .customer_states(&partner, &msisdns)
+                .load_customers(&partner, &msisdns, since, lease)
                 .await?
                 .into_iter()
                 .filter_map(|state| state.msisdn.clone().map(|m| (m, state)))
                 .collect();
+            let cache = self.cache.entry(partition).or_default();
             for msisdn in msisdns {
                 let state = loaded.remove(&msisdn).unwrap_or_default();
-                let key = (partner.clone(), msisdn);
-                let partition = partition_of.get(&key).copied().unwrap_or_default();
-                self.cache.entry(partition).or_default().insert(key, state);
+                cache.insert((partner.clone(), msisdn), state);
             }
         }
         Ok(())
@@ -297,6 +381,7 @@ impl<L: Ledger> Processor<L> {
             let mut state =
                 self.cache.get_mut(partition).and_then(|c| c.remove(customer)).unwrap_or_default();
             let transactions = pending.get(customer).map(Vec::as_slice).unwrap_or_default();
+            let (stored_tier, stored_email) = (state.tier.clone(), state.email.clone());
             self.fetch_originals(&mut state, transactions).await?;
             let mut records = Vec::with_capacity(transactions.len());
             for Pending { transaction, hash } in transactions {
@@ -315,26 +400,23 @@ impl<L: Ledger> Processor<L> {
                 });
             }
             if let Some(last) = transactions.last() {
-                let window_days = rules
-                    .partner_rules(&customer.0)
-                    .and_then(|p| p.tiers())
-                    .map_or(DEFAULT_WINDOW_DAYS, |program| program.window_days);
-                let since = last.transaction.occurred_at - Days::new(u64::from(window_days));
+                let since = last.transaction.occurred_at
+                    - Days::new(u64::from(window_days(rules, &customer.0)));
                 let day = local_day(rules, &last.transaction);
                 state.window.prune(since, day.pred_opt().unwrap_or(day));
             }
+            // The stored state changes only with the tier or the email.
+            let changed = state.tier != stored_tier || state.email != stored_email;
             batches.push(CustomerBatch {
+                partner: customer.0.clone(),
+                msisdn: customer.1.clone(),
+                lease: self.leases.get(partition).cloned().ok_or_else(|| {
+                    LedgerError::InvalidBatch(format!("partition {partition} is not claimed"))
+                })?,
                 records,
-                state: StateWrite {
-                    partner: customer.0.clone(),
-                    msisdn: customer.1.clone(),
-                    tier: state.tier.clone(),
-                    email: state.email.clone(),
-                    window: std::mem::take(&mut state.window),
-                    expected_version: state.version,
-                },
+                state: changed
+                    .then(|| StateWrite { tier: state.tier.clone(), email: state.email.clone() }),
             });
-            state.version += 1;
             states.push(state);
         }
         Ok((batches, states))

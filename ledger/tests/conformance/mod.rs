@@ -6,9 +6,9 @@
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 
 use cezbek_ledger::{
-    CustomerBatch, DigestStatus, HistoryQuery, Ledger, LedgerError, RewardRecord, StateWrite,
+    CustomerBatch, DigestStatus, HistoryQuery, Ledger, LedgerError, RewardRecord, ShardLease,
+    StateWrite,
 };
-use cezbek_rules::{CustomerWindow, WindowPurchase};
 use cezbek_schemas::{
     AppliedCampaign, CampaignKind, Currency, Mcc, Msisdn, PartnerCode, Reward, RewardOutcome,
     Source, SourceChannel, Transaction, TransactionId, TransactionKind,
@@ -77,26 +77,29 @@ fn refund_record(
     refund
 }
 
-fn state(msisdn: &Msisdn, expected_version: i64, purchases: usize) -> StateWrite {
-    StateWrite {
+/// A customer's part of a batch under `lease`, with a tier and an email to store.
+fn of(lease: &ShardLease, msisdn: &Msisdn) -> CustomerBatch {
+    CustomerBatch {
         partner: partner(),
         msisdn: msisdn.clone(),
-        tier: Some("SILVER".into()),
-        email: Some("budi@example.com".into()),
-        window: CustomerWindow {
-            purchases: (0..purchases)
-                .map(|i| WindowPurchase {
-                    transaction_id: format!("w{i}"),
-                    occurred_at: at(0),
-                    amount: 1,
-                    refunded: 0,
-                })
-                .collect(),
-            ..CustomerWindow::default()
-        },
-        expected_version,
+        lease: lease.clone(),
+        records: Vec::new(),
+        state: Some(StateWrite {
+            tier: Some("SILVER".into()),
+            email: Some("budi@example.com".into()),
+        }),
     }
 }
+
+/// What a rewarder does before writing: claims the shard, then loads its customers.
+async fn claim(ledger: &impl Ledger, customers: &[&Msisdn]) -> ShardLease {
+    let lease = ledger.claim(SHARD).await.unwrap();
+    let customers: Vec<Msisdn> = customers.iter().map(|&m| m.clone()).collect();
+    ledger.load_customers(&partner(), &customers, at(-60 * 24 * 90), &lease).await.unwrap();
+    lease
+}
+
+const SHARD: &str = "cezbek.transactions.v1/0";
 
 /// The transaction a record decided (what a redelivery would carry).
 pub fn transaction_of(record: &RewardRecord) -> Transaction {
@@ -126,15 +129,15 @@ fn key(id: &str) -> (PartnerCode, TransactionId) {
 
 pub async fn apply_is_idempotent(ledger: &impl Ledger) {
     let alice = customer(1);
+    let lease = claim(ledger, &[&alice]).await;
     let first = vec![CustomerBatch {
         records: vec![record("t1", &alice, 0, 100), record("t2", &alice, 1, 200)],
-        state: state(&alice, 0, 2),
+        ..of(&lease, &alice)
     }];
     let inserted = ledger.apply(&first).await.unwrap();
     assert_eq!(inserted.len(), 2);
     // Redelivered with the state that followed: nothing new, and nothing changed.
-    let again =
-        vec![CustomerBatch { records: first[0].records.clone(), state: state(&alice, 1, 2) }];
+    let again = vec![CustomerBatch { records: first[0].records.clone(), ..of(&lease, &alice) }];
     assert!(ledger.apply(&again).await.unwrap().is_empty());
     assert_eq!(
         ledger.reward(&partner(), &key("t1").1).await.unwrap().unwrap().reward.cashback,
@@ -152,13 +155,14 @@ pub async fn apply_is_idempotent(ledger: &impl Ledger) {
 
 pub async fn apply_new_refuses_a_batch_with_a_decided_transaction(ledger: &impl Ledger) {
     let (alice, bob) = (customer(1), customer(2));
+    let lease = claim(ledger, &[&alice, &bob]).await;
     let first =
-        [CustomerBatch { records: vec![record("t1", &alice, 0, 100)], state: state(&alice, 0, 1) }];
+        [CustomerBatch { records: vec![record("t1", &alice, 0, 100)], ..of(&lease, &alice) }];
     assert_eq!(ledger.apply_new(&first).await.unwrap(), vec![key("t1")]);
-    // Bob's new purchase rides with a redelivery of t1 (alice's state as if t1 were new to it).
+    // Bob's new purchase rides with a redelivery of t1.
     let mixed = [
-        CustomerBatch { records: vec![record("u1", &bob, 0, 50)], state: state(&bob, 0, 1) },
-        CustomerBatch { records: vec![record("t1", &alice, 0, 100)], state: state(&alice, 1, 2) },
+        CustomerBatch { records: vec![record("u1", &bob, 0, 50)], ..of(&lease, &bob) },
+        CustomerBatch { records: vec![record("t1", &alice, 0, 100)], ..of(&lease, &alice) },
     ];
     let error = ledger.apply_new(&mixed).await.unwrap_err();
     assert!(matches!(error, LedgerError::AlreadyDecided), "{error}");
@@ -166,52 +170,90 @@ pub async fn apply_new_refuses_a_batch_with_a_decided_transaction(ledger: &impl 
     assert!(
         ledger.customer_states(&partner(), std::slice::from_ref(&bob)).await.unwrap().is_empty()
     );
-    let states = ledger.customer_states(&partner(), std::slice::from_ref(&alice)).await.unwrap();
-    assert_eq!((states[0].version, states[0].window.purchases.len()), (1, 1));
     // Without the redelivery, bob's part goes through.
     assert_eq!(ledger.apply_new(&mixed[..1]).await.unwrap(), vec![key("u1")]);
 }
 
-pub async fn a_stale_state_refuses_the_whole_batch(ledger: &impl Ledger) {
-    let (alice, bob) = (customer(1), customer(2));
+/// A rebalance: a second writer claims the shard and loads alice; the first writer, still
+/// holding its old lease, is refused from then on, and the second one's writes go through.
+pub async fn a_replaced_lease_refuses_the_batch(ledger: &impl Ledger) {
+    let alice = customer(1);
+    let old = claim(ledger, &[&alice]).await;
     ledger
-        .apply(&[CustomerBatch {
-            records: vec![record("a1", &alice, 0, 10)],
-            state: state(&alice, 0, 1),
-        }])
+        .apply(&[CustomerBatch { records: vec![record("a1", &alice, 0, 10)], ..of(&old, &alice) }])
         .await
         .unwrap();
-    // An instance that loaded alice before a1 tries to write: refused.
-    let stale = vec![
-        CustomerBatch { records: vec![record("b1", &bob, 0, 10)], state: state(&bob, 0, 1) },
-        CustomerBatch { records: vec![record("a2", &alice, 1, 10)], state: state(&alice, 0, 1) },
-    ];
-    let error = ledger.apply(&stale).await.unwrap_err();
+    let new = claim(ledger, &[&alice]).await;
+    assert!(new.epoch > old.epoch, "{new:?} after {old:?}");
+    let late =
+        vec![CustomerBatch { records: vec![record("a2", &alice, 1, 10)], ..of(&old, &alice) }];
+    let error = ledger.apply(&late).await.unwrap_err();
     assert!(
-        matches!(&error, LedgerError::StaleState { msisdn, expected: 0, .. } if *msisdn == alice.to_string()),
+        matches!(&error, LedgerError::Fenced { shard, epoch } if shard == SHARD && *epoch == old.epoch),
         "{error}"
     );
-    assert!(ledger.reward(&partner(), &key("b1").1).await.unwrap().is_none(), "all or nothing");
     assert!(ledger.reward(&partner(), &key("a2").1).await.unwrap().is_none());
-    let states = ledger.customer_states(&partner(), std::slice::from_ref(&alice)).await.unwrap();
-    assert_eq!((states[0].version, states[0].window.purchases.len()), (1, 1));
-    // With the current version it goes through.
-    ledger
-        .apply(&[CustomerBatch {
-            records: vec![record("a2", &alice, 1, 10)],
-            state: state(&alice, 1, 2),
-        }])
+    // The new owner saw a1 when it loaded, and writes.
+    let loaded = ledger
+        .load_customers(&partner(), std::slice::from_ref(&alice), at(-60), &new)
         .await
         .unwrap();
-    let states = ledger.customer_states(&partner(), &[alice]).await.unwrap();
-    assert_eq!((states[0].version, states[0].window.purchases.len()), (2, 2));
+    assert_eq!(loaded[0].window.purchases.len(), 1);
+    ledger
+        .apply(&[CustomerBatch { records: vec![record("a2", &alice, 1, 10)], ..of(&new, &alice) }])
+        .await
+        .unwrap();
+    assert!(ledger.reward(&partner(), &key("a2").1).await.unwrap().is_some());
+}
+
+/// The window is not stored: loading a customer rebuilds it from their decisions since the
+/// time asked, refunds included; tier and email are the stored ones.
+pub async fn a_loaded_customer_has_the_window_of_their_decisions(ledger: &impl Ledger) {
+    let (alice, bob) = (customer(1), customer(2));
+    let lease = claim(ledger, &[&alice, &bob]).await;
+    let records = vec![
+        record("old", &alice, 0, 10),
+        record("p1", &alice, 60, 1_000),
+        record("p2", &alice, 120, 500),
+        refund_record("r1", "p1", &alice, 180, 30_000, 300),
+    ];
+    ledger.apply(&[CustomerBatch { records, ..of(&lease, &alice) }]).await.unwrap();
+    let none =
+        CustomerBatch { records: vec![record("b1", &bob, 60, 0)], state: None, ..of(&lease, &bob) };
+    ledger.apply(&[none]).await.unwrap();
+    let mut loaded = ledger
+        .load_customers(&partner(), &[alice.clone(), bob.clone()], at(30), &lease)
+        .await
+        .unwrap();
+    loaded.sort_by(|a, b| a.msisdn.cmp(&b.msisdn));
+    let alice_state = &loaded[0];
+    assert_eq!(alice_state.msisdn.as_ref(), Some(&alice));
+    assert_eq!(
+        (alice_state.tier.as_deref(), alice_state.email.as_deref()),
+        (Some("SILVER"), Some("budi@example.com"))
+    );
+    let mut purchases: Vec<(String, i64, i64)> = alice_state
+        .window
+        .purchases
+        .iter()
+        .map(|p| (p.transaction_id.clone(), p.amount, p.refunded))
+        .collect();
+    purchases.sort();
+    assert_eq!(purchases, vec![("p1".into(), 100_000, 30_000), ("p2".into(), 100_000, 0)]);
+    assert_eq!(alice_state.window.earned_on("b1", at(60).date_naive()), 1_500);
+    // Bob has decisions but no stored tier or email.
+    assert_eq!(loaded.len(), 2, "{loaded:?}");
+    assert_eq!((loaded[1].tier.as_deref(), loaded[1].window.purchases.len()), (None, 1));
+    let window = ledger.customer_window(&partner(), &alice, at(90)).await.unwrap();
+    assert_eq!(window.purchases.len(), 1);
 }
 
 pub async fn a_record_reads_back_exactly(ledger: &impl Ledger) {
     let alice = customer(1);
+    let lease = claim(ledger, &[&alice]).await;
     let original = record("p1", &alice, 0, 1_500);
     ledger
-        .apply(&[CustomerBatch { records: vec![original.clone()], state: state(&alice, 0, 1) }])
+        .apply(&[CustomerBatch { records: vec![original.clone()], ..of(&lease, &alice) }])
         .await
         .unwrap();
     assert_eq!(ledger.reward(&partner(), &key("p1").1).await.unwrap(), Some(original));
@@ -229,7 +271,7 @@ pub async fn a_record_reads_back_exactly(ledger: &impl Ledger) {
     awkward.reward.occurred_at += Duration::microseconds(123_456);
     awkward.reward.decided_at += Duration::microseconds(999_999);
     ledger
-        .apply_new(&[CustomerBatch { records: vec![awkward.clone()], state: state(&alice, 1, 1) }])
+        .apply_new(&[CustomerBatch { records: vec![awkward.clone()], ..of(&lease, &alice) }])
         .await
         .unwrap();
     assert_eq!(ledger.reward(&partner(), &key("r1").1).await.unwrap(), Some(awkward));
@@ -237,12 +279,13 @@ pub async fn a_record_reads_back_exactly(ledger: &impl Ledger) {
 
 pub async fn originals_sum_their_refunds(ledger: &impl Ledger) {
     let alice = customer(1);
+    let lease = claim(ledger, &[&alice]).await;
     let records = vec![
         record("p1", &alice, 0, 1_000),
         refund_record("r1", "p1", &alice, 5, 30_000, 300),
         refund_record("r2", "p1", &alice, 6, 20_000, 200),
     ];
-    ledger.apply(&[CustomerBatch { records, state: state(&alice, 0, 1) }]).await.unwrap();
+    ledger.apply(&[CustomerBatch { records, ..of(&lease, &alice) }]).await.unwrap();
     let original = ledger.original(&partner(), &key("p1").1).await.unwrap().unwrap();
     assert_eq!(
         (original.amount, original.cashback, original.clawed_back, original.refunded),
@@ -256,14 +299,15 @@ pub async fn originals_sum_their_refunds(ledger: &impl Ledger) {
 
 pub async fn history_pages_newest_first_without_gaps(ledger: &impl Ledger) {
     let (alice, bob) = (customer(1), customer(2));
+    let lease = claim(ledger, &[&alice, &bob]).await;
     // 25 at distinct minutes plus 3 sharing one instant, so the cursor's tie-break matters.
     let mut records: Vec<RewardRecord> =
         (0..25).map(|i| record(&format!("a{i:02}"), &alice, i, 10)).collect();
     records.extend((0..3).map(|i| record(&format!("same{i}"), &alice, 10, 10)));
     ledger
         .apply(&[
-            CustomerBatch { records, state: state(&alice, 0, 0) },
-            CustomerBatch { records: vec![record("b0", &bob, 3, 10)], state: state(&bob, 0, 0) },
+            CustomerBatch { records, ..of(&lease, &alice) },
+            CustomerBatch { records: vec![record("b0", &bob, 3, 10)], ..of(&lease, &bob) },
         ])
         .await
         .unwrap();
@@ -303,6 +347,7 @@ pub async fn history_pages_newest_first_without_gaps(ledger: &impl Ledger) {
 
 pub async fn customer_totals_count_and_sum_what_was_decided(ledger: &impl Ledger) {
     let (alice, bob) = (customer(1), customer(2));
+    let lease = claim(ledger, &[&alice, &bob]).await;
     ledger
         .apply(&[
             CustomerBatch {
@@ -312,9 +357,9 @@ pub async fn customer_totals_count_and_sum_what_was_decided(ledger: &impl Ledger
                     record("t3", &alice, 120, 250),
                     refund_record("t4", "t3", &alice, 180, 50_000, 125),
                 ],
-                state: state(&alice, 0, 0),
+                ..of(&lease, &alice)
             },
-            CustomerBatch { records: vec![record("b1", &bob, 0, 999)], state: state(&bob, 0, 0) },
+            CustomerBatch { records: vec![record("b1", &bob, 0, 999)], ..of(&lease, &bob) },
         ])
         .await
         .unwrap();
@@ -331,10 +376,11 @@ pub async fn customer_totals_count_and_sum_what_was_decided(ledger: &impl Ledger
 
 pub async fn a_partner_day_holds_its_local_day(ledger: &impl Ledger) {
     let alice = customer(1);
+    let lease = claim(ledger, &[&alice]).await;
     let mut late = record("late", &alice, 60 * 23, 10);
     late.local_day = NaiveDate::from_ymd_opt(2026, 5, 2).unwrap();
     let records = vec![record("early", &alice, 60, 10), late];
-    ledger.apply(&[CustomerBatch { records, state: state(&alice, 0, 0) }]).await.unwrap();
+    ledger.apply(&[CustomerBatch { records, ..of(&lease, &alice) }]).await.unwrap();
     let day1 = ledger
         .rewards_of_day(&partner(), NaiveDate::from_ymd_opt(2026, 5, 1).unwrap())
         .await
@@ -355,27 +401,28 @@ pub async fn a_partner_day_holds_its_local_day(ledger: &impl Ledger) {
 
 pub async fn opting_out_is_kept_and_does_not_fence(ledger: &impl Ledger) {
     let (alice, carol) = (customer(1), customer(3));
+    let lease = claim(ledger, &[&alice, &carol]).await;
     ledger
         .apply(&[CustomerBatch {
             records: vec![record("a1", &alice, 0, 10)],
-            state: state(&alice, 0, 1),
+            ..of(&lease, &alice)
         }])
         .await
         .unwrap();
     ledger.set_opt_out(&partner(), &alice, true).await.unwrap();
     ledger.set_opt_out(&partner(), &carol, true).await.unwrap();
-    // The rewarder's next writes, from the versions it loaded, still go through.
+    // The rewarder's next writes still go through and leave the choice as it is.
     ledger
         .apply(&[CustomerBatch {
             records: vec![record("a2", &alice, 1, 10)],
-            state: state(&alice, 1, 2),
+            ..of(&lease, &alice)
         }])
         .await
         .unwrap();
     ledger
         .apply(&[CustomerBatch {
             records: vec![record("c1", &carol, 1, 10)],
-            state: state(&carol, 0, 1),
+            ..of(&lease, &carol)
         }])
         .await
         .unwrap();
@@ -402,9 +449,10 @@ pub async fn a_digest_intent_is_recorded_once(ledger: &impl Ledger) {
 
 pub async fn a_customer_twice_in_one_batch_is_refused(ledger: &impl Ledger) {
     let alice = customer(1);
+    let lease = claim(ledger, &[&alice]).await;
     let batch = vec![
-        CustomerBatch { records: vec![record("x1", &alice, 0, 10)], state: state(&alice, 0, 1) },
-        CustomerBatch { records: vec![record("x2", &alice, 1, 10)], state: state(&alice, 0, 2) },
+        CustomerBatch { records: vec![record("x1", &alice, 0, 10)], ..of(&lease, &alice) },
+        CustomerBatch { records: vec![record("x2", &alice, 1, 10)], ..of(&lease, &alice) },
     ];
     assert!(matches!(ledger.apply(&batch).await, Err(LedgerError::InvalidBatch(_))));
 }
