@@ -145,7 +145,7 @@ impl<L: Ledger> Sender<L> {
                 candidates.push(customer);
             }
         }
-        let states = self.states(partner, &candidates).await?;
+        let states = self.states(partner, &candidates, rules).await?;
 
         let interval = Duration::from_secs(1) / self.max_per_second.max(1);
         let mut next_slot = Instant::now();
@@ -206,19 +206,27 @@ impl<L: Ledger> Sender<L> {
         Ok(report)
     }
 
+    /// The candidates' stored states, with the tier window (rebuilt from their decisions)
+    /// where the partner runs a tier program.
     async fn states(
         &self,
         partner: &PartnerCode,
         candidates: &[CustomerDay<'_>],
+        rules: Option<&PartnerRules>,
     ) -> Result<HashMap<Msisdn, CustomerState>, LedgerError> {
         let mut states = HashMap::with_capacity(candidates.len());
+        let window_since = rules.and_then(PartnerRules::tiers).and_then(|program| {
+            Utc::now().checked_sub_days(chrono::Days::new(u64::from(program.window_days)))
+        });
         for chunk in candidates.chunks(STATE_CHUNK) {
             let msisdns: Vec<Msisdn> =
                 chunk.iter().map(|customer| customer.msisdn.clone()).collect();
-            for state in self.ledger.customer_states(partner, &msisdns).await? {
-                if let Some(msisdn) = state.msisdn.clone() {
-                    states.insert(msisdn, state);
+            for mut state in self.ledger.customer_states(partner, &msisdns).await? {
+                let Some(msisdn) = state.msisdn.clone() else { continue };
+                if let Some(since) = window_since {
+                    state.window = self.ledger.customer_window(partner, &msisdn, since).await?;
                 }
+                states.insert(msisdn, state);
             }
         }
         Ok(states)
