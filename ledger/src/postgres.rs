@@ -46,6 +46,27 @@ impl PostgresLedger {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    /// Some customers' decisions since `since` (the by-customer index, one range each): what
+    /// their windows are rebuilt from.
+    async fn decided_since(
+        &self,
+        partner: &PartnerCode,
+        msisdns: &[Msisdn],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<RewardRecord>, LedgerError> {
+        let numbers: Vec<String> = msisdns.iter().map(ToString::to_string).collect();
+        let rows = sqlx::query(&format!(
+            "SELECT {REWARD_COLUMNS} FROM rewards \
+             WHERE partner = $1 AND msisdn = ANY($2::text[]) AND occurred_at >= $3"
+        ))
+        .bind(partner.as_str())
+        .bind(&numbers)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(read_record).collect()
+    }
 }
 
 fn corrupt(what: impl std::fmt::Display) -> LedgerError {
@@ -581,19 +602,8 @@ impl Ledger for PostgresLedger {
         since: DateTime<Utc>,
         _lease: &ShardLease,
     ) -> Result<Vec<CustomerState>, LedgerError> {
-        let numbers: Vec<String> = msisdns.iter().map(ToString::to_string).collect();
-        let rows = sqlx::query(&format!(
-            "SELECT {REWARD_COLUMNS} FROM rewards \
-             WHERE partner = $1 AND msisdn = ANY($2::text[]) AND occurred_at >= $3"
-        ))
-        .bind(partner.as_str())
-        .bind(&numbers)
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
         let mut decided: HashMap<Msisdn, Vec<RewardRecord>> = HashMap::new();
-        for row in &rows {
-            let record = read_record(row)?;
+        for record in self.decided_since(partner, msisdns, since).await? {
             decided.entry(record.reward.msisdn.clone()).or_default().push(record);
         }
         let mut states = self.customer_states(partner, msisdns).await?;
@@ -618,15 +628,7 @@ impl Ledger for PostgresLedger {
         msisdn: &Msisdn,
         since: DateTime<Utc>,
     ) -> Result<CustomerWindow, LedgerError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {REWARD_COLUMNS} FROM rewards WHERE partner = $1 AND msisdn = $2 AND occurred_at >= $3"
-        ))
-        .bind(partner.as_str())
-        .bind(msisdn.as_str())
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
-        let records = rows.iter().map(read_record).collect::<Result<Vec<_>, _>>()?;
+        let records = self.decided_since(partner, std::slice::from_ref(msisdn), since).await?;
         Ok(window_of(&records))
     }
 

@@ -133,6 +133,13 @@ impl<L: Ledger> Processor<L> {
         }
     }
 
+    /// The lease a partition's writes go under (claimed before any of its customers load).
+    fn lease(&self, partition: i32) -> Result<&ShardLease, LedgerError> {
+        self.leases.get(&partition).ok_or_else(|| {
+            LedgerError::InvalidBatch(format!("partition {partition} is not claimed"))
+        })
+    }
+
     /// Claims the partitions of `batch` that have no lease yet. Their customers are loaded
     /// afresh after the claim (anything cached may predate another owner's writes).
     async fn claim(&mut self, partitions: impl Iterator<Item = i32>) -> Result<(), LedgerError> {
@@ -334,11 +341,7 @@ impl<L: Ledger> Processor<L> {
             }
         }
         for ((partition, partner), msisdns) in missing {
-            let Some(lease) = self.leases.get(&partition) else {
-                return Err(LedgerError::InvalidBatch(format!(
-                    "partition {partition} is not claimed"
-                )));
-            };
+            let lease = self.lease(partition)?;
             let earliest = msisdns
                 .iter()
                 .filter_map(|msisdn| pending.get(&(partner.clone(), msisdn.clone())))
@@ -410,9 +413,7 @@ impl<L: Ledger> Processor<L> {
             batches.push(CustomerBatch {
                 partner: customer.0.clone(),
                 msisdn: customer.1.clone(),
-                lease: self.leases.get(partition).cloned().ok_or_else(|| {
-                    LedgerError::InvalidBatch(format!("partition {partition} is not claimed"))
-                })?,
+                lease: self.lease(*partition)?.clone(),
                 records,
                 state: changed
                     .then(|| StateWrite { tier: state.tier.clone(), email: state.email.clone() }),
