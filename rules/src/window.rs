@@ -241,8 +241,17 @@ impl CustomerWindow {
     /// days before `days_since`, and the originals of purchases no longer kept (a refund of one
     /// of those finds its original in the ledger), so the state stays small.
     pub fn prune(&mut self, purchases_since: DateTime<Utc>, days_since: NaiveDate) {
+        let purchases_before = self.purchases.len();
         self.purchases.retain(|p| p.occurred_at >= purchases_since);
         self.daily_earned.retain(|e| e.day >= days_since);
+        // Every kept purchase has its original (recorded together), so when no purchase was
+        // dropped and there are no more originals than purchases, the two hold the same ids and
+        // there is nothing to forget. That is the common case (a customer's window only moves
+        // at its edge), and it spares a set of every id per decision.
+        let dropped = self.purchases.len() < purchases_before;
+        if !dropped && self.originals.len() <= self.purchases.len() {
+            return;
+        }
         let kept: std::collections::HashSet<&str> =
             self.purchases.iter().map(|p| p.transaction_id.as_str()).collect();
         self.originals.retain(|id, _| kept.contains(id.as_str()));

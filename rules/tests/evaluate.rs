@@ -370,6 +370,25 @@ fn pruning_keeps_what_the_window_and_today_need() {
 }
 
 #[test]
+fn pruning_forgets_originals_without_a_kept_purchase_even_when_no_purchase_drops() {
+    let rules = snapshot(|b| {
+        b.campaign(base("b1", 100)).exclusion(exclusion("x", ExclusionTarget::Mcc(mcc(7995))))
+    });
+    let mut window = CustomerWindow::default();
+    let bet = Transaction { mcc: Some(mcc(7995)), ..purchase("bet", 10_000, at(2026, 5, 1, 0, 0)) };
+    for transaction in [bet, purchase("shop", 10_000, at(2026, 5, 1, 1, 0))] {
+        let decision = evaluate(&transaction, &rules, &window);
+        window.apply(&transaction, &decision, local_day(&rules, &transaction));
+    }
+    // The excluded purchase has an original but no window purchase.
+    assert_eq!((window.purchases.len(), window.originals.len()), (1, 2));
+    window.prune(at(2026, 4, 1, 0, 0), chrono::NaiveDate::from_ymd_opt(2026, 5, 1).unwrap());
+    assert_eq!(window.purchases.len(), 1);
+    let originals: Vec<&str> = window.originals.keys().map(String::as_str).collect();
+    assert_eq!(originals, vec!["shop"]);
+}
+
+#[test]
 fn a_refund_of_an_excluded_purchase_finds_it_and_claws_back_nothing() {
     let rules = snapshot(|b| {
         b.campaign(base("b1", 100)).exclusion(exclusion("x", ExclusionTarget::Mcc(mcc(7995))))
