@@ -269,7 +269,10 @@ pub async fn a_record_reads_back_exactly(ledger: &impl Ledger) {
     awkward.reward.exclusion_id = Some("ex,\"1\"".into());
     awkward.mcc = None;
     awkward.reward.occurred_at += Duration::microseconds(123_456);
-    awkward.reward.decided_at += Duration::microseconds(999_999);
+    // Every digit place of a timestamp and a day (the COPY path formats them by hand).
+    awkward.reward.decided_at =
+        Utc.with_ymd_and_hms(2026, 12, 31, 23, 59, 58).unwrap() + Duration::microseconds(999_999);
+    awkward.local_day = NaiveDate::from_ymd_opt(2027, 10, 19).unwrap();
     ledger
         .apply_new(&[CustomerBatch { records: vec![awkward.clone()], ..of(&lease, &alice) }])
         .await
