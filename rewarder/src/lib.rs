@@ -452,7 +452,12 @@ async fn run_lane<L: Ledger>(
         tokio::spawn(async move {
             while let Some((batch, outcome)) = to_publish.recv().await {
                 publish(&config, &producer, &batch, &outcome, &dead_lettered).await;
-                commit(&consumer, &config.kafka.transactions_topic, &batch, &outcome.abandoned);
+                let offsets =
+                    commit_offsets(&config.kafka.transactions_topic, &batch, &outcome.abandoned);
+                // A synchronous commit waits for the broker: off the runtime's few workers,
+                // which meanwhile decide the other lanes' batches.
+                let consumer = Arc::clone(&consumer);
+                let _ = tokio::task::spawn_blocking(move || commit(&consumer, &offsets)).await;
             }
         })
     };
@@ -572,9 +577,9 @@ async fn publish(
     futures::future::join_all(deliveries).await;
 }
 
-/// Commits, per partition, the offset after the last message of the batch (not for the
-/// partitions left to another instance).
-fn commit(consumer: &RewarderConsumer, topic: &str, batch: &[Incoming], abandoned: &[i32]) {
+/// Per partition, the offset after the last message of the batch (not for the partitions left
+/// to another instance).
+fn commit_offsets(topic: &str, batch: &[Incoming], abandoned: &[i32]) -> TopicPartitionList {
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     for message in batch.iter().filter(|message| !abandoned.contains(&message.partition)) {
         let entry = next.entry(message.partition).or_insert(0);
@@ -586,7 +591,15 @@ fn commit(consumer: &RewarderConsumer, topic: &str, batch: &[Incoming], abandone
             tracing::warn!(%error, partition, "cannot name an offset to commit");
         }
     }
-    if let Err(error) = consumer.commit(&offsets, CommitMode::Sync) {
+    offsets
+}
+
+/// Commits `offsets`, waiting for the broker (it blocks).
+fn commit(consumer: &RewarderConsumer, offsets: &TopicPartitionList) {
+    if offsets.count() == 0 {
+        return;
+    }
+    if let Err(error) = consumer.commit(offsets, CommitMode::Sync) {
         // After a rebalance the partition may be someone else's: they redeliver, the ledger
         // absorbs it.
         tracing::warn!(%error, "offset commit failed; those messages will be redelivered");
