@@ -18,10 +18,11 @@ use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec,
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use cezbek_ledger::{Ledger, LedgerChoice, PostgresLedger, ScyllaLedger};
 use cezbek_platform::config::{EtcdConfig, HttpConfig, KafkaConfig, PostgresConfig};
@@ -267,24 +268,33 @@ async fn run_with<L: Ledger + 'static>(
     result
 }
 
-/// What a lane is handed: a batch of its partitions, or partitions it no longer owns.
+/// What a lane is handed: a batch of its partitions (with its share of the buffering budget,
+/// given back once decided), or partitions it no longer owns.
 enum LaneWork {
-    Batch(Vec<Incoming>),
+    Batch(Vec<Incoming>, OwnedSemaphorePermit),
     Revoke(Vec<i32>),
 }
 
 /// The poll side of a lane: where its messages gather until the batch closes.
 struct LaneInbox {
-    work: mpsc::Sender<LaneWork>,
+    work: mpsc::UnboundedSender<LaneWork>,
     buffer: Vec<Incoming>,
     partitions: usize,
 }
+
+/// Messages the lanes may have waiting, across all lanes, per lane.
+const BUFFERED_BATCHES_PER_LANE: usize = 2;
 
 /// The loop: poll, route each message to its partition's lane, close the lanes' batches at
 /// `batch_max` messages or `batch_wait` after the first; until shutdown. Each lane decides,
 /// writes, publishes and commits its batches in order, beside the others: a customer lives in
 /// one partition and a partition in one lane, so lanes never share a customer, and the
 /// database works on one lane's write while this process decides another's.
+///
+/// Polling waits for no lane in particular: the broker hands out long runs of one partition,
+/// and a poll loop that waited for that partition's busy lane left the others idle (measured:
+/// blocked nine tenths of the time, lanes idle six tenths). Instead one budget of buffered
+/// messages is shared by all lanes, and polling pauses only when all of it is taken.
 async fn consume<L: Ledger + 'static>(
     config: &Config,
     consumer: &Arc<RewarderConsumer>,
@@ -296,9 +306,11 @@ async fn consume<L: Ledger + 'static>(
 ) -> Result<(), Error> {
     let mut inboxes = Vec::with_capacity(config.lanes);
     let mut lanes = Vec::with_capacity(config.lanes);
+    let budget =
+        Arc::new(Semaphore::new(config.lanes * BUFFERED_BATCHES_PER_LANE * config.batch_max));
     for _ in 0..config.lanes {
-        // One batch waits while the lane works on another; beyond that, polling waits.
-        let (work, inbox) = mpsc::channel(1);
+        // Bounded by the budget, not per lane.
+        let (work, inbox) = mpsc::unbounded_channel();
         inboxes.push(LaneInbox { work, buffer: Vec::new(), partitions: 0 });
         lanes.push(tokio::spawn(run_lane(
             config.clone(),
@@ -316,7 +328,7 @@ async fn consume<L: Ledger + 'static>(
             shutdown.clone(),
         )));
     }
-    let result = route(config, consumer, &mut inboxes, shutdown).await;
+    let result = route(config, consumer, &mut inboxes, &budget, shutdown).await;
     // Batches already handed to a lane are finished, published and committed before the
     // instance leaves the group; messages still gathering are left for redelivery.
     drop(inboxes);
@@ -346,6 +358,7 @@ async fn route(
     config: &Config,
     consumer: &RewarderConsumer,
     inboxes: &mut [LaneInbox],
+    budget: &Arc<Semaphore>,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
     let mut lane_of: HashMap<i32, usize> = HashMap::new();
@@ -372,12 +385,12 @@ async fn route(
         };
         // A rebalance runs inside the poll: handle it before routing anything.
         if consumer.context().revoked_pending.swap(false, Ordering::AcqRel) {
-            revoke(consumer, inboxes, &mut lane_of).await;
+            revoke(consumer, inboxes, &mut lane_of);
         }
         let Some(message) = polled else {
             armed = false;
             for inbox in inboxes.iter_mut() {
-                if !send_batch(inbox).await {
+                if !send_batch(inbox, budget).await {
                     return Ok(());
                 }
             }
@@ -392,7 +405,7 @@ async fn route(
         let inbox = &mut inboxes[lane];
         inbox.buffer.push(message);
         if inbox.buffer.len() >= config.batch_max {
-            if !send_batch(inbox).await {
+            if !send_batch(inbox, budget).await {
                 return Ok(());
             }
         } else if !armed {
@@ -402,18 +415,23 @@ async fn route(
     }
 }
 
-/// Hands a lane the batch it gathered, if any; false when the lane is gone.
-async fn send_batch(inbox: &mut LaneInbox) -> bool {
+/// Hands a lane the batch it gathered, if any, once the budget has room for it; false when
+/// the lane is gone.
+async fn send_batch(inbox: &mut LaneInbox, budget: &Arc<Semaphore>) -> bool {
     if inbox.buffer.is_empty() {
         return true;
     }
     let batch = std::mem::take(&mut inbox.buffer);
-    inbox.work.send(LaneWork::Batch(batch)).await.is_ok()
+    // A batch holds at most `batch_max` messages, and the budget is several of those.
+    let size = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+    let Ok(permit) = Arc::clone(budget).acquire_many_owned(size).await else { return false };
+    inbox.work.send(LaneWork::Batch(batch, permit)).is_ok()
 }
 
 /// Drops what was gathered for revoked partitions (it belongs to the new owner now) and tells
-/// the lanes to forget those partitions' customers.
-async fn revoke(
+/// the lanes to forget those partitions' customers. Batches already handed to a lane are left
+/// out by the lane itself (see [`Processor::process`]).
+fn revoke(
     consumer: &RewarderConsumer,
     inboxes: &mut [LaneInbox],
     lane_of: &mut HashMap<i32, usize>,
@@ -429,7 +447,7 @@ async fn revoke(
     for inbox in inboxes.iter_mut() {
         inbox.buffer.retain(|message| !revoked.contains(&message.partition));
         // A lane that already left only happens on shutdown.
-        let _ = inbox.work.send(LaneWork::Revoke(revoked.clone())).await;
+        let _ = inbox.work.send(LaneWork::Revoke(revoked.clone()));
     }
 }
 
@@ -443,7 +461,7 @@ async fn run_lane<L: Ledger>(
     mut processor: Processor<L>,
     mut rules: watch::Receiver<Option<Arc<RuleSnapshot>>>,
     metrics: Metrics,
-    mut inbox: mpsc::Receiver<LaneWork>,
+    mut inbox: mpsc::UnboundedReceiver<LaneWork>,
     shutdown: CancellationToken,
 ) {
     let (decided, mut to_publish) = mpsc::channel::<(Vec<Incoming>, Outcome)>(2);
@@ -462,18 +480,20 @@ async fn run_lane<L: Ledger>(
         })
     };
     while let Some(work) = inbox.recv().await {
-        let batch = match work {
+        let (batch, budget_share) = match work {
             LaneWork::Revoke(partitions) => {
                 processor.revoke(&partitions);
                 continue;
             }
-            LaneWork::Batch(batch) => batch,
+            LaneWork::Batch(batch, permit) => (batch, permit),
         };
         let started = Instant::now();
         let snapshot = rules.borrow_and_update().clone().unwrap_or_default();
         let Some(outcome) = decide(&mut processor, &batch, &snapshot, &shutdown).await else {
             break;
         };
+        // Decided: polling may buffer more (publishing is bounded by its own channel).
+        drop(budget_share);
         metrics.batch_size.observe(batch.len() as f64);
         metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
         if decided.send((batch, outcome)).await.is_err() {
@@ -517,7 +537,8 @@ async fn publish(
     outcome: &Outcome,
     dead_lettered: &IntCounterVec,
 ) {
-    let mut sends = Vec::with_capacity(outcome.rewards.len() + outcome.dead_letters.len());
+    let mut sends: Vec<Outgoing<'_>> =
+        Vec::with_capacity(outcome.rewards.len() + outcome.dead_letters.len());
     for reward in &outcome.rewards {
         let key = reward.key();
         let payload = match encode(reward) {
@@ -555,26 +576,54 @@ async fn publish(
             Some(headers),
         ));
     }
-    let deliveries = sends.iter().map(|(topic, key, payload, headers)| async move {
+    // All enqueued at once (the producer batches them), then their acknowledgements awaited
+    // in order: a future per message polled together cost a tenth of the rewarder's CPU.
+    let mut in_flight = Vec::with_capacity(sends.len());
+    for send in &sends {
+        in_flight.push(enqueue(producer, send).await);
+    }
+    for (send, mut delivery) in sends.iter().zip(in_flight) {
         loop {
-            let mut record = FutureRecord::to(topic).payload(payload.as_slice());
-            if let Some(key) = key {
-                record = record.key(key.as_slice());
-            }
-            if let Some(headers) = headers {
-                record = record.headers(headers.clone());
-            }
-            match producer.send(record, Duration::from_secs(30)).await {
-                Ok(_) => return,
-                Err((error, _)) => {
-                    tracing::warn!(%error, topic, "publishing failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+            match delivery.await {
+                Ok(Ok(_)) => break,
+                Ok(Err((error, _))) => {
+                    tracing::warn!(%error, topic = send.0, "publishing failed; retrying");
+                }
+                Err(_) => {
+                    tracing::warn!(topic = send.0, "the producer dropped a message; retrying")
                 }
             }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            delivery = enqueue(producer, send).await;
         }
-    });
-    // All in flight at once: the producer batches them.
-    futures::future::join_all(deliveries).await;
+    }
+}
+
+/// A message to publish: topic, key, payload, headers.
+type Outgoing<'a> = (&'a str, Option<Vec<u8>>, Vec<u8>, Option<OwnedHeaders>);
+
+/// Hands one message to the producer, waiting while its queue is full.
+async fn enqueue(producer: &FutureProducer, send: &Outgoing<'_>) -> DeliveryFuture {
+    let (topic, key, payload, headers) = send;
+    loop {
+        let mut record = FutureRecord::to(topic).payload(payload.as_slice());
+        if let Some(key) = key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(headers) = headers {
+            record = record.headers(headers.clone());
+        }
+        match producer.send_result(record) {
+            Ok(delivery) => return delivery,
+            Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err((error, _)) => {
+                tracing::warn!(%error, topic, "cannot hand a message to the producer; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
 }
 
 /// Per partition, the offset after the last message of the batch (not for the partitions left

@@ -96,13 +96,13 @@ pub struct Processor<L> {
     metrics: ProcessMetrics,
 }
 
-/// A batch's transactions sorted by what to do with them.
+/// A batch's transactions sorted by what to do with them (borrowed from the decoded batch).
 #[derive(Default)]
-struct Triage {
+struct Triage<'a> {
     /// Customers in first-seen order with the partition they came from.
     order: Vec<(i32, CustomerKey)>,
     /// Each customer's new transactions in log order.
-    pending: HashMap<CustomerKey, Vec<Pending>>,
+    pending: HashMap<CustomerKey, Vec<Pending<'a>>>,
     /// Decided before: their rewards are re-emitted.
     redelivered: Vec<(PartnerCode, TransactionId)>,
     duplicates: usize,
@@ -110,8 +110,8 @@ struct Triage {
 }
 
 /// A transaction that passed decoding and deduplication, waiting for its decision.
-struct Pending {
-    transaction: Transaction,
+struct Pending<'a> {
+    transaction: &'a Transaction,
     hash: String,
 }
 
@@ -163,8 +163,17 @@ impl<L: Ledger> Processor<L> {
     ) -> Result<Outcome, LedgerError> {
         self.metrics.count("consumed", batch.len());
         let mut outcome = Outcome::default();
+        // A batch may have waited while a rebalance moved some of its partitions away: their
+        // messages are the new owner's now, left undecided and uncommitted.
+        let mut partitions: Vec<i32> = batch.iter().map(|message| message.partition).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        outcome.abandoned = partitions.into_iter().filter(|p| !(self.owns)(*p)).collect();
         let mut decoded = Vec::with_capacity(batch.len());
         for (index, message) in batch.iter().enumerate() {
+            if outcome.abandoned.contains(&message.partition) {
+                continue;
+            }
             match message.payload.as_deref().map(decode_transaction) {
                 Some(Ok(transaction)) => decoded.push((index, transaction)),
                 Some(Err(error)) => outcome.dead_letters.push(DeadLetter {
@@ -246,20 +255,25 @@ impl<L: Ledger> Processor<L> {
         self.metrics.count("duplicates", triage.duplicates);
         self.metrics.count("conflicts", triage.conflicts.len());
         outcome.dead_letters.extend(triage.conflicts);
-        for customer in &written {
-            for record in &customer.records {
-                let reward = &record.reward;
+        // Counted here and added once: a labelled counter is a lookup per call.
+        let (mut rewarded, mut excluded, mut refunds) = (0, 0, 0);
+        for customer in written {
+            for record in customer.records {
+                let reward = record.reward;
                 match reward.outcome {
-                    RewardOutcome::Rewarded => self.metrics.count("rewarded", 1),
-                    RewardOutcome::Excluded => self.metrics.count("excluded", 1),
+                    RewardOutcome::Rewarded => rewarded += 1,
+                    RewardOutcome::Excluded => excluded += 1,
                     _ => {}
                 }
                 if reward.kind == TransactionKind::Refund {
-                    self.metrics.count("refunds", 1);
+                    refunds += 1;
                 }
-                outcome.rewards.push(reward.clone());
+                outcome.rewards.push(reward);
             }
         }
+        self.metrics.count("rewarded", rewarded);
+        self.metrics.count("excluded", excluded);
+        self.metrics.count("refunds", refunds);
         for (partner, id) in triage.redelivered {
             if let Some(record) = self.ledger.reward(&partner, &id).await? {
                 outcome.rewards.push(record.reward);
@@ -272,12 +286,12 @@ impl<L: Ledger> Processor<L> {
     /// decided ones, and conflicts.
     ///
     /// With `assume_new`, the ledger is not asked (copies within the batch are still found).
-    async fn triage(
+    async fn triage<'a>(
         &self,
-        decoded: &[(usize, Transaction)],
+        decoded: &'a [(usize, Transaction)],
         batch: &[Incoming],
         assume_new: bool,
-    ) -> Result<Triage, LedgerError> {
+    ) -> Result<Triage<'a>, LedgerError> {
         let existing = if assume_new {
             HashMap::new()
         } else {
@@ -314,7 +328,7 @@ impl<L: Ledger> Processor<L> {
                     if list.is_empty() {
                         triage.order.push((batch[*index].partition, customer));
                     }
-                    list.push(Pending { transaction: transaction.clone(), hash });
+                    list.push(Pending { transaction, hash });
                 }
             }
         }
@@ -327,7 +341,7 @@ impl<L: Ledger> Processor<L> {
     async fn load_states(
         &mut self,
         order: &[(i32, CustomerKey)],
-        pending: &HashMap<CustomerKey, Vec<Pending>>,
+        pending: &HashMap<CustomerKey, Vec<Pending<'_>>>,
         rules: &RuleSnapshot,
     ) -> Result<(), LedgerError> {
         let mut missing: HashMap<(i32, PartnerCode), Vec<Msisdn>> = HashMap::new();
@@ -374,7 +388,7 @@ impl<L: Ledger> Processor<L> {
     async fn decide(
         &mut self,
         order: &[(i32, CustomerKey)],
-        pending: &HashMap<CustomerKey, Vec<Pending>>,
+        pending: &HashMap<CustomerKey, Vec<Pending<'_>>>,
         rules: &RuleSnapshot,
     ) -> Result<(Vec<CustomerBatch>, Vec<CustomerState>), LedgerError> {
         let now = Utc::now();
@@ -405,7 +419,7 @@ impl<L: Ledger> Processor<L> {
             if let Some(last) = transactions.last() {
                 let since = last.transaction.occurred_at
                     - Days::new(u64::from(window_days(rules, &customer.0)));
-                let day = local_day(rules, &last.transaction);
+                let day = local_day(rules, last.transaction);
                 state.window.prune(since, day.pred_opt().unwrap_or(day));
             }
             // The stored state changes only with the tier or the email.
@@ -427,7 +441,7 @@ impl<L: Ledger> Processor<L> {
     async fn fetch_originals(
         &self,
         state: &mut CustomerState,
-        transactions: &[Pending],
+        transactions: &[Pending<'_>],
     ) -> Result<(), LedgerError> {
         for Pending { transaction, .. } in transactions {
             let Some(original) = &transaction.original_transaction_id else { continue };
