@@ -9,17 +9,17 @@
 
 mod process;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -90,31 +90,60 @@ pub enum Error {
     Http(#[from] HttpError),
 }
 
-/// Partitions revoked by a rebalance, for the loop to forget their customers.
-#[derive(Default)]
+/// What a rebalance changed, for the poll loop.
+enum Rebalanced {
+    /// Newly assigned partitions, each with its own message queue (split off before the
+    /// assignment took effect, so none of its messages went to the shared queue).
+    Assigned(Vec<(i32, PartitionQueue)>),
+    Revoked(Vec<i32>),
+}
+
+type PartitionQueue = StreamPartitionQueue<RebalanceContext>;
+
+/// Splits each assigned partition into its own queue and reports assignments and revocations.
+///
+/// A queue per partition, because the shared queue delivers in fetch order, and the broker
+/// hands out long runs of one partition: a whole partition's backlog could stand in front of
+/// the others' messages, leaving their lanes idle (measured at startup: partitions reached the
+/// lanes one after another for the first eight seconds of a million-message backlog).
 struct RebalanceContext {
-    revoked: Mutex<Vec<i32>>,
-    /// Set with `revoked`, so the loop checks one flag per message, not a lock.
-    revoked_pending: AtomicBool,
+    topic: String,
+    /// The consumer this context belongs to (set once it exists): splitting needs it.
+    consumer: OnceLock<Weak<RewarderConsumer>>,
+    events: mpsc::UnboundedSender<Rebalanced>,
 }
 
 impl ClientContext for RebalanceContext {}
 
 impl ConsumerContext for RebalanceContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(partitions) = rebalance {
-            let mut revoked = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
-            revoked.extend(partitions.elements().iter().map(|element| element.partition()));
-            self.revoked_pending.store(true, Ordering::Release);
-            tracing::info!(partitions = ?revoked, "partitions revoked");
-        }
-    }
-
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(partitions) = rebalance {
-            let assigned: Vec<i32> =
-                partitions.elements().iter().map(|element| element.partition()).collect();
-            tracing::info!(partitions = ?assigned, "partitions assigned");
+        let partitions = |list: &TopicPartitionList| -> Vec<i32> {
+            list.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect()
+        };
+        match rebalance {
+            Rebalance::Assign(list) => {
+                // Before the assignment takes effect: librdkafka then leaves a queue the
+                // application split off where it is, so no message goes the shared way first.
+                let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else { return };
+                let queues: Vec<(i32, PartitionQueue)> = partitions(list)
+                    .into_iter()
+                    .filter_map(|partition| {
+                        let queue = consumer.split_partition_queue(&self.topic, partition);
+                        if queue.is_none() {
+                            // Its messages come through the shared queue instead.
+                            tracing::warn!(partition, "cannot give a partition its own queue");
+                        }
+                        queue.map(|queue| (partition, queue))
+                    })
+                    .collect();
+                tracing::info!(partitions = ?partitions(list), "partitions assigned");
+                let _ = self.events.send(Rebalanced::Assigned(queues));
+            }
+            Rebalance::Revoke(list) => {
+                tracing::info!(partitions = ?partitions(list), "partitions revoked");
+                let _ = self.events.send(Rebalanced::Revoked(partitions(list)));
+            }
+            Rebalance::Error(_) => {}
         }
     }
 }
@@ -240,10 +269,16 @@ async fn run_with<L: Ledger + 'static>(
     }
     readiness.set("rules", true);
 
+    let (events, rebalances) = mpsc::unbounded_channel();
+    let context = RebalanceContext {
+        topic: config.kafka.transactions_topic.clone(),
+        consumer: OnceLock::new(),
+        events,
+    };
     let consumer: Arc<RewarderConsumer> = Arc::new(
-        kafka::consumer_config(&config.kafka, &config.group_id)
-            .create_with_context(RebalanceContext::default())?,
+        kafka::consumer_config(&config.kafka, &config.group_id).create_with_context(context)?,
     );
+    let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
     consumer.subscribe(&[&config.kafka.transactions_topic])?;
     let lag_task = tokio::spawn(report_lag(
         Arc::clone(&consumer),
@@ -252,7 +287,9 @@ async fn run_with<L: Ledger + 'static>(
         shutdown.clone(),
     ));
 
-    let result = consume(&config, &consumer, &producer, &ledger, &rules, &metrics, &shutdown).await;
+    let result =
+        consume(&config, &consumer, rebalances, &producer, &ledger, &rules, &metrics, &shutdown)
+            .await;
 
     // Leave the group now, so the partitions move to the other instances at once.
     consumer.unsubscribe();
@@ -275,29 +312,37 @@ enum LaneWork {
     Revoke(Vec<i32>),
 }
 
-/// The poll side of a lane: where its messages gather until the batch closes.
+/// A lane as the poll loop sees it: where its batches go, and how many partitions it has.
 struct LaneInbox {
     work: mpsc::UnboundedSender<LaneWork>,
-    buffer: Vec<Incoming>,
     partitions: usize,
 }
 
 /// Messages the lanes may have waiting, across all lanes, per lane.
 const BUFFERED_BATCHES_PER_LANE: usize = 2;
 
-/// The loop: poll, route each message to its partition's lane, close the lanes' batches at
-/// `batch_max` messages or `batch_wait` after the first; until shutdown. Each lane decides,
+/// What the partition readers share: the batch limits and the buffering budget.
+#[derive(Clone)]
+struct Gather {
+    batch_max: usize,
+    batch_wait: Duration,
+    budget: Arc<Semaphore>,
+}
+
+/// The loop: serve the consumer's events and start a reader per assigned partition, until
+/// shutdown. A reader gathers its partition's messages into batches (closed at `batch_max`
+/// messages or `batch_wait` after the first) for the partition's lane. Each lane decides,
 /// writes, publishes and commits its batches in order, beside the others: a customer lives in
 /// one partition and a partition in one lane, so lanes never share a customer, and the
 /// database works on one lane's write while this process decides another's.
 ///
-/// Polling waits for no lane in particular: the broker hands out long runs of one partition,
-/// and a poll loop that waited for that partition's busy lane left the others idle (measured:
-/// blocked nine tenths of the time, lanes idle six tenths). Instead one budget of buffered
-/// messages is shared by all lanes, and polling pauses only when all of it is taken.
+/// Buffered batches are bounded by one budget shared by all lanes: a lane behind holds back
+/// only its own readers once the budget is taken, never the partitions of idle lanes.
+#[allow(clippy::too_many_arguments)] // the service's parts, passed once
 async fn consume<L: Ledger + 'static>(
     config: &Config,
     consumer: &Arc<RewarderConsumer>,
+    mut rebalances: mpsc::UnboundedReceiver<Rebalanced>,
     producer: &FutureProducer,
     ledger: &Arc<L>,
     rules: &watch::Receiver<Option<Arc<RuleSnapshot>>>,
@@ -306,12 +351,17 @@ async fn consume<L: Ledger + 'static>(
 ) -> Result<(), Error> {
     let mut inboxes = Vec::with_capacity(config.lanes);
     let mut lanes = Vec::with_capacity(config.lanes);
-    let budget =
-        Arc::new(Semaphore::new(config.lanes * BUFFERED_BATCHES_PER_LANE * config.batch_max));
+    let gather = Gather {
+        batch_max: config.batch_max,
+        batch_wait: config.batch_wait,
+        budget: Arc::new(Semaphore::new(
+            config.lanes * BUFFERED_BATCHES_PER_LANE * config.batch_max,
+        )),
+    };
     for _ in 0..config.lanes {
         // Bounded by the budget, not per lane.
         let (work, inbox) = mpsc::unbounded_channel();
-        inboxes.push(LaneInbox { work, buffer: Vec::new(), partitions: 0 });
+        inboxes.push(LaneInbox { work, partitions: 0 });
         lanes.push(tokio::spawn(run_lane(
             config.clone(),
             Arc::clone(consumer),
@@ -328,9 +378,13 @@ async fn consume<L: Ledger + 'static>(
             shutdown.clone(),
         )));
     }
-    let result = route(config, consumer, &mut inboxes, &budget, shutdown).await;
-    // Batches already handed to a lane are finished, published and committed before the
-    // instance leaves the group; messages still gathering are left for redelivery.
+    let mut readers = Readers::default();
+    let result =
+        serve(consumer, &mut rebalances, &mut inboxes, &mut readers, &gather, shutdown).await;
+    // Readers stop (what they gathered is left for redelivery) and release the consumer;
+    // batches already handed to a lane are finished, published and committed before the
+    // instance leaves the group.
+    readers.stop_all().await;
     drop(inboxes);
     for lane in lanes {
         let _ = lane.await;
@@ -354,101 +408,167 @@ fn still_assigned(
     })
 }
 
-async fn route(
-    config: &Config,
+/// The running partition readers: each with its lane and what stops it.
+#[derive(Default)]
+struct Readers {
+    running: HashMap<i32, (usize, CancellationToken, tokio::task::JoinHandle<()>)>,
+}
+
+impl Readers {
+    /// Stops a partition's reader and waits for it; returns the lane it fed.
+    async fn stop(&mut self, partition: i32) -> Option<usize> {
+        let (lane, stop, reader) = self.running.remove(&partition)?;
+        stop.cancel();
+        let _ = reader.await;
+        Some(lane)
+    }
+
+    async fn stop_all(&mut self) {
+        let partitions: Vec<i32> = self.running.keys().copied().collect();
+        for partition in partitions {
+            self.stop(partition).await;
+        }
+    }
+}
+
+/// Polls the consumer (which serves rebalances; messages come here only for a partition that
+/// could not be split off) and starts and stops the partition readers.
+async fn serve(
     consumer: &RewarderConsumer,
+    rebalances: &mut mpsc::UnboundedReceiver<Rebalanced>,
     inboxes: &mut [LaneInbox],
-    budget: &Arc<Semaphore>,
+    readers: &mut Readers,
+    gather: &Gather,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
     let mut lane_of: HashMap<i32, usize> = HashMap::new();
-    // One timer, armed when a batch starts gathering: a new timer per message was a
-    // measurable cost.
-    let timer = tokio::time::sleep(config.batch_wait);
-    tokio::pin!(timer);
-    let mut armed = false;
+    // Partitions whose messages came through the shared queue (said once each).
+    let mut unsplit = HashSet::new();
     loop {
-        // A message, or None when the timer closed the gathering batches.
-        let polled = tokio::select! {
+        tokio::select! {
             biased;
             () = shutdown.cancelled() => return Ok(()),
-            () = &mut timer, if armed => None,
+            Some(rebalanced) = rebalances.recv() => match rebalanced {
+                Rebalanced::Assigned(queues) => {
+                    for (partition, queue) in queues {
+                        let lane = lane_for(inboxes, &mut lane_of, partition);
+                        let stop = shutdown.child_token();
+                        let reader = tokio::spawn(read_partition(
+                            queue,
+                            inboxes[lane].work.clone(),
+                            gather.clone(),
+                            stop.clone(),
+                        ));
+                        readers.running.insert(partition, (lane, stop, reader));
+                    }
+                }
+                Rebalanced::Revoked(partitions) => {
+                    for partition in &partitions {
+                        readers.stop(*partition).await;
+                        if let Some(lane) = lane_of.remove(partition) {
+                            inboxes[lane].partitions -= 1;
+                        }
+                    }
+                    // The lanes forget those customers; batches they still hold for them
+                    // are left out when decided (see `Processor::process`).
+                    for inbox in inboxes.iter() {
+                        let _ = inbox.work.send(LaneWork::Revoke(partitions.clone()));
+                    }
+                }
+            },
             message = consumer.recv() => {
                 let message = message?;
-                Some(Incoming {
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    payload: message.payload().map(<[u8]>::to_vec),
-                })
-            }
-        };
-        // A rebalance runs inside the poll: handle it before routing anything.
-        if consumer.context().revoked_pending.swap(false, Ordering::AcqRel) {
-            revoke(consumer, inboxes, &mut lane_of);
-        }
-        let Some(message) = polled else {
-            armed = false;
-            for inbox in inboxes.iter_mut() {
-                if !send_batch(inbox, budget).await {
+                if unsplit.insert(message.partition()) {
+                    tracing::warn!(partition = message.partition(), "a partition's messages come through the shared queue; it goes one message a batch");
+                }
+                let lane = lane_for(inboxes, &mut lane_of, message.partition());
+                if !send_batch(&inboxes[lane], vec![incoming(&message)], &gather.budget).await {
                     return Ok(());
                 }
             }
-            continue;
-        };
-        let lane = *lane_of.entry(message.partition).or_insert_with(|| {
-            // A new partition goes to the lane with the fewest.
-            let lane = (0..inboxes.len()).min_by_key(|&i| inboxes[i].partitions).unwrap_or(0);
-            inboxes[lane].partitions += 1;
-            lane
-        });
-        let inbox = &mut inboxes[lane];
-        inbox.buffer.push(message);
-        if inbox.buffer.len() >= config.batch_max {
-            if !send_batch(inbox, budget).await {
-                return Ok(());
-            }
-        } else if !armed {
-            armed = true;
-            timer.as_mut().reset(tokio::time::Instant::now() + config.batch_wait);
         }
     }
 }
 
-/// Hands a lane the batch it gathered, if any, once the budget has room for it; false when
-/// the lane is gone.
-async fn send_batch(inbox: &mut LaneInbox, budget: &Arc<Semaphore>) -> bool {
-    if inbox.buffer.is_empty() {
-        return true;
+/// The lane a partition's batches go to: a new partition goes to the lane with the fewest.
+fn lane_for(inboxes: &mut [LaneInbox], lane_of: &mut HashMap<i32, usize>, partition: i32) -> usize {
+    *lane_of.entry(partition).or_insert_with(|| {
+        let lane = (0..inboxes.len()).min_by_key(|&i| inboxes[i].partitions).unwrap_or(0);
+        inboxes[lane].partitions += 1;
+        lane
+    })
+}
+
+fn incoming(message: &BorrowedMessage<'_>) -> Incoming {
+    Incoming {
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        payload: message.payload().map(<[u8]>::to_vec),
     }
-    let batch = std::mem::take(&mut inbox.buffer);
+}
+
+/// One partition's reader: gathers its messages into batches and hands them to its lane,
+/// until stopped (what it gathered then is left for redelivery).
+async fn read_partition(
+    queue: PartitionQueue,
+    lane: mpsc::UnboundedSender<LaneWork>,
+    gather: Gather,
+    stop: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            message = queue.recv() => message,
+        };
+        let mut batch = Vec::with_capacity(gather.batch_max.min(1_024));
+        match first {
+            Ok(message) => batch.push(incoming(&message)),
+            Err(error) => {
+                // librdkafka retries by itself; the partition carries on once it can.
+                tracing::warn!(%error, "reading a partition failed; carrying on");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        }
+        let closes = tokio::time::Instant::now() + gather.batch_wait;
+        while batch.len() < gather.batch_max {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep_until(closes) => break,
+                message = queue.recv() => match message {
+                    Ok(message) => batch.push(incoming(&message)),
+                    Err(error) => tracing::warn!(%error, "reading a partition failed; carrying on"),
+                },
+            }
+        }
+        let handed = tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            handed = send_batch_to(&lane, batch, &gather.budget) => handed,
+        };
+        if !handed {
+            return;
+        }
+    }
+}
+
+/// Hands a lane a batch once the budget has room for it; false when the lane is gone.
+async fn send_batch(inbox: &LaneInbox, batch: Vec<Incoming>, budget: &Arc<Semaphore>) -> bool {
+    send_batch_to(&inbox.work, batch, budget).await
+}
+
+async fn send_batch_to(
+    lane: &mpsc::UnboundedSender<LaneWork>,
+    batch: Vec<Incoming>,
+    budget: &Arc<Semaphore>,
+) -> bool {
     // A batch holds at most `batch_max` messages, and the budget is several of those.
     let size = u32::try_from(batch.len()).unwrap_or(u32::MAX);
     let Ok(permit) = Arc::clone(budget).acquire_many_owned(size).await else { return false };
-    inbox.work.send(LaneWork::Batch(batch, permit)).is_ok()
-}
-
-/// Drops what was gathered for revoked partitions (it belongs to the new owner now) and tells
-/// the lanes to forget those partitions' customers. Batches already handed to a lane are left
-/// out by the lane itself (see [`Processor::process`]).
-fn revoke(
-    consumer: &RewarderConsumer,
-    inboxes: &mut [LaneInbox],
-    lane_of: &mut HashMap<i32, usize>,
-) {
-    let revoked: Vec<i32> = std::mem::take(
-        &mut *consumer.context().revoked.lock().unwrap_or_else(PoisonError::into_inner),
-    );
-    for partition in &revoked {
-        if let Some(lane) = lane_of.remove(partition) {
-            inboxes[lane].partitions -= 1;
-        }
-    }
-    for inbox in inboxes.iter_mut() {
-        inbox.buffer.retain(|message| !revoked.contains(&message.partition));
-        // A lane that already left only happens on shutdown.
-        let _ = inbox.work.send(LaneWork::Revoke(revoked.clone()));
-    }
+    lane.send(LaneWork::Batch(batch, permit)).is_ok()
 }
 
 /// One lane: decides and writes its batches in order; publishing and committing run beside
