@@ -6,6 +6,7 @@
 //!     cargo bench --bench rewarder_e2e            # 1,000,000 transactions
 //!     CEZBEK_BENCH_TRANSACTIONS=200000 cargo bench --bench rewarder_e2e
 //!     CEZBEK_REWARDER_LANES=6 cargo bench --bench rewarder_e2e   # lanes per instance (default 4)
+//!     CEZBEK_LOG=cezbek_rewarder=info cargo bench --bench rewarder_e2e   # with the rewarders' logs
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)] // a benchmark prints its figures
 
@@ -320,6 +321,11 @@ async fn main() {
     println!(
         "rewarder end to end: {count} purchases of {CUSTOMERS} customers, 6 partitions, PostgreSQL ledger"
     );
+    // The rewarders' own logs, when asked for (`CEZBEK_LOG=info`): rebalances, claims, retries.
+    if let Ok(filter) = std::env::var("CEZBEK_LOG") {
+        let config = cezbek_platform::config::LogConfig { json: false, filter };
+        cezbek_platform::telemetry::init_tracing(&config).unwrap();
+    }
     let transactions = transactions(count);
 
     let raw_context = TestContext::new("benchcopy");

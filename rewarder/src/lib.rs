@@ -10,7 +10,7 @@
 mod process;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
@@ -18,7 +18,7 @@ use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError as RdKafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -144,6 +144,15 @@ impl ConsumerContext for RebalanceContext {
                 let _ = self.events.send(Rebalanced::Revoked(partitions(list)));
             }
             Rebalance::Error(_) => {}
+        }
+    }
+
+    /// How an asynchronous commit ended (served by the poll loop).
+    fn commit_callback(&self, result: KafkaResult<()>, _: &TopicPartitionList) {
+        if let Err(error) = result {
+            // After a rebalance the partition may be someone else's: they redeliver, the
+            // ledger absorbs it.
+            tracing::warn!(%error, "offset commit failed; those messages will be redelivered");
         }
     }
 }
@@ -314,19 +323,37 @@ enum LaneWork {
 
 /// A lane as the poll loop sees it: where its batches go, and how many partitions it has.
 struct LaneInbox {
-    work: mpsc::UnboundedSender<LaneWork>,
+    sender: LaneSender,
     partitions: usize,
 }
 
-/// Messages the lanes may have waiting, across all lanes, per lane.
+/// Batches a lane may have waiting (its readers pause beyond that).
 const BUFFERED_BATCHES_PER_LANE: usize = 2;
 
-/// What the partition readers share: the batch limits and the buffering budget.
+/// Where a lane's readers hand their batches, within the lane's buffering budget.
 #[derive(Clone)]
+struct LaneSender {
+    work: mpsc::UnboundedSender<LaneWork>,
+    budget: Arc<Semaphore>,
+}
+
+impl LaneSender {
+    /// Hands the lane a batch once its budget has room; false when the lane is gone.
+    async fn hand(&self, batch: Vec<Incoming>) -> bool {
+        // A batch holds at most `batch_max` messages, and the budget is a few of those.
+        let size = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+        let Ok(permit) = Arc::clone(&self.budget).acquire_many_owned(size).await else {
+            return false;
+        };
+        self.work.send(LaneWork::Batch(batch, permit)).is_ok()
+    }
+}
+
+/// When a partition reader closes a batch.
+#[derive(Clone, Copy)]
 struct Gather {
     batch_max: usize,
     batch_wait: Duration,
-    budget: Arc<Semaphore>,
 }
 
 /// The loop: serve the consumer's events and start a reader per assigned partition, until
@@ -336,8 +363,10 @@ struct Gather {
 /// one partition and a partition in one lane, so lanes never share a customer, and the
 /// database works on one lane's write while this process decides another's.
 ///
-/// Buffered batches are bounded by one budget shared by all lanes: a lane behind holds back
-/// only its own readers once the budget is taken, never the partitions of idle lanes.
+/// Each lane buffers a bounded number of batches of its own: a lane that falls behind holds
+/// back its own readers, never the partitions of other lanes (with one budget for all lanes,
+/// a partition whose first batches were slow, after a rebalance, took all of it and left the
+/// other lanes idle for seconds).
 #[allow(clippy::too_many_arguments)] // the service's parts, passed once
 async fn consume<L: Ledger + 'static>(
     config: &Config,
@@ -351,17 +380,13 @@ async fn consume<L: Ledger + 'static>(
 ) -> Result<(), Error> {
     let mut inboxes = Vec::with_capacity(config.lanes);
     let mut lanes = Vec::with_capacity(config.lanes);
-    let gather = Gather {
-        batch_max: config.batch_max,
-        batch_wait: config.batch_wait,
-        budget: Arc::new(Semaphore::new(
-            config.lanes * BUFFERED_BATCHES_PER_LANE * config.batch_max,
-        )),
-    };
+    let gather = Gather { batch_max: config.batch_max, batch_wait: config.batch_wait };
+    let done = Done::default();
     for _ in 0..config.lanes {
-        // Bounded by the budget, not per lane.
+        // Bounded by the lane's budget.
         let (work, inbox) = mpsc::unbounded_channel();
-        inboxes.push(LaneInbox { work, partitions: 0 });
+        let budget = Arc::new(Semaphore::new(BUFFERED_BATCHES_PER_LANE * config.batch_max));
+        inboxes.push(LaneInbox { sender: LaneSender { work, budget }, partitions: 0 });
         lanes.push(tokio::spawn(run_lane(
             config.clone(),
             Arc::clone(consumer),
@@ -375,6 +400,7 @@ async fn consume<L: Ledger + 'static>(
             rules.clone(),
             metrics.clone(),
             inbox,
+            done.clone(),
             shutdown.clone(),
         )));
     }
@@ -389,7 +415,44 @@ async fn consume<L: Ledger + 'static>(
     for lane in lanes {
         let _ = lane.await;
     }
+    // What was published, committed for certain before the instance leaves the group (only
+    // for partitions it still has: another owner's offsets are not to be moved back).
+    let offsets = done.still_assigned(consumer, &config.kafka.transactions_topic);
+    let consumer = Arc::clone(consumer);
+    let _ =
+        tokio::task::spawn_blocking(move || commit(&consumer, &offsets, CommitMode::Sync)).await;
     result
+}
+
+/// Per partition, the offset after the last message published, across the lanes.
+#[derive(Clone, Default)]
+struct Done(Arc<Mutex<BTreeMap<i32, i64>>>);
+
+impl Done {
+    fn record(&self, batch: &[Incoming], abandoned: &[i32]) {
+        let mut next = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for message in batch.iter().filter(|message| !abandoned.contains(&message.partition)) {
+            let entry = next.entry(message.partition).or_insert(0);
+            *entry = (*entry).max(message.offset + 1);
+        }
+    }
+
+    fn still_assigned(&self, consumer: &RewarderConsumer, topic: &str) -> TopicPartitionList {
+        let next = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let assigned = consumer.assignment().unwrap_or_default();
+        let mut offsets = TopicPartitionList::new();
+        for (partition, offset) in next.iter() {
+            if assigned.find_partition(topic, *partition).is_none() {
+                continue;
+            }
+            if let Err(error) =
+                offsets.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+            {
+                tracing::warn!(%error, partition, "cannot name an offset to commit");
+            }
+        }
+        offsets
+    }
 }
 
 /// Whether the consumer still has a partition of `topic`: after a rebalance took it away, the
@@ -455,8 +518,8 @@ async fn serve(
                         let stop = shutdown.child_token();
                         let reader = tokio::spawn(read_partition(
                             queue,
-                            inboxes[lane].work.clone(),
-                            gather.clone(),
+                            inboxes[lane].sender.clone(),
+                            *gather,
                             stop.clone(),
                         ));
                         readers.running.insert(partition, (lane, stop, reader));
@@ -472,7 +535,7 @@ async fn serve(
                     // The lanes forget those customers; batches they still hold for them
                     // are left out when decided (see `Processor::process`).
                     for inbox in inboxes.iter() {
-                        let _ = inbox.work.send(LaneWork::Revoke(partitions.clone()));
+                        let _ = inbox.sender.work.send(LaneWork::Revoke(partitions.clone()));
                     }
                 }
             },
@@ -482,7 +545,7 @@ async fn serve(
                     tracing::warn!(partition = message.partition(), "a partition's messages come through the shared queue; it goes one message a batch");
                 }
                 let lane = lane_for(inboxes, &mut lane_of, message.partition());
-                if !send_batch(&inboxes[lane], vec![incoming(&message)], &gather.budget).await {
+                if !inboxes[lane].sender.hand(vec![incoming(&message)]).await {
                     return Ok(());
                 }
             }
@@ -512,7 +575,7 @@ fn incoming(message: &BorrowedMessage<'_>) -> Incoming {
 /// until stopped (what it gathered then is left for redelivery).
 async fn read_partition(
     queue: PartitionQueue,
-    lane: mpsc::UnboundedSender<LaneWork>,
+    lane: LaneSender,
     gather: Gather,
     stop: CancellationToken,
 ) {
@@ -547,28 +610,12 @@ async fn read_partition(
         let handed = tokio::select! {
             biased;
             () = stop.cancelled() => return,
-            handed = send_batch_to(&lane, batch, &gather.budget) => handed,
+            handed = lane.hand(batch) => handed,
         };
         if !handed {
             return;
         }
     }
-}
-
-/// Hands a lane a batch once the budget has room for it; false when the lane is gone.
-async fn send_batch(inbox: &LaneInbox, batch: Vec<Incoming>, budget: &Arc<Semaphore>) -> bool {
-    send_batch_to(&inbox.work, batch, budget).await
-}
-
-async fn send_batch_to(
-    lane: &mpsc::UnboundedSender<LaneWork>,
-    batch: Vec<Incoming>,
-    budget: &Arc<Semaphore>,
-) -> bool {
-    // A batch holds at most `batch_max` messages, and the budget is several of those.
-    let size = u32::try_from(batch.len()).unwrap_or(u32::MAX);
-    let Ok(permit) = Arc::clone(budget).acquire_many_owned(size).await else { return false };
-    lane.send(LaneWork::Batch(batch, permit)).is_ok()
 }
 
 /// One lane: decides and writes its batches in order; publishing and committing run beside
@@ -582,6 +629,7 @@ async fn run_lane<L: Ledger>(
     mut rules: watch::Receiver<Option<Arc<RuleSnapshot>>>,
     metrics: Metrics,
     mut inbox: mpsc::UnboundedReceiver<LaneWork>,
+    done: Done,
     shutdown: CancellationToken,
 ) {
     let (decided, mut to_publish) = mpsc::channel::<(Vec<Incoming>, Outcome)>(2);
@@ -590,12 +638,14 @@ async fn run_lane<L: Ledger>(
         tokio::spawn(async move {
             while let Some((batch, outcome)) = to_publish.recv().await {
                 publish(&config, &producer, &batch, &outcome, &dead_lettered).await;
+                done.record(&batch, &outcome.abandoned);
                 let offsets =
                     commit_offsets(&config.kafka.transactions_topic, &batch, &outcome.abandoned);
-                // A synchronous commit waits for the broker: off the runtime's few workers,
-                // which meanwhile decide the other lanes' batches.
-                let consumer = Arc::clone(&consumer);
-                let _ = tokio::task::spawn_blocking(move || commit(&consumer, &offsets)).await;
+                // Asynchronous: a synchronous commit waits for the broker, and during a
+                // rebalance until it ends (measured: every lane stalled about three seconds
+                // when a second instance joined). A lost commit only means a redelivery, and
+                // the last offsets are committed synchronously when the instance stops.
+                commit(&consumer, &offsets, CommitMode::Async);
             }
         })
     };
@@ -763,12 +813,12 @@ fn commit_offsets(topic: &str, batch: &[Incoming], abandoned: &[i32]) -> TopicPa
     offsets
 }
 
-/// Commits `offsets`, waiting for the broker (it blocks).
-fn commit(consumer: &RewarderConsumer, offsets: &TopicPartitionList) {
+/// Commits `offsets` (`Sync` blocks until the broker answers).
+fn commit(consumer: &RewarderConsumer, offsets: &TopicPartitionList, mode: CommitMode) {
     if offsets.count() == 0 {
         return;
     }
-    if let Err(error) = consumer.commit(offsets, CommitMode::Sync) {
+    if let Err(error) = consumer.commit(offsets, mode) {
         // After a rebalance the partition may be someone else's: they redeliver, the ledger
         // absorbs it.
         tracing::warn!(%error, "offset commit failed; those messages will be redelivered");
