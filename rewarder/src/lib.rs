@@ -285,7 +285,11 @@ async fn run_with<L: Ledger + 'static>(
         events,
     };
     let consumer: Arc<RewarderConsumer> = Arc::new(
-        kafka::consumer_config(&config.kafka, &config.group_id).create_with_context(context)?,
+        kafka::consumer_config(&config.kafka, &config.group_id)
+            // A member learns of a rebalance from its heartbeat: at the default 3 s, an
+            // instance joining waited that long, twice, before it got its partitions.
+            .set("heartbeat.interval.ms", "1000")
+            .create_with_context(context)?,
     );
     let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
     consumer.subscribe(&[&config.kafka.transactions_topic])?;
