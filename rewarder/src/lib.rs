@@ -434,28 +434,18 @@ struct Done(Arc<Mutex<BTreeMap<i32, i64>>>);
 
 impl Done {
     fn record(&self, batch: &[Incoming], abandoned: &[i32]) {
-        let mut next = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        for message in batch.iter().filter(|message| !abandoned.contains(&message.partition)) {
-            let entry = next.entry(message.partition).or_insert(0);
-            *entry = (*entry).max(message.offset + 1);
-        }
+        next_offsets(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner), batch, abandoned);
     }
 
     fn still_assigned(&self, consumer: &RewarderConsumer, topic: &str) -> TopicPartitionList {
         let next = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let assigned = consumer.assignment().unwrap_or_default();
-        let mut offsets = TopicPartitionList::new();
-        for (partition, offset) in next.iter() {
-            if assigned.find_partition(topic, *partition).is_none() {
-                continue;
-            }
-            if let Err(error) =
-                offsets.add_partition_offset(topic, *partition, Offset::Offset(*offset))
-            {
-                tracing::warn!(%error, partition, "cannot name an offset to commit");
-            }
-        }
-        offsets
+        offset_list(
+            topic,
+            next.iter()
+                .map(|(partition, offset)| (*partition, *offset))
+                .filter(|(partition, _)| assigned.find_partition(topic, *partition).is_some()),
+        )
     }
 }
 
@@ -803,18 +793,28 @@ async fn enqueue(producer: &FutureProducer, send: &Outgoing<'_>) -> DeliveryFutu
 /// Per partition, the offset after the last message of the batch (not for the partitions left
 /// to another instance).
 fn commit_offsets(topic: &str, batch: &[Incoming], abandoned: &[i32]) -> TopicPartitionList {
-    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut next = BTreeMap::new();
+    next_offsets(&mut next, batch, abandoned);
+    offset_list(topic, next.into_iter())
+}
+
+/// Raises `next` to the offset after each partition's last message in `batch`.
+fn next_offsets(next: &mut BTreeMap<i32, i64>, batch: &[Incoming], abandoned: &[i32]) {
     for message in batch.iter().filter(|message| !abandoned.contains(&message.partition)) {
         let entry = next.entry(message.partition).or_insert(0);
         *entry = (*entry).max(message.offset + 1);
     }
-    let mut offsets = TopicPartitionList::new();
-    for (partition, offset) in next {
-        if let Err(error) = offsets.add_partition_offset(topic, partition, Offset::Offset(offset)) {
+}
+
+/// `(partition, offset)` pairs of `topic` as the list a commit takes.
+fn offset_list(topic: &str, offsets: impl Iterator<Item = (i32, i64)>) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for (partition, offset) in offsets {
+        if let Err(error) = list.add_partition_offset(topic, partition, Offset::Offset(offset)) {
             tracing::warn!(%error, partition, "cannot name an offset to commit");
         }
     }
-    offsets
+    list
 }
 
 /// Commits `offsets` (`Sync` blocks until the broker answers).
