@@ -15,8 +15,8 @@ use cezbek_rules::{
     PartnerStatus, RewardRule, Rule, RuleSnapshot, Tier, TierProgram, evaluate, local_day,
 };
 use cezbek_schemas::{
-    CampaignKind, Currency, Mcc, Msisdn, PartnerCode, Source, SourceChannel, Transaction,
-    TransactionId, TransactionKind, encode,
+    CampaignKind, Currency, Mcc, Msisdn, PartnerCode, Reward, Source, SourceChannel, Transaction,
+    TransactionId, TransactionKind, decode, encode,
 };
 use cezbek_testkit::{PrivatePostgres, TestContext, free_port};
 use chrono::{DateTime, TimeZone, Utc};
@@ -496,6 +496,49 @@ async fn poison_and_conflicting_messages_go_to_the_dlq_and_the_partition_moves_o
     assert!(reasons[0].1.contains("g1"), "{reasons:?}");
     assert_eq!(reasons[1].0, "undecodable");
     assert!(reasons[1].1.contains("single-object marker"), "{reasons:?}");
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(30), service).await;
+}
+
+#[tokio::test]
+async fn a_redelivered_transaction_re_emits_its_reward_as_stored() {
+    let pipeline = Pipeline::new("rwredo").await;
+    let decided = transactions(40, 8, "r");
+    pipeline.produce(&decided).await;
+    let pool = Pipeline::pool(&pipeline.postgres).await;
+    let shutdown = CancellationToken::new();
+    let service =
+        tokio::spawn(cezbek_rewarder::run(pipeline.config(&pipeline.postgres), shutdown.clone()));
+    Pipeline::wait_for_rows(&pool, 40, Duration::from_secs(60)).await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(30), service).await.unwrap().unwrap().unwrap();
+
+    // The first ten again, as after a crash between the ledger write and the commit: the
+    // restarted rewarder finds them decided and publishes their rewards once more, as stored
+    // (not decided again: the decision time is the first one).
+    pipeline.produce(&decided[..10]).await;
+    let shutdown = CancellationToken::new();
+    let service =
+        tokio::spawn(cezbek_rewarder::run(pipeline.config(&pipeline.postgres), shutdown.clone()));
+    let consumer =
+        kafka::consumer(&pipeline.kafka, &format!("rewards-{}", pipeline.context.id)).unwrap();
+    consumer.subscribe(&[&pipeline.kafka.rewards_topic]).unwrap();
+    let mut published: HashMap<String, Vec<Reward>> = HashMap::new();
+    for _ in 0..50 {
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("40 rewards, then 10 re-emitted")
+            .unwrap();
+        let reward: Reward = decode(message.payload().unwrap()).unwrap();
+        published.entry(reward.transaction_id.to_string()).or_default().push(reward);
+    }
+    for (index, transaction) in decided.iter().enumerate() {
+        let copies = &published[transaction.transaction_id.as_str()];
+        let expected_copies = if index < 10 { 2 } else { 1 };
+        assert_eq!(copies.len(), expected_copies, "{}", transaction.transaction_id);
+        assert!(copies.iter().all(|copy| *copy == copies[0]), "re-emitted as stored: {copies:?}");
+    }
+    assert_eq!(Pipeline::ledger(&pool).await.len(), 40, "nothing decided twice");
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(30), service).await;
 }

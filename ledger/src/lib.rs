@@ -81,13 +81,18 @@ pub trait Ledger: Send + Sync {
         }
     }
 
-    /// The content hashes of those of `transactions` that are already decided, by
-    /// `(partner, transaction_id)`. Given whole transactions, a backend can look where it keeps
-    /// them (Scylla: the customer's own partition).
+    /// The stored decisions of those of `transactions` that are already decided, by
+    /// `(partner, transaction_id)`, in one lookup: a redelivery is told from a conflict by the
+    /// content hash, and its reward is re-emitted as stored (a rebalance redelivers whole
+    /// batches, and a query per transaction stalled a partition for ten seconds). Given whole
+    /// transactions, a backend can look where it keeps them (Scylla: the customer's own
+    /// partition).
     fn existing(
         &self,
         transactions: &[&Transaction],
-    ) -> impl Future<Output = Result<HashMap<(PartnerCode, TransactionId), String>, LedgerError>> + Send;
+    ) -> impl Future<
+        Output = Result<HashMap<(PartnerCode, TransactionId), RewardRecord>, LedgerError>,
+    > + Send;
 
     /// One decision: "why did I get this?".
     fn reward(

@@ -456,24 +456,22 @@ impl Ledger for PostgresLedger {
     async fn existing(
         &self,
         transactions: &[&Transaction],
-    ) -> Result<HashMap<(PartnerCode, TransactionId), String>, LedgerError> {
+    ) -> Result<HashMap<(PartnerCode, TransactionId), RewardRecord>, LedgerError> {
         let partners: Vec<String> = transactions.iter().map(|t| t.partner.to_string()).collect();
         let ids: Vec<String> = transactions.iter().map(|t| t.transaction_id.to_string()).collect();
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT partner, transaction_id, content_hash FROM rewards \
-             WHERE (partner, transaction_id) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {REWARD_COLUMNS} FROM rewards \
+             WHERE (partner, transaction_id) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))"
+        ))
         .bind(&partners)
         .bind(&ids)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|(partner, id, hash)| {
-                let key = (
-                    PartnerCode::parse(&partner).map_err(corrupt)?,
-                    TransactionId::parse(&id).map_err(corrupt)?,
-                );
-                Ok((key, hash))
+        rows.iter()
+            .map(|row| {
+                let record = read_record(row)?;
+                let key = (record.reward.partner.clone(), record.reward.transaction_id.clone());
+                Ok((key, record))
             })
             .collect()
     }

@@ -441,7 +441,7 @@ impl Ledger for ScyllaLedger {
     async fn existing(
         &self,
         transactions: &[&Transaction],
-    ) -> Result<HashMap<(PartnerCode, TransactionId), String>, LedgerError> {
+    ) -> Result<HashMap<(PartnerCode, TransactionId), RewardRecord>, LedgerError> {
         let lookups = transactions.iter().map(|transaction| async move {
             let in_partition = self
                 .rows(
@@ -467,13 +467,14 @@ impl Ledger for ScyllaLedger {
             if let Some(row) = in_partition.first() {
                 // The customer's partition is the truth; a crash may have left the lookups
                 // unwritten: repair them (idempotent).
+                let record = record_of(row)?;
                 if by_id.is_empty() {
-                    self.write_lookups(&record_of(row)?).await?;
+                    self.write_lookups(&record).await?;
                 }
-                return Ok::<_, LedgerError>(column_text(row, 1).map(|hash| (key, hash)));
+                return Ok::<_, LedgerError>(Some((key, record)));
             }
             // Decided for another customer or time under the same id: a conflict.
-            Ok(by_id.first().and_then(|row| column_text(row, 1)).map(|hash| (key, hash)))
+            Ok(by_id.first().map(record_of).transpose()?.map(|record| (key, record)))
         });
         Ok(try_join_all(lookups).await?.into_iter().flatten().collect())
     }

@@ -103,8 +103,8 @@ struct Triage<'a> {
     order: Vec<(i32, CustomerKey)>,
     /// Each customer's new transactions in log order.
     pending: HashMap<CustomerKey, Vec<Pending<'a>>>,
-    /// Decided before: their rewards are re-emitted.
-    redelivered: Vec<(PartnerCode, TransactionId)>,
+    /// Decided before: their rewards, as stored, are re-emitted.
+    redelivered: Vec<Reward>,
     duplicates: usize,
     conflicts: Vec<DeadLetter>,
 }
@@ -274,11 +274,7 @@ impl<L: Ledger> Processor<L> {
         self.metrics.count("rewarded", rewarded);
         self.metrics.count("excluded", excluded);
         self.metrics.count("refunds", refunds);
-        for (partner, id) in triage.redelivered {
-            if let Some(record) = self.ledger.reward(&partner, &id).await? {
-                outcome.rewards.push(record.reward);
-            }
-        }
+        outcome.rewards.extend(triage.redelivered);
         Ok(outcome)
     }
 
@@ -303,13 +299,14 @@ impl<L: Ledger> Processor<L> {
         for (index, transaction) in decoded {
             let hash = content_hash(transaction);
             let key = (transaction.partner.clone(), transaction.transaction_id.clone());
-            match existing.get(&key).or_else(|| seen.get(&key)) {
+            let stored = existing.get(&key);
+            match stored.map(|record| &record.content_hash).or_else(|| seen.get(&key)) {
                 Some(earlier) if *earlier == hash => {
                     // Decided before: nothing changes, but re-emit its reward (the first
                     // attempt may have crashed before publishing). A copy within this batch
                     // is published by its first occurrence.
-                    if existing.contains_key(&key) {
-                        triage.redelivered.push(key);
+                    if let Some(record) = stored {
+                        triage.redelivered.push(record.reward.clone());
                     }
                     triage.duplicates += 1;
                 }

@@ -150,7 +150,10 @@ pub async fn apply_is_idempotent(ledger: &impl Ledger) {
         .collect();
     let existing = ledger.existing(&asked.iter().collect::<Vec<_>>()).await.unwrap();
     assert_eq!(existing.len(), 2);
-    assert_eq!(existing[&key("t1")], "hash-t1");
+    // The stored decision itself: a redelivery's reward is re-emitted from it.
+    assert_eq!(existing[&key("t1")].content_hash, "hash-t1");
+    assert_eq!(existing[&key("t2")].reward.cashback, 200);
+    assert!(!existing.contains_key(&key("t3")));
 }
 
 pub async fn apply_new_refuses_a_batch_with_a_decided_transaction(ledger: &impl Ledger) {
