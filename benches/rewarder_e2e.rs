@@ -305,6 +305,22 @@ async fn end_to_end(name: &str, instances: usize, transactions: &[Transaction]) 
         first_row.unwrap_or_default().as_secs_f64(),
         progress.join(", ")
     );
+    // The rate second by second (by when each transaction was decided): the ramp-up, the
+    // steady rate, and a tail where part of the machine sat idle.
+    let per_second: Vec<(i64,)> = sqlx::query_as(
+        "SELECT count(*) FROM rewards GROUP BY date_trunc('second', decided_at) ORDER BY date_trunc('second', decided_at)",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    println!(
+        "  decided per second: {}",
+        per_second
+            .iter()
+            .map(|(count,)| format!("{:.1}k", *count as f64 / 1000.0))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     shutdown.cancel();
     tokio::time::sleep(Duration::from_secs(1)).await;
     pool.close().await;
