@@ -22,7 +22,8 @@ use rdkafka::error::{KafkaError as RdKafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
 
 use cezbek_ledger::{Ledger, LedgerChoice, PostgresLedger, ScyllaLedger};
 use cezbek_platform::config::{EtcdConfig, HttpConfig, KafkaConfig, PostgresConfig};
@@ -48,7 +49,7 @@ pub struct Config {
     pub batch_max: usize,
     /// …or this long after its first message.
     pub batch_wait: Duration,
-    /// Batches decided and written at once, each by a lane owning some of the partitions.
+    /// Batches decided and written at once (lanes), across the partitions this instance owns.
     pub lanes: usize,
 }
 
@@ -104,8 +105,8 @@ type PartitionQueue = StreamPartitionQueue<RebalanceContext>;
 ///
 /// A queue per partition, because the shared queue delivers in fetch order, and the broker
 /// hands out long runs of one partition: a whole partition's backlog could stand in front of
-/// the others' messages, leaving their lanes idle (measured at startup: partitions reached the
-/// lanes one after another for the first eight seconds of a million-message backlog).
+/// the others' messages, leaving their workers idle (measured at startup: partitions got going
+/// one after another for the first eight seconds of a million-message backlog).
 struct RebalanceContext {
     topic: String,
     /// The consumer this context belongs to (set once it exists): splitting needs it.
@@ -300,9 +301,19 @@ async fn run_with<L: Ledger + 'static>(
         shutdown.clone(),
     ));
 
-    let result =
-        consume(&config, &consumer, rebalances, &producer, &ledger, &rules, &metrics, &shutdown)
-            .await;
+    let shared = Arc::new(Shared {
+        gather: Gather { batch_max: config.batch_max, batch_wait: config.batch_wait },
+        slots: Semaphore::new(config.lanes),
+        config,
+        consumer: Arc::clone(&consumer),
+        producer: producer.clone(),
+        ledger,
+        rules,
+        metrics,
+        done: Done::default(),
+        shutdown: shutdown.clone(),
+    });
+    let result = consume(shared, rebalances).await;
 
     // Leave the group now, so the partitions move to the other instances at once.
     consumer.unsubscribe();
@@ -318,40 +329,9 @@ async fn run_with<L: Ledger + 'static>(
     result
 }
 
-/// What a lane is handed: a batch of its partitions (with its share of the buffering budget,
-/// given back once decided), or partitions it no longer owns.
-enum LaneWork {
-    Batch(Vec<Incoming>, OwnedSemaphorePermit),
-    Revoke(Vec<i32>),
-}
-
-/// A lane as the poll loop sees it: where its batches go, and how many partitions it has.
-struct LaneInbox {
-    sender: LaneSender,
-    partitions: usize,
-}
-
-/// Batches a lane may have waiting (its readers pause beyond that).
-const BUFFERED_BATCHES_PER_LANE: usize = 2;
-
-/// Where a lane's readers hand their batches, within the lane's buffering budget.
-#[derive(Clone)]
-struct LaneSender {
-    work: mpsc::UnboundedSender<LaneWork>,
-    budget: Arc<Semaphore>,
-}
-
-impl LaneSender {
-    /// Hands the lane a batch once its budget has room; false when the lane is gone.
-    async fn hand(&self, batch: Vec<Incoming>) -> bool {
-        // A batch holds at most `batch_max` messages, and the budget is a few of those.
-        let size = u32::try_from(batch.len()).unwrap_or(u32::MAX);
-        let Ok(permit) = Arc::clone(&self.budget).acquire_many_owned(size).await else {
-            return false;
-        };
-        self.work.send(LaneWork::Batch(batch, permit)).is_ok()
-    }
-}
+/// Batches a partition may have waiting for its worker, beside the one its reader is gathering
+/// and the one being decided (the reader pauses beyond that).
+const BUFFERED_BATCHES: usize = 1;
 
 /// When a partition reader closes a batch.
 #[derive(Clone, Copy)]
@@ -360,75 +340,114 @@ struct Gather {
     batch_wait: Duration,
 }
 
-/// The loop: serve the consumer's events and start a reader per assigned partition, until
-/// shutdown. A reader gathers its partition's messages into batches (closed at `batch_max`
-/// messages or `batch_wait` after the first) for the partition's lane. Each lane decides,
-/// writes, publishes and commits its batches in order, beside the others: a customer lives in
-/// one partition and a partition in one lane, so lanes never share a customer, and the
-/// database works on one lane's write while this process decides another's.
-///
-/// Each lane buffers a bounded number of batches of its own: a lane that falls behind holds
-/// back its own readers, never the partitions of other lanes (with one budget for all lanes,
-/// a partition whose first batches were slow, after a rebalance, took all of it and left the
-/// other lanes idle for seconds).
-#[allow(clippy::too_many_arguments)] // the service's parts, passed once
-async fn consume<L: Ledger + 'static>(
-    config: &Config,
-    consumer: &Arc<RewarderConsumer>,
-    mut rebalances: mpsc::UnboundedReceiver<Rebalanced>,
-    producer: &FutureProducer,
-    ledger: &Arc<L>,
-    rules: &watch::Receiver<Option<Arc<RuleSnapshot>>>,
-    metrics: &Metrics,
-    shutdown: &CancellationToken,
-) -> Result<(), Error> {
-    let mut inboxes = Vec::with_capacity(config.lanes);
-    let mut lanes = Vec::with_capacity(config.lanes);
-    let gather = Gather { batch_max: config.batch_max, batch_wait: config.batch_wait };
-    let done = Done::default();
-    for _ in 0..config.lanes {
-        // Bounded by the lane's budget.
-        let (work, inbox) = mpsc::unbounded_channel();
-        let budget = Arc::new(Semaphore::new(BUFFERED_BATCHES_PER_LANE * config.batch_max));
-        inboxes.push(LaneInbox { sender: LaneSender { work, budget }, partitions: 0 });
-        lanes.push(tokio::spawn(run_lane(
-            config.clone(),
-            Arc::clone(consumer),
-            producer.clone(),
-            Processor::new(
-                Arc::clone(ledger),
-                metrics.process.clone(),
-                config.kafka.transactions_topic.clone(),
-                still_assigned(consumer, &config.kafka.transactions_topic),
-            ),
-            rules.clone(),
-            metrics.clone(),
+/// What the partition workers share.
+struct Shared<L> {
+    config: Config,
+    gather: Gather,
+    consumer: Arc<RewarderConsumer>,
+    producer: FutureProducer,
+    ledger: Arc<L>,
+    rules: watch::Receiver<Option<Arc<RuleSnapshot>>>,
+    metrics: Metrics,
+    /// The batches decided and written at once (`lanes`), taken first come, first served.
+    slots: Semaphore,
+    done: Done,
+    shutdown: CancellationToken,
+}
+
+/// A partition's worker as the poll loop sees it.
+struct Worker {
+    /// Where the partition's batches go.
+    batches: mpsc::Sender<Vec<Incoming>>,
+    /// Gathers them from the partition's own queue (none when the partition could not be
+    /// split off: its messages then come through the shared queue).
+    reader: Option<JoinHandle<()>>,
+    /// Stops the reader, and the worker after the batch in hand: a revoked partition's
+    /// waiting batches are the new owner's (a child of the shutdown token).
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// The assigned partitions' workers, and revoked ones still finishing their batch in hand.
+#[derive(Default)]
+struct Workers {
+    running: HashMap<i32, Worker>,
+    retiring: HashMap<i32, JoinHandle<()>>,
+}
+
+impl Workers {
+    fn start<L: Ledger + 'static>(
+        &mut self,
+        shared: &Arc<Shared<L>>,
+        partition: i32,
+        queue: Option<PartitionQueue>,
+    ) {
+        let (batches, inbox) = mpsc::channel(BUFFERED_BATCHES);
+        let stop = shared.shutdown.child_token();
+        let reader = queue.map(|queue| {
+            tokio::spawn(read_partition(queue, batches.clone(), shared.gather, stop.clone()))
+        });
+        let task = tokio::spawn(run_partition(
+            Arc::clone(shared),
+            self.retiring.remove(&partition),
             inbox,
-            done.clone(),
-            shutdown.clone(),
-        )));
+            stop.clone(),
+        ));
+        self.running.insert(partition, Worker { batches, reader, stop, task });
     }
-    let mut readers = Readers::default();
-    let result =
-        serve(consumer, &mut rebalances, &mut inboxes, &mut readers, &gather, shutdown).await;
-    // Readers stop (what they gathered is left for redelivery) and release the consumer;
-    // batches already handed to a lane are finished, published and committed before the
-    // instance leaves the group.
-    readers.stop_all().await;
-    drop(inboxes);
-    for lane in lanes {
-        let _ = lane.await;
+
+    /// Stops a revoked partition's reader; its worker finishes the batch in hand meanwhile.
+    async fn revoke(&mut self, partition: i32) {
+        let Some(worker) = self.running.remove(&partition) else { return };
+        worker.stop.cancel();
+        // Its queue is released before the partition can be assigned and split again.
+        if let Some(reader) = worker.reader {
+            let _ = reader.await;
+        }
+        self.retiring.insert(partition, worker.task);
     }
+
+    /// Stops every reader and waits for every worker to finish its batch in hand.
+    async fn stop_all(&mut self) {
+        let partitions: Vec<i32> = self.running.keys().copied().collect();
+        for partition in partitions {
+            self.revoke(partition).await;
+        }
+        for (_, task) in self.retiring.drain() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// The loop: serves the consumer's events and runs a worker per assigned partition, until
+/// shutdown. A partition's reader gathers its messages into batches (closed at `batch_max`
+/// messages or `batch_wait` after the first); its worker decides, writes, publishes and
+/// commits them in order. A customer lives in one partition, so workers never share one.
+///
+/// At most `lanes` batches are decided and written at once, by the workers that asked first.
+/// Partitions are not tied to lanes: with six partitions on four fixed lanes, the two
+/// partitions that had a lane of their own finished first and left the machine half idle for
+/// the last third of a backlog (measured in the bench).
+async fn consume<L: Ledger + 'static>(
+    shared: Arc<Shared<L>>,
+    mut rebalances: mpsc::UnboundedReceiver<Rebalanced>,
+) -> Result<(), Error> {
+    let mut workers = Workers::default();
+    let result = serve(&shared, &mut rebalances, &mut workers).await;
+    // Readers stop (what they gathered is left for redelivery); each worker finishes,
+    // publishes and commits its batch in hand before the instance leaves the group.
+    workers.stop_all().await;
     // What was published, committed for certain before the instance leaves the group (only
     // for partitions it still has: another owner's offsets are not to be moved back).
-    let offsets = done.still_assigned(consumer, &config.kafka.transactions_topic);
-    let consumer = Arc::clone(consumer);
+    let offsets =
+        shared.done.still_assigned(&shared.consumer, &shared.config.kafka.transactions_topic);
+    let consumer = Arc::clone(&shared.consumer);
     let _ =
         tokio::task::spawn_blocking(move || commit(&consumer, &offsets, CommitMode::Sync)).await;
     result
 }
 
-/// Per partition, the offset after the last message published, across the lanes.
+/// Per partition, the offset after the last message published.
 #[derive(Clone, Default)]
 struct Done(Arc<Mutex<BTreeMap<i32, i64>>>);
 
@@ -465,95 +484,47 @@ fn still_assigned(
     })
 }
 
-/// The running partition readers: each with its lane and what stops it.
-#[derive(Default)]
-struct Readers {
-    running: HashMap<i32, (usize, CancellationToken, tokio::task::JoinHandle<()>)>,
-}
-
-impl Readers {
-    /// Stops a partition's reader and waits for it; returns the lane it fed.
-    async fn stop(&mut self, partition: i32) -> Option<usize> {
-        let (lane, stop, reader) = self.running.remove(&partition)?;
-        stop.cancel();
-        let _ = reader.await;
-        Some(lane)
-    }
-
-    async fn stop_all(&mut self) {
-        let partitions: Vec<i32> = self.running.keys().copied().collect();
-        for partition in partitions {
-            self.stop(partition).await;
-        }
-    }
-}
-
 /// Polls the consumer (which serves rebalances; messages come here only for a partition that
-/// could not be split off) and starts and stops the partition readers.
-async fn serve(
-    consumer: &RewarderConsumer,
+/// could not be split off) and starts and stops the partition workers.
+async fn serve<L: Ledger + 'static>(
+    shared: &Arc<Shared<L>>,
     rebalances: &mut mpsc::UnboundedReceiver<Rebalanced>,
-    inboxes: &mut [LaneInbox],
-    readers: &mut Readers,
-    gather: &Gather,
-    shutdown: &CancellationToken,
+    workers: &mut Workers,
 ) -> Result<(), Error> {
-    let mut lane_of: HashMap<i32, usize> = HashMap::new();
     // Partitions whose messages came through the shared queue (said once each).
     let mut unsplit = HashSet::new();
     loop {
         tokio::select! {
             biased;
-            () = shutdown.cancelled() => return Ok(()),
+            () = shared.shutdown.cancelled() => return Ok(()),
             Some(rebalanced) = rebalances.recv() => match rebalanced {
                 Rebalanced::Assigned(queues) => {
                     for (partition, queue) in queues {
-                        let lane = lane_for(inboxes, &mut lane_of, partition);
-                        let stop = shutdown.child_token();
-                        let reader = tokio::spawn(read_partition(
-                            queue,
-                            inboxes[lane].sender.clone(),
-                            *gather,
-                            stop.clone(),
-                        ));
-                        readers.running.insert(partition, (lane, stop, reader));
+                        workers.start(shared, partition, Some(queue));
                     }
                 }
                 Rebalanced::Revoked(partitions) => {
-                    for partition in &partitions {
-                        readers.stop(*partition).await;
-                        if let Some(lane) = lane_of.remove(partition) {
-                            inboxes[lane].partitions -= 1;
-                        }
-                    }
-                    // The lanes forget those customers; batches they still hold for them
-                    // are left out when decided (see `Processor::process`).
-                    for inbox in inboxes.iter() {
-                        let _ = inbox.sender.work.send(LaneWork::Revoke(partitions.clone()));
+                    for partition in partitions {
+                        workers.revoke(partition).await;
                     }
                 }
             },
-            message = consumer.recv() => {
+            message = shared.consumer.recv() => {
                 let message = message?;
-                if unsplit.insert(message.partition()) {
-                    tracing::warn!(partition = message.partition(), "a partition's messages come through the shared queue; it goes one message a batch");
+                let partition = message.partition();
+                if unsplit.insert(partition) {
+                    tracing::warn!(partition, "a partition's messages come through the shared queue; it goes one message a batch");
                 }
-                let lane = lane_for(inboxes, &mut lane_of, message.partition());
-                if !inboxes[lane].sender.hand(vec![incoming(&message)]).await {
+                if !workers.running.contains_key(&partition) {
+                    workers.start(shared, partition, None);
+                }
+                let Some(worker) = workers.running.get(&partition) else { continue };
+                if worker.batches.send(vec![incoming(&message)]).await.is_err() {
                     return Ok(());
                 }
             }
         }
     }
-}
-
-/// The lane a partition's batches go to: a new partition goes to the lane with the fewest.
-fn lane_for(inboxes: &mut [LaneInbox], lane_of: &mut HashMap<i32, usize>, partition: i32) -> usize {
-    *lane_of.entry(partition).or_insert_with(|| {
-        let lane = (0..inboxes.len()).min_by_key(|&i| inboxes[i].partitions).unwrap_or(0);
-        inboxes[lane].partitions += 1;
-        lane
-    })
 }
 
 fn incoming(message: &BorrowedMessage<'_>) -> Incoming {
@@ -565,11 +536,11 @@ fn incoming(message: &BorrowedMessage<'_>) -> Incoming {
     }
 }
 
-/// One partition's reader: gathers its messages into batches and hands them to its lane,
+/// One partition's reader: gathers its messages into batches and hands them to its worker,
 /// until stopped (what it gathered then is left for redelivery).
 async fn read_partition(
     queue: PartitionQueue,
-    lane: LaneSender,
+    worker: mpsc::Sender<Vec<Incoming>>,
     gather: Gather,
     stop: CancellationToken,
 ) {
@@ -604,7 +575,7 @@ async fn read_partition(
         let handed = tokio::select! {
             biased;
             () = stop.cancelled() => return,
-            handed = lane.hand(batch) => handed,
+            handed = worker.send(batch) => handed.is_ok(),
         };
         if !handed {
             return;
@@ -612,54 +583,77 @@ async fn read_partition(
     }
 }
 
-/// One lane: decides and writes its batches in order; publishing and committing run beside
-/// it, so the next batch is decided while the broker acknowledges this one.
-#[allow(clippy::too_many_arguments)] // the lane's share of the service, passed once at spawn
-async fn run_lane<L: Ledger>(
-    config: Config,
-    consumer: Arc<RewarderConsumer>,
-    producer: FutureProducer,
-    mut processor: Processor<L>,
-    mut rules: watch::Receiver<Option<Arc<RuleSnapshot>>>,
-    metrics: Metrics,
-    mut inbox: mpsc::UnboundedReceiver<LaneWork>,
-    done: Done,
-    shutdown: CancellationToken,
+/// One partition's worker: decides and writes its batches in order, in one of the instance's
+/// lanes each; publishing and committing run beside it, so the next batch is decided while the
+/// broker acknowledges this one. Its customers and its ledger lease live and die with it.
+async fn run_partition<L: Ledger + 'static>(
+    shared: Arc<Shared<L>>,
+    previous: Option<JoinHandle<()>>,
+    mut batches: mpsc::Receiver<Vec<Incoming>>,
+    stop: CancellationToken,
 ) {
+    // The partition was here before, revoked and assigned back: that worker finishes its
+    // batch first (two claiming one shard would fence each other's writes).
+    if let Some(previous) = previous {
+        let _ = previous.await;
+    }
+    let topic = &shared.config.kafka.transactions_topic;
+    let mut processor = Processor::new(
+        Arc::clone(&shared.ledger),
+        shared.metrics.process.clone(),
+        topic.clone(),
+        still_assigned(&shared.consumer, topic),
+    );
     let (decided, mut to_publish) = mpsc::channel::<(Vec<Incoming>, Outcome)>(2);
     let publisher = {
-        let dead_lettered = metrics.dead_lettered.clone();
+        let shared = Arc::clone(&shared);
         tokio::spawn(async move {
+            let topic = &shared.config.kafka.transactions_topic;
             while let Some((batch, outcome)) = to_publish.recv().await {
-                publish(&config, &producer, &batch, &outcome, &dead_lettered).await;
-                done.record(&batch, &outcome.abandoned);
-                let offsets =
-                    commit_offsets(&config.kafka.transactions_topic, &batch, &outcome.abandoned);
+                publish(
+                    &shared.config,
+                    &shared.producer,
+                    &batch,
+                    &outcome,
+                    &shared.metrics.dead_lettered,
+                )
+                .await;
+                shared.done.record(&batch, &outcome.abandoned);
+                let offsets = commit_offsets(topic, &batch, &outcome.abandoned);
                 // Asynchronous: a synchronous commit waits for the broker, and during a
                 // rebalance until it ends (measured: every lane stalled about three seconds
                 // when a second instance joined). A lost commit only means a redelivery, and
                 // the last offsets are committed synchronously when the instance stops.
-                commit(&consumer, &offsets, CommitMode::Async);
+                commit(&shared.consumer, &offsets, CommitMode::Async);
             }
         })
     };
-    while let Some(work) = inbox.recv().await {
-        let (batch, budget_share) = match work {
-            LaneWork::Revoke(partitions) => {
-                processor.revoke(&partitions);
-                continue;
-            }
-            LaneWork::Batch(batch, permit) => (batch, permit),
+    loop {
+        let batch = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            batch = batches.recv() => match batch {
+                Some(batch) => batch,
+                None => break,
+            },
+        };
+        let lane = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            lane = shared.slots.acquire() => match lane {
+                Ok(lane) => lane,
+                Err(_) => break,
+            },
         };
         let started = Instant::now();
-        let snapshot = rules.borrow_and_update().clone().unwrap_or_default();
-        let Some(outcome) = decide(&mut processor, &batch, &snapshot, &shutdown).await else {
+        let snapshot = shared.rules.borrow().clone().unwrap_or_default();
+        let Some(outcome) = decide(&mut processor, &batch, &snapshot, &shared.shutdown).await
+        else {
             break;
         };
-        // Decided: polling may buffer more (publishing is bounded by its own channel).
-        drop(budget_share);
-        metrics.batch_size.observe(batch.len() as f64);
-        metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+        drop(lane);
+        shared.metrics.batch_size.observe(batch.len() as f64);
+        shared.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
         if decided.send((batch, outcome)).await.is_err() {
             break;
         }

@@ -125,14 +125,6 @@ impl<L: Ledger> Processor<L> {
         Self { ledger, cache: HashMap::new(), leases: HashMap::new(), topic, owns, metrics }
     }
 
-    /// Forgets the customers and leases of partitions this instance no longer owns.
-    pub fn revoke(&mut self, partitions: &[i32]) {
-        for partition in partitions {
-            self.cache.remove(partition);
-            self.leases.remove(partition);
-        }
-    }
-
     /// The lease a partition's writes go under (claimed before any of its customers load).
     fn lease(&self, partition: i32) -> Result<&ShardLease, LedgerError> {
         self.leases.get(&partition).ok_or_else(|| {
