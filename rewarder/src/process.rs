@@ -16,6 +16,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use foldhash::HashMapExt;
+
 use chrono::{Days, Utc};
 use prometheus::IntCounterVec;
 
@@ -69,7 +71,18 @@ pub struct Outcome {
     pub abandoned: Vec<i32>,
 }
 
-type CustomerKey = (PartnerCode, Msisdn);
+/// The maps keyed per transaction or customer: foldhash, as SipHash was a visible share of the
+/// rewarder's CPU. Keys come from partners, and the hasher is seeded per map.
+type FastMap<K, V> = foldhash::HashMap<K, V>;
+
+/// A customer of a batch, borrowed from its decoded transactions.
+type CustomerRef<'a> = (&'a PartnerCode, &'a Msisdn);
+
+/// Customer states by partner and number: looked up by reference, without building a key.
+type Customers = FastMap<PartnerCode, FastMap<Msisdn, CustomerState>>;
+
+/// A decoded transaction of the batch: the message's index, the transaction, its content hash.
+type Decoded = (usize, Transaction, String);
 
 /// Counters by event kind: consumed, rewarded, excluded, refunds, duplicates, conflicts.
 #[derive(Debug, Clone)]
@@ -86,7 +99,7 @@ impl ProcessMetrics {
 pub struct Processor<L> {
     ledger: Arc<L>,
     /// Customer states of the partitions this instance owns, by partition.
-    cache: HashMap<i32, HashMap<CustomerKey, CustomerState>>,
+    cache: HashMap<i32, Customers>,
     /// The ledger leases on those partitions, claimed on their first batch.
     leases: HashMap<i32, ShardLease>,
     /// The topic the partitions are of: a shard is `topic/partition`.
@@ -97,12 +110,11 @@ pub struct Processor<L> {
 }
 
 /// A batch's transactions sorted by what to do with them (borrowed from the decoded batch).
-#[derive(Default)]
 struct Triage<'a> {
     /// Customers in first-seen order with the partition they came from.
-    order: Vec<(i32, CustomerKey)>,
+    order: Vec<(i32, CustomerRef<'a>)>,
     /// Each customer's new transactions in log order.
-    pending: HashMap<CustomerKey, Vec<Pending<'a>>>,
+    pending: FastMap<CustomerRef<'a>, Vec<Pending<'a>>>,
     /// Decided before: their rewards, as stored, are re-emitted.
     redelivered: Vec<Reward>,
     duplicates: usize,
@@ -112,7 +124,7 @@ struct Triage<'a> {
 /// A transaction that passed decoding and deduplication, waiting for its decision.
 struct Pending<'a> {
     transaction: &'a Transaction,
-    hash: String,
+    hash: &'a str,
 }
 
 impl<L: Ledger> Processor<L> {
@@ -167,7 +179,10 @@ impl<L: Ledger> Processor<L> {
                 continue;
             }
             match message.payload.as_deref().map(decode_transaction) {
-                Some(Ok(transaction)) => decoded.push((index, transaction)),
+                Some(Ok(transaction)) => {
+                    let hash = content_hash(&transaction);
+                    decoded.push((index, transaction, hash));
+                }
                 Some(Err(error)) => outcome.dead_letters.push(DeadLetter {
                     index,
                     reason: "undecodable",
@@ -187,9 +202,9 @@ impl<L: Ledger> Processor<L> {
         // another instance may have decided some of these transactions meanwhile.
         let mut attempt = 0;
         let mut assume_new = true;
-        let (triage, written) = loop {
+        let (triage, written, states) = loop {
             attempt += 1;
-            self.claim(decoded.iter().map(|(index, _)| batch[*index].partition)).await?;
+            self.claim(decoded.iter().map(|(index, ..)| batch[*index].partition)).await?;
             let triage = self.triage(&decoded, batch, assume_new).await?;
             self.load_states(&triage.order, &triage.pending, rules).await?;
             let (batches, states) = self.decide(&triage.order, &triage.pending, rules).await?;
@@ -206,12 +221,7 @@ impl<L: Ledger> Processor<L> {
                     );
                     assume_new = false;
                 }
-                Ok(_) => {
-                    for ((partition, customer), state) in triage.order.iter().zip(states) {
-                        self.cache.entry(*partition).or_default().insert(customer.clone(), state);
-                    }
-                    break (triage, batches);
-                }
+                Ok(_) => break (triage, batches, states),
                 Err(LedgerError::Fenced { shard, epoch }) if attempt < FENCED_RETRIES => {
                     // That partition's customers may have moved on (the others were taken out
                     // of the cache by decide and reload too), and another instance may have
@@ -234,7 +244,7 @@ impl<L: Ledger> Processor<L> {
                         }
                         // Ours no more: leave its messages to the new owner, uncommitted.
                         tracing::info!(%shard, epoch, "partition moved to another instance; leaving its messages to it");
-                        decoded.retain(|(index, _)| batch[*index].partition != partition);
+                        decoded.retain(|(index, ..)| batch[*index].partition != partition);
                         outcome
                             .dead_letters
                             .retain(|dead| batch[dead.index].partition != partition);
@@ -249,7 +259,16 @@ impl<L: Ledger> Processor<L> {
         outcome.dead_letters.extend(triage.conflicts);
         // Counted here and added once: a labelled counter is a lookup per call.
         let (mut rewarded, mut excluded, mut refunds) = (0, 0, 0);
-        for customer in written {
+        // The states go back to the cache under the keys the batch carried (no copies).
+        let partitions = triage.order.iter().map(|(partition, _)| *partition);
+        for ((customer, state), partition) in written.into_iter().zip(states).zip(partitions) {
+            let partners = self.cache.entry(partition).or_default();
+            match partners.get_mut(&customer.partner) {
+                Some(numbers) => numbers.insert(customer.msisdn, state),
+                None => {
+                    partners.entry(customer.partner).or_default().insert(customer.msisdn, state)
+                }
+            };
             for record in customer.records {
                 let reward = record.reward;
                 match reward.outcome {
@@ -276,24 +295,34 @@ impl<L: Ledger> Processor<L> {
     /// With `assume_new`, the ledger is not asked (copies within the batch are still found).
     async fn triage<'a>(
         &self,
-        decoded: &'a [(usize, Transaction)],
+        decoded: &'a [Decoded],
         batch: &[Incoming],
         assume_new: bool,
     ) -> Result<Triage<'a>, LedgerError> {
         let existing = if assume_new {
             HashMap::new()
         } else {
-            let transactions: Vec<&Transaction> = decoded.iter().map(|(_, t)| t).collect();
+            let transactions: Vec<&Transaction> = decoded.iter().map(|(_, t, _)| t).collect();
             self.ledger.existing(&transactions).await?
         };
-        let mut triage = Triage::default();
-        let mut seen: HashMap<(PartnerCode, TransactionId), String> = HashMap::new();
-        for (index, transaction) in decoded {
-            let hash = content_hash(transaction);
-            let key = (transaction.partner.clone(), transaction.transaction_id.clone());
-            let stored = existing.get(&key);
-            match stored.map(|record| &record.content_hash).or_else(|| seen.get(&key)) {
-                Some(earlier) if *earlier == hash => {
+        let mut triage = Triage {
+            order: Vec::new(),
+            pending: FastMap::with_capacity(decoded.len()),
+            redelivered: Vec::new(),
+            duplicates: 0,
+            conflicts: Vec::new(),
+        };
+        let mut seen: FastMap<(&PartnerCode, &TransactionId), &str> =
+            FastMap::with_capacity(decoded.len());
+        for (index, transaction, hash) in decoded {
+            let key = (&transaction.partner, &transaction.transaction_id);
+            let stored = if existing.is_empty() {
+                None
+            } else {
+                existing.get(&(transaction.partner.clone(), transaction.transaction_id.clone()))
+            };
+            match stored.map(|record| record.content_hash.as_str()).or_else(|| seen.get(&key).copied()) {
+                Some(earlier) if earlier == hash => {
                     // Decided before: nothing changes, but re-emit its reward (the first
                     // attempt may have crashed before publishing). A copy within this batch
                     // is published by its first occurrence.
@@ -311,9 +340,9 @@ impl<L: Ledger> Processor<L> {
                     ),
                 }),
                 None => {
-                    seen.insert(key, hash.clone());
-                    let customer = (transaction.partner.clone(), transaction.msisdn.clone());
-                    let list = triage.pending.entry(customer.clone()).or_default();
+                    seen.insert(key, hash);
+                    let customer = (&transaction.partner, &transaction.msisdn);
+                    let list = triage.pending.entry(customer).or_default();
                     if list.is_empty() {
                         triage.order.push((batch[*index].partition, customer));
                     }
@@ -329,25 +358,29 @@ impl<L: Ledger> Processor<L> {
     /// the tier window (or a day, for daily caps) before their earliest pending transaction.
     async fn load_states(
         &mut self,
-        order: &[(i32, CustomerKey)],
-        pending: &HashMap<CustomerKey, Vec<Pending<'_>>>,
+        order: &[(i32, CustomerRef<'_>)],
+        pending: &FastMap<CustomerRef<'_>, Vec<Pending<'_>>>,
         rules: &RuleSnapshot,
     ) -> Result<(), LedgerError> {
         let mut missing: HashMap<(i32, PartnerCode), Vec<Msisdn>> = HashMap::new();
-        for (partition, customer) in order {
-            let cached = self.cache.get(partition).is_some_and(|c| c.contains_key(customer));
+        for (partition, (partner, msisdn)) in order {
+            let cached = self
+                .cache
+                .get(partition)
+                .and_then(|partners| partners.get(*partner))
+                .is_some_and(|numbers| numbers.contains_key(*msisdn));
             if !cached {
                 missing
-                    .entry((*partition, customer.0.clone()))
+                    .entry((*partition, (*partner).clone()))
                     .or_default()
-                    .push(customer.1.clone());
+                    .push((*msisdn).clone());
             }
         }
         for ((partition, partner), msisdns) in missing {
             let lease = self.lease(partition)?;
             let earliest = msisdns
                 .iter()
-                .filter_map(|msisdn| pending.get(&(partner.clone(), msisdn.clone())))
+                .filter_map(|msisdn| pending.get(&(&partner, msisdn)))
                 .flatten()
                 .map(|p| p.transaction.occurred_at)
                 .min()
@@ -361,10 +394,10 @@ impl<L: Ledger> Processor<L> {
                 .into_iter()
                 .filter_map(|state| state.msisdn.clone().map(|m| (m, state)))
                 .collect();
-            let cache = self.cache.entry(partition).or_default();
+            let numbers = self.cache.entry(partition).or_default().entry(partner).or_default();
             for msisdn in msisdns {
                 let state = loaded.remove(&msisdn).unwrap_or_default();
-                cache.insert((partner.clone(), msisdn), state);
+                numbers.insert(msisdn, state);
             }
         }
         Ok(())
@@ -376,16 +409,22 @@ impl<L: Ledger> Processor<L> {
     /// what the cache had.
     async fn decide(
         &mut self,
-        order: &[(i32, CustomerKey)],
-        pending: &HashMap<CustomerKey, Vec<Pending<'_>>>,
+        order: &[(i32, CustomerRef<'_>)],
+        pending: &FastMap<CustomerRef<'_>, Vec<Pending<'_>>>,
         rules: &RuleSnapshot,
     ) -> Result<(Vec<CustomerBatch>, Vec<CustomerState>), LedgerError> {
         let now = Utc::now();
         let mut batches = Vec::with_capacity(order.len());
         let mut states = Vec::with_capacity(order.len());
         for (partition, customer) in order {
-            let mut state =
-                self.cache.get_mut(partition).and_then(|c| c.remove(customer)).unwrap_or_default();
+            let (partner, msisdn) = *customer;
+            // Taken out with its key, which the batch carries and gives back to the cache.
+            let (msisdn, mut state) = self
+                .cache
+                .get_mut(partition)
+                .and_then(|partners| partners.get_mut(partner))
+                .and_then(|numbers| numbers.remove_entry(msisdn))
+                .unwrap_or_else(|| (msisdn.clone(), CustomerState::default()));
             let transactions = pending.get(customer).map(Vec::as_slice).unwrap_or_default();
             let (stored_tier, stored_email) = (state.tier.clone(), state.email.clone());
             self.fetch_originals(&mut state, transactions).await?;
@@ -394,28 +433,30 @@ impl<L: Ledger> Processor<L> {
                 let decision = evaluate(transaction, rules, &state.window);
                 let day = local_day(rules, transaction);
                 state.window.apply(transaction, &decision, day);
-                if transaction.email.is_some() {
+                if transaction.email.is_some() && state.email != transaction.email {
                     state.email.clone_from(&transaction.email);
                 }
-                state.tier.clone_from(&decision.tier_after);
+                if state.tier != decision.tier_after {
+                    state.tier.clone_from(&decision.tier_after);
+                }
                 records.push(RewardRecord {
-                    reward: decision.to_reward(transaction, now),
+                    reward: decision.into_reward(transaction, now),
                     mcc: transaction.mcc,
                     local_day: day,
-                    content_hash: hash.clone(),
+                    content_hash: (*hash).to_owned(),
                 });
             }
             if let Some(last) = transactions.last() {
                 let since = last.transaction.occurred_at
-                    - Days::new(u64::from(window_days(rules, &customer.0)));
+                    - Days::new(u64::from(window_days(rules, partner)));
                 let day = local_day(rules, last.transaction);
                 state.window.prune(since, day.pred_opt().unwrap_or(day));
             }
             // The stored state changes only with the tier or the email.
             let changed = state.tier != stored_tier || state.email != stored_email;
             batches.push(CustomerBatch {
-                partner: customer.0.clone(),
-                msisdn: customer.1.clone(),
+                partner: partner.clone(),
+                msisdn,
                 lease: self.lease(*partition)?.clone(),
                 records,
                 state: changed

@@ -37,6 +37,16 @@ impl Decision {
         transaction: &Transaction,
         decided_at: chrono::DateTime<chrono::Utc>,
     ) -> Reward {
+        self.clone().into_reward(transaction, decided_at)
+    }
+
+    /// The `Reward` event for this decision, taking the decision's own fields rather than
+    /// copying them (the rewarder's path: one decision per transaction).
+    pub fn into_reward(
+        self,
+        transaction: &Transaction,
+        decided_at: chrono::DateTime<chrono::Utc>,
+    ) -> Reward {
         Reward {
             partner: transaction.partner.clone(),
             transaction_id: transaction.transaction_id.clone(),
@@ -48,12 +58,12 @@ impl Decision {
             merchant: transaction.merchant.clone(),
             outcome: self.outcome,
             cashback: self.cashback,
-            tier_before: self.tier_before.clone(),
-            tier_after: self.tier_after.clone(),
-            applied_campaigns: self.applied_campaigns.clone(),
-            exclusion_id: self.exclusion_id.clone(),
+            tier_before: self.tier_before,
+            tier_after: self.tier_after,
+            applied_campaigns: self.applied_campaigns,
+            exclusion_id: self.exclusion_id,
             rules_revision: self.rules_revision,
-            explanation: self.explanation.clone(),
+            explanation: self.explanation,
             occurred_at: transaction.occurred_at,
             decided_at,
         }
