@@ -22,7 +22,7 @@ use rdkafka::error::{KafkaError as RdKafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use cezbek_ledger::{Ledger, LedgerChoice, PostgresLedger, ScyllaLedger};
@@ -304,6 +304,9 @@ async fn run_with<L: Ledger + 'static>(
     let shared = Arc::new(Shared {
         gather: Gather { batch_max: config.batch_max, batch_wait: config.batch_wait },
         slots: Semaphore::new(config.lanes),
+        budget: Arc::new(Semaphore::new(
+            BUFFERED_BATCHES_PER_LANE * config.lanes * config.batch_max,
+        )),
         config,
         consumer: Arc::clone(&consumer),
         producer: producer.clone(),
@@ -333,6 +336,15 @@ async fn run_with<L: Ledger + 'static>(
 /// and the one being decided (the reader pauses beyond that).
 const BUFFERED_BATCHES: usize = 1;
 
+/// The instance's buffering budget, in batches per lane: what its readers may have handed on
+/// and not yet seen published. Bounded by the lanes, not the partitions: a worker per
+/// partition would otherwise hold a few batches each, for every partition an instance owns.
+const BUFFERED_BATCHES_PER_LANE: usize = 4;
+
+/// A batch handed to a worker, with its share of the buffering budget (given back once its
+/// rewards are published).
+type Handed = (Vec<Incoming>, OwnedSemaphorePermit);
+
 /// When a partition reader closes a batch.
 #[derive(Clone, Copy)]
 struct Gather {
@@ -351,6 +363,8 @@ struct Shared<L> {
     metrics: Metrics,
     /// The batches decided and written at once (`lanes`), taken first come, first served.
     slots: Semaphore,
+    /// Messages handed to workers and not yet published (see `BUFFERED_BATCHES_PER_LANE`).
+    budget: Arc<Semaphore>,
     done: Done,
     shutdown: CancellationToken,
 }
@@ -358,7 +372,7 @@ struct Shared<L> {
 /// A partition's worker as the poll loop sees it.
 struct Worker {
     /// Where the partition's batches go.
-    batches: mpsc::Sender<Vec<Incoming>>,
+    batches: mpsc::Sender<Handed>,
     /// Gathers them from the partition's own queue (none when the partition could not be
     /// split off: its messages then come through the shared queue).
     reader: Option<JoinHandle<()>>,
@@ -385,7 +399,13 @@ impl Workers {
         let (batches, inbox) = mpsc::channel(BUFFERED_BATCHES);
         let stop = shared.shutdown.child_token();
         let reader = queue.map(|queue| {
-            tokio::spawn(read_partition(queue, batches.clone(), shared.gather, stop.clone()))
+            tokio::spawn(read_partition(
+                queue,
+                batches.clone(),
+                Arc::clone(&shared.budget),
+                shared.gather,
+                stop.clone(),
+            ))
         });
         let task = tokio::spawn(run_partition(
             Arc::clone(shared),
@@ -519,7 +539,10 @@ async fn serve<L: Ledger + 'static>(
                     workers.start(shared, partition, None);
                 }
                 let Some(worker) = workers.running.get(&partition) else { continue };
-                if worker.batches.send(vec![incoming(&message)]).await.is_err() {
+                let Ok(share) = Arc::clone(&shared.budget).acquire_owned().await else {
+                    return Ok(());
+                };
+                if worker.batches.send((vec![incoming(&message)], share)).await.is_err() {
                     return Ok(());
                 }
             }
@@ -540,7 +563,8 @@ fn incoming(message: &BorrowedMessage<'_>) -> Incoming {
 /// until stopped (what it gathered then is left for redelivery).
 async fn read_partition(
     queue: PartitionQueue,
-    worker: mpsc::Sender<Vec<Incoming>>,
+    worker: mpsc::Sender<Handed>,
+    budget: Arc<Semaphore>,
     gather: Gather,
     stop: CancellationToken,
 ) {
@@ -572,10 +596,20 @@ async fn read_partition(
                 },
             }
         }
+        // A batch holds at most `batch_max` messages, and the budget is a few of those.
+        let size = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+        let share = tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            share = Arc::clone(&budget).acquire_many_owned(size) => match share {
+                Ok(share) => share,
+                Err(_) => return,
+            },
+        };
         let handed = tokio::select! {
             biased;
             () = stop.cancelled() => return,
-            handed = worker.send(batch) => handed.is_ok(),
+            handed = worker.send((batch, share)) => handed.is_ok(),
         };
         if !handed {
             return;
@@ -589,7 +623,7 @@ async fn read_partition(
 async fn run_partition<L: Ledger + 'static>(
     shared: Arc<Shared<L>>,
     previous: Option<JoinHandle<()>>,
-    mut batches: mpsc::Receiver<Vec<Incoming>>,
+    mut batches: mpsc::Receiver<Handed>,
     stop: CancellationToken,
 ) {
     // The partition was here before, revoked and assigned back: that worker finishes its
@@ -604,12 +638,13 @@ async fn run_partition<L: Ledger + 'static>(
         topic.clone(),
         still_assigned(&shared.consumer, topic),
     );
-    let (decided, mut to_publish) = mpsc::channel::<(Vec<Incoming>, Outcome)>(2);
+    let (decided, mut to_publish) =
+        mpsc::channel::<(Vec<Incoming>, Outcome, OwnedSemaphorePermit)>(2);
     let publisher = {
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let topic = &shared.config.kafka.transactions_topic;
-            while let Some((batch, outcome)) = to_publish.recv().await {
+            while let Some((batch, outcome, share)) = to_publish.recv().await {
                 publish(
                     &shared.config,
                     &shared.producer,
@@ -625,15 +660,16 @@ async fn run_partition<L: Ledger + 'static>(
                 // when a second instance joined). A lost commit only means a redelivery, and
                 // the last offsets are committed synchronously when the instance stops.
                 commit(&shared.consumer, &offsets, CommitMode::Async);
+                drop(share);
             }
         })
     };
     loop {
-        let batch = tokio::select! {
+        let (batch, share) = tokio::select! {
             biased;
             () = stop.cancelled() => break,
-            batch = batches.recv() => match batch {
-                Some(batch) => batch,
+            handed = batches.recv() => match handed {
+                Some(handed) => handed,
                 None => break,
             },
         };
@@ -654,7 +690,7 @@ async fn run_partition<L: Ledger + 'static>(
         drop(lane);
         shared.metrics.batch_size.observe(batch.len() as f64);
         shared.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
-        if decided.send((batch, outcome)).await.is_err() {
+        if decided.send((batch, outcome, share)).await.is_err() {
             break;
         }
     }
