@@ -501,6 +501,24 @@ async fn poison_and_conflicting_messages_go_to_the_dlq_and_the_partition_moves_o
 }
 
 #[tokio::test]
+async fn six_partitions_share_one_lane_and_a_budget_of_four_small_batches() {
+    // One lane and batches of 25: the instance's buffering budget holds four batches, fewer
+    // than the six partitions' readers want to hand on. Every partition still gets its turn.
+    let pipeline = Pipeline::new("rwbudget").await;
+    let transactions = transactions(2_000, 120, "u");
+    pipeline.produce(&transactions).await;
+    let config =
+        cezbek_rewarder::Config { lanes: 1, batch_max: 25, ..pipeline.config(&pipeline.postgres) };
+    let shutdown = CancellationToken::new();
+    let service = tokio::spawn(cezbek_rewarder::run(config, shutdown.clone()));
+    let pool = Pipeline::pool(&pipeline.postgres).await;
+    Pipeline::wait_for_rows(&pool, 2_000, Duration::from_secs(120)).await;
+    pipeline.assert_exact(&Pipeline::ledger(&pool).await, &transactions);
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(30), service).await.unwrap().unwrap().unwrap();
+}
+
+#[tokio::test]
 async fn a_redelivered_transaction_re_emits_its_reward_as_stored() {
     let pipeline = Pipeline::new("rwredo").await;
     let decided = transactions(40, 8, "r");
