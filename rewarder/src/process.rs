@@ -98,7 +98,7 @@ impl ProcessMetrics {
 
 pub struct Processor<L> {
     ledger: Arc<L>,
-    /// Customer states of the partitions this instance owns, by partition.
+    /// Customer states of the partitions it decides for (its worker's one partition), by partition.
     cache: HashMap<i32, Customers>,
     /// The ledger leases on those partitions, claimed on their first batch.
     leases: HashMap<i32, ShardLease>,
