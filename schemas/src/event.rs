@@ -10,6 +10,44 @@ pub const TRANSACTIONS_TOPIC: &str = "cezbek.transactions.v1";
 pub const REWARDS_TOPIC: &str = "cezbek.rewards.v1";
 pub const TRANSACTIONS_DLQ_TOPIC: &str = "cezbek.transactions.dlq.v1";
 
+/// The earliest time a transaction may carry (1970-01-01T00:00:00Z, inclusive).
+///
+/// Every store keeps a narrower range than the wire's 64-bit milliseconds: PostgreSQL has no
+/// year 0 and ends in year 294276, its dates and Scylla's differ again, and the partner-local
+/// day of a time shifts it by up to 14 hours. One bound that all of them hold, checked where a
+/// transaction is made (API, CSV) and again where it is read off the topic, keeps a transaction
+/// that one backend refuses from ever reaching the ledger.
+pub const EARLIEST_TIME_MS: i64 = 0;
+/// The end of the time a transaction may carry (9999-01-01T00:00:00Z, exclusive): four-digit
+/// years in every zone, which every backend and RFC 3339 hold.
+pub const LATEST_TIME_MS: i64 = 253_370_764_800_000;
+
+/// Checks that a time lies in [`EARLIEST_TIME_MS`, `LATEST_TIME_MS`).
+pub fn check_storable_time(field: &'static str, at: DateTime<Utc>) -> Result<(), ValueError> {
+    let millis = at.timestamp_millis();
+    if (EARLIEST_TIME_MS..LATEST_TIME_MS).contains(&millis) {
+        return Ok(());
+    }
+    Err(ValueError::new(
+        field,
+        format!(
+            "{} is outside the supported range 1970-01-01T00:00:00Z to 9999-01-01T00:00:00Z",
+            at.to_rfc3339()
+        ),
+    ))
+}
+
+/// Checks that an optional text field holds no NUL character, which PostgreSQL's text cannot
+/// store (a line break in a quoted CSV field is fine, and stays).
+fn check_storable_text(field: &'static str, value: Option<&str>) -> Result<(), ValueError> {
+    match value {
+        Some(text) if text.contains('\0') => {
+            Err(ValueError::new(field, "contains a NUL character, which cannot be stored"))
+        }
+        _ => Ok(()),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TransactionKind {
@@ -91,6 +129,18 @@ impl Transaction {
                 .push(ValueError::new("original_transaction_id", "is only allowed on a REFUND")),
             _ => {}
         }
+        let times = [("occurred_at", self.occurred_at), ("ingested_at", self.ingested_at)];
+        let texts = [
+            ("merchant", self.merchant.as_deref()),
+            ("email", self.email.as_deref()),
+            ("wallet", self.wallet.as_deref()),
+        ];
+        problems.extend(
+            times.into_iter().filter_map(|(field, at)| check_storable_time(field, at).err()),
+        );
+        problems.extend(
+            texts.into_iter().filter_map(|(field, text)| check_storable_text(field, text).err()),
+        );
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 }

@@ -117,6 +117,59 @@ fn a_decoded_transaction_with_invalid_values_is_rejected_with_the_field() {
     assert!(fields.contains(&"amount") && fields.contains(&"quantity"), "{error}");
 }
 
+/// Times every ledger backend stores (and text PostgreSQL holds) pass; a time outside them, or
+/// a NUL in a text field, is refused where the transaction is read, naming the field. (Other
+/// control characters, such as a line break in a quoted CSV field, are stored as they are.)
+#[test]
+fn times_and_text_that_a_ledger_cannot_store_are_rejected_with_the_field() {
+    use cezbek_schemas::{EARLIEST_TIME_MS, LATEST_TIME_MS};
+    let at = |millis| chrono::DateTime::from_timestamp_millis(millis).unwrap();
+    let problems =
+        |transaction: &Transaction| match decode_transaction(&encode(transaction).unwrap()) {
+            Ok(_) => Vec::new(),
+            Err(CodecError::Invalid { problems, .. }) => {
+                problems.iter().map(|p| format!("{}: {}", p.field, p.reason)).collect()
+            }
+            Err(other) => panic!("expected Invalid, got {other}"),
+        };
+    for fine in [EARLIEST_TIME_MS, LATEST_TIME_MS - 1] {
+        let mut transaction = sample_transaction();
+        (transaction.occurred_at, transaction.ingested_at) = (at(fine), at(fine));
+        assert_eq!(problems(&transaction), Vec::<String>::new());
+    }
+    let year_zero = chrono::NaiveDate::from_ymd_opt(0, 6, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
+    for bad in [
+        EARLIEST_TIME_MS - 1,
+        LATEST_TIME_MS,
+        -8_000_000_000_000_000,
+        year_zero.and_utc().timestamp_millis(),
+    ] {
+        let mut transaction = sample_transaction();
+        transaction.occurred_at = at(bad);
+        let found = problems(&transaction);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("occurred_at: ")
+                && found[0].contains("outside the supported range"),
+            "{found:?}"
+        );
+        let mut transaction = sample_transaction();
+        transaction.ingested_at = at(bad);
+        assert!(problems(&transaction)[0].starts_with("ingested_at: "));
+    }
+    let mut transaction = sample_transaction();
+    transaction.merchant = Some("Toko\0Budi".into());
+    transaction.wallet = Some("OVO\0".into());
+    transaction.email = Some("a@b.c\n".into());
+    assert_eq!(
+        problems(&transaction),
+        vec![
+            "merchant: contains a NUL character, which cannot be stored",
+            "wallet: contains a NUL character, which cannot be stored"
+        ]
+    );
+}
+
 #[test]
 fn a_malformed_msisdn_on_the_wire_is_a_decode_error_naming_it() {
     // A valid transaction with the msisdn replaced by letters, as a buggy producer might send.
