@@ -5,10 +5,10 @@
 
 use std::fmt::Write;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 
 use cezbek_schemas::{
-    AppliedCampaign, CampaignKind, Reward, RewardOutcome, Transaction, TransactionKind,
+    AppliedCampaign, CampaignKind, PartnerCode, Reward, RewardOutcome, Transaction, TransactionKind,
 };
 
 use crate::model::{BP_WHOLE, Exclusion, RewardRule, Tier, TierProgram, normalize_merchant};
@@ -72,11 +72,18 @@ impl Decision {
 
 /// The partner-local calendar day of a transaction: what daily caps count in.
 pub fn local_day(snapshot: &RuleSnapshot, transaction: &Transaction) -> NaiveDate {
-    let zone = snapshot
-        .partner_rules(&transaction.partner)
-        .map(PartnerRules::time_zone)
-        .unwrap_or(chrono_tz::UTC);
-    transaction.occurred_at.with_timezone(&zone).date_naive()
+    local_day_at(snapshot, &transaction.partner, transaction.occurred_at)
+}
+
+/// The partner-local calendar day of a time.
+pub fn local_day_at(
+    snapshot: &RuleSnapshot,
+    partner: &PartnerCode,
+    at: DateTime<Utc>,
+) -> NaiveDate {
+    let zone =
+        snapshot.partner_rules(partner).map(PartnerRules::time_zone).unwrap_or(chrono_tz::UTC);
+    at.with_timezone(&zone).date_naive()
 }
 
 /// Decides the reward of one transaction. Pure: the same inputs always give the same decision.
@@ -398,20 +405,25 @@ fn evaluate_refund(
         };
     };
     let left = (original.cashback - original.clawed_back).max(0);
-    // Toward zero: both factors are ≥ 0, so integer division truncates toward zero.
-    let proportional = if original.amount > 0 {
-        i128::from(original.cashback.max(0)) * i128::from(transaction.amount)
-            / i128::from(original.amount)
+    // From the cumulative refunded amount: what all refunds so far should have taken back is
+    // floor(cashback × refunded / amount), and this refund takes the rest of that. Flooring
+    // each partial refund on its own would claw back less over many small refunds than over
+    // one refund of the same total, against the partner.
+    let refunded = original.refunded.saturating_add(transaction.amount).min(original.amount);
+    let due_in_total = if original.amount > 0 {
+        // Both factors are ≥ 0, so integer division truncates toward zero.
+        i128::from(original.cashback.max(0)) * i128::from(refunded) / i128::from(original.amount)
     } else {
         0
     };
-    let proportional = i64::try_from(proportional).unwrap_or(i64::MAX);
-    let clawback = proportional.min(left);
+    let due_in_total = i64::try_from(due_in_total).unwrap_or(i64::MAX);
+    let due = due_in_total.saturating_sub(original.clawed_back).max(0);
+    let clawback = due.min(left);
     let mut explanation = format!(
-        "refund {} of {} on {original_id}: clawback {proportional} of cashback {}",
+        "refund {} of {} on {original_id}: clawback {due} of cashback {} ({refunded} refunded in all)",
         transaction.amount, original.amount, original.cashback
     );
-    if clawback < proportional {
+    if clawback < due {
         let _ = write!(explanation, ", limited to the {left} left");
     }
 

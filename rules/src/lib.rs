@@ -10,7 +10,7 @@ pub mod model;
 mod snapshot;
 mod window;
 
-pub use evaluate::{Decision, evaluate, local_day};
+pub use evaluate::{Decision, evaluate, local_day, local_day_at};
 pub use live::{Rule, RuleError, RuleKey, RuleSet};
 pub use model::{
     Campaign, CampaignStatus, Conditions, Exclusion, ExclusionTarget, NextTier, Partner,

@@ -36,12 +36,23 @@ pub enum PartnerStatus {
 }
 
 /// A signing key of a partner's (used by the ingestor and the informer).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartnerKey {
     pub key_id: String,
     /// Base64, at least 32 bytes once decoded.
     pub secret: String,
     pub not_after: Option<DateTime<Utc>>,
+}
+
+/// Without the secret: rule snapshots are logged and printed in errors.
+impl std::fmt::Debug for PartnerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartnerKey")
+            .field("key_id", &self.key_id)
+            .field("secret", &"<redacted>")
+            .field("not_after", &self.not_after)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -421,5 +432,19 @@ mod tier_progress_tests {
         let gold = program().progress(WindowStats { purchases: 10, spend: 5_000_000 });
         assert_eq!(gold.tier.as_deref(), Some("GOLD"));
         assert_eq!(gold.next, None, "nothing above the top tier");
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    #[test]
+    fn a_partner_key_prints_without_its_secret() {
+        let key = super::PartnerKey {
+            key_id: "k1".into(),
+            secret: "c2VjcmV0LXZhbHVl".into(),
+            not_after: None,
+        };
+        let printed = format!("{key:?}");
+        assert!(printed.contains("k1") && !printed.contains("c2VjcmV0LXZhbHVl"), "{printed}");
     }
 }

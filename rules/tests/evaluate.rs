@@ -303,13 +303,43 @@ fn refunds_claw_back_proportionally_and_never_more_than_is_left() {
     // 333 × 3333 / 10000 = 110.99 → 110 (toward zero).
     assert_eq!(decisions[1].cashback, -110);
     assert_eq!(decisions[1].outcome, RewardOutcome::Clawback);
-    assert_eq!(decisions[2].cashback, -223, "limited to what is left: 333 - 110");
+    assert_eq!(decisions[2].cashback, -223, "the rest of the cashback: 333 - 110");
     assert!(
-        decisions[2].explanation.contains("limited to the 223 left"),
+        decisions[2].explanation.contains("10000 refunded in all"),
         "{}",
         decisions[2].explanation
     );
-    assert_eq!(decisions[3].cashback, 0);
+    assert_eq!(decisions[3].cashback, 0, "nothing is left once the whole amount was refunded");
+}
+
+#[test]
+fn many_partial_refunds_claw_back_what_one_refund_of_their_total_would() {
+    let rules = snapshot(|b| b.campaign(base("b1", 333)));
+    let mut log = vec![purchase("p1", 10_000, at(2026, 5, 1, 0, 0))];
+    log.extend((0..10).map(|n| refund(&format!("r{n}"), "p1", 1_000, at(2026, 5, 2, n, 0))));
+    let decisions = run(&rules, &log);
+    let clawed: i64 = decisions[1..].iter().map(|d| -d.cashback).sum();
+    // Each refund floored on its own would take 33 ten times: 330.
+    assert_eq!(clawed, 333, "{:?}", decisions.iter().map(|d| d.cashback).collect::<Vec<_>>());
+    // Half refunded in three parts: floor(333 × 5000 / 10000) = 166, as one refund would take.
+    let halves = run(
+        &rules,
+        &[
+            purchase("p1", 10_000, at(2026, 5, 1, 0, 0)),
+            refund("r1", "p1", 1_999, at(2026, 5, 2, 0, 0)),
+            refund("r2", "p1", 1_999, at(2026, 5, 2, 1, 0)),
+            refund("r3", "p1", 1_002, at(2026, 5, 2, 2, 0)),
+        ],
+    );
+    assert_eq!(halves[1..].iter().map(|d| -d.cashback).sum::<i64>(), 166);
+    let one = run(
+        &rules,
+        &[
+            purchase("p1", 10_000, at(2026, 5, 1, 0, 0)),
+            refund("r1", "p1", 5_000, at(2026, 5, 2, 0, 0)),
+        ],
+    );
+    assert_eq!(one[1].cashback, -166);
 }
 
 #[test]
