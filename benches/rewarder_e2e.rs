@@ -247,6 +247,7 @@ async fn end_to_end(name: &str, instances: usize, transactions: &[Transaction]) 
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(4),
+            cache_customers: 100_000,
         };
         let run = cezbek_rewarder::run(config, shutdown.clone());
         // A rewarder that stops on an error would leave the bench waiting forever: say why.

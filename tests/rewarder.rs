@@ -233,6 +233,7 @@ impl Pipeline {
             batch_max: 2_000,
             batch_wait: Duration::from_millis(50),
             lanes: 4,
+            cache_customers: 100_000,
         }
     }
 
@@ -472,11 +473,22 @@ async fn poison_and_conflicting_messages_go_to_the_dlq_and_the_partition_moves_o
     Pipeline::wait_for_rows(&pool, 50, Duration::from_secs(60)).await;
     pipeline.assert_exact(&Pipeline::ledger(&pool).await, &good);
 
+    let reasons = dead_letters(&pipeline, 2).await;
+    assert_eq!(reasons[0].0, "conflict");
+    assert!(reasons[0].1.contains("g1"), "{reasons:?}");
+    assert_eq!(reasons[1].0, "undecodable");
+    assert!(reasons[1].1.contains("single-object marker"), "{reasons:?}");
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(30), service).await;
+}
+
+/// Reads `count` dead letters: `(reason, error, source offset)` each, sorted by reason.
+async fn dead_letters(pipeline: &Pipeline, count: usize) -> Vec<(String, String, i64)> {
     let consumer =
         kafka::consumer(&pipeline.kafka, &format!("dlq-{}", pipeline.context.id)).unwrap();
     consumer.subscribe(&[&pipeline.kafka.dead_letter_topic]).unwrap();
-    let mut reasons = Vec::new();
-    while reasons.len() < 2 {
+    let mut letters = Vec::new();
+    while letters.len() < count {
         let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
             .await
             .expect("dead letters arrive")
@@ -488,14 +500,63 @@ async fn poison_and_conflicting_messages_go_to_the_dlq_and_the_partition_moves_o
                 .find(|h| h.key == name)
                 .and_then(|h| h.value)
                 .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap()
         };
-        reasons.push((header("cezbek-reason").unwrap(), header("cezbek-error").unwrap()));
+        letters.push((
+            header("cezbek-reason"),
+            header("cezbek-error"),
+            header("cezbek-source-offset").parse().unwrap(),
+        ));
     }
-    reasons.sort();
-    assert_eq!(reasons[0].0, "conflict");
-    assert!(reasons[0].1.contains("g1"), "{reasons:?}");
-    assert_eq!(reasons[1].0, "undecodable");
-    assert!(reasons[1].1.contains("single-object marker"), "{reasons:?}");
+    letters.sort();
+    letters
+}
+
+/// A transaction the ledger refuses for good (here: a constraint the operator added) used to
+/// make the rewarder retry its batch forever, holding up every later transaction of the
+/// partition. The batch is halved down to the message at fault, which is dead-lettered with
+/// the ledger's error; the rest is written, exactly. A time no backend can store, or a key that
+/// is not the transaction's customer, never gets that far.
+#[tokio::test]
+async fn a_transaction_the_ledger_refuses_is_dead_lettered_and_the_rest_is_written() {
+    let pipeline = Pipeline::new("rwrefuse").await;
+    let pool = Pipeline::pool(&pipeline.postgres).await;
+    cezbek_ledger::PostgresLedger::new(pool.clone()).migrate().await.unwrap();
+    sqlx::query(
+        "ALTER TABLE rewards ADD CONSTRAINT no_poison CHECK (merchant IS DISTINCT FROM 'POISON')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // One customer, so every message shares a partition and the poison sits mid-batch.
+    let good = transactions(60, 1, "g");
+    let mut poison = transactions(1, 1, "poison").remove(0);
+    poison.merchant = Some("POISON".into());
+    poison.occurred_at = good[30].occurred_at;
+    let mut year_zero = transactions(1, 1, "y0").remove(0);
+    year_zero.occurred_at = Utc.with_ymd_and_hms(0, 6, 1, 0, 0, 0).unwrap();
+    let mut elsewhere = transactions(1, 1, "k").remove(0);
+    elsewhere.occurred_at = good[40].occurred_at;
+    pipeline.produce(&good[..30]).await;
+    pipeline.produce(&[poison]).await;
+    pipeline.produce_bytes(&good[0].key(), &encode(&year_zero).unwrap()).await;
+    pipeline.produce_bytes("TOKO:+6281100000009", &encode(&elsewhere).unwrap()).await;
+    pipeline.produce(&good[30..]).await;
+
+    let shutdown = CancellationToken::new();
+    let service =
+        tokio::spawn(cezbek_rewarder::run(pipeline.config(&pipeline.postgres), shutdown.clone()));
+    Pipeline::wait_for_rows(&pool, 60, Duration::from_secs(60)).await;
+    let letters = dead_letters(&pipeline, 3).await;
+    pipeline.assert_exact(&Pipeline::ledger(&pool).await, &good);
+    assert_eq!(letters[0].0, "invalid", "{letters:?}");
+    assert!(letters[0].1.contains("is not the transaction's customer"), "{letters:?}");
+    assert_eq!(letters[1].0, "refused", "{letters:?}");
+    assert!(letters[1].1.contains("no_poison"), "{letters:?}");
+    assert_eq!(letters[1].2, 30, "the poison's own offset: {letters:?}");
+    assert_eq!(letters[2].0, "undecodable", "{letters:?}");
+    assert!(letters[2].1.contains("occurred_at"), "{letters:?}");
+    assert!(letters[2].1.contains("outside the supported range"), "{letters:?}");
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(30), service).await;
 }

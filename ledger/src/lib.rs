@@ -101,10 +101,14 @@ pub trait Ledger: Send + Sync {
         transaction_id: &TransactionId,
     ) -> impl Future<Output = Result<Option<RewardRecord>, LedgerError>> + Send;
 
-    /// A purchase as refunds need it: amount, cashback, and what refunds took back so far.
+    /// A purchase of this customer as refunds need it: amount, cashback, and what refunds
+    /// took back so far. Another customer's purchase is not an original: a refund names a
+    /// purchase of its own customer, whose window is the only one that sees the refund, so a
+    /// decision does not depend on whether that window was in memory or read back.
     fn original(
         &self,
         partner: &PartnerCode,
+        msisdn: &Msisdn,
         transaction_id: &TransactionId,
     ) -> impl Future<Output = Result<Option<OriginalPurchase>, LedgerError>> + Send;
 

@@ -47,8 +47,10 @@ impl PostgresLedger {
         &self.pool
     }
 
-    /// Some customers' decisions since `since` (the by-customer index, one range each): what
-    /// their windows are rebuilt from.
+    /// Some customers' decisions since `since` (the by-customer index, one range each), and
+    /// the refunds of those purchases that are dated earlier: what their windows are rebuilt
+    /// from. Without those refunds a rebuilt window would count a purchase as unrefunded that
+    /// a window kept in memory had seen refunded, and decisions would depend on the cache.
     async fn decided_since(
         &self,
         partner: &PartnerCode,
@@ -58,7 +60,12 @@ impl PostgresLedger {
         let numbers: Vec<String> = msisdns.iter().map(ToString::to_string).collect();
         let rows = sqlx::query(&format!(
             "SELECT {REWARD_COLUMNS} FROM rewards \
-             WHERE partner = $1 AND msisdn = ANY($2::text[]) AND occurred_at >= $3"
+             WHERE partner = $1 AND msisdn = ANY($2::text[]) AND occurred_at >= $3 \
+             UNION ALL \
+             SELECT {REWARD_COLUMNS} FROM rewards \
+             WHERE partner = $1 AND msisdn = ANY($2::text[]) AND occurred_at < $3 AND kind = 'REFUND' \
+               AND original_transaction_id IN (SELECT transaction_id FROM rewards \
+                 WHERE partner = $1 AND msisdn = ANY($2::text[]) AND occurred_at >= $3 AND kind = 'PURCHASE')"
         ))
         .bind(partner.as_str())
         .bind(&numbers)
@@ -494,17 +501,20 @@ impl Ledger for PostgresLedger {
     async fn original(
         &self,
         partner: &PartnerCode,
+        msisdn: &Msisdn,
         transaction_id: &TransactionId,
     ) -> Result<Option<OriginalPurchase>, LedgerError> {
         let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(
             "SELECT r.amount, r.cashback, coalesce(sum(-f.cashback), 0)::int8, coalesce(sum(f.amount), 0)::int8 \
              FROM rewards r LEFT JOIN rewards f \
                ON f.partner = r.partner AND f.original_transaction_id = r.transaction_id AND f.kind = 'REFUND' \
-             WHERE r.partner = $1 AND r.transaction_id = $2 AND r.kind = 'PURCHASE' \
+                 AND f.msisdn = r.msisdn AND f.outcome = 'CLAWBACK' \
+             WHERE r.partner = $1 AND r.transaction_id = $2 AND r.kind = 'PURCHASE' AND r.msisdn = $3 \
              GROUP BY r.amount, r.cashback",
         )
         .bind(partner.as_str())
         .bind(transaction_id.as_str())
+        .bind(msisdn.as_str())
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|(amount, cashback, clawed_back, refunded)| OriginalPurchase {

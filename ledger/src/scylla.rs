@@ -18,7 +18,9 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlValue, Row};
 
 use cezbek_rules::{CustomerWindow, OriginalPurchase};
-use cezbek_schemas::{Msisdn, PartnerCode, Transaction, TransactionId, TransactionKind};
+use cezbek_schemas::{
+    Msisdn, PartnerCode, RewardOutcome, Transaction, TransactionId, TransactionKind,
+};
 
 use crate::types::{
     CustomerState, DigestStatus, HistoryPage, HistoryQuery, LedgerError, RewardRecord, ShardLease,
@@ -275,8 +277,9 @@ impl ScyllaLedger {
             ],
         )
         .await?;
-        if let (TransactionKind::Refund, Some(original)) =
-            (reward.kind, &reward.original_transaction_id)
+        // Only refunds that found their original count against it (as in the window).
+        if let (TransactionKind::Refund, RewardOutcome::Clawback, Some(original)) =
+            (reward.kind, reward.outcome, &reward.original_transaction_id)
         {
             self.execute(
                 &self.statements.insert_refund,
@@ -496,10 +499,11 @@ impl Ledger for ScyllaLedger {
     async fn original(
         &self,
         partner: &PartnerCode,
+        msisdn: &Msisdn,
         transaction_id: &TransactionId,
     ) -> Result<Option<OriginalPurchase>, LedgerError> {
         let Some(record) = self.reward(partner, transaction_id).await? else { return Ok(None) };
-        if record.reward.kind != TransactionKind::Purchase {
+        if record.reward.kind != TransactionKind::Purchase || record.reward.msisdn != *msisdn {
             return Ok(None);
         }
         let refunds = self

@@ -30,6 +30,33 @@ pub enum LedgerError {
 }
 
 impl LedgerError {
+    /// Whether the ledger refused the batch for what it holds, so that writing it again can
+    /// never succeed: data it cannot store (SQLSTATE class 22: a time or a day out of range,
+    /// a NUL byte, a bad encoding), a constraint it breaks (class 23), a value the driver
+    /// cannot encode, a batch the ledger itself calls invalid, or stored data it cannot read.
+    /// The caller isolates the message(s) at fault instead of retrying.
+    ///
+    /// Everything else is transient and retried in place: the database away or restarting
+    /// (I/O, pool time-outs, classes 08, 53, 57, 58), a serialization failure or deadlock
+    /// (class 40), a fenced lease. An error of the ledger's own SQL (class 42, a bug or a
+    /// schema not migrated) is retried too: dead-lettering every message because of a bad
+    /// deployment would be worse than stalling with an alert. Scylla's errors are all
+    /// retried, as its driver's errors carry no such classes through this crate.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::InvalidBatch(_) | Self::Corrupt(_) => true,
+            Self::Database(sqlx::Error::Encode(_)) => true,
+            Self::Database(sqlx::Error::Database(error)) => {
+                error.code().is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
+            }
+            Self::Fenced { .. }
+            | Self::AlreadyDecided
+            | Self::Database(_)
+            | Self::Scylla(_)
+            | Self::Migrate(_) => false,
+        }
+    }
+
     /// Whether retrying later can succeed (the database is away), as opposed to a refusal.
     pub fn is_unavailable(&self) -> bool {
         matches!(

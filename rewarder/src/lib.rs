@@ -7,7 +7,7 @@
 //! two instances decide for one customer from stale state. `cezbek rewarder` runs one
 //! instance; more instances in the same group share the partitions.
 
-mod process;
+pub mod process;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
@@ -51,6 +51,9 @@ pub struct Config {
     pub batch_wait: Duration,
     /// Batches decided and written at once (lanes), across the partitions this instance owns.
     pub lanes: usize,
+    /// Customers whose state is kept in memory per assigned partition; beyond it the least
+    /// recently used are evicted (and loaded again from the ledger when they come back).
+    pub cache_customers: usize,
 }
 
 impl Config {
@@ -63,6 +66,8 @@ impl Config {
         );
         let lanes = env.parse("CEZBEK_REWARDER_LANES", 4usize);
         env.check((1..=64).contains(&lanes), "CEZBEK_REWARDER_LANES", "must be 1 to 64");
+        let cache_customers = env.parse("CEZBEK_REWARDER_CACHE_CUSTOMERS", 100_000usize);
+        env.check(cache_customers >= 1, "CEZBEK_REWARDER_CACHE_CUSTOMERS", "must be at least 1");
         Self {
             http: HttpConfig::from_env(env, "CEZBEK_REWARDER_LISTEN", "127.0.0.1:8091"),
             kafka: KafkaConfig::from_env(env, "cezbek-rewarder"),
@@ -73,6 +78,7 @@ impl Config {
             batch_max,
             batch_wait: env.duration("CEZBEK_REWARDER_BATCH_WAIT", Duration::from_millis(100)),
             lanes,
+            cache_customers,
         }
     }
 }
@@ -637,6 +643,7 @@ async fn run_partition<L: Ledger + 'static>(
         shared.metrics.process.clone(),
         topic.clone(),
         still_assigned(&shared.consumer, topic),
+        shared.config.cache_customers,
     );
     let (decided, mut to_publish) =
         mpsc::channel::<(Vec<Incoming>, Outcome, OwnedSemaphorePermit)>(2);

@@ -292,14 +292,18 @@ pub async fn originals_sum_their_refunds(ledger: &impl Ledger) {
         refund_record("r2", "p1", &alice, 6, 20_000, 200),
     ];
     ledger.apply(&[CustomerBatch { records, ..of(&lease, &alice) }]).await.unwrap();
-    let original = ledger.original(&partner(), &key("p1").1).await.unwrap().unwrap();
+    let original = ledger.original(&partner(), &alice, &key("p1").1).await.unwrap().unwrap();
     assert_eq!(
         (original.amount, original.cashback, original.clawed_back, original.refunded),
         (100_000, 1_000, 500, 50_000)
     );
     assert!(
-        ledger.original(&partner(), &key("r1").1).await.unwrap().is_none(),
+        ledger.original(&partner(), &alice, &key("r1").1).await.unwrap().is_none(),
         "a refund is not an original"
+    );
+    assert!(
+        ledger.original(&partner(), &customer(2), &key("p1").1).await.unwrap().is_none(),
+        "another customer's purchase is not an original"
     );
 }
 
