@@ -227,8 +227,25 @@ async fn run_job(
         in_flight: 0,
         last_checkpoint: Instant::now(),
     };
-    let mut response =
-        context.s3.get_object_from(&object.key, &object.etag, job.progress.next_offset).await?;
+    // None: the last checkpoint reached the end of the file, and nothing is left to read.
+    let mut response = match context
+        .s3
+        .get_object_from(&object.key, &object.etag, job.progress.next_offset)
+        .await
+    {
+        Ok(response) => response,
+        // This version is gone (replaced by a newer upload, which is a job of its own, or
+        // deleted) before it was read to the end: it cannot be read again, so the job ends
+        // and says how far it got, rather than being retried forever.
+        Err(S3Error::Status { status: 404 | 412, .. }) => {
+            let reason = format!(
+                "the object was replaced or removed before it was read; lines before {} were ingested",
+                job.progress.next_line
+            );
+            return fail_file(context, object, &job.progress, started_at, &reason).await;
+        }
+        Err(error) => return Err(error.into()),
+    };
     let mut parser = Parser::new(job.progress.next_line, job.progress.next_offset);
     loop {
         let chunk = tokio::select! {
@@ -237,7 +254,7 @@ async fn run_job(
                 job.checkpoint().await?;
                 return Err(FileError::Shutdown);
             }
-            chunk = response.chunk() => chunk.map_err(FileError::Read)?,
+            chunk = next_chunk(response.as_mut()) => chunk.map_err(FileError::Read)?,
         };
         match &chunk {
             Some(bytes) => parser.push(bytes),
@@ -260,6 +277,16 @@ async fn run_job(
         return fail_file(context, object, &job.progress, started_at, reason).await;
     }
     finish_file(context, object, &job.progress, started_at, None).await
+}
+
+/// The next chunk of the object, or its end.
+async fn next_chunk(
+    response: Option<&mut reqwest::Response>,
+) -> Result<Option<axum::body::Bytes>, reqwest::Error> {
+    match response {
+        Some(response) => response.chunk().await,
+        None => Ok(None),
+    }
 }
 
 fn stored_header_fields(text: &str) -> Result<Header, String> {
@@ -491,11 +518,11 @@ async fn finish_file(
     let summary_bytes = serde_json::to_vec_pretty(&summary).unwrap_or_default();
     context.s3.put_object(&destinations.rejects, report.into_bytes(), "text/csv").await?;
     context.s3.put_object(&destinations.summary, summary_bytes, "application/json").await?;
-    context.s3.copy_object(&object.key, &destinations.processed).await?;
+    copy_version(context, object, &destinations.processed).await?;
     if !context.store.finish(object, &context.owner, status, &summary).await? {
         return Err(FileError::LostLease);
     }
-    context.s3.delete_object(&object.key).await?;
+    delete_version(context, object).await?;
     context.metrics.files.with_label_values(&[status]).inc();
     tracing::info!(
         key = %object.key,
@@ -510,15 +537,36 @@ async fn finish_file(
 }
 
 async fn move_to_processed(context: &Context, object: &ObjectRef) -> Result<(), FileError> {
-    let destinations = destinations(&object.key);
-    match context.s3.copy_object(&object.key, &destinations.processed).await {
-        Ok(()) => {}
-        // Already moved by an earlier attempt.
-        Err(S3Error::Status { status: 404, .. }) => return Ok(()),
-        Err(error) => return Err(error.into()),
+    copy_version(context, object, &destinations(&object.key).processed).await?;
+    delete_version(context, object).await
+}
+
+/// Copies this version of the object (its ETag) to `to`. When the key holds a newer upload
+/// by now (412), or nothing (404: moved by an earlier attempt, or deleted), there is nothing of
+/// this version left to copy: the newer upload is a job of its own, and this version's rows
+/// are ingested already.
+async fn copy_version(context: &Context, object: &ObjectRef, to: &str) -> Result<(), FileError> {
+    match context.s3.copy_object(&object.key, to, Some(&object.etag)).await {
+        Ok(()) => Ok(()),
+        Err(S3Error::Status { status: 404 | 412, .. }) => {
+            tracing::info!(key = %object.key, etag = %object.etag, "the object was replaced or removed before it could be moved; it is not copied");
+            Ok(())
+        }
+        Err(error) => Err(error.into()),
     }
-    context.s3.delete_object(&object.key).await?;
-    Ok(())
+}
+
+/// Deletes this version of the object, never a newer upload under the same key (412), which
+/// stays for its own job.
+async fn delete_version(context: &Context, object: &ObjectRef) -> Result<(), FileError> {
+    match context.s3.delete_object(&object.key, Some(&object.etag)).await {
+        Ok(()) | Err(S3Error::Status { status: 404, .. }) => Ok(()),
+        Err(S3Error::Status { status: 412, .. }) => {
+            tracing::info!(key = %object.key, etag = %object.etag, "a newer upload replaced the object; it stays for its own job");
+            Ok(())
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// A CSV field, quoted when it needs to be.

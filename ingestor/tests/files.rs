@@ -258,3 +258,128 @@ async fn a_presigned_upload_with_curl_is_ingested_and_its_status_reported() {
         .unwrap();
     assert_eq!(viewed["status"], "done");
 }
+
+/// `count` rows of one customer each, ids `{prefix}{n}`, as a whole file.
+fn file_of(prefix: &str, count: usize) -> String {
+    let rows: Vec<String> = (0..count)
+        .map(|n| {
+            format!(
+                "{prefix}{n},081234567{:03},{},IDR,1,2026-03-01T10:00:00Z,Shop,5411,,,,,",
+                n % 1000,
+                1000 + n
+            )
+        })
+        .collect();
+    format!("{HEADER}\n{}\n", rows.join("\n"))
+}
+
+async fn job_pool(harness: &Harness) -> sqlx::PgPool {
+    cezbek_platform::postgres::connect(&harness.postgres).await.unwrap()
+}
+
+/// A file overwritten while it is ingested: the older version's move is conditional on its
+/// ETag, so it never deletes the newer upload, which is ingested as its own job. One file
+/// worker, so the newer version waits until the older one is finished and moved (where an
+/// unconditional delete lost it).
+#[tokio::test]
+async fn a_file_overwritten_during_ingestion_loses_neither_version() {
+    let options = Options { file_workers: 1, ..Options::default() };
+    let harness = with_partners("csvoverwrite", options).await;
+    let pool = job_pool(&harness).await;
+    let key = "incoming/TOKO/daily.csv";
+    const OLDER: usize = 60_000;
+    harness.s3.put_object(key, file_of("v1-", OLDER).into_bytes(), "text/csv").await.unwrap();
+    // The older version is being read once its job has checkpointed some rows.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let read: Option<i64> =
+            sqlx::query_scalar("SELECT max(rows_read) FROM ingest_jobs WHERE object_key = $1")
+                .bind(key)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        if read.unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the first version was never picked up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    harness.s3.put_object(key, file_of("v2-", 50).into_bytes(), "text/csv").await.unwrap();
+    let running: String =
+        sqlx::query_scalar("SELECT status FROM ingest_jobs WHERE object_key = $1")
+            .bind(key)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(running, "processing", "the overwrite must land during ingestion; make v1 larger");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let done: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM ingest_jobs WHERE object_key = $1 AND status = 'done'",
+        )
+        .bind(key)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if done == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{done} of the 2 versions were ingested");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ids = by_id(&harness.topic(OLDER + 50, Duration::from_secs(60)).await);
+    assert_eq!(ids.len(), OLDER + 50, "every row of both versions is on the topic");
+    assert!(ids.contains_key("v1-0") && ids.contains_key("v2-49"));
+    assert!(harness.get_text(key).await.is_none(), "the newer version was moved by its own job");
+    assert!(harness.get_text("processed/TOKO/daily.csv").await.is_some());
+}
+
+/// A job whose last checkpoint reached the end of its file (its instance died before it could
+/// finish) finishes when another instance takes it over: S3 answers a range from the end with
+/// 416, which is the end of the file, not an error to retry forever.
+#[tokio::test]
+async fn a_job_checkpointed_at_the_end_of_its_file_finishes() {
+    let options = Options {
+        with_queue: true,
+        list_interval: Duration::from_secs(3600),
+        ..Options::default()
+    };
+    let harness = with_partners("csveof", options).await;
+    let pool = job_pool(&harness).await;
+    let key = "incoming/TOKO/done-but-not-moved.csv";
+    let body = file_of("eof-", 10);
+    // S3's ETag of a single-part upload is the body's MD5.
+    let mut md5 = std::process::Command::new("md5sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut md5.stdin.take().unwrap(), body.as_bytes()).unwrap();
+    let output = md5.wait_with_output().unwrap();
+    let etag = String::from_utf8(output.stdout).unwrap()[..32].to_owned();
+    // The dead instance's checkpoint: every line read, its lease run out.
+    sqlx::query(
+        "INSERT INTO ingest_jobs (bucket, object_key, etag, partner, status, owner, lease_until,
+                                  header, next_line, next_offset, rows_read, accepted, rejected)
+         VALUES ($1, $2, $3, 'TOKO', 'processing', 'dead-instance', now() - interval '1 minute',
+                 $4, 12, $5, 10, 10, 0)",
+    )
+    .bind(&harness.s3_config.bucket)
+    .bind(key)
+    .bind(&etag)
+    .bind(HEADER)
+    .bind(i64::try_from(body.len()).unwrap())
+    .execute(&pool)
+    .await
+    .unwrap();
+    harness.s3.put_object(key, body.into_bytes(), "text/csv").await.unwrap();
+
+    let summary = summary_of(&harness, "TOKO", "done-but-not-moved").await;
+    assert_eq!(
+        (summary["status"].as_str(), summary["accepted"].as_i64()),
+        (Some("done"), Some(10))
+    );
+    assert_eq!(summary["etag"], etag.as_str(), "{summary}");
+    assert!(harness.topic(1, Duration::from_secs(2)).await.is_empty(), "nothing is read again");
+}

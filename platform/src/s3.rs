@@ -113,12 +113,14 @@ impl S3Client {
 
     /// Streams one version of an object (`If-Match` its ETag) from a byte offset: how a file
     /// is resumed after a checkpoint, and never mixed with a newer upload under the same key.
+    /// `None` when the offset is at (or past) the end, where S3 answers 416 to a range: a job
+    /// whose last checkpoint reached the end of its file has nothing left to read.
     pub async fn get_object_from(
         &self,
         key: &str,
         etag: &str,
         offset: u64,
-    ) -> Result<reqwest::Response, S3Error> {
+    ) -> Result<Option<reqwest::Response>, S3Error> {
         let credentials = self.signing_credentials().await?;
         let url = self.bucket.get_object(Some(&credentials), key).sign(REQUEST_TTL);
         let mut request =
@@ -126,26 +128,45 @@ impl S3Client {
         if offset > 0 {
             request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
         }
-        self.send("get_object", key, request).await
+        match self.send("get_object", key, request).await {
+            Ok(response) => Ok(Some(response)),
+            Err(S3Error::Status { status: 416, .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
-    /// Copies within the bucket (S3 has no rename: a move is copy then delete).
-    pub async fn copy_object(&self, from: &str, to: &str) -> Result<(), S3Error> {
+    /// Copies within the bucket (S3 has no rename: a move is copy then delete). With
+    /// `source_etag`, only that version of the source is copied
+    /// (`x-amz-copy-source-if-match`): S3 answers 412 when the key holds a newer upload.
+    pub async fn copy_object(
+        &self,
+        from: &str,
+        to: &str,
+        source_etag: Option<&str>,
+    ) -> Result<(), S3Error> {
         let credentials = self.signing_credentials().await?;
         let url = self.bucket.put_object(Some(&credentials), to).sign(REQUEST_TTL);
-        let source = format!("/{}/{}", self.bucket.name(), from);
-        let request = self
+        let mut request = self
             .http
             .put(url)
-            .header("x-amz-copy-source", source)
+            .header("x-amz-copy-source", copy_source(self.bucket.name(), from))
             .header(reqwest::header::CONTENT_LENGTH, 0);
+        if let Some(etag) = source_etag {
+            request = request.header("x-amz-copy-source-if-match", format!("\"{etag}\""));
+        }
         self.send("copy_object", to, request).await.map(drop)
     }
 
-    pub async fn delete_object(&self, key: &str) -> Result<(), S3Error> {
+    /// Deletes an object. With `etag`, only that version (`If-Match`): S3 answers 412 when the
+    /// key holds a newer upload, which is then left alone.
+    pub async fn delete_object(&self, key: &str, etag: Option<&str>) -> Result<(), S3Error> {
         let credentials = self.signing_credentials().await?;
         let url = self.bucket.delete_object(Some(&credentials), key).sign(REQUEST_TTL);
-        self.send("delete_object", key, self.http.delete(url)).await.map(drop)
+        let mut request = self.http.delete(url);
+        if let Some(etag) = etag {
+            request = request.header(reqwest::header::IF_MATCH, format!("\"{etag}\""));
+        }
+        self.send("delete_object", key, request).await.map(drop)
     }
 
     /// Every object under `prefix`, following continuation tokens.
@@ -234,5 +255,40 @@ impl S3Client {
         }
         let body = response.text().await.unwrap_or_default();
         Err(S3Error::Status { operation, key: key.to_owned(), status: status.as_u16(), body })
+    }
+}
+
+/// Characters a copy source keeps as they are: RFC 3986's unreserved ones and the `/` between
+/// the bucket and the key's segments. Everything else (`%`, `?`, `+`, spaces, non-ASCII) is
+/// percent-encoded, as S3 requires of `x-amz-copy-source`.
+const COPY_SOURCE_KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+/// The `x-amz-copy-source` header of an object: `/bucket/key`, URL-encoded.
+fn copy_source(bucket: &str, key: &str) -> String {
+    let path = format!("/{bucket}/{key}");
+    percent_encoding::utf8_percent_encode(&path, COPY_SOURCE_KEEP).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_copy_source_is_url_encoded() {
+        assert_eq!(
+            super::copy_source("b", "incoming/TOKO/plain.csv"),
+            "/b/incoming/TOKO/plain.csv"
+        );
+        assert_eq!(
+            super::copy_source("b", "incoming/TOKO/50% off?.csv"),
+            "/b/incoming/TOKO/50%25%20off%3F.csv"
+        );
+        assert_eq!(
+            super::copy_source("b", "incoming/TOKO/ü+&.csv"),
+            "/b/incoming/TOKO/%C3%BC%2B%26.csv"
+        );
     }
 }

@@ -27,8 +27,8 @@ async fn s3_put_get_list_copy_delete_and_presigned_upload() {
     let body = s3.get_object(key).await.unwrap().bytes().await.unwrap();
     assert_eq!(&body[..], b"transaction_id,msisdn\n1,0812\n");
 
-    s3.copy_object(key, "processed/TOKO/first.csv").await.unwrap();
-    s3.delete_object(key).await.unwrap();
+    s3.copy_object(key, "processed/TOKO/first.csv", None).await.unwrap();
+    s3.delete_object(key, None).await.unwrap();
     let incoming = s3.list_objects("incoming/").await.unwrap();
     assert!(incoming.is_empty(), "{incoming:?}");
     let processed = s3.list_objects("processed/").await.unwrap();
@@ -52,6 +52,34 @@ async fn s3_put_get_list_copy_delete_and_presigned_upload() {
 
     let missing = s3.get_object("incoming/TOKO/nothing.csv").await.unwrap_err();
     assert!(missing.to_string().contains("404"), "{missing}");
+}
+
+/// Keys with `%`, `?`, `+`, spaces and non-ASCII characters copy and delete; a copy or delete
+/// conditional on an ETag leaves a newer upload under the same key alone; a read from the end
+/// of an object is nothing left to read, not an error.
+#[tokio::test]
+async fn s3_odd_keys_conditional_moves_and_a_read_from_the_end() {
+    let context = TestContext::new("s3odd");
+    let s3 = S3Client::new(&context.s3_config().await).unwrap();
+    let key = "incoming/TOKO/50% off? +promo ünïcode.csv";
+    s3.put_object(key, b"first".to_vec(), "text/csv").await.unwrap();
+    let first = s3.list_objects("incoming/").await.unwrap().remove(0);
+    assert_eq!(first.key, key);
+    s3.copy_object(key, "processed/TOKO/odd.csv", Some(&first.etag)).await.unwrap();
+    let copied = s3.get_object("processed/TOKO/odd.csv").await.unwrap().text().await.unwrap();
+    assert_eq!(copied, "first");
+    let rest = s3.get_object_from(key, &first.etag, 5).await.unwrap();
+    assert!(rest.is_none(), "a read from the end has nothing left");
+
+    // A newer upload under the same key: the older version's delete leaves it.
+    s3.put_object(key, b"second".to_vec(), "text/csv").await.unwrap();
+    let refused = s3.delete_object(key, Some(&first.etag)).await.unwrap_err();
+    assert!(refused.to_string().contains("412"), "{refused}");
+    let body = s3.get_object(key).await.unwrap().text().await.unwrap();
+    assert_eq!(body, "second");
+    let second = s3.list_objects("incoming/").await.unwrap().remove(0);
+    s3.delete_object(key, Some(&second.etag)).await.unwrap();
+    assert!(s3.list_objects("incoming/").await.unwrap().is_empty());
 }
 
 /// EKS with IRSA: no keys configured, only a role and a projected token file, exchanged with

@@ -32,6 +32,7 @@ pub struct Options {
     pub with_queue: bool,
     pub list_interval: Duration,
     pub ack_timeout: Duration,
+    pub file_workers: usize,
 }
 
 impl Default for Options {
@@ -40,6 +41,7 @@ impl Default for Options {
             with_queue: false,
             list_interval: Duration::from_millis(300),
             ack_timeout: Duration::from_secs(10),
+            file_workers: 2,
         }
     }
 }
@@ -88,7 +90,7 @@ pub fn config(
         sqs_queue_url: queue_url,
         s3_public_endpoint: None,
         list_interval: options.list_interval,
-        file_workers: 2,
+        file_workers: options.file_workers,
         max_in_flight: 5_000,
         job_lease: Duration::from_secs(5),
         checkpoint_interval: Duration::from_millis(200),
