@@ -157,21 +157,24 @@ impl Parser {
         }
     }
 
-    /// Joins physical lines until the quotes balance (a quoted field may span lines).
+    /// Joins physical lines while a quoted field is open (only a quoted field may span lines).
     fn assemble(&mut self) -> Option<Record> {
-        let mut quotes = 0usize;
+        let mut quoting = Quoting::FieldStart;
         let mut size = 0usize;
         let mut complete_at = None;
         for (index, line) in self.lines.iter().enumerate() {
             if line.too_long {
                 break;
             }
-            quotes += line.bytes.iter().filter(|&&byte| byte == b'"').count();
+            if index > 0 {
+                quoting = quoting.next(b'\n');
+            }
+            quoting = line.bytes.iter().fold(quoting, |state, &byte| state.next(byte));
             size += line.bytes.len() + 1;
             if size > MAX_RECORD_BYTES {
                 break;
             }
-            if quotes.is_multiple_of(2) {
+            if quoting != Quoting::Quoted {
                 complete_at = Some(index);
                 break;
             }
@@ -217,6 +220,32 @@ impl Parser {
             next_line: end.number + 1,
             next_offset: end.end_offset,
         })
+    }
+}
+
+/// Where a record's scan stands, by RFC 4180: a quote opens a quoted field only at the start
+/// of a field. A quote inside an unquoted field is data that makes the line malformed (its
+/// own error, from [`split_fields`]), never the start of a field that runs on into the next
+/// lines: a stray quote would otherwise swallow every line after it up to the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quoting {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    /// A quote inside a quoted field: its end, or the first of `""`.
+    QuoteInQuoted,
+}
+
+impl Quoting {
+    fn next(self, byte: u8) -> Self {
+        match (self, byte) {
+            (Self::FieldStart, b'"') => Self::Quoted,
+            (Self::FieldStart | Self::Unquoted | Self::QuoteInQuoted, b',') => Self::FieldStart,
+            (Self::Quoted, b'"') => Self::QuoteInQuoted,
+            (Self::Quoted, _) | (Self::QuoteInQuoted, b'"') => Self::Quoted,
+            // After a closing quote anything but a comma is malformed; the line ends the record.
+            (Self::FieldStart | Self::Unquoted | Self::QuoteInQuoted, _) => Self::Unquoted,
+        }
     }
 }
 
@@ -352,6 +381,27 @@ mod tests {
         assert_eq!(records[1].raw, "\"broken,1");
         assert_eq!(fields(&records[2]), ["ok", "2"]);
         assert_eq!(fields(&records[3]), ["ok", "3"]);
+    }
+
+    #[test]
+    fn a_stray_quote_in_an_unquoted_field_costs_only_its_own_line() {
+        let data = "h,a,b\n1,12\" screen,3\n2,x,y\n3,\"q\",w\n4,a\"b\"c,z\n5,ok,\"multi\nline\"\n";
+        for chunk in [1, 3, 1000] {
+            let records = parse_in_chunks(data.as_bytes(), chunk);
+            assert_eq!(records.len(), 6, "chunk {chunk}: {records:?}");
+            assert!(records[1].fields.as_ref().unwrap_err().contains("field 2 contains a quote"));
+            assert_eq!(records[1].raw, "1,12\" screen,3");
+            assert_eq!(fields(&records[2]), ["2", "x", "y"]);
+            assert_eq!(fields(&records[3]), ["3", "q", "w"]);
+            assert!(records[4].fields.is_err(), "an even number of stray quotes too");
+            assert_eq!((records[4].line, records[4].next_line), (5, 6));
+            assert_eq!(fields(&records[5]), ["5", "ok", "multi\nline"]);
+        }
+        // Text after a closing quote is that line's error, and the next line stands alone.
+        let records = parse_in_chunks(b"h\n\"a\"b\"c,1\nok,2\n", 2);
+        assert_eq!(records.len(), 3, "{records:?}");
+        assert!(records[1].fields.is_err());
+        assert_eq!(fields(&records[2]), ["ok", "2"]);
     }
 
     #[test]
