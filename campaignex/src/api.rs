@@ -449,6 +449,9 @@ async fn change_partner(
     Err(Problem::new(StatusCode::CONFLICT, "the partner kept changing; try again"))
 }
 
+/// The longest an old key may keep working after a rotation.
+const MAX_KEY_GRACE_SECONDS: u64 = 365 * 24 * 3600;
+
 #[derive(Debug, Deserialize, Default)]
 struct RotateRequest {
     /// How long the previous keys keep working (default: the configured grace period).
@@ -474,9 +477,23 @@ async fn rotate_key(
             }])
         })?
     };
+    if request.retire_after_seconds.is_some_and(|seconds| seconds > MAX_KEY_GRACE_SECONDS) {
+        return Err(Problem::invalid(vec![FieldError {
+            field: "retire_after_seconds".into(),
+            reason: format!("must be at most {MAX_KEY_GRACE_SECONDS} (a year)"),
+        }]));
+    }
     let grace = request.retire_after_seconds.map_or(state.key_grace, Duration::from_secs);
-    let retire_at =
-        Utc::now() + chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::days(1));
+    // Checked: a grace no clock can reach is refused rather than overflowing the time.
+    let retire_at = chrono::Duration::from_std(grace)
+        .ok()
+        .and_then(|grace| Utc::now().checked_add_signed(grace))
+        .ok_or_else(|| {
+            Problem::invalid(vec![FieldError {
+                field: "retire_after_seconds".into(),
+                reason: "is too large".into(),
+            }])
+        })?;
     let key = new_key(None)?;
     let stored = change_partner(&state, &admin, &code, |partner| {
         for old in &mut partner.keys {

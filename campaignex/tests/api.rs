@@ -172,6 +172,19 @@ async fn partners_are_created_with_a_key_shown_once_rotated_suspended_and_delete
     assert!(rotated["keys"][0]["not_after"].is_string(), "the old key retires: {rotated}");
     assert!(rotated["keys"][1]["not_after"].is_null());
     assert_ne!(rotated["signing_key"]["secret"], secret);
+    // A grace no clock can reach is a field error, not a dropped connection.
+    for huge in [u64::MAX, 1_000_000_000_000_000, 365 * 24 * 3600 + 1] {
+        let (status, _, body) = service
+            .admin(
+                Method::POST,
+                "/v1/partners/TOKO/keys",
+                Some(json!({"retire_after_seconds": huge})),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(error_fields(&body), vec!["retire_after_seconds"], "{body}");
+    }
 
     let (status, _, suspended) =
         service.admin(Method::POST, "/v1/partners/TOKO/suspend", None, None).await;

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use cezbek_platform::auth::{AdminTokens, Role};
 use cezbek_platform::http::{FieldError, Problem};
-use cezbek_platform::partner_auth::{self, ReplayGuard};
+use cezbek_platform::partner_auth::{self, AuthFailure, ReplayGuard, SignedHeaders};
 use cezbek_platform::s3::S3Client;
 use cezbek_rules::{PartnerStatus, RuleSnapshot};
 use cezbek_schemas::{PartnerCode, Source, SourceChannel, Transaction};
@@ -101,54 +101,76 @@ fn current_rules(state: &ApiState) -> Result<Arc<RuleSnapshot>, Box<Response>> {
     })
 }
 
-/// The partner that signed the request, or the 401 to answer.
-fn signed_partner(
-    state: &ApiState,
-    rules: &RuleSnapshot,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<PartnerCode, Problem> {
-    let target = uri.path_and_query().map_or(uri.path(), |target| target.as_str());
-    partner_auth::verify(
-        rules,
-        headers,
-        method.as_str(),
-        target,
-        body,
-        Utc::now(),
-        Some(&state.replay),
-    )
-    .map_err(|failure| {
-        state.metrics.auth_failures.with_label_values(&[failure.reason()]).inc();
-        tracing::info!(reason = failure.reason(), "rejected a request signature");
-        Problem::new(StatusCode::UNAUTHORIZED, failure.to_string())
+/// A body larger than the limit, told by its declared length before any of it is read.
+fn declared_too_large(headers: &HeaderMap) -> Option<Problem> {
+    let length = headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse::<u64>().ok()?;
+    (length > MAX_BODY_BYTES as u64).then(|| {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {MAX_BODY_BYTES} bytes; split the batch"),
+        )
     })
 }
 
-/// Who is calling the upload endpoints: an admin token, or a partner's signature.
+/// A 401 for a refused signature, counted by reason.
+fn auth_failure(state: &ApiState, failure: AuthFailure) -> Problem {
+    state.metrics.auth_failures.with_label_values(&[failure.reason()]).inc();
+    tracing::info!(reason = failure.reason(), "rejected a request signature");
+    Problem::new(StatusCode::UNAUTHORIZED, failure.to_string())
+}
+
+/// What a caller presents, checked before the body is read: an admin token, or a partner's
+/// signature headers (the signature itself covers the body, so it is checked after).
+enum Credentials {
+    Admin { name: String, role: Role },
+    Signed(SignedHeaders),
+}
+
+/// Who is calling, once the body is known: an admin, or the partner that signed.
 enum Caller {
     Admin { name: String, role: Role },
     Partner(PartnerCode),
 }
 
-fn caller(
+/// The caller's credentials. `admin_allowed`: whether an admin token is accepted here.
+fn credentials(
     state: &ApiState,
     rules: &RuleSnapshot,
-    method: &Method,
-    uri: &Uri,
     headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Caller, Problem> {
-    if let Some(authorization) = headers.get(header::AUTHORIZATION) {
+    admin_allowed: bool,
+) -> Result<Credentials, Problem> {
+    if admin_allowed && let Some(authorization) = headers.get(header::AUTHORIZATION) {
         let principal = state
             .tokens
             .authenticate_header(authorization.to_str().ok())
             .ok_or_else(|| Problem::new(StatusCode::UNAUTHORIZED, "unknown admin token"))?;
-        return Ok(Caller::Admin { name: principal.name.clone(), role: principal.role });
+        return Ok(Credentials::Admin { name: principal.name.clone(), role: principal.role });
     }
-    signed_partner(state, rules, method, uri, headers, body).map(Caller::Partner)
+    partner_auth::check_headers(rules, headers, Utc::now())
+        .map(Credentials::Signed)
+        .map_err(|failure| auth_failure(state, failure))
+}
+
+impl Credentials {
+    /// The caller, with the signature checked over the request's target and body.
+    fn caller(
+        self,
+        state: &ApiState,
+        method: &Method,
+        uri: &Uri,
+        body: &[u8],
+    ) -> Result<Caller, Problem> {
+        match self {
+            Self::Admin { name, role } => Ok(Caller::Admin { name, role }),
+            Self::Signed(signed) => {
+                let target = uri.path_and_query().map_or(uri.path(), |target| target.as_str());
+                signed
+                    .verify(method.as_str(), target, body, Utc::now(), Some(&state.replay))
+                    .map(Caller::Partner)
+                    .map_err(|failure| auth_failure(state, failure))
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------- POST /v1/transactions
@@ -188,13 +210,6 @@ async fn publish(
     body: Body,
 ) -> Response {
     let outcome = |label: &str| state.metrics.requests.with_label_values(&[label]).inc();
-    let body = match read_body(body).await {
-        Ok(body) => body,
-        Err(problem) => {
-            outcome("too_large");
-            return problem.into_response();
-        }
-    };
     let rules = match current_rules(&state) {
         Ok(rules) => rules,
         Err(response) => {
@@ -202,8 +217,33 @@ async fn publish(
             return *response;
         }
     };
-    let partner = match signed_partner(&state, &rules, &method, &uri, &headers, &body) {
-        Ok(partner) => partner,
+    // Headers and limits before work: nothing of the body is read for a request that is not
+    // signed by a known partner's key with a fresh timestamp, or too large by its own account.
+    let credentials = match credentials(&state, &rules, &headers, false) {
+        Ok(credentials) => credentials,
+        Err(problem) => {
+            outcome("unauthorized");
+            return problem.into_response();
+        }
+    };
+    if let Some(problem) = declared_too_large(&headers) {
+        outcome("too_large");
+        return problem.into_response();
+    }
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(problem) => {
+            outcome("too_large");
+            return problem.into_response();
+        }
+    };
+    let partner = match credentials.caller(&state, &method, &uri, &body) {
+        Ok(Caller::Partner(partner)) => partner,
+        Ok(Caller::Admin { .. }) => {
+            outcome("unauthorized");
+            return Problem::new(StatusCode::UNAUTHORIZED, "sign the request as a partner")
+                .into_response();
+        }
         Err(problem) => {
             outcome("unauthorized");
             return problem.into_response();
@@ -391,15 +431,22 @@ async fn create_upload(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let body = match read_body(body).await {
-        Ok(body) => body,
-        Err(problem) => return problem.into_response(),
-    };
     let rules = match current_rules(&state) {
         Ok(rules) => rules,
         Err(response) => return *response,
     };
-    let caller = match caller(&state, &rules, &method, &uri, &headers, &body) {
+    let credentials = match credentials(&state, &rules, &headers, true) {
+        Ok(credentials) => credentials,
+        Err(problem) => return problem.into_response(),
+    };
+    if let Some(problem) = declared_too_large(&headers) {
+        return problem.into_response();
+    }
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(problem) => return problem.into_response(),
+    };
+    let caller = match credentials.caller(&state, &method, &uri, &body) {
         Ok(caller) => caller,
         Err(problem) => return problem.into_response(),
     };
@@ -516,7 +563,9 @@ async fn upload_status(
         Ok(rules) => rules,
         Err(response) => return *response,
     };
-    let caller = match caller(&state, &rules, &method, &uri, &headers, b"") {
+    let caller = match credentials(&state, &rules, &headers, true)
+        .and_then(|credentials| credentials.caller(&state, &method, &uri, b""))
+    {
         Ok(caller) => caller,
         Err(problem) => return problem.into_response(),
     };

@@ -253,3 +253,46 @@ async fn an_acknowledgement_that_comes_too_late_is_a_503_saying_what_to_send_aga
     // The producer still delivers them; re-sending would be absorbed by the ledger.
     assert_eq!(harness.topic(20, Duration::from_secs(10)).await.len(), 20);
 }
+
+/// Headers and limits before work: a request that is unsigned, signed for an unknown partner,
+/// or too large by its own declared length is answered without its body being read, so a
+/// caller cannot make the ingestor read (and hash) a megabyte first. Each request below
+/// declares 100 MB and sends a few bytes; the answer comes all the same.
+#[tokio::test]
+async fn headers_and_the_declared_length_are_checked_before_the_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let harness = with_partner("headersfirst").await;
+    let address = harness.base.trim_start_matches("http://").to_owned();
+    let ask = |headers: Vec<(&'static str, String)>| {
+        let address = address.clone();
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+            let mut request = String::from(
+                "POST /v1/transactions HTTP/1.1\r\nHost: ingestor\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n",
+            );
+            for (name, value) in headers {
+                request.push_str(&format!("{name}: {value}\r\n"));
+            }
+            request.push_str("\r\n[{\"transaction_id\":");
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = vec![0u8; 8192];
+            let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+                .await
+                .expect("answered without waiting for the body")
+                .unwrap();
+            String::from_utf8_lossy(&answer[..read]).into_owned()
+        }
+    };
+    let now = Utc::now().timestamp();
+    let unsigned = ask(Vec::new()).await;
+    assert!(unsigned.starts_with("HTTP/1.1 401"), "{unsigned}");
+    let unknown = ask(harness.sign("NOPE", "k1", "POST", "/v1/transactions", b"", now)).await;
+    assert!(
+        unknown.starts_with("HTTP/1.1 401") && unknown.contains("unknown partner"),
+        "{unknown}"
+    );
+    let stale = ask(harness.sign("TOKO", "k1", "POST", "/v1/transactions", b"", i64::MIN)).await;
+    assert!(stale.starts_with("HTTP/1.1 401") && stale.contains("Timestamp"), "{stale}");
+    let signed = ask(harness.sign("TOKO", "k1", "POST", "/v1/transactions", b"", now)).await;
+    assert!(signed.starts_with("HTTP/1.1 413"), "{signed}");
+}

@@ -131,22 +131,27 @@ impl ReplayGuard {
     }
 }
 
-/// Authenticates a signed request against the partners in `rules`; returns the partner.
-/// `replay` remembers signatures for requests that change state; reads pass `None` (a
-/// signature covers only method, target, second and body, so two identical reads within a
-/// second would otherwise be refused).
-///
-/// The signature is checked before the key's expiry and the partner's status, so a caller
-/// without a valid signature learns nothing about either.
-pub fn verify(
+/// What the signature headers of a request say, checked as far as they can be without the
+/// body: the partner and key exist, the timestamp is fresh, the signature is well-formed. A
+/// service checks this before it reads a body, so an unsigned caller cannot make it read (and
+/// hash) a megabyte first.
+#[derive(Debug)]
+pub struct SignedHeaders {
+    partner: PartnerCode,
+    /// The key's secret, decoded (`None`: it does not decode, so it cannot have signed).
+    secret: Option<Vec<u8>>,
+    timestamp: i64,
+    signature: [u8; 32],
+    expired: bool,
+    suspended: bool,
+}
+
+/// Checks the signature headers against the partners in `rules` (see [`SignedHeaders`]).
+pub fn check_headers(
     rules: &RuleSnapshot,
     headers: &HeaderMap,
-    method: &str,
-    path: &str,
-    body: &[u8],
     now: DateTime<Utc>,
-    replay: Option<&ReplayGuard>,
-) -> Result<PartnerCode, AuthFailure> {
+) -> Result<SignedHeaders, AuthFailure> {
     let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     let (Some(partner), Some(key_id), Some(timestamp), Some(signature)) = (
         header(PARTNER_HEADER),
@@ -165,30 +170,72 @@ pub fn verify(
         return Err(AuthFailure::UnknownKey);
     };
     let timestamp: i64 = timestamp.trim().parse().map_err(|_| AuthFailure::StaleTimestamp)?;
-    if (now.timestamp() - timestamp).abs() > MAX_SKEW_SECONDS {
+    // Checked: the header is the caller's, and i64::MIN or MAX must be a 401, not a panic.
+    let skew = now.timestamp().checked_sub(timestamp).map(i64::unsigned_abs);
+    if skew.is_none_or(|skew| skew > MAX_SKEW_SECONDS.unsigned_abs()) {
         return Err(AuthFailure::StaleTimestamp);
     }
     let mut signature_bytes = [0u8; 32];
     hex::decode_to_slice(signature.trim(), &mut signature_bytes)
         .map_err(|_| AuthFailure::BadSignature)?;
-    // A secret that does not decode cannot have signed anything.
-    let secret = decode_secret(&key.secret).ok_or(AuthFailure::BadSignature)?;
-    let mut mac = new_mac(&secret);
-    mac.update(canonical_request(method, path, timestamp, body).as_bytes());
-    // verify_slice compares in constant time.
-    mac.verify_slice(&signature_bytes).map_err(|_| AuthFailure::BadSignature)?;
-    if key.not_after.is_some_and(|not_after| not_after <= now) {
-        return Err(AuthFailure::ExpiredKey);
+    Ok(SignedHeaders {
+        partner: code,
+        secret: decode_secret(&key.secret),
+        timestamp,
+        signature: signature_bytes,
+        expired: key.not_after.is_some_and(|not_after| not_after <= now),
+        suspended: record.status == PartnerStatus::Suspended,
+    })
+}
+
+impl SignedHeaders {
+    /// Checks the signature over the request; returns the partner. `replay` remembers
+    /// signatures for requests that change state; reads pass `None` (a signature covers only
+    /// method, target, second and body, so two identical reads within a second would
+    /// otherwise be refused).
+    ///
+    /// The signature is checked before the key's expiry and the partner's status, so a
+    /// caller without a valid signature learns nothing about either.
+    pub fn verify(
+        self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        now: DateTime<Utc>,
+        replay: Option<&ReplayGuard>,
+    ) -> Result<PartnerCode, AuthFailure> {
+        let secret = self.secret.as_deref().ok_or(AuthFailure::BadSignature)?;
+        let mut mac = new_mac(secret);
+        mac.update(canonical_request(method, path, self.timestamp, body).as_bytes());
+        // verify_slice compares in constant time.
+        mac.verify_slice(&self.signature).map_err(|_| AuthFailure::BadSignature)?;
+        if self.expired {
+            return Err(AuthFailure::ExpiredKey);
+        }
+        if self.suspended {
+            return Err(AuthFailure::SuspendedPartner);
+        }
+        if let Some(replay) = replay
+            && !replay.first_use(self.timestamp, self.signature, now.timestamp())
+        {
+            return Err(AuthFailure::Replay);
+        }
+        Ok(self.partner)
     }
-    if record.status == PartnerStatus::Suspended {
-        return Err(AuthFailure::SuspendedPartner);
-    }
-    if let Some(replay) = replay
-        && !replay.first_use(timestamp, signature_bytes, now.timestamp())
-    {
-        return Err(AuthFailure::Replay);
-    }
-    Ok(code)
+}
+
+/// Authenticates a signed request against the partners in `rules`; returns the partner:
+/// [`check_headers`], then [`SignedHeaders::verify`].
+pub fn verify(
+    rules: &RuleSnapshot,
+    headers: &HeaderMap,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    now: DateTime<Utc>,
+    replay: Option<&ReplayGuard>,
+) -> Result<PartnerCode, AuthFailure> {
+    check_headers(rules, headers, now)?.verify(method, path, body, now, replay)
 }
 
 #[cfg(test)]
@@ -305,6 +352,54 @@ mod tests {
         assert_eq!(check(&expired, &good, &guard), Err(AuthFailure::ExpiredKey));
         // None of the failures above used up the signature.
         assert_eq!(check(&active, &good, &guard), Ok(()));
+    }
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_a_panic() {
+        let active = rules(PartnerStatus::Active, None);
+        let guard = ReplayGuard::new();
+        for timestamp in [i64::MIN, i64::MIN + 1, -1, 0, i64::MAX] {
+            let request = signed(timestamp, b"{}");
+            assert_eq!(check(&active, &request, &guard), Err(AuthFailure::StaleTimestamp));
+        }
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever a caller puts in the headers and the body, verification answers (it
+            /// never panics), and an unsigned request never passes.
+            #[test]
+            fn any_headers_get_an_answer(
+                partner in prop_oneof![Just("TOKO".to_owned()), "\\PC{0,20}"],
+                key_id in prop_oneof![Just("k1".to_owned()), "\\PC{0,10}"],
+                timestamp in prop_oneof![
+                    any::<i64>().prop_map(|t| t.to_string()),
+                    "\\PC{0,30}",
+                    (-400i64..400).prop_map(|d| (1_700_000_000 + d).to_string()),
+                ],
+                signature in "[0-9a-f]{64}|\\PC{0,70}",
+                body in proptest::collection::vec(any::<u8>(), 0..64),
+            ) {
+                let active = rules(PartnerStatus::Active, None);
+                let mut headers = HeaderMap::new();
+                for (name, value) in [
+                    (PARTNER_HEADER, partner),
+                    (KEY_ID_HEADER, key_id),
+                    (TIMESTAMP_HEADER, timestamp),
+                    (SIGNATURE_HEADER, signature),
+                ] {
+                    if let Ok(value) = HeaderValue::from_str(&value) {
+                        headers.insert(name, value);
+                    }
+                }
+                let answer =
+                    verify(&active, &headers, "POST", "/v1/transactions", &body, now(), None);
+                prop_assert!(answer.is_err(), "an unsigned request passed: {headers:?}");
+            }
+        }
     }
 
     #[test]
