@@ -57,12 +57,24 @@ impl Caller {
 /// PEM otherwise) or `CEZBEK_INFORMER_JWT_KEY_FILE`, and optionally the `iss` and `aud` to
 /// require (`CEZBEK_INFORMER_JWT_ISSUER`, `CEZBEK_INFORMER_JWT_AUDIENCE`). Without a key,
 /// customer tokens are not accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct JwtConfig {
     pub algorithm: Algorithm,
     pub key: Vec<u8>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
+}
+
+/// Without the key (an HS* key is a shared secret).
+impl std::fmt::Debug for JwtConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtConfig")
+            .field("algorithm", &self.algorithm)
+            .field("key", &format_args!("<{} bytes, redacted>", self.key.len()))
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish()
+    }
 }
 
 impl JwtConfig {
@@ -178,6 +190,18 @@ mod tests {
     use jsonwebtoken::{EncodingKey, Header};
 
     use super::*;
+
+    #[test]
+    fn a_jwt_configuration_prints_without_its_key() {
+        let config = JwtConfig {
+            algorithm: Algorithm::HS256,
+            key: b"hs-secret-value-of-32-bytes-long!".to_vec(),
+            issuer: Some("idp".into()),
+            audience: None,
+        };
+        let printed = format!("{config:?}");
+        assert!(printed.contains("idp") && !printed.contains("hs-secret"), "{printed}");
+    }
 
     fn openssl(args: &[&str]) -> Vec<u8> {
         let output = std::process::Command::new("openssl").args(args).output().unwrap();

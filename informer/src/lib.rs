@@ -23,7 +23,7 @@ use crate::auth::{JwtConfig, JwtVerifier};
 use crate::cursor::CursorCodec;
 use crate::metrics::Metrics;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     pub http: HttpConfig,
     pub postgres: PostgresConfig,
@@ -37,6 +37,22 @@ pub struct Config {
     /// Signs history cursors; every replica needs the same one. Unset: a random key per
     /// process (cursors then work only against the replica that issued them).
     pub cursor_secret: Option<String>,
+}
+
+/// Without the cursor secret.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("http", &self.http)
+            .field("postgres", &self.postgres)
+            .field("etcd", &self.etcd)
+            .field("ledger", &self.ledger)
+            .field("tokens", &self.tokens)
+            .field("jwt", &self.jwt)
+            .field("unsubscribe", &self.unsubscribe)
+            .field("cursor_secret", &self.cursor_secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Config {

@@ -17,18 +17,48 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
 const STS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where keys come from, as configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum CredentialSource {
     Static { access_key: String, secret_key: String },
     WebIdentity { role_arn: String, token_file: PathBuf, sts_endpoint: String },
 }
 
+/// Without the secret key: configurations are printed when a service starts or fails.
+impl std::fmt::Debug for CredentialSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Static { access_key, .. } => f
+                .debug_struct("Static")
+                .field("access_key", access_key)
+                .field("secret_key", &"<redacted>")
+                .finish(),
+            Self::WebIdentity { role_arn, token_file, sts_endpoint } => f
+                .debug_struct("WebIdentity")
+                .field("role_arn", role_arn)
+                .field("token_file", token_file)
+                .field("sts_endpoint", sts_endpoint)
+                .finish(),
+        }
+    }
+}
+
 /// One set of keys; `session_token` is present for temporary (STS) keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct AwsCredentials {
     pub access_key: String,
     pub secret_key: String,
     pub session_token: Option<String>,
+}
+
+/// Without the secret key and the session token.
+impl std::fmt::Debug for AwsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsCredentials")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -237,13 +237,37 @@ impl EtcdConfig {
 }
 
 /// PostgreSQL: campaignex's source of truth and the single-node ledger.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PostgresConfig {
     pub url: String,
     pub max_connections: u32,
     /// A schema to use instead of `public` (set as the connection's `search_path`).
     pub schema: Option<String>,
     pub acquire_timeout: Duration,
+}
+
+/// The URL without its password.
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &redact_password(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("schema", &self.schema)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .finish()
+    }
+}
+
+/// A connection URL with any password replaced (an unparseable one is hidden whole).
+fn redact_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("redacted"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "<unparseable, redacted>".into(),
+    }
 }
 
 impl PostgresConfig {
@@ -365,6 +389,33 @@ mod tests {
         assert_eq!(postgres.url, "postgres://cezbek:cezbek@127.0.0.1:5544/cezbek");
         assert_eq!(etcd.prefix, "/cezbek/v1/");
         assert_eq!(s3.endpoint, "https://s3.us-east-1.amazonaws.com");
+    }
+
+    /// Configurations are printed (at start, in errors): no secret may show.
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let mut env = Env::from_pairs([
+            ("CEZBEK_S3_ACCESS_KEY", "AKIDPUBLIC"),
+            ("CEZBEK_S3_SECRET_KEY", "s3-secret-value"),
+            ("CEZBEK_POSTGRES_URL", "postgres://app:pg-secret-value@db:5432/cezbek"),
+        ]);
+        let s3 = S3Config::from_env(&mut env);
+        let postgres = PostgresConfig::from_env(&mut env);
+        let credentials = crate::aws_credentials::AwsCredentials {
+            access_key: "AKIDPUBLIC".into(),
+            secret_key: "s3-secret-value".into(),
+            session_token: Some("token-secret-value".into()),
+        };
+        let signer = crate::sigv4::Signer {
+            access_key: "AKIDPUBLIC".into(),
+            secret_key: "s3-secret-value".into(),
+            session_token: Some("token-secret-value".into()),
+            region: "us-east-1".into(),
+            service: "s3".into(),
+        };
+        let printed = format!("{s3:?} {postgres:?} {credentials:?} {signer:?}");
+        assert!(!printed.contains("secret-value"), "{printed}");
+        assert!(printed.contains("AKIDPUBLIC") && printed.contains("db:5432"), "{printed}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use url::Url;
 type HmacSha256 = Hmac<Sha256>;
 
 /// Who signs, and for which region and service.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Signer {
     pub access_key: String,
     pub secret_key: String,
@@ -17,6 +17,19 @@ pub struct Signer {
     pub session_token: Option<String>,
     pub region: String,
     pub service: String,
+}
+
+/// Without the secret key and the session token.
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
+            .field("region", &self.region)
+            .field("service", &self.service)
+            .finish()
+    }
 }
 
 impl Signer {
