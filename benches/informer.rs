@@ -57,12 +57,13 @@ async fn seed(pool: &sqlx::PgPool) -> Duration {
     started.elapsed()
 }
 
-fn spawn_informer(env: Vec<(&'static str, String)>, port: u16) -> Child {
+fn spawn_informer(env: Vec<(&'static str, String)>, port: u16, ops_port: u16) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cezbek"));
     command.arg("informer").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     command.envs(env);
     for (name, value) in [
         ("CEZBEK_INFORMER_LISTEN", format!("127.0.0.1:{port}")),
+        ("CEZBEK_INFORMER_OPS_LISTEN", format!("127.0.0.1:{ops_port}")),
         ("CEZBEK_UNSUBSCRIBE_SECRET", "bench-unsubscribe-secret-0123456789abcdef".into()),
         ("CEZBEK_INFORMER_CURSOR_SECRET", "bench-cursor".into()),
         ("CEZBEK_LOG", "warn".into()),
@@ -119,15 +120,15 @@ async fn main() {
         seeded.as_secs_f64()
     );
 
-    let port = free_port();
+    let (port, ops_port) = (free_port(), free_port());
     let kafka = context.kafka_config();
     let mut informer =
-        spawn_informer(service_env(Some(&kafka), &etcd_config, None, &postgres), port);
+        spawn_informer(service_env(Some(&kafka), &etcd_config, None, &postgres), port, ops_port);
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !http
-        .get(format!("{base}/readyz"))
+        .get(format!("http://127.0.0.1:{ops_port}/readyz"))
         .send()
         .await
         .is_ok_and(|response| response.status().is_success())

@@ -42,6 +42,7 @@ struct Setup {
     s3: S3Config,
     postgres: PostgresConfig,
     port: u16,
+    ops_port: u16,
 }
 
 async fn setup(name: &str) -> Setup {
@@ -58,7 +59,7 @@ async fn setup(name: &str) -> Setup {
     client.put(format!("{}partners/BENCH", etcd.prefix), partner.to_string(), None).await.unwrap();
     let s3 = context.s3_config().await;
     let postgres = context.postgres_config().await;
-    Setup { kafka, etcd, s3, postgres, port: free_port() }
+    Setup { kafka, etcd, s3, postgres, port: free_port(), ops_port: free_port() }
 }
 
 fn spawn_ingestor(setup: &Setup) -> Child {
@@ -67,6 +68,7 @@ fn spawn_ingestor(setup: &Setup) -> Child {
     command.envs(service_env(Some(&setup.kafka), &setup.etcd, Some(&setup.s3), &setup.postgres));
     for (name, value) in [
         ("CEZBEK_INGESTOR_LISTEN", format!("127.0.0.1:{}", setup.port)),
+        ("CEZBEK_INGESTOR_OPS_LISTEN", format!("127.0.0.1:{}", setup.ops_port)),
         ("CEZBEK_INGESTOR_LIST_INTERVAL", "200ms".into()),
         ("CEZBEK_LOG", "warn".into()),
     ] {
@@ -190,7 +192,7 @@ async fn api_load(connections: usize, seconds: u64) {
     let base = format!("http://127.0.0.1:{}", setup.port);
     let http = reqwest::Client::new();
     loop {
-        let ready = http.get(format!("{base}/readyz")).send().await;
+        let ready = http.get(format!("http://127.0.0.1:{}/readyz", setup.ops_port)).send().await;
         if ready.is_ok_and(|r| r.status().is_success()) {
             break;
         }

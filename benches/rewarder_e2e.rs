@@ -235,7 +235,7 @@ async fn end_to_end(name: &str, instances: usize, transactions: &[Transaction]) 
     let started = Instant::now();
     for _ in 0..instances {
         let config = cezbek_rewarder::Config {
-            http: HttpConfig { listen: format!("127.0.0.1:{}", free_port()).parse().unwrap() },
+            http: HttpConfig::ops_only(format!("127.0.0.1:{}", free_port()).parse().unwrap()),
             kafka: kafka_config.clone(),
             etcd: etcd_config.clone(),
             postgres: postgres.clone(),

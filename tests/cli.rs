@@ -67,6 +67,13 @@ fn dev_runs_five_ready_services_and_stops_gracefully_on_sigterm() {
     runtime.block_on(context.postgres_config());
     let services = ["INGESTOR", "REWARDER", "INFORMER", "CAMPAIGNEX", "NOTIFIER"];
     let ports: Vec<u16> = services.iter().map(|_| free_port()).collect();
+    // The API services serve /readyz and /metrics on an ops listener of their own.
+    let with_api = ["INGESTOR", "INFORMER", "CAMPAIGNEX"];
+    let ops_ports: Vec<u16> = services
+        .iter()
+        .zip(&ports)
+        .map(|(service, port)| if with_api.contains(service) { free_port() } else { *port })
+        .collect();
     let mut command = cezbek();
     // The SHA-256 of the token "cli-test": configuration holds hashes, never tokens.
     let token_hash = "79bbf7ad2adf207e21129edfcd8db7285b0d476f2739db99bb863dec5f5aa89b";
@@ -89,17 +96,20 @@ fn dev_runs_five_ready_services_and_stops_gracefully_on_sigterm() {
     ] {
         command.env(name, stack.var(name));
     }
-    for (service, port) in services.iter().zip(&ports) {
+    for ((service, port), ops_port) in services.iter().zip(&ports).zip(&ops_ports) {
         command.env(format!("CEZBEK_{service}_LISTEN"), format!("127.0.0.1:{port}"));
+        if with_api.contains(service) {
+            command.env(format!("CEZBEK_{service}_OPS_LISTEN"), format!("127.0.0.1:{ops_port}"));
+        }
     }
     let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
 
     let client =
         reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    for (service, port) in services.iter().zip(&ports) {
+    for ((service, port), ops_port) in services.iter().zip(&ports).zip(&ops_ports) {
         loop {
-            let answer = client.get(format!("http://127.0.0.1:{port}/readyz")).send();
+            let answer = client.get(format!("http://127.0.0.1:{ops_port}/readyz")).send();
             if answer.as_ref().is_ok_and(|response| response.status() == 200) {
                 break;
             }
@@ -114,8 +124,12 @@ fn dev_runs_five_ready_services_and_stops_gracefully_on_sigterm() {
         }
         let health = client.get(format!("http://127.0.0.1:{port}/healthz")).send().unwrap();
         assert_eq!(health.status(), 200, "{service}");
-        let metrics = client.get(format!("http://127.0.0.1:{port}/metrics")).send().unwrap();
+        let metrics = client.get(format!("http://127.0.0.1:{ops_port}/metrics")).send().unwrap();
         assert_eq!(metrics.status(), 200, "{service}");
+        if port != ops_port {
+            let public = client.get(format!("http://127.0.0.1:{port}/metrics")).send().unwrap();
+            assert_eq!(public.status(), 404, "{service} keeps /metrics off its public port");
+        }
     }
 
     let signalled = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();

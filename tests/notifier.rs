@@ -475,9 +475,10 @@ async fn an_unsubscribe_link_followed_stops_the_next_digests() {
     // The informer serves the link.
     let informer_port = free_port();
     let informer = cezbek_informer::Config {
-        http: cezbek_platform::config::HttpConfig {
-            listen: format!("127.0.0.1:{informer_port}").parse().unwrap(),
-        },
+        http: cezbek_platform::config::HttpConfig::api(
+            format!("127.0.0.1:{informer_port}").parse().unwrap(),
+            format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        ),
         postgres: setup.postgres.clone(),
         etcd: setup.etcd.clone(),
         ledger: cezbek_ledger::LedgerChoice::Postgres,

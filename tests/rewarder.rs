@@ -224,7 +224,7 @@ impl Pipeline {
 
     fn config(&self, postgres: &PostgresConfig) -> cezbek_rewarder::Config {
         cezbek_rewarder::Config {
-            http: HttpConfig { listen: format!("127.0.0.1:{}", free_port()).parse().unwrap() },
+            http: HttpConfig::ops_only(format!("127.0.0.1:{}", free_port()).parse().unwrap()),
             kafka: self.kafka.clone(),
             etcd: self.etcd.clone(),
             postgres: postgres.clone(),

@@ -42,7 +42,13 @@ impl Config {
             "needs at least one token: every endpoint but health and metrics requires one",
         );
         Self {
-            http: HttpConfig::from_env(env, "CEZBEK_CAMPAIGNEX_LISTEN", "127.0.0.1:8082"),
+            http: HttpConfig::api_from_env(
+                env,
+                "CEZBEK_CAMPAIGNEX_LISTEN",
+                "127.0.0.1:8082",
+                "CEZBEK_CAMPAIGNEX_OPS_LISTEN",
+                "127.0.0.1:9082",
+            ),
             etcd: EtcdConfig::from_env(env),
             postgres: PostgresConfig::from_env(env),
             tokens,
@@ -86,7 +92,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         etcd,
         key_grace: config.key_grace,
     };
-    http::serve_with_ops(config.http.listen, api::router(state), registry, readiness, shutdown)
-        .await?;
+    http::serve_with_ops(&config.http, api::router(state), registry, readiness, shutdown).await?;
     Ok(())
 }

@@ -19,6 +19,8 @@ const VIEWER: &str = "viewer-token";
 
 struct Service {
     base: String,
+    /// The ops listener (`/readyz`, `/metrics`).
+    ops: String,
     http: reqwest::Client,
     etcd: EtcdConfig,
     shutdown: CancellationToken,
@@ -32,9 +34,12 @@ impl Drop for Service {
 
 async fn start(context: &TestContext, etcd: Option<EtcdConfig>) -> Service {
     let etcd = etcd.unwrap_or_else(|| context.etcd_config());
-    let port = free_port();
+    let (port, ops_port) = (free_port(), free_port());
     let config = Config {
-        http: HttpConfig { listen: format!("127.0.0.1:{port}").parse().unwrap() },
+        http: HttpConfig::api(
+            format!("127.0.0.1:{port}").parse().unwrap(),
+            format!("127.0.0.1:{ops_port}").parse().unwrap(),
+        ),
         etcd: etcd.clone(),
         postgres: context.postgres_config().await,
         tokens: AdminTokens::default().with_token("alice", Role::Admin, ADMIN).with_token(
@@ -54,7 +59,7 @@ async fn start(context: &TestContext, etcd: Option<EtcdConfig>) -> Service {
         assert!(Instant::now() < deadline, "campaignex did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Service { base, http, etcd, shutdown }
+    Service { base, ops: format!("http://127.0.0.1:{ops_port}"), http, etcd, shutdown }
 }
 
 impl Service {
@@ -419,9 +424,14 @@ async fn auth_boundaries() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let (status, _, _) = service.call(Method::GET, "/openapi.json", None, None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    for open in ["/healthz", "/readyz", "/metrics"] {
-        let (status, _, _) = service.call(Method::GET, open, None, None, None).await;
-        assert_eq!(status, StatusCode::OK, "{open} needs no token");
+    let (status, _, _) = service.call(Method::GET, "/healthz", None, None, None).await;
+    assert_eq!(status, StatusCode::OK, "/healthz needs no token");
+    // Readiness and metrics name partners and dependencies: only on the ops listener.
+    for ops in ["/readyz", "/metrics"] {
+        let (status, _, _) = service.call(Method::GET, ops, None, None, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{ops} is not public");
+        let answer = service.http.get(format!("{}{ops}", service.ops)).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK, "{ops} on the ops listener needs no token");
     }
 }
 
@@ -490,8 +500,8 @@ async fn the_reconciler_restores_deleted_keys_and_removes_orphans() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (_, _, metrics) = service.call(Method::GET, "/metrics", None, None, None).await;
-    let metrics = metrics.as_str().unwrap().to_owned();
+    let metrics = service.http.get(format!("{}/metrics", service.ops)).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
     assert!(metrics.contains("cezbek_campaignex_etcd_repairs_total{action=\"put\"}"), "{metrics}");
 }
 

@@ -58,7 +58,13 @@ impl std::fmt::Debug for Config {
 impl Config {
     pub fn from_env(env: &mut Env) -> Self {
         Self {
-            http: HttpConfig::from_env(env, "CEZBEK_INFORMER_LISTEN", "127.0.0.1:8083"),
+            http: HttpConfig::api_from_env(
+                env,
+                "CEZBEK_INFORMER_LISTEN",
+                "127.0.0.1:8083",
+                "CEZBEK_INFORMER_OPS_LISTEN",
+                "127.0.0.1:9083",
+            ),
             postgres: PostgresConfig::from_env(env),
             etcd: EtcdConfig::from_env(env),
             ledger: LedgerChoice::from_env(env),
@@ -140,7 +146,6 @@ async fn run_with<L: Ledger + 'static>(
         metrics,
     };
     tracing::info!(listen = %config.http.listen, "informer serving");
-    http::serve_with_ops(config.http.listen, api::router(state), registry, readiness, shutdown)
-        .await?;
+    http::serve_with_ops(&config.http, api::router(state), registry, readiness, shutdown).await?;
     Ok(())
 }

@@ -38,6 +38,8 @@ const CAROL: &str = "+6281200000003";
 struct Harness {
     _context: TestContext,
     base: String,
+    /// The ops listener: `/readyz` and `/metrics` are not on the public one.
+    ops: String,
     http: reqwest::Client,
     ledger: PostgresLedger,
     shutdown: CancellationToken,
@@ -58,9 +60,12 @@ async fn start(name: &str) -> Harness {
     ledger.migrate().await.unwrap();
     put_partners(&etcd).await;
 
-    let port = free_port();
+    let (port, ops_port) = (free_port(), free_port());
     let config = Config {
-        http: HttpConfig { listen: format!("127.0.0.1:{port}").parse().unwrap() },
+        http: HttpConfig::api(
+            format!("127.0.0.1:{port}").parse().unwrap(),
+            format!("127.0.0.1:{ops_port}").parse().unwrap(),
+        ),
         postgres,
         etcd,
         ledger: LedgerChoice::Postgres,
@@ -79,18 +84,24 @@ async fn start(name: &str) -> Harness {
     let harness = Harness {
         _context: context,
         base: format!("http://127.0.0.1:{port}"),
+        ops: format!("http://127.0.0.1:{ops_port}"),
         http: reqwest::Client::new(),
         ledger,
         shutdown,
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let ready = harness.http.get(format!("{}/readyz", harness.base)).send().await;
+        let ready = harness.http.get(format!("{}/readyz", harness.ops)).send().await;
         if ready.is_ok_and(|response| response.status().is_success()) {
             break;
         }
         assert!(Instant::now() < deadline, "the informer did not become ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Partner codes and dependencies are for operators: the public port has only /healthz.
+    for (path, status) in [("/healthz", 200), ("/readyz", 404), ("/metrics", 404)] {
+        let answer = harness.http.get(format!("{}{path}", harness.base)).send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), status, "public {path}");
     }
     harness
 }
@@ -478,7 +489,7 @@ async fn each_caller_sees_only_what_is_theirs() {
 
     let metrics = harness
         .http
-        .get(format!("{}/metrics", harness.base))
+        .get(format!("{}/metrics", harness.ops))
         .send()
         .await
         .unwrap()

@@ -70,7 +70,13 @@ impl Config {
             );
         }
         Self {
-            http: HttpConfig::from_env(env, "CEZBEK_INGESTOR_LISTEN", "127.0.0.1:8081"),
+            http: HttpConfig::api_from_env(
+                env,
+                "CEZBEK_INGESTOR_LISTEN",
+                "127.0.0.1:8081",
+                "CEZBEK_INGESTOR_OPS_LISTEN",
+                "127.0.0.1:9081",
+            ),
             kafka: KafkaConfig::from_env(env, "cezbek-ingestor"),
             etcd: EtcdConfig::from_env(env),
             s3: S3Config::from_env(env),
@@ -209,7 +215,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         ack_timeout: config.ack_timeout,
         upload_ttl: config.upload_ttl,
     });
-    http::serve_with_ops(config.http.listen, api, registry, readiness, shutdown).await?;
+    http::serve_with_ops(&config.http, api, registry, readiness, shutdown).await?;
     // The API has stopped taking requests; let the file workers save their checkpoints.
     for worker in workers {
         let _ = worker.await;

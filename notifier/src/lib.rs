@@ -232,14 +232,9 @@ async fn serve<L: Ledger + 'static>(
     // The schedule stops on its own at shutdown (after the message in hand) and gives up the
     // lease, so a replica takes over without waiting for the TTL.
     let schedule = tokio::spawn(leader.run(shutdown.clone()));
-    let served = http::serve_with_ops(
-        config.http.listen,
-        Router::new(),
-        registry,
-        readiness,
-        shutdown.clone(),
-    )
-    .await;
+    let served =
+        http::serve_with_ops(&config.http, Router::new(), registry, readiness, shutdown.clone())
+            .await;
     shutdown.cancel();
     if let Err(error) = schedule.await {
         tracing::error!(%error, "the digest schedule task failed");

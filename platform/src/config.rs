@@ -362,13 +362,65 @@ fn credential_source(env: &mut Env, region: &str) -> CredentialSource {
 /// Where a service listens for HTTP (its API, if any, and the ops endpoints).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpConfig {
+    /// The service's API (and `/healthz`, for load balancers); for a service without an API,
+    /// its ops endpoints.
     pub listen: SocketAddr,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served apart from a public API: they name
+    /// partners and dependencies, which the API's callers have no business seeing.
+    pub ops_listen: Option<SocketAddr>,
+    /// An API request still unanswered after this is answered 503 (the handler is dropped).
+    pub request_timeout: Duration,
+    /// API requests handled at once; more are answered 503 at once rather than queued.
+    pub max_concurrent_requests: usize,
 }
 
+/// The API limits unless configured.
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 512;
+
 impl HttpConfig {
-    /// `variable` is the service's own (`CEZBEK_INGESTOR_LISTEN`, …).
+    /// A service without an API, serving its ops endpoints on `listen`.
+    pub fn ops_only(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            ops_listen: None,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+        }
+    }
+
+    /// A service with an API on `listen` and its ops endpoints on `ops_listen`, with the
+    /// default limits.
+    pub fn api(listen: SocketAddr, ops_listen: SocketAddr) -> Self {
+        Self { ops_listen: Some(ops_listen), ..Self::ops_only(listen) }
+    }
+
+    /// A service without an API: only ops endpoints, on `variable` (`CEZBEK_REWARDER_LISTEN`, …).
     pub fn from_env(env: &mut Env, variable: &str, default: &str) -> Self {
-        Self { listen: env.socket_addr(variable, default) }
+        Self::ops_only(env.socket_addr(variable, default))
+    }
+
+    /// A service with a public API on `variable` and its ops endpoints on `ops_variable`.
+    pub fn api_from_env(
+        env: &mut Env,
+        variable: &str,
+        default: &str,
+        ops_variable: &str,
+        ops_default: &str,
+    ) -> Self {
+        let listen = env.socket_addr(variable, default);
+        let ops_listen = env.socket_addr(ops_variable, ops_default);
+        env.check(ops_listen != listen, ops_variable, format!("must differ from {variable}"));
+        // CEZBEK_INGESTOR_LISTEN → CEZBEK_INGESTOR_REQUEST_TIMEOUT, …_MAX_CONCURRENT_REQUESTS.
+        let service = variable.trim_end_matches("_LISTEN");
+        let timeout_variable = format!("{service}_REQUEST_TIMEOUT");
+        let request_timeout = env.duration(&timeout_variable, DEFAULT_REQUEST_TIMEOUT);
+        env.check(!request_timeout.is_zero(), &timeout_variable, "must be more than 0");
+        let concurrency_variable = format!("{service}_MAX_CONCURRENT_REQUESTS");
+        let max_concurrent_requests =
+            env.parse(&concurrency_variable, DEFAULT_MAX_CONCURRENT_REQUESTS);
+        env.check(max_concurrent_requests >= 1, &concurrency_variable, "must be at least 1");
+        Self { listen, ops_listen: Some(ops_listen), request_timeout, max_concurrent_requests }
     }
 }
 

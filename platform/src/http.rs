@@ -149,17 +149,64 @@ where
     })
 }
 
-/// Binds `listen` and serves the service's own `api` routes beside the ops routes until
-/// shutdown. Services without an API pass `Router::new()`.
+/// Serves the service's own `api` routes and the ops routes until shutdown. With an ops
+/// address, the API's listener has only `/healthz` besides the API (what a load balancer
+/// probes) and the ops listener has all three; without one (services whose only endpoints are
+/// the ops ones, passing `Router::new()`), everything is on `listen`. Both are bound before
+/// either serves, so a port conflict stops the service at start.
 pub async fn serve_with_ops(
-    listen: SocketAddr,
+    config: &crate::config::HttpConfig,
     api: Router,
     registry: Registry,
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), HttpError> {
-    let listener = bind(listen).await?;
-    serve(listener, api.merge(ops_router(registry, readiness)), shutdown).await
+    let ops = ops_router(registry, readiness);
+    let Some(ops_listen) = config.ops_listen else {
+        let listener = bind(config.listen).await?;
+        return serve(listener, api.merge(ops), shutdown).await;
+    };
+    let public = bind(config.listen).await?;
+    let private = bind(ops_listen).await?;
+    let api = limited(api, config).route("/healthz", get(|| async { "ok" }));
+    tokio::try_join!(serve(public, api, shutdown.clone()), serve(private, ops, shutdown)).map(drop)
+}
+
+/// The API behind its limits: a request still unanswered after the timeout is answered 503
+/// (its handler dropped), and beyond the concurrency limit a request is answered 503 at once,
+/// so an overload sheds work instead of queueing it without bound. `/healthz` stays outside
+/// (a load balancer probing a busy instance should not take it out).
+fn limited(api: Router, config: &crate::config::HttpConfig) -> Router {
+    let timeout = config.request_timeout;
+    // Handlers not yet given their state are turned into services per request, and a layer on
+    // them is built anew each time (a concurrency limit of its own per request): give the
+    // state first, so the layer wraps the routes once and its limit is shared.
+    api.with_state(()).layer(
+        tower::ServiceBuilder::new()
+            .layer(axum::error_handling::HandleErrorLayer::new(move |error: tower::BoxError| {
+                std::future::ready(limit_problem(&error, timeout))
+            }))
+            .load_shed()
+            .concurrency_limit(config.max_concurrent_requests)
+            .timeout(timeout),
+    )
+}
+
+fn limit_problem(error: &tower::BoxError, timeout: std::time::Duration) -> Response {
+    let problem = if error.is::<tower::timeout::error::Elapsed>() {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the request was not answered within {} s; try again", timeout.as_secs_f64()),
+        )
+    } else if error.is::<tower::load_shed::error::Overloaded>() {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "too many requests at once; try again")
+    } else {
+        tracing::error!(%error, "an API request failed outside its handler");
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "the request failed")
+    };
+    let mut response = problem.into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    response
 }
 
 /// An error response in RFC 9457 `application/problem+json`, with the bad fields when a

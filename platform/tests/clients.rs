@@ -281,3 +281,81 @@ async fn ops_endpoints_report_health_readiness_and_metrics() {
         .unwrap()
         .unwrap();
 }
+
+/// An API behind its limits: a request unanswered within the time-out, or one beyond the
+/// concurrency limit, is a 503 problem with `Retry-After`, while `/healthz` and the ops
+/// listener keep answering.
+#[tokio::test]
+async fn api_requests_time_out_and_shed_beyond_the_concurrency_limit() {
+    use cezbek_platform::config::HttpConfig;
+    let (port, ops_port) = (cezbek_testkit::free_port(), cezbek_testkit::free_port());
+    let mut config = HttpConfig::api(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        format!("127.0.0.1:{ops_port}").parse().unwrap(),
+    );
+    config.request_timeout = Duration::from_millis(300);
+    config.max_concurrent_requests = 1;
+    let api = http::Router::new().route(
+        "/slow/{millis}",
+        axum::routing::get(|axum::extract::Path(millis): axum::extract::Path<u64>| async move {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+            "done"
+        }),
+    );
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            http::serve_with_ops(
+                &config,
+                api,
+                prometheus::Registry::new(),
+                Readiness::new(&[]),
+                shutdown,
+            )
+            .await
+        }
+    });
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the server did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    assert_eq!(client.get(format!("{base}/slow/10")).send().await.unwrap().status(), 200);
+    let late = client.get(format!("{base}/slow/5000")).send().await.unwrap();
+    assert_eq!(late.status(), 503);
+    assert_eq!(late.headers()["retry-after"], "1");
+    assert!(late.text().await.unwrap().contains("not answered within 0.3 s"));
+
+    // Requests at once beyond the limit of one: the others are shed at once, while health and
+    // ops still answer.
+    let started = std::time::Instant::now();
+    let at_once = (0..4).map(|_| {
+        let (client, base) = (client.clone(), base.clone());
+        tokio::spawn(async move {
+            let response = client.get(format!("{base}/slow/200")).send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        })
+    });
+    let mut answers = Vec::new();
+    for answer in at_once.collect::<Vec<_>>() {
+        answers.push(answer.await.unwrap());
+    }
+    let served = answers.iter().filter(|(status, _)| *status == 200).count();
+    let shed = answers
+        .iter()
+        .filter(|(status, body)| *status == 503 && body.contains("too many requests"))
+        .count();
+    assert_eq!((served, shed), (1, 3), "{answers:?} after {:?}", started.elapsed());
+    assert_eq!(client.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
+    let ops = client.get(format!("http://127.0.0.1:{ops_port}/readyz")).send().await.unwrap();
+    assert_eq!(ops.status(), 200);
+    let public_metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(public_metrics.status(), 404, "metrics are only on the ops listener");
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
+}

@@ -267,13 +267,14 @@ async fn run_with<L: Ledger + 'static>(
     // The ops endpoints stop with the service, or when this instance is done (its own token:
     // under `cezbek dev` the caller's token belongs to every service).
     let ops_shutdown = shutdown.child_token();
-    let ops = tokio::spawn(http::serve_with_ops(
-        config.http.listen,
-        Router::new(),
-        registry,
-        readiness.clone(),
-        ops_shutdown.clone(),
-    ));
+    let ops = {
+        let (http_config, readiness, ops_shutdown) =
+            (config.http, readiness.clone(), ops_shutdown.clone());
+        tokio::spawn(async move {
+            http::serve_with_ops(&http_config, Router::new(), registry, readiness, ops_shutdown)
+                .await
+        })
+    };
 
     // Decide nothing before the rules are known.
     let first_rules = tokio::select! {

@@ -49,6 +49,8 @@ impl Default for Options {
 pub struct Harness {
     pub context: TestContext,
     pub base: String,
+    /// The ops listener (`/readyz`, `/metrics`).
+    pub ops: String,
     pub http: reqwest::Client,
     pub kafka: KafkaConfig,
     pub etcd_prefix: String,
@@ -68,7 +70,7 @@ impl Drop for Harness {
 
 /// The configuration of an ingestor for this context (also used to run the binary).
 pub fn config(
-    port: u16,
+    (port, ops_port): (u16, u16),
     kafka: &KafkaConfig,
     etcd: &cezbek_platform::config::EtcdConfig,
     s3: &S3Config,
@@ -77,7 +79,10 @@ pub fn config(
     options: &Options,
 ) -> Config {
     Config {
-        http: HttpConfig { listen: format!("127.0.0.1:{port}").parse().unwrap() },
+        http: HttpConfig::api(
+            format!("127.0.0.1:{port}").parse().unwrap(),
+            format!("127.0.0.1:{ops_port}").parse().unwrap(),
+        ),
         kafka: kafka.clone(),
         etcd: etcd.clone(),
         s3: s3.clone(),
@@ -111,12 +116,14 @@ pub async fn start(name: &str, options: Options) -> Harness {
         (context.s3_config().await, None)
     };
     let postgres = context.postgres_config().await;
-    let port = free_port();
-    let config = config(port, &kafka, &etcd, &s3_config, &postgres, queue_url.clone(), &options);
+    let (port, ops_port) = (free_port(), free_port());
+    let config =
+        config((port, ops_port), &kafka, &etcd, &s3_config, &postgres, queue_url.clone(), &options);
     let shutdown = CancellationToken::new();
     tokio::spawn(run(config, shutdown.clone()));
     let harness = Harness {
         base: format!("http://127.0.0.1:{port}"),
+        ops: format!("http://127.0.0.1:{ops_port}"),
         http: reqwest::Client::new(),
         kafka,
         etcd_prefix: etcd.prefix.clone(),
@@ -152,7 +159,7 @@ impl Harness {
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ready = self.http.get(format!("{}/readyz", self.base)).send().await;
+            let ready = self.http.get(format!("{}/readyz", self.ops)).send().await;
             if ready.is_ok_and(|response| response.status().is_success()) {
                 return;
             }
@@ -242,7 +249,7 @@ impl Harness {
     }
 
     pub async fn metrics(&self) -> String {
-        self.http.get(format!("{}/metrics", self.base)).send().await.unwrap().text().await.unwrap()
+        self.http.get(format!("{}/metrics", self.ops)).send().await.unwrap().text().await.unwrap()
     }
 
     /// Every transaction on this test's topic, once `count` have arrived (or after `within`).
