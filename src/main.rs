@@ -275,6 +275,12 @@ fn print_backfill(
             "{failed} digests were refused by the relay; they stay pending for a later run"
         );
     }
+    let unbuildable: usize = reports.iter().map(|(_, report)| report.unbuildable.len()).sum();
+    if unbuildable > 0 {
+        anyhow::bail!(
+            "{unbuildable} digests could not be built (the reasons are above); the others were sent"
+        );
+    }
     Ok(())
 }
 

@@ -567,6 +567,37 @@ async fn exactly_one_digest_per_customer_day_across_a_kill_and_restart() {
     }
 }
 
+/// After an outage of days, a leader still sends the digests of the days it missed (within the
+/// catch-up horizon), and a customer whose address cannot be used costs only their own digest:
+/// recorded as a failure with its reason, no intent written, the others sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_catches_up_on_missed_days_and_a_bad_address_costs_only_its_digest() {
+    let setup = Setup::new("notifier catch-up").await;
+    let days_ago = |days| today().checked_sub_days(chrono::Days::new(days)).unwrap();
+    setup.seed_many(0, 4, days_ago(4)).await;
+    setup.seed_many(10, 3, days_ago(3)).await;
+    // A domain literal: an address by lettre's own check, but its message builder refuses it.
+    let unusable = Some("c20@[127.0.0.1]".to_owned());
+    setup.seed(20, &[purchase("bad-20", noon(days_ago(4)), 50_000, 500)], unusable).await;
+
+    let port = free_port();
+    let _service = setup.spawn_service("catch-up", port);
+    setup.wait_all_sent(days_ago(4), 4, Duration::from_secs(60)).await;
+    setup.wait_all_sent(days_ago(3), 3, Duration::from_secs(60)).await;
+    assert!(
+        !setup.statuses(days_ago(4)).await.contains_key(&msisdn(20)),
+        "no intent is written for a message that could not be built"
+    );
+    let http = reqwest::Client::new();
+    let unbuildable = "cezbek_notifier_digest_failures_total{kind=\"unbuildable\"}";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&http, port, unbuildable).await < 1.0 {
+        assert!(Instant::now() < deadline, "the unusable address was not counted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(per_recipient(&setup.mail()).len(), 7, "every usable customer got a digest");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_have_one_sender_and_a_lost_lease_stops_it_at_once() {
     const CUSTOMERS: u32 = 120;

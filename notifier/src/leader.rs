@@ -27,6 +27,8 @@ pub(crate) struct Leader<L> {
     pub names: CoordinationNames,
     pub instance: String,
     pub send_at: NaiveTime,
+    /// Earlier days whose closing pass a term runs too (see `schedule`).
+    pub catch_up_days: u32,
     pub check_every: Duration,
     pub lease_ttl: Duration,
 }
@@ -78,7 +80,13 @@ impl<L: Ledger> Leader<L> {
             if let Some(snapshot) = snapshot {
                 for partner in snapshot.partners() {
                     let Some(record) = partner.partner() else { continue };
-                    for (day, pass) in due_passes(Utc::now(), partner.time_zone(), self.send_at) {
+                    let due = due_passes(
+                        Utc::now(),
+                        partner.time_zone(),
+                        self.send_at,
+                        self.catch_up_days,
+                    );
+                    for (day, pass) in due {
                         let key = (record.code.clone(), day, pass);
                         if done.contains(&key) {
                             continue;

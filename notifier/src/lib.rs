@@ -56,6 +56,9 @@ pub struct Config {
     pub unsubscribe_url: String,
     /// `CEZBEK_NOTIFIER_SEND_AT`: the evening pass, partner-local `HH:MM`.
     pub send_at: NaiveTime,
+    /// `CEZBEK_NOTIFIER_CATCH_UP_DAYS`: how many days back a leader looks for partner-days
+    /// with digests not sent (after an outage), besides yesterday and today.
+    pub catch_up_days: u32,
     /// `CEZBEK_NOTIFIER_CHECK_EVERY`: how often the leader looks for due passes.
     pub check_every: Duration,
     /// `CEZBEK_NOTIFIER_LEASE_TTL`: how long a dead leader keeps the others waiting.
@@ -90,6 +93,8 @@ impl Config {
             "CEZBEK_NOTIFIER_LEASE_TTL",
             "must be at least 2s",
         );
+        let catch_up_days = env.parse("CEZBEK_NOTIFIER_CATCH_UP_DAYS", 7u32);
+        env.check(catch_up_days <= 90, "CEZBEK_NOTIFIER_CATCH_UP_DAYS", "must be 0 to 90");
         let max_per_second = env.parse("CEZBEK_NOTIFIER_MAX_PER_SECOND", 20u32);
         env.check(max_per_second > 0, "CEZBEK_NOTIFIER_MAX_PER_SECOND", "must be at least 1");
         Self {
@@ -105,6 +110,7 @@ impl Config {
             unsubscribe: UnsubscribeKey::from_env(env),
             unsubscribe_url,
             send_at,
+            catch_up_days,
             check_every: env.duration("CEZBEK_NOTIFIER_CHECK_EVERY", Duration::from_secs(30)),
             lease_ttl,
             max_per_second,
@@ -226,6 +232,7 @@ async fn serve<L: Ledger + 'static>(
         names: CoordinationNames::new(&config.etcd.prefix),
         instance: instance_name(),
         send_at: config.send_at,
+        catch_up_days: config.catch_up_days,
         check_every: config.check_every,
         lease_ttl: config.lease_ttl,
     };

@@ -5,6 +5,11 @@
 //! has ended and mails only those who had no digest yet: customers whose first cashback of the
 //! day came after the evening pass, and rewards still travelling through the pipeline at
 //! midnight. Both passes skip whoever was already mailed, so running either twice is harmless.
+//!
+//! A leader also runs the closing pass of every earlier day within a catch-up horizon (7 days
+//! by default) once per term: after an outage of more than a day (every replica down over a
+//! weekend) the days it missed still get their digests, and for days that were complete the
+//! pass finds everyone mailed and sends nothing.
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
@@ -28,12 +33,23 @@ impl Pass {
     }
 }
 
-/// The passes due at `now` for a partner in `time_zone`: yesterday's closing pass once the
+/// The passes due at `now` for a partner in `time_zone`, oldest first: the closing passes of
+/// the days before yesterday back to `catch_up_days` ago, yesterday's closing pass once the
 /// grace after midnight is over, today's evening pass once `send_at` has passed.
-pub fn due_passes(now: DateTime<Utc>, time_zone: Tz, send_at: NaiveTime) -> Vec<(NaiveDate, Pass)> {
+pub fn due_passes(
+    now: DateTime<Utc>,
+    time_zone: Tz,
+    send_at: NaiveTime,
+    catch_up_days: u32,
+) -> Vec<(NaiveDate, Pass)> {
     let local = now.with_timezone(&time_zone);
     let today = local.date_naive();
-    let mut due = Vec::with_capacity(2);
+    let mut due = Vec::with_capacity(2 + catch_up_days as usize);
+    for back in (2..=u64::from(catch_up_days)).rev() {
+        if let Some(day) = today.checked_sub_days(chrono::Days::new(back)) {
+            due.push((day, Pass::Closing));
+        }
+    }
     let since_midnight = local.time().signed_duration_since(NaiveTime::MIN);
     if since_midnight >= CLOSING_GRACE
         && let Some(yesterday) = today.pred_opt()
@@ -73,16 +89,16 @@ mod tests {
         let zone = chrono_tz::Asia::Jakarta;
         // 20:59 in Jakarta is 13:59 UTC: only yesterday's closing pass.
         assert_eq!(
-            due_passes(jakarta(2026, 11, 20, 20, 59), zone, NINE_PM),
+            due_passes(jakarta(2026, 11, 20, 20, 59), zone, NINE_PM, 0),
             vec![(day(2026, 11, 19), Pass::Closing)]
         );
         assert_eq!(
-            due_passes(jakarta(2026, 11, 20, 21, 0), zone, NINE_PM),
+            due_passes(jakarta(2026, 11, 20, 21, 0), zone, NINE_PM, 0),
             vec![(day(2026, 11, 19), Pass::Closing), (day(2026, 11, 20), Pass::Evening)]
         );
         // The same instant is still the afternoon of the 20th in UTC.
         assert_eq!(
-            due_passes(jakarta(2026, 11, 20, 21, 0), chrono_tz::UTC, NINE_PM),
+            due_passes(jakarta(2026, 11, 20, 21, 0), chrono_tz::UTC, NINE_PM, 0),
             vec![(day(2026, 11, 19), Pass::Closing)]
         );
     }
@@ -91,9 +107,35 @@ mod tests {
     fn the_closing_pass_waits_for_the_grace_after_midnight() {
         let zone = chrono_tz::Asia::Jakarta;
         // 00:10 on the 21st: the 20th's evening pass is over, its closing pass not due yet.
-        assert_eq!(due_passes(jakarta(2026, 11, 21, 0, 10), zone, NINE_PM), vec![]);
+        assert_eq!(due_passes(jakarta(2026, 11, 21, 0, 10), zone, NINE_PM, 0), vec![]);
         assert_eq!(
-            due_passes(jakarta(2026, 11, 21, 0, 30), zone, NINE_PM),
+            due_passes(jakarta(2026, 11, 21, 0, 30), zone, NINE_PM, 0),
+            vec![(day(2026, 11, 20), Pass::Closing)]
+        );
+    }
+
+    #[test]
+    fn earlier_days_within_the_horizon_get_their_closing_pass_oldest_first() {
+        let zone = chrono_tz::Asia::Jakarta;
+        assert_eq!(
+            due_passes(jakarta(2026, 11, 21, 0, 10), zone, NINE_PM, 4),
+            vec![
+                (day(2026, 11, 17), Pass::Closing),
+                (day(2026, 11, 18), Pass::Closing),
+                (day(2026, 11, 19), Pass::Closing)
+            ]
+        );
+        assert_eq!(
+            due_passes(jakarta(2026, 11, 21, 22, 0), zone, NINE_PM, 2),
+            vec![
+                (day(2026, 11, 19), Pass::Closing),
+                (day(2026, 11, 20), Pass::Closing),
+                (day(2026, 11, 21), Pass::Evening)
+            ]
+        );
+        // A horizon of one day (or none) is yesterday alone.
+        assert_eq!(
+            due_passes(jakarta(2026, 11, 21, 1, 0), zone, NINE_PM, 1),
             vec![(day(2026, 11, 20), Pass::Closing)]
         );
     }
@@ -102,7 +144,7 @@ mod tests {
     fn a_send_time_of_midnight_makes_today_due_at_once() {
         let zone = chrono_tz::Asia::Jakarta;
         assert_eq!(
-            due_passes(jakarta(2026, 11, 21, 0, 5), zone, NaiveTime::MIN),
+            due_passes(jakarta(2026, 11, 21, 0, 5), zone, NaiveTime::MIN, 0),
             vec![(day(2026, 11, 21), Pass::Evening)]
         );
     }

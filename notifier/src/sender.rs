@@ -45,6 +45,18 @@ pub struct RunReport {
     pub skipped: BTreeMap<&'static str, u64>,
     /// Refused by the relay; left pending, so a later run tries again.
     pub failed: u64,
+    /// Customers whose message could not be built or addressed (an address the mail library
+    /// refuses, a template that fails on their data), with the reason. Nothing was recorded
+    /// as intended for them, so a later run (after their address changed) tries again; the
+    /// others' digests go out regardless.
+    pub unbuildable: Vec<Unbuildable>,
+}
+
+/// A customer whose digest could not be built, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unbuildable {
+    pub msisdn: Msisdn,
+    pub reason: String,
 }
 
 impl RunReport {
@@ -67,7 +79,16 @@ impl std::fmt::Display for RunReport {
                 self.skipped.iter().map(|(reason, count)| format!("{reason} {count}")).collect();
             write!(f, " ({})", reasons.join(", "))?;
         }
-        write!(f, ", {} failed", self.failed)
+        write!(f, ", {} failed", self.failed)?;
+        if !self.unbuildable.is_empty() {
+            let who: Vec<String> = self
+                .unbuildable
+                .iter()
+                .map(|failure| format!("{}: {}", failure.msisdn, failure.reason))
+                .collect();
+            write!(f, ", {} not built ({})", self.unbuildable.len(), who.join("; "))?;
+        }
+        Ok(())
     }
 }
 
@@ -79,8 +100,6 @@ pub enum RunError {
     Template(#[from] TemplateError),
     #[error(transparent)]
     Transport(#[from] TransportError),
-    #[error("cannot build the message for {msisdn}: {reason}")]
-    Message { msisdn: Msisdn, reason: String },
     #[error("etcd: {0}")]
     Etcd(#[from] etcd_client::Error),
     #[error("the etcd lease was lost; stopped sending")]
@@ -161,6 +180,26 @@ impl<L: Ledger> Sender<L> {
                 report.skip(reason, &self.metrics);
                 continue;
             }
+            // Built before the intent is written: a message that cannot be built is this
+            // customer's failure, recorded with its reason, and the run goes on.
+            let email = state.and_then(|state| state.email.as_deref()).unwrap_or_default();
+            let unsubscribe_url = self.unsubscribe_link(partner, customer.msisdn);
+            let digest = digest::build(customer, email, state, rules, unsubscribe_url, Utc::now());
+            let built = templates
+                .render(&digest)
+                .map_err(|error| error.to_string())
+                .and_then(|rendered| self.message(&digest, &rendered));
+            let message = match built {
+                Ok(message) => message,
+                Err(reason) => {
+                    self.metrics.failures.with_label_values(&["unbuildable"]).inc();
+                    tracing::warn!(%partner, %day, msisdn = %customer.msisdn, reason, "cannot build this customer's digest; going on with the others");
+                    report
+                        .unbuildable
+                        .push(Unbuildable { msisdn: customer.msisdn.clone(), reason });
+                    continue;
+                }
+            };
             let resending = match self.ledger.digest_intent(partner, day, customer.msisdn).await? {
                 Some(DigestStatus::Sent) => {
                     report.skip(SkipReason::AlreadySent, &self.metrics);
@@ -169,10 +208,6 @@ impl<L: Ledger> Sender<L> {
                 Some(DigestStatus::Pending) => true,
                 None => false,
             };
-            let email = state.and_then(|state| state.email.as_deref()).unwrap_or_default();
-            let unsubscribe_url = self.unsubscribe_link(partner, customer.msisdn);
-            let digest = digest::build(customer, email, state, rules, unsubscribe_url, Utc::now());
-            let message = self.message(&digest, &templates.render(&digest)?, customer)?;
 
             tokio::time::sleep_until(next_slot).await;
             next_slot = Instant::now().max(next_slot) + interval;
@@ -238,15 +273,13 @@ impl<L: Ledger> Sender<L> {
         url.to_string()
     }
 
-    fn message(
-        &self,
-        digest: &Digest,
-        rendered: &Rendered,
-        customer: &CustomerDay<'_>,
-    ) -> Result<Message, RunError> {
-        let failed = |reason: String| RunError::Message { msisdn: customer.msisdn.clone(), reason };
-        let to: Mailbox =
-            digest.email.parse().map_err(|error| failed(format!("email: {error}")))?;
+    /// The message of one digest, or why it cannot be built.
+    fn message(&self, digest: &Digest, rendered: &Rendered) -> Result<Message, String> {
+        let to: Mailbox = digest
+            .email
+            .trim()
+            .parse()
+            .map_err(|error| format!("email {:?}: {error}", digest.email))?;
         // The same id for the same customer-day, so the one possible duplicate is recognisable.
         let fingerprint =
             Sha256::digest(format!("{}|{}|{}", digest.partner.code, digest.day, digest.msisdn));
@@ -275,6 +308,6 @@ impl<L: Ledger> Sender<L> {
                 rendered.text.clone(),
                 rendered.html.clone(),
             ))
-            .map_err(|error| failed(error.to_string()))
+            .map_err(|error| error.to_string())
     }
 }
