@@ -66,6 +66,7 @@ fn rules() -> Vec<Rule> {
             time_zone: "Asia/Jakarta".into(),
             max_cashback_per_transaction: None,
             keys: Vec::new(),
+            customer_tokens: None,
         }),
         Rule::Campaign(campaign("base", CampaignKind::Base, RewardRule::PercentBp(100), vec![])),
         Rule::Campaign(campaign("coffee", CampaignKind::Bonus, RewardRule::Fixed(500), vec![5814])),

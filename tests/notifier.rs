@@ -121,6 +121,7 @@ fn rules() -> Vec<Rule> {
             time_zone: "Asia/Jakarta".into(),
             max_cashback_per_transaction: None,
             keys: Vec::new(),
+            customer_tokens: None,
         }),
         Rule::Campaign(Campaign {
             id: "base".into(),
@@ -483,7 +484,6 @@ async fn an_unsubscribe_link_followed_stops_the_next_digests() {
         etcd: setup.etcd.clone(),
         ledger: cezbek_ledger::LedgerChoice::Postgres,
         tokens: cezbek_platform::auth::AdminTokens::default(),
-        jwt: None,
         unsubscribe: UnsubscribeKey::new(UNSUBSCRIBE_SECRET.as_bytes()),
         cursor_secret: Some("cursor".into()),
     };

@@ -80,6 +80,7 @@ fn rules() -> Vec<Rule> {
             time_zone: "Asia/Jakarta".into(),
             max_cashback_per_transaction: None,
             keys: Vec::new(),
+            customer_tokens: None,
         }),
         Rule::Campaign(campaign("base", CampaignKind::Base, RewardRule::PercentBp(100), vec![])),
         Rule::Campaign(coffee),

@@ -262,6 +262,7 @@ fn partner_template() -> Partner {
         time_zone: "UTC".into(),
         max_cashback_per_transaction: None,
         keys: Vec::new(),
+        customer_tokens: None,
     }
 }
 
@@ -371,6 +372,7 @@ async fn create_partner(
     object.insert("keys".into(), json!([key]));
     let body = Bytes::from(Value::Object(object).to_string());
     let rule = read_rule(&body, &[], |_| partner_template(), Rule::Partner)?;
+    check_token_keys(&rule)?;
     let stored = state.store.create(&rule, &admin.0.name).await.map_err(store_problem)?;
     state.publisher.publish(stored.rule.key());
     Ok(representation(StatusCode::CREATED, &stored, Some(("signing_key", key_once(&key)))))
@@ -401,9 +403,62 @@ async fn update_partner(
         return Err(store_problem(StoreError::NotFound));
     };
     object.insert("keys".into(), json!(existing.keys));
+    keep_token_secrets(&mut object, existing);
     let body = Bytes::from(Value::Object(object).to_string());
     let rule = read_rule(&body, &[("code", code.as_str())], |_| partner_template(), Rule::Partner)?;
+    check_token_keys(&rule)?;
     update(&state, &admin, rule, expected).await
+}
+
+/// Customer-token secrets are never shown (see `store::redacted`), so a partner read, edited
+/// and written back carries none: a key given without its secret keeps the stored one of the
+/// same `kid` (a key with a new `kid` needs its secret).
+fn keep_token_secrets(object: &mut Map<String, Value>, existing: &Partner) {
+    let Some(stored) = &existing.customer_tokens else { return };
+    let Some(keys) = object
+        .get_mut("customer_tokens")
+        .and_then(|tokens| tokens.get_mut("keys"))
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for key in keys.iter_mut().filter_map(Value::as_object_mut) {
+        if key.get("secret").is_some_and(|secret| !secret.is_null()) {
+            continue;
+        }
+        let kid = key.get("kid").and_then(Value::as_str);
+        let same = stored.keys.iter().find(|old| old.kid.as_deref() == kid);
+        if let Some(secret) = same.and_then(|old| old.secret.clone()) {
+            key.insert("secret".into(), Value::String(secret));
+        }
+    }
+}
+
+/// The public keys of a partner's customer tokens must be keys the informer can use: checked
+/// with the same library, so a PEM that does not parse is a 422 here rather than every
+/// customer's token refused later.
+fn check_token_keys(rule: &Rule) -> Result<(), Problem> {
+    use jsonwebtoken::{Algorithm, DecodingKey};
+    let Rule::Partner(partner) = rule else { return Ok(()) };
+    let Some(tokens) = &partner.customer_tokens else { return Ok(()) };
+    let Ok(algorithm) = tokens.algorithm.parse::<Algorithm>() else { return Ok(()) };
+    let mut errors = Vec::new();
+    for (index, key) in tokens.keys.iter().enumerate() {
+        let Some(pem) = &key.pem else { continue };
+        let parsed = match algorithm {
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => continue,
+            Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(pem.as_bytes()),
+            Algorithm::EdDSA => DecodingKey::from_ed_pem(pem.as_bytes()),
+            _ => DecodingKey::from_rsa_pem(pem.as_bytes()),
+        };
+        if let Err(error) = parsed {
+            errors.push(FieldError {
+                field: format!("customer_tokens.keys[{index}].pem"),
+                reason: format!("is not a usable {} public key: {error}", tokens.algorithm),
+            });
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(Problem::invalid(errors)) }
 }
 
 async fn delete_partner(

@@ -92,14 +92,15 @@ pub fn entity_id(key: &RuleKey) -> String {
     if id.is_empty() { partner.to_string() } else { format!("{partner}/{id}") }
 }
 
-/// The JSON the audit trail and API show: a partner's key secrets never leave the store.
+/// The JSON the audit trail and API show: a partner's key secrets (signing keys, and the HMAC
+/// secrets of its customer tokens) never leave the store.
 pub fn redacted(rule: &Rule) -> serde_json::Value {
     let mut value: serde_json::Value = serde_json::from_str(&rule.to_json()).unwrap_or_default();
-    if let Some(keys) = value.get_mut("keys").and_then(|keys| keys.as_array_mut()) {
-        for key in keys {
-            if let Some(object) = key.as_object_mut() {
-                object.remove("secret");
-            }
+    // Signing keys, and customer-token keys (whose public keys stay, HMAC secrets go).
+    for pointer in ["/keys", "/customer_tokens/keys"] {
+        let keys = value.pointer_mut(pointer).and_then(serde_json::Value::as_array_mut);
+        for key in keys.into_iter().flatten().filter_map(serde_json::Value::as_object_mut) {
+            key.remove("secret");
         }
     }
     value

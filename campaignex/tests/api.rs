@@ -636,3 +636,57 @@ async fn every_documented_path_is_served() {
         }
     }
 }
+
+/// Each partner's customer-token keys: an HMAC secret shorter than the algorithm's output, a
+/// PEM that is not a key and a JWK Set over plain HTTP are refused naming the field; a secret
+/// is never shown, and a partner read and written back keeps the secret it had.
+#[tokio::test]
+async fn customer_token_keys_are_validated_kept_and_never_shown() {
+    let context = TestContext::new("cxtokens");
+    let service = start(&context, None).await;
+    let with_tokens = |tokens: Value| {
+        let mut body = partner_body("TOKO");
+        body["customer_tokens"] = tokens;
+        body
+    };
+    // 16 bytes for HS256; a PEM that is none; a JWK Set over plain http to another host.
+    let short = json!({"algorithm": "HS256", "keys": [{"secret": "MDEyMzQ1Njc4OWFiY2RlZg=="}]});
+    let not_pem = json!({"algorithm": "RS256", "keys": [{"pem": "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----"}]});
+    let plain = json!({"algorithm": "RS256", "jwks_url": "http://idp.toko.example/jwks"});
+    for (tokens, field) in [
+        (short, "customer_tokens.keys[0].secret"),
+        (not_pem, "customer_tokens.keys[0].pem"),
+        (plain, "customer_tokens.jwks_url"),
+    ] {
+        let (status, _, body) =
+            service.admin(Method::POST, "/v1/partners", Some(with_tokens(tokens)), None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(error_fields(&body), vec![field], "{body}");
+    }
+
+    let secret = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // 32 bytes
+    let tokens = json!({"algorithm": "HS256", "issuer": "https://id.toko.example",
+                        "keys": [{"kid": "2026", "secret": secret}]});
+    let (status, etag, created) =
+        service.admin(Method::POST, "/v1/partners", Some(with_tokens(tokens)), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert!(created["customer_tokens"]["keys"][0].get("secret").is_none(), "{created}");
+    let live = service.live("partners/TOKO", |v| v.is_some()).await.unwrap();
+    assert_eq!(live["customer_tokens"]["keys"][0]["secret"], secret, "the informer needs it");
+
+    // Read, edited and written back without the secret: the stored one stays.
+    let (_, _, mut read) = service.admin(Method::GET, "/v1/partners/TOKO", None, None).await;
+    read["name"] = json!("Toko Maju Jaya");
+    read.as_object_mut().unwrap().remove("keys"); // signing keys are managed apart
+    let (status, _, updated) =
+        service.admin(Method::PUT, "/v1/partners/TOKO", Some(read), etag.as_deref()).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    let live = service
+        .live("partners/TOKO", |v| v.is_some_and(|v| v["name"] == "Toko Maju Jaya"))
+        .await
+        .unwrap();
+    assert_eq!(live["customer_tokens"]["keys"][0]["secret"], secret);
+    let (_, _, audit) =
+        service.admin(Method::GET, "/v1/audit?entity=partner&id=TOKO", None, None).await;
+    assert!(!audit.to_string().contains(secret), "the audit trail holds no secret: {audit}");
+}

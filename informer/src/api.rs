@@ -27,8 +27,9 @@ use cezbek_schemas::{
     AppliedCampaign, Msisdn, PartnerCode, RewardOutcome, TransactionId, TransactionKind,
 };
 
-use crate::auth::{Caller, JwtVerifier, bearer};
+use crate::auth::{Caller, bearer};
 use crate::cursor::{CursorCodec, QueryScope};
+use crate::customer_tokens::{CustomerTokenVerifier, Refusal};
 use crate::metrics::Metrics;
 use crate::report::DailyReport;
 
@@ -43,7 +44,7 @@ pub struct ApiState<L> {
     pub ledger: Arc<L>,
     pub rules: watch::Receiver<Option<Arc<RuleSnapshot>>>,
     pub tokens: AdminTokens,
-    pub jwt: Option<JwtVerifier>,
+    pub customer_tokens: CustomerTokenVerifier,
     pub cursors: CursorCodec,
     pub unsubscribe: UnsubscribeKey,
     pub metrics: Metrics,
@@ -133,7 +134,7 @@ fn current_rules<L>(state: &ApiState<L>) -> Result<Arc<RuleSnapshot>, Reject> {
 }
 
 /// Who is calling, or the 401 to answer.
-fn authenticate<L>(
+async fn authenticate<L>(
     state: &ApiState<L>,
     rules: &RuleSnapshot,
     method: &Method,
@@ -171,12 +172,14 @@ fn authenticate<L>(
     if let Some(principal) = state.tokens.authenticate(token) {
         return Ok(Caller::Admin { name: principal.name.clone() });
     }
-    let Some(jwt) = &state.jwt else {
-        return Err(refuse("bad_token", "the bearer token is not valid".into()));
-    };
-    jwt.verify(token)
-        .map(|(partner, msisdn)| Caller::Customer { partner, msisdn })
-        .map_err(|reason| refuse("bad_token", reason))
+    match state.customer_tokens.verify(rules, token).await {
+        Ok((partner, msisdn)) => Ok(Caller::Customer { partner, msisdn }),
+        Err(Refusal::Invalid(reason)) => Err(refuse("bad_token", reason)),
+        Err(Refusal::KeysUnavailable(reason)) => {
+            state.metrics.auth_failures.with_label_values(&["keys_unavailable"]).inc();
+            Err(Box::new(unavailable("the partner's token keys", &reason)))
+        }
+    }
 }
 
 fn parse_partner(text: &str) -> Result<PartnerCode, Reject> {
@@ -269,7 +272,7 @@ struct HistoryResponse<'a> {
 }
 
 /// The rules in use, the caller and the partner named in the path: every route's start.
-fn caller_and_partner<L>(
+async fn caller_and_partner<L>(
     state: &ApiState<L>,
     method: &Method,
     uri: &Uri,
@@ -277,20 +280,20 @@ fn caller_and_partner<L>(
     partner: &str,
 ) -> Result<(Arc<RuleSnapshot>, Caller, PartnerCode), Reject> {
     let rules = current_rules(state)?;
-    let caller = authenticate(state, &rules, method, uri, headers)?;
+    let caller = authenticate(state, &rules, method, uri, headers).await?;
     let partner = parse_partner(partner)?;
     Ok((rules, caller, partner))
 }
 
 /// The customer named in the path (any accepted msisdn form), once the caller may see them.
-fn customer_in_path<L>(
+async fn customer_in_path<L>(
     state: &ApiState<L>,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     (partner, msisdn): &(String, String),
 ) -> Result<(Arc<RuleSnapshot>, PartnerCode, Msisdn), Reject> {
-    let (rules, caller, partner) = caller_and_partner(state, method, uri, headers, partner)?;
+    let (rules, caller, partner) = caller_and_partner(state, method, uri, headers, partner).await?;
     let msisdn = Msisdn::parse(msisdn)
         .map_err(|error| Box::new(bad_request(vec![field("msisdn", error.reason)])))?;
     if !caller.may_read_customer(&partner, &msisdn) {
@@ -308,10 +311,11 @@ async fn history<L: Ledger>(
     Path(path): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let (rules, partner, msisdn) = match customer_in_path(&state, &method, &uri, &headers, &path) {
-        Ok(found) => found,
-        Err(response) => return *response,
-    };
+    let (rules, partner, msisdn) =
+        match customer_in_path(&state, &method, &uri, &headers, &path).await {
+            Ok(found) => found,
+            Err(response) => return *response,
+        };
     let time_zone = rules.partner_rules(&partner).map_or(Tz::UTC, PartnerRules::time_zone);
     let mut errors = unknown_parameters(&query, &["from", "to", "limit", "cursor"]);
     let from = query.get("from").and_then(|text| {
@@ -425,10 +429,11 @@ async fn summary<L: Ledger>(
     Path(path): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let (rules, partner, msisdn) = match customer_in_path(&state, &method, &uri, &headers, &path) {
-        Ok(found) => found,
-        Err(response) => return *response,
-    };
+    let (rules, partner, msisdn) =
+        match customer_in_path(&state, &method, &uri, &headers, &path).await {
+            Ok(found) => found,
+            Err(response) => return *response,
+        };
     let errors = unknown_parameters(&query, &[]);
     if !errors.is_empty() {
         return bad_request(errors);
@@ -487,10 +492,11 @@ async fn transaction<L: Ledger>(
     headers: HeaderMap,
     Path((partner, transaction_id)): Path<(String, String)>,
 ) -> Response {
-    let (_, caller, partner) = match caller_and_partner(&state, &method, &uri, &headers, &partner) {
-        Ok(found) => found,
-        Err(response) => return *response,
-    };
+    let (_, caller, partner) =
+        match caller_and_partner(&state, &method, &uri, &headers, &partner).await {
+            Ok(found) => found,
+            Err(response) => return *response,
+        };
     let transaction_id = match TransactionId::parse(&transaction_id) {
         Ok(id) => id,
         Err(error) => return bad_request(vec![field("transaction_id", error.reason)]),
@@ -523,7 +529,7 @@ async fn daily_report<L: Ledger>(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let (rules, caller, partner) =
-        match caller_and_partner(&state, &method, &uri, &headers, &partner) {
+        match caller_and_partner(&state, &method, &uri, &headers, &partner).await {
             Ok(found) => found,
             Err(response) => return *response,
         };

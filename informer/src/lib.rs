@@ -6,6 +6,7 @@
 pub mod api;
 pub mod auth;
 pub mod cursor;
+pub mod customer_tokens;
 pub mod metrics;
 pub mod report;
 
@@ -19,8 +20,8 @@ use cezbek_platform::http::HttpError;
 use cezbek_platform::unsubscribe::UnsubscribeKey;
 use cezbek_platform::{CancellationToken, Env, Readiness, etcd, http, live_rules, postgres};
 
-use crate::auth::{JwtConfig, JwtVerifier};
 use crate::cursor::CursorCodec;
+use crate::customer_tokens::CustomerTokenVerifier;
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
@@ -31,8 +32,6 @@ pub struct Config {
     pub ledger: LedgerChoice,
     /// Optional: admins reading any partner's data.
     pub tokens: AdminTokens,
-    /// Optional: customers' bearer JWTs.
-    pub jwt: Option<JwtConfig>,
     pub unsubscribe: UnsubscribeKey,
     /// Signs history cursors; every replica needs the same one. Unset: a random key per
     /// process (cursors then work only against the replica that issued them).
@@ -48,7 +47,6 @@ impl std::fmt::Debug for Config {
             .field("etcd", &self.etcd)
             .field("ledger", &self.ledger)
             .field("tokens", &self.tokens)
-            .field("jwt", &self.jwt)
             .field("unsubscribe", &self.unsubscribe)
             .field("cursor_secret", &self.cursor_secret.as_ref().map(|_| "<redacted>"))
             .finish()
@@ -57,6 +55,22 @@ impl std::fmt::Debug for Config {
 
 impl Config {
     pub fn from_env(env: &mut Env) -> Self {
+        // One key for every partner let one partner's identity provider mint tokens for another
+        // partner's customers: each partner's keys are now in its record.
+        for retired in [
+            "CEZBEK_INFORMER_JWT_KEY",
+            "CEZBEK_INFORMER_JWT_KEY_FILE",
+            "CEZBEK_INFORMER_JWT_ALGORITHM",
+            "CEZBEK_INFORMER_JWT_ISSUER",
+            "CEZBEK_INFORMER_JWT_AUDIENCE",
+        ] {
+            if env.optional(retired).is_some() {
+                env.problem(
+                    retired,
+                    "is no longer read: set each partner's customer_tokens in campaignex",
+                );
+            }
+        }
         Self {
             http: HttpConfig::api_from_env(
                 env,
@@ -69,7 +83,6 @@ impl Config {
             etcd: EtcdConfig::from_env(env),
             ledger: LedgerChoice::from_env(env),
             tokens: AdminTokens::from_env(env),
-            jwt: JwtConfig::from_env(env),
             unsubscribe: UnsubscribeKey::from_env(env),
             cursor_secret: env.optional("CEZBEK_INFORMER_CURSOR_SECRET"),
         }
@@ -84,8 +97,6 @@ pub enum Error {
     Ledger(#[from] cezbek_ledger::LedgerError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error("customer JWT key: {0}")]
-    Jwt(String),
     #[error("no randomness for the cursor key: {0}")]
     Random(String),
     #[error(transparent)]
@@ -135,12 +146,11 @@ async fn run_with<L: Ledger + 'static>(
             key
         }
     };
-    let jwt = config.jwt.as_ref().map(JwtVerifier::new).transpose().map_err(Error::Jwt)?;
     let state = api::ApiState {
         ledger,
         rules,
         tokens: config.tokens.clone(),
-        jwt,
+        customer_tokens: CustomerTokenVerifier::new(),
         cursors: CursorCodec::new(&cursor_key),
         unsubscribe: config.unsubscribe.clone(),
         metrics,

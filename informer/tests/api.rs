@@ -11,7 +11,6 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 
-use cezbek_informer::auth::JwtConfig;
 use cezbek_informer::{Config, run};
 use cezbek_ledger::{
     CustomerBatch, Ledger, LedgerChoice, PostgresLedger, RewardRecord, StateWrite,
@@ -40,6 +39,7 @@ struct Harness {
     base: String,
     /// The ops listener: `/readyz` and `/metrics` are not on the public one.
     ops: String,
+    etcd: EtcdConfig,
     http: reqwest::Client,
     ledger: PostgresLedger,
     shutdown: CancellationToken,
@@ -67,15 +67,9 @@ async fn start(name: &str) -> Harness {
             format!("127.0.0.1:{ops_port}").parse().unwrap(),
         ),
         postgres,
-        etcd,
+        etcd: etcd.clone(),
         ledger: LedgerChoice::Postgres,
         tokens: AdminTokens::default().with_token("ops", Role::Viewer, ADMIN),
-        jwt: Some(JwtConfig {
-            algorithm: jsonwebtoken::Algorithm::HS256,
-            key: JWT_SECRET.to_vec(),
-            issuer: Some(ISSUER.into()),
-            audience: None,
-        }),
         unsubscribe: UnsubscribeKey::new(UNSUBSCRIBE_SECRET),
         cursor_secret: Some("cursor-secret".into()),
     };
@@ -85,6 +79,7 @@ async fn start(name: &str) -> Harness {
         _context: context,
         base: format!("http://127.0.0.1:{port}"),
         ops: format!("http://127.0.0.1:{ops_port}"),
+        etcd,
         http: reqwest::Client::new(),
         ledger,
         shutdown,
@@ -106,16 +101,24 @@ async fn start(name: &str) -> Harness {
     harness
 }
 
-/// Partners TOKO and WARUNG (same key), and TOKO's tier program.
+/// Partners TOKO and WARUNG (same signing key; TOKO's customers carry tokens of its identity
+/// provider's HS256 secret), and TOKO's tier program.
 async fn put_partners(etcd: &EtcdConfig) {
     let mut client = etcd::connect(etcd).await.unwrap();
     let secret = base64_secret();
     for code in ["TOKO", "WARUNG"] {
-        let record = json!({
+        let mut record = json!({
             "code": code, "name": format!("{code} Ltd"), "status": "ACTIVE", "currency": "IDR",
             "time_zone": "Asia/Jakarta",
             "keys": [{"key_id": "k1", "secret": secret, "not_after": null}],
         });
+        if code == "TOKO" {
+            use base64::Engine;
+            record["customer_tokens"] = json!({
+                "algorithm": "HS256", "issuer": ISSUER,
+                "keys": [{"secret": base64::engine::general_purpose::STANDARD.encode(JWT_SECRET)}],
+            });
+        }
         client
             .put(format!("{}partners/{code}", etcd.prefix), record.to_string(), None)
             .await
@@ -723,4 +726,103 @@ async fn an_unsubscribe_link_records_the_opt_out() {
         spec["paths"]["/v1/partners/{partner}/customers/{msisdn}/rewards"].is_object(),
         "{spec}"
     );
+}
+
+/// A partner whose identity provider publishes a JWK Set: its customers' tokens verify with the
+/// set's keys, another partner's provider cannot speak for them (nor they for it), and a new
+/// key (rotation) is picked up when a token names its key id, without any change in Cezbek.
+#[tokio::test]
+async fn customer_tokens_verify_with_their_partners_jwk_set_and_follow_its_rotation() {
+    use jsonwebtoken::jwk::{Jwk, JwkSet};
+    use std::sync::{Arc, Mutex};
+
+    let harness = start("informerjwks").await;
+    // The provider's keys, made by openssl, and the set it publishes (swapped on rotation).
+    let key_pair = |name: &str| {
+        let dir = std::env::temp_dir().join(format!("cezbek-jwks-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("key.pem");
+        let status = std::process::Command::new("openssl")
+            .args(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let private = EncodingKey::from_ec_pem(&std::fs::read(&path).unwrap()).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let mut jwk = Jwk::from_encoding_key(&private, jsonwebtoken::Algorithm::ES256).unwrap();
+        jwk.common.key_id = Some(name.into());
+        (private, jwk)
+    };
+    let (first, first_jwk) = key_pair("first");
+    let (second, second_jwk) = key_pair("second");
+    let published = Arc::new(Mutex::new(JwkSet { keys: vec![first_jwk] }));
+    let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let jwks_port = free_port();
+    let app = axum::Router::new().route(
+        "/jwks",
+        axum::routing::get({
+            let (published, fetches) = (Arc::clone(&published), Arc::clone(&fetches));
+            move || {
+                fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = serde_json::to_string(&*published.lock().unwrap()).unwrap();
+                async move { ([("content-type", "application/json")], body) }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", jwks_port)).await.unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut etcd_client = etcd::connect(&harness.etcd).await.unwrap();
+    let warung = json!({
+        "code": "WARUNG", "name": "WARUNG Ltd", "status": "ACTIVE", "currency": "IDR",
+        "time_zone": "Asia/Jakarta",
+        "keys": [{"key_id": "k1", "secret": base64_secret(), "not_after": null}],
+        "customer_tokens": {
+            "algorithm": "ES256", "jwks_url": format!("http://127.0.0.1:{jwks_port}/jwks"),
+            "issuer": "https://id.warung.example",
+        },
+    });
+    etcd_client
+        .put(format!("{}partners/WARUNG", harness.etcd.prefix), warung.to_string(), None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let es256 = |partner: &str, key: &EncodingKey, kid: &str| {
+        let mut header = Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(kid.into());
+        let claims = json!({
+            "partner": partner, "msisdn": "081200000001", "iss": "https://id.warung.example",
+            "exp": Utc::now().timestamp() + 600,
+        });
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    };
+    let warung_alice = "/v1/partners/WARUNG/customers/081200000001/rewards";
+    let toko_alice = "/v1/partners/TOKO/customers/081200000001/rewards";
+    assert_eq!(harness.with_bearer(&es256("WARUNG", &first, "first"), warung_alice).await.0, 200);
+    // WARUNG's provider cannot speak for TOKO's customers, nor TOKO's for WARUNG's.
+    let (status, body) = harness.with_bearer(&es256("TOKO", &first, "first"), toko_alice).await;
+    assert_eq!(status, 401, "{body}");
+    let toko_for_warung = customer_token("WARUNG", "081200000001", JWT_SECRET, 600);
+    assert_eq!(harness.with_bearer(&toko_for_warung, warung_alice).await.0, 401);
+
+    // Rotation: the provider publishes a second key and signs with it.
+    published.lock().unwrap().keys.push(second_jwk);
+    let before = fetches.load(std::sync::atomic::Ordering::SeqCst);
+    // A set younger than the refetch pause is not fetched again for an unknown key id.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rotated = es256("WARUNG", &second, "second");
+    let (status, body) = harness.with_bearer(&rotated, warung_alice).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), before + 1, "fetched once more");
+    assert_eq!(harness.with_bearer(&es256("WARUNG", &first, "first"), warung_alice).await.0, 200);
+    // A key id the provider never published is refused (and does not fetch at every request).
+    let (status, _) = harness.with_bearer(&es256("WARUNG", &second, "made-up"), warung_alice).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        harness.with_bearer(&es256("WARUNG", &second, "made-up"), warung_alice).await.0,
+        401
+    );
+    assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), before + 1);
 }

@@ -263,6 +263,7 @@ mod tests {
             time_zone: "Asia/Jakarta".into(),
             max_cashback_per_transaction: None,
             keys: vec![PartnerKey { key_id: "k1".into(), secret: SECRET_B64.into(), not_after }],
+            customer_tokens: None,
         };
         RuleSnapshot::builder().partner(partner).build(7)
     }

@@ -54,6 +54,7 @@ fn setup() -> (RuleSnapshot, Vec<(Transaction, CustomerWindow)>) {
             time_zone: "Asia/Jakarta".into(),
             max_cashback_per_transaction: Some(1_000_000),
             keys: Vec::new(),
+            customer_tokens: None,
         });
         for index in 0..CAMPAIGNS_PER_PARTNER {
             let mccs = if index % 10 == 0 {

@@ -13,8 +13,8 @@ mod window;
 pub use evaluate::{Decision, evaluate, local_day, local_day_at};
 pub use live::{Rule, RuleError, RuleKey, RuleSet};
 pub use model::{
-    Campaign, CampaignStatus, Conditions, Exclusion, ExclusionTarget, NextTier, Partner,
-    PartnerKey, PartnerStatus, RewardRule, Tier, TierProgram, TierProgress,
+    Campaign, CampaignStatus, Conditions, CustomerTokens, Exclusion, ExclusionTarget, NextTier,
+    Partner, PartnerKey, PartnerStatus, RewardRule, Tier, TierProgram, TierProgress, TokenKey,
 };
 pub use snapshot::{PartnerRules, RuleSnapshot, SnapshotBuilder};
 pub use window::{CustomerWindow, DailyEarned, OriginalPurchase, WindowPurchase, WindowStats};

@@ -69,6 +69,163 @@ pub struct Partner {
     pub max_cashback_per_transaction: Option<i64>,
     #[serde(default)]
     pub keys: Vec<PartnerKey>,
+    /// How the informer verifies this partner's customers' bearer tokens; none: it accepts none.
+    #[serde(default)]
+    pub customer_tokens: Option<CustomerTokens>,
+}
+
+/// How the bearer tokens (JWTs) that a partner's identity provider issues to its customers are
+/// verified. Each partner has its own keys, and a token is accepted only for the partner whose
+/// keys verified it: one partner's provider cannot speak for another partner's customers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerTokens {
+    /// The one JWS algorithm the provider signs with (`RS256`, `ES256`, `HS256`, …): a token
+    /// may not choose how it is checked.
+    pub algorithm: String,
+    /// Where the provider publishes its public keys as a JWK Set (fetched and cached by the
+    /// informer, fetched again for a key id it does not know, so rotation needs no change here).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Or the keys themselves.
+    #[serde(default)]
+    pub keys: Vec<TokenKey>,
+    /// The `iss` and `aud` a token must carry, when set.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub audience: Option<String>,
+}
+
+/// One verification key of a partner's identity provider: a public key for RS*, PS*, ES* and
+/// EdDSA, or a shared secret for HS*.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenKey {
+    /// The `kid` tokens signed with this key carry (optional when there is one key).
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// A public key, PEM.
+    #[serde(default)]
+    pub pem: Option<String>,
+    /// A shared secret, base64, at least as long as the algorithm's output (32 bytes for HS256).
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+/// Without the secret.
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKey")
+            .field("kid", &self.kid)
+            .field("pem", &self.pem.as_ref().map(|_| "<public key>"))
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// The JWS algorithms customer tokens may use, with the shortest HMAC secret for HS*.
+const TOKEN_ALGORITHMS: [(&str, Option<usize>); 12] = [
+    ("HS256", Some(32)),
+    ("HS384", Some(48)),
+    ("HS512", Some(64)),
+    ("RS256", None),
+    ("RS384", None),
+    ("RS512", None),
+    ("PS256", None),
+    ("PS384", None),
+    ("PS512", None),
+    ("ES256", None),
+    ("ES384", None),
+    ("EdDSA", None),
+];
+
+impl CustomerTokens {
+    /// Whether the algorithm is an HMAC one (a shared secret rather than a public key).
+    pub fn is_hmac(&self) -> bool {
+        self.algorithm.starts_with("HS")
+    }
+
+    fn validate(&self, problems: &mut Vec<ValueError>) {
+        let field = |name: &str| format!("customer_tokens.{name}");
+        let Some((_, secret_bytes)) =
+            TOKEN_ALGORITHMS.iter().find(|(name, _)| *name == self.algorithm)
+        else {
+            let names: Vec<&str> = TOKEN_ALGORITHMS.iter().map(|(name, _)| *name).collect();
+            problems.push(ValueError::new(
+                field("algorithm"),
+                format!("{:?} is not one of {}", self.algorithm, names.join(", ")),
+            ));
+            return;
+        };
+        match (&self.jwks_url, self.keys.is_empty()) {
+            (Some(_), false) | (None, true) => problems.push(ValueError::new(
+                field("keys"),
+                "give either jwks_url or keys, not both and not neither",
+            )),
+            (Some(_), true) if secret_bytes.is_some() => problems.push(ValueError::new(
+                field("jwks_url"),
+                "an HS* algorithm uses a shared secret in keys, not a JWK Set",
+            )),
+            (Some(url), true) => {
+                if let Err(reason) = check_jwks_url(url) {
+                    problems.push(ValueError::new(field("jwks_url"), reason));
+                }
+            }
+            (None, false) => {}
+        }
+        for (index, key) in self.keys.iter().enumerate() {
+            let at = |name: &str| field(&format!("keys[{index}].{name}"));
+            match (secret_bytes, &key.pem, &key.secret) {
+                (Some(shortest), None, Some(secret)) => {
+                    use base64::Engine;
+                    let trimmed = secret.trim().trim_end_matches('=');
+                    match base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed) {
+                        Ok(bytes) if bytes.len() >= *shortest => {}
+                        Ok(bytes) => problems.push(ValueError::new(
+                            at("secret"),
+                            format!(
+                                "decodes to {} bytes; {} needs at least {shortest} (its output length)",
+                                bytes.len(),
+                                self.algorithm
+                            ),
+                        )),
+                        Err(_) => problems.push(ValueError::new(at("secret"), "is not base64")),
+                    }
+                }
+                (Some(_), _, _) => problems.push(ValueError::new(
+                    at("secret"),
+                    format!("{} needs a base64 secret and no pem", self.algorithm),
+                )),
+                (None, Some(pem), None) if pem.trim_start().starts_with("-----BEGIN") => {}
+                (None, _, _) => problems.push(ValueError::new(
+                    at("pem"),
+                    format!("{} needs a public key in PEM and no secret", self.algorithm),
+                )),
+            }
+        }
+    }
+}
+
+/// A JWK Set is fetched over HTTPS; plain HTTP only from this machine (a provider running
+/// beside the informer, or a test's).
+fn check_jwks_url(raw: &str) -> Result<(), String> {
+    let (scheme, rest) = raw.split_once("://").ok_or_else(|| format!("{raw:?} is not a URL"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = host.rsplit_once('@').map_or(host, |(_, host)| host);
+    let host = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    if host.is_empty() {
+        return Err(format!("{raw:?} names no host"));
+    }
+    let loopback =
+        host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err("must be https (plain http only to a loopback address)".into()),
+        other => Err(format!("the scheme {other:?} is not https")),
+    }
 }
 
 impl Partner {
@@ -82,6 +239,9 @@ impl Partner {
         }
         if let Some(cap) = self.max_cashback_per_transaction {
             check_positive(&mut problems, "max_cashback_per_transaction", cap);
+        }
+        if let Some(tokens) = &self.customer_tokens {
+            tokens.validate(&mut problems);
         }
         finish(problems)
     }
@@ -446,5 +606,66 @@ mod redaction_tests {
         };
         let printed = format!("{key:?}");
         assert!(printed.contains("k1") && !printed.contains("c2VjcmV0LXZhbHVl"), "{printed}");
+    }
+}
+
+#[cfg(test)]
+mod customer_token_tests {
+    use super::{CustomerTokens, TokenKey};
+
+    fn problems(tokens: CustomerTokens) -> Vec<String> {
+        let mut found = Vec::new();
+        tokens.validate(&mut found);
+        found.iter().map(|p| format!("{}: {}", p.field, p.reason)).collect()
+    }
+
+    fn hs256(secret: &str) -> CustomerTokens {
+        CustomerTokens {
+            algorithm: "HS256".into(),
+            jwks_url: None,
+            keys: vec![TokenKey { kid: None, pem: None, secret: Some(secret.into()) }],
+            issuer: None,
+            audience: None,
+        }
+    }
+
+    #[test]
+    fn an_hmac_secret_shorter_than_the_algorithms_output_is_refused() {
+        // 32 bytes and 31 bytes, base64.
+        assert!(problems(hs256("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")).is_empty());
+        assert_eq!(
+            problems(hs256("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZQ==")),
+            vec![
+                "customer_tokens.keys[0].secret: decodes to 31 bytes; HS256 needs at least 32 (its output length)"
+            ]
+        );
+        let hs512 = CustomerTokens {
+            algorithm: "HS512".into(),
+            ..hs256("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+        };
+        assert!(problems(hs512)[0].contains("HS512 needs at least 64"));
+    }
+
+    #[test]
+    fn keys_or_a_jwks_url_over_https_and_known_algorithms_only() {
+        let jwks = |url: &str| CustomerTokens {
+            algorithm: "RS256".into(),
+            jwks_url: Some(url.into()),
+            keys: Vec::new(),
+            issuer: None,
+            audience: None,
+        };
+        assert!(problems(jwks("https://idp.toko.example/.well-known/jwks.json")).is_empty());
+        assert!(problems(jwks("http://127.0.0.1:8099/jwks")).is_empty());
+        assert!(problems(jwks("http://[::1]:8099/jwks")).is_empty());
+        assert!(problems(jwks("http://idp.toko.example/jwks"))[0].contains("must be https"));
+        let neither = CustomerTokens { jwks_url: None, ..jwks("https://x.example") };
+        assert!(problems(neither)[0].starts_with("customer_tokens.keys: give either"));
+        let none = CustomerTokens { algorithm: "none".into(), ..jwks("https://x.example") };
+        assert!(problems(none)[0].starts_with("customer_tokens.algorithm: \"none\" is not one of"));
+        let hs_jwks = CustomerTokens { algorithm: "HS256".into(), ..jwks("https://x.example") };
+        assert!(problems(hs_jwks)[0].starts_with("customer_tokens.jwks_url: an HS*"));
+        let secret_for_rsa = CustomerTokens { algorithm: "RS256".into(), ..hs256("c2VjcmV0") };
+        assert!(problems(secret_for_rsa)[0].contains("needs a public key in PEM"));
     }
 }

@@ -33,6 +33,7 @@ pub fn partner() -> Partner {
         time_zone: "Asia/Jakarta".into(),
         max_cashback_per_transaction: None,
         keys: Vec::new(),
+        customer_tokens: None,
     }
 }
 
