@@ -6,10 +6,13 @@
 //!   the same encoded messages to the same broker in the same run.
 //! - API: signed 100-item batches from an in-process load generator with a fixed number of
 //!   connections: requests/s and p50/p99 latency.
+//! - Rejects: files of N/10 and N (default 20,000) lines of 64 KiB that are all rejected: the
+//!   process's peak RSS, which must not grow with N (the rejected rows held in memory are
+//!   bounded by bytes, and the report is streamed from the database to S3 in parts).
 //!
 //! ```sh
 //! cargo bench --bench ingestor
-//! CEZBEK_BENCH_ROWS=200000 CEZBEK_BENCH_API_SECONDS=10 cargo bench --bench ingestor
+//! CEZBEK_BENCH_ROWS=200000 CEZBEK_BENCH_API_SECONDS=10 CEZBEK_BENCH_REJECT_ROWS=2000 cargo bench --bench ingestor
 //! ```
 
 // A benchmark prints its figures, and a failed unwrap stops it at the line that failed: set-up
@@ -151,6 +154,45 @@ async fn bare_rate(rows: usize) -> f64 {
     rows as f64 / started.elapsed().as_secs_f64()
 }
 
+/// A file of `rows` rejected lines of 64 KiB each through `cezbek ingestor`: (seconds, peak RSS
+/// MiB, file MiB, report MiB).
+async fn rejects_memory(rows: usize) -> (f64, f64, f64, f64) {
+    let setup = setup("benchrejects").await;
+    // A bad msisdn and a merchant that makes the line 64 KiB less a little (the parser's limit).
+    let merchant = "m".repeat(64 * 1024 - 120);
+    let mut csv = Vec::with_capacity(rows * 64 * 1024);
+    csv.extend_from_slice(b"transaction_id,msisdn,amount,currency,quantity,occurred_at,merchant,mcc,kind,original_transaction_id,email,wallet\n");
+    for index in 0..rows {
+        csv.extend_from_slice(
+            format!("r-{index},08x,1000,IDR,1,2026-03-01T10:00:00+07:00,{merchant},5411,,,,\n")
+                .as_bytes(),
+        );
+    }
+    let size_mib = csv.len() as f64 / 1024.0 / 1024.0;
+    let bucket = S3Client::new(&setup.s3).unwrap();
+    bucket.put_object("incoming/BENCH/rejects.csv", csv, "text/csv").await.unwrap();
+
+    let started = Instant::now();
+    let mut ingestor = spawn_ingestor(&setup);
+    let pid = ingestor.id();
+    let mut peak = 0.0f64;
+    let summary = loop {
+        peak = peak.max(peak_rss_mib(pid));
+        if let Ok(response) = bucket.get_object("reports/BENCH/rejects.summary.json").await {
+            break response.json::<serde_json::Value>().await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    peak = peak.max(peak_rss_mib(pid));
+    ingestor.kill().unwrap();
+    ingestor.wait().unwrap();
+    assert_eq!(summary["rejected"], rows, "{summary}");
+    let listed = bucket.list_objects("reports/BENCH/rejects.rejects.csv").await.unwrap();
+    let report_mib = listed.first().map_or(0.0, |object| object.size as f64 / 1024.0 / 1024.0);
+    (seconds, peak, size_mib, report_mib)
+}
+
 /// A generated file → topic through `cezbek ingestor`: (rows/s, peak RSS MiB, file MiB).
 async fn csv_rate(rows: usize) -> (f64, f64, f64) {
     let setup = setup("benchcsv").await;
@@ -287,5 +329,17 @@ async fn main() {
     }
     if api_seconds > 0 {
         api_load(16, api_seconds).await;
+    }
+    let reject_rows: usize = std::env::var("CEZBEK_BENCH_REJECT_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    if reject_rows > 0 {
+        for size in [reject_rows / 10, reject_rows] {
+            let (seconds, peak, file, report) = rejects_memory(size).await;
+            println!(
+                "  rejects {size:>6} lines of 64 KiB ({file:5.0} MiB, report {report:5.0} MiB): {seconds:6.1} s, peak RSS {peak:.0} MiB"
+            );
+        }
     }
 }

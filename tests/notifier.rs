@@ -383,7 +383,9 @@ async fn a_backfill_sends_only_what_was_not_sent_and_each_email_adds_up() {
     setup.seed(6, &[purchase("p-6", at(23, 59), 70_000, 700)], Some(setup.email(6))).await;
     setup.seed(7, &[purchase("p-7", noon(today()), 70_000, 700)], Some(setup.email(7))).await;
 
-    let (ok, stdout) = setup.backfill(day, &[]);
+    // Pages of two records: customers 1 and 2 (two records each) straddle pages, and their
+    // digests still add up their whole day.
+    let (ok, stdout) = setup.backfill(day, &[("CEZBEK_NOTIFIER_DAY_PAGE", "2".to_owned())]);
     assert!(ok, "{stdout}");
     assert_eq!(
         stdout.trim(),

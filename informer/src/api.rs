@@ -17,7 +17,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use cezbek_ledger::{HistoryQuery, Ledger, RewardRecord};
+use cezbek_ledger::{DayCursor, HistoryQuery, Ledger, RewardRecord};
 use cezbek_platform::auth::AdminTokens;
 use cezbek_platform::http::{FieldError, Problem};
 use cezbek_platform::partner_auth::{self, PARTNER_HEADER, SIGNATURE_HEADER};
@@ -31,12 +31,14 @@ use crate::auth::{Caller, bearer};
 use crate::cursor::{CursorCodec, QueryScope};
 use crate::customer_tokens::{CustomerTokenVerifier, Refusal};
 use crate::metrics::Metrics;
-use crate::report::DailyReport;
+use crate::report::DailyTotals;
 
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
+/// Records read per page of a partner-day (for the daily report).
+const DAY_PAGE: u32 = 1_000;
 /// "Cashback in the last 30 days" of the summary.
 const RECENT_DAYS: u64 = 30;
 
@@ -563,11 +565,25 @@ async fn daily_report<L: Ledger>(
     let Some(date) = date.filter(|_| errors.is_empty()) else {
         return bad_request(errors);
     };
-    let records = match state.ledger.rewards_of_day(&partner, date).await {
-        Ok(records) => records,
-        Err(error) => return unavailable("the day's rewards", &error),
-    };
-    let report = DailyReport::build(partner.as_str(), date, currency, &records);
+    // A page at a time: a partner's busiest day is never held whole.
+    let mut totals = DailyTotals::default();
+    let mut after = None;
+    loop {
+        let page = match state
+            .ledger
+            .rewards_of_day_page(&partner, date, after.as_ref(), DAY_PAGE)
+            .await
+        {
+            Ok(page) => page,
+            Err(error) => return unavailable("the day's rewards", &error),
+        };
+        page.iter().for_each(|record| totals.add(record));
+        if page.len() < DAY_PAGE as usize {
+            break;
+        }
+        after = page.last().map(DayCursor::after);
+    }
+    let report = totals.report(partner.as_str(), date, currency);
     if !csv {
         return Json(report).into_response();
     }

@@ -74,46 +74,51 @@ pub struct DailyReport {
 
 const NO_TIER: &str = "NONE";
 
-impl DailyReport {
-    pub fn build(
-        partner: &str,
-        date: NaiveDate,
-        currency: Option<String>,
-        records: &[RewardRecord],
-    ) -> Self {
-        let mut totals = Figures::default();
-        let mut campaigns: BTreeMap<String, CampaignFigures> = BTreeMap::new();
-        let mut tiers: BTreeMap<String, Figures> = BTreeMap::new();
-        for record in records {
-            totals.add(record);
-            let tier = record.reward.tier_after.clone().unwrap_or_else(|| NO_TIER.to_owned());
-            tiers.entry(tier).or_default().add(record);
-            for applied in &record.reward.applied_campaigns {
-                let entry = campaigns.entry(applied.campaign_id.clone()).or_insert_with(|| {
-                    CampaignFigures {
-                        campaign_id: applied.campaign_id.clone(),
-                        kind: applied.kind,
-                        transactions: 0,
-                        cashback: 0,
-                    }
-                });
-                entry.transactions += 1;
-                entry.cashback = entry.cashback.saturating_add(applied.amount);
-            }
+/// A day's report added up record by record, so the day can be read a page at a time: memory
+/// follows the campaigns and tiers, not the records.
+#[derive(Debug, Default)]
+pub struct DailyTotals {
+    totals: Figures,
+    campaigns: BTreeMap<String, CampaignFigures>,
+    tiers: BTreeMap<String, Figures>,
+}
+
+impl DailyTotals {
+    pub fn add(&mut self, record: &RewardRecord) {
+        self.totals.add(record);
+        let tier = record.reward.tier_after.clone().unwrap_or_else(|| NO_TIER.to_owned());
+        self.tiers.entry(tier).or_default().add(record);
+        for applied in &record.reward.applied_campaigns {
+            let entry = self.campaigns.entry(applied.campaign_id.clone()).or_insert_with(|| {
+                CampaignFigures {
+                    campaign_id: applied.campaign_id.clone(),
+                    kind: applied.kind,
+                    transactions: 0,
+                    cashback: 0,
+                }
+            });
+            entry.transactions += 1;
+            entry.cashback = entry.cashback.saturating_add(applied.amount);
         }
-        Self {
+    }
+
+    pub fn report(self, partner: &str, date: NaiveDate, currency: Option<String>) -> DailyReport {
+        DailyReport {
             partner: partner.to_owned(),
             date,
             currency,
-            totals,
-            by_campaign: campaigns.into_values().collect(),
-            by_tier: tiers
+            totals: self.totals,
+            by_campaign: self.campaigns.into_values().collect(),
+            by_tier: self
+                .tiers
                 .into_iter()
                 .map(|(tier, figures)| TierFigures { tier, figures })
                 .collect(),
         }
     }
+}
 
+impl DailyReport {
     /// One row per group: `total`, then each campaign, then each tier. Columns that do not
     /// apply to a group are empty.
     pub fn to_csv(&self) -> String {

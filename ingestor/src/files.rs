@@ -165,7 +165,19 @@ struct Job<'a> {
     unsaved_rejects: Vec<RejectedRow>,
     pending: VecDeque<Pending>,
     in_flight: usize,
+    /// Bytes of the rejected rows waiting in `pending` and in `unsaved_rejects`: bounded by
+    /// [`MAX_HELD_REJECT_BYTES`] together.
+    pending_reject_bytes: usize,
+    unsaved_reject_bytes: usize,
     last_checkpoint: Instant,
+}
+
+/// Rejected rows wait in memory for the rows before them to be acknowledged, then for the next
+/// checkpoint to write them: bounded by their bytes (a bad line may be 64 KiB), not their count.
+const MAX_HELD_REJECT_BYTES: usize = 4 * 1024 * 1024;
+
+fn reject_bytes(row: &RejectedRow) -> usize {
+    row.raw.len() + row.reasons.len()
 }
 
 async fn run_job(
@@ -225,6 +237,8 @@ async fn run_job(
         unsaved_rejects: Vec::new(),
         pending: VecDeque::new(),
         in_flight: 0,
+        pending_reject_bytes: 0,
+        unsaved_reject_bytes: 0,
         last_checkpoint: Instant::now(),
     };
     // None: the last checkpoint reached the end of the file, and nothing is left to read.
@@ -360,6 +374,7 @@ impl Job<'_> {
                     .join("; ");
                 let fields = problems.into_iter().map(|(field, _)| field).collect();
                 let row = RejectedRow { line: record.line, raw: record.raw, reasons };
+                self.pending_reject_bytes += reject_bytes(&row);
                 Settling::Rejected(row, fields)
             }
         };
@@ -368,7 +383,21 @@ impl Job<'_> {
             next_line: record.next_line,
             next_offset: record.next_offset,
         });
+        self.bound_rejects().await?;
         Ok(None)
+    }
+
+    /// Keeps the rejected rows held in memory under [`MAX_HELD_REJECT_BYTES`]: settles what is
+    /// in front of them (waiting for acknowledgements), then writes them with a checkpoint.
+    async fn bound_rejects(&mut self) -> Result<(), FileError> {
+        while self.pending_reject_bytes + self.unsaved_reject_bytes > MAX_HELD_REJECT_BYTES {
+            if self.pending_reject_bytes > 0 {
+                self.settle_one().await?;
+            } else {
+                self.checkpoint().await?;
+            }
+        }
+        Ok(())
     }
 
     /// Sends one transaction, waiting for room when the producer queue or our in-flight bound
@@ -412,6 +441,9 @@ impl Job<'_> {
                     self.context.metrics.rejections.with_label_values(&["csv", &field]).inc();
                     *self.progress.reasons.entry(field).or_default() += 1;
                 }
+                let bytes = reject_bytes(&row);
+                self.pending_reject_bytes -= bytes;
+                self.unsaved_reject_bytes += bytes;
                 self.unsaved_rejects.push(row);
             }
         }
@@ -434,7 +466,7 @@ impl Job<'_> {
             self.settle_one().await?;
         }
         let due = self.last_checkpoint.elapsed() >= self.context.settings.checkpoint_every
-            || self.unsaved_rejects.len() >= 10_000;
+            || self.unsaved_reject_bytes >= MAX_HELD_REJECT_BYTES;
         if due {
             self.checkpoint().await?;
         }
@@ -466,6 +498,7 @@ impl Job<'_> {
         }
         self.unsaved_header = None;
         self.unsaved_rejects.clear();
+        self.unsaved_reject_bytes = 0;
         self.last_checkpoint = Instant::now();
         Ok(())
     }
@@ -510,13 +543,8 @@ async fn finish_file(
         "processed_object": destinations.processed,
         "rejects_report": destinations.rejects,
     });
-    let rejects = context.store.rejects(object).await?;
-    let mut report = String::from("line,raw,reasons\n");
-    for row in &rejects {
-        report.push_str(&format!("{},{},{}\n", row.line, quote(&row.raw), quote(&row.reasons)));
-    }
+    write_rejects_report(context, object, &destinations.rejects).await?;
     let summary_bytes = serde_json::to_vec_pretty(&summary).unwrap_or_default();
-    context.s3.put_object(&destinations.rejects, report.into_bytes(), "text/csv").await?;
     context.s3.put_object(&destinations.summary, summary_bytes, "application/json").await?;
     copy_version(context, object, &destinations.processed).await?;
     if !context.store.finish(object, &context.owner, status, &summary).await? {
@@ -533,6 +561,33 @@ async fn finish_file(
         summary = %destinations.summary,
         "file ingested"
     );
+    Ok(())
+}
+
+/// Rejected rows read from the database per page of the report: at most 100 lines of 64 KiB.
+const REJECTS_PAGE: i64 = 100;
+
+/// Streams the rejects report from the database to S3 (a multipart upload once it outgrows a
+/// part), so a file of many long bad lines never has its report in memory.
+async fn write_rejects_report(
+    context: &Context,
+    object: &ObjectRef,
+    key: &str,
+) -> Result<(), FileError> {
+    let mut report = context.s3.writer(key, "text/csv");
+    report.write(b"line,raw,reasons\n").await?;
+    let mut after = 0;
+    loop {
+        let page = context.store.rejects_after(object, after, REJECTS_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.line;
+        let mut text = String::new();
+        for row in &page {
+            text.push_str(&format!("{},{},{}\n", row.line, quote(&row.raw), quote(&row.reasons)));
+        }
+        report.write(text.as_bytes()).await?;
+    }
+    report.finish().await?;
     Ok(())
 }
 

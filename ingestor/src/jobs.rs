@@ -231,14 +231,24 @@ impl Store {
     }
 
     /// The rejected rows of a job, in line order.
-    pub async fn rejects(&self, object: &ObjectRef) -> Result<Vec<RejectedRow>, sqlx::Error> {
+    /// The rejected rows of a file after line `after`, in line order, `limit` at most: the
+    /// report is written page by page, never read whole.
+    pub async fn rejects_after(
+        &self,
+        object: &ObjectRef,
+        after: u64,
+        limit: i64,
+    ) -> Result<Vec<RejectedRow>, sqlx::Error> {
         let rows: Vec<(i64, String, String)> = sqlx::query_as(
             "SELECT line, raw, reasons FROM ingest_rejects
-              WHERE bucket = $1 AND object_key = $2 AND etag = $3 ORDER BY line",
+              WHERE bucket = $1 AND object_key = $2 AND etag = $3 AND line > $4
+              ORDER BY line LIMIT $5",
         )
         .bind(&object.bucket)
         .bind(&object.key)
         .bind(&object.etag)
+        .bind(to_i64(after))
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows

@@ -383,3 +383,49 @@ async fn a_job_checkpointed_at_the_end_of_its_file_finishes() {
     assert_eq!(summary["etag"], etag.as_str(), "{summary}");
     assert!(harness.topic(1, Duration::from_secs(2)).await.is_empty(), "nothing is read again");
 }
+
+/// Many long bad lines: the rejects report is streamed from the database to S3 in parts (a
+/// multipart upload once it outgrows one), and what the ingestor holds of rejected rows is
+/// bounded by bytes, so the report is exact line for line however large it is.
+#[tokio::test]
+async fn a_file_of_long_rejected_lines_gets_its_whole_report_in_parts() {
+    let harness = with_partners("csvrejects", Options::default()).await;
+    const BAD: usize = 300;
+    let padding = "x".repeat(40 * 1024);
+    let mut lines = vec![HEADER.to_owned()];
+    for n in 0..BAD {
+        // A bad msisdn and a 40 KiB merchant: rejected, and echoed whole in the report.
+        lines.push(format!(
+            "bad-{n},08123abc,1000,IDR,1,2026-03-01T10:00:00Z,{padding}{n},5411,,,,,"
+        ));
+        if n % 100 == 0 {
+            lines.push(format!(
+                "good-{n},081234567890,1000,IDR,1,2026-03-01T10:00:00Z,Shop,5411,,,,,"
+            ));
+        }
+    }
+    let body = format!("{}\n", lines.join("\n"));
+    harness.s3.put_object("incoming/TOKO/long.csv", body.into_bytes(), "text/csv").await.unwrap();
+
+    let summary = summary_of(&harness, "TOKO", "long").await;
+    assert_eq!(
+        (summary["accepted"].as_u64(), summary["rejected"].as_u64()),
+        (Some(3), Some(BAD as u64))
+    );
+    let report = harness.get_text("reports/TOKO/long.rejects.csv").await.unwrap();
+    assert!(report.len() > 8 * 1024 * 1024, "large enough to need parts: {}", report.len());
+    let rows: Vec<&str> = report.lines().collect();
+    assert_eq!(rows[0], "line,raw,reasons");
+    assert_eq!(rows.len(), BAD + 1, "one line per reject");
+    let mut previous_line = 0;
+    for (n, row) in rows[1..].iter().enumerate() {
+        let line: u64 = row.split(',').next().unwrap().parse().unwrap();
+        assert!(line > previous_line, "in line order");
+        previous_line = line;
+        assert!(row.contains(&format!("\"bad-{n},08123abc,")), "{}", &row[..80]);
+        assert!(row.contains(&format!("{padding}{n},5411")), "line {n} is whole");
+        let reasons = &row[row.len() - 150..];
+        assert!(reasons.contains("msisdn: contains 'a'"), "{reasons}");
+        assert!(reasons.contains("merchant: has 40"), "{reasons}");
+    }
+}

@@ -29,6 +29,23 @@ pub use types::{
     LedgerError, RewardRecord, ShardLease, StateWrite, content_hash,
 };
 
+/// Where a page of a partner-day ends: the customer and the transaction id of its last record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayCursor {
+    pub msisdn: Msisdn,
+    pub transaction_id: TransactionId,
+}
+
+impl DayCursor {
+    /// The cursor just after `record`.
+    pub fn after(record: &RewardRecord) -> Self {
+        Self {
+            msisdn: record.reward.msisdn.clone(),
+            transaction_id: record.reward.transaction_id.clone(),
+        }
+    }
+}
+
 /// One customer's decisions of a batch, under the lease of the shard they came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CustomerBatch {
@@ -147,12 +164,38 @@ pub trait Ledger: Send + Sync {
         }
     }
 
-    /// Every decision of a partner on one partner-local day.
+    /// A page of a partner's decisions on one partner-local day, ordered by customer then
+    /// transaction id, after `after`; a page shorter than `limit` is the last. Reports and
+    /// digests read a day this way, so a partner's busiest day is never held whole.
+    fn rewards_of_day_page(
+        &self,
+        partner: &PartnerCode,
+        day: NaiveDate,
+        after: Option<&DayCursor>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<RewardRecord>, LedgerError>> + Send;
+
+    /// Every decision of a partner on one partner-local day, in the pages' order (for small
+    /// days and checks; services read pages).
     fn rewards_of_day(
         &self,
         partner: &PartnerCode,
         day: NaiveDate,
-    ) -> impl Future<Output = Result<Vec<RewardRecord>, LedgerError>> + Send;
+    ) -> impl Future<Output = Result<Vec<RewardRecord>, LedgerError>> + Send {
+        async move {
+            let mut records = Vec::new();
+            let mut after = None;
+            loop {
+                let page = self.rewards_of_day_page(partner, day, after.as_ref(), 1_000).await?;
+                let last = page.len() < 1_000;
+                after = page.last().map(DayCursor::after);
+                records.extend(page);
+                if last || after.is_none() {
+                    return Ok(records);
+                }
+            }
+        }
+    }
 
     /// What the rewarder needs of some customers of one shard before deciding for them: the
     /// stored state and the window rebuilt from their decisions since `since` (customers never

@@ -17,7 +17,7 @@ use crate::types::{
     CustomerState, CustomerTotals, DigestStatus, HistoryPage, HistoryQuery, LedgerError,
     RewardRecord, ShardLease,
 };
-use crate::{CustomerBatch, Ledger, window_of};
+use crate::{CustomerBatch, DayCursor, Ledger, window_of};
 
 #[derive(Debug, Clone)]
 pub struct PostgresLedger {
@@ -580,16 +580,24 @@ impl Ledger for PostgresLedger {
         })
     }
 
-    async fn rewards_of_day(
+    async fn rewards_of_day_page(
         &self,
         partner: &PartnerCode,
         day: NaiveDate,
+        after: Option<&DayCursor>,
+        limit: u32,
     ) -> Result<Vec<RewardRecord>, LedgerError> {
+        // Keyset paging on the by-day index (partner, local_day, msisdn, transaction_id).
         let rows = sqlx::query(&format!(
-            "SELECT {REWARD_COLUMNS} FROM rewards WHERE partner = $1 AND local_day = $2 ORDER BY occurred_at, transaction_id"
+            "SELECT {REWARD_COLUMNS} FROM rewards WHERE partner = $1 AND local_day = $2 \
+             AND ($3::text IS NULL OR (msisdn, transaction_id) > ($3, $4)) \
+             ORDER BY msisdn, transaction_id LIMIT $5"
         ))
         .bind(partner.as_str())
         .bind(day)
+        .bind(after.map(|cursor| cursor.msisdn.to_string()))
+        .bind(after.map(|cursor| cursor.transaction_id.to_string()).unwrap_or_default())
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(read_record).collect()

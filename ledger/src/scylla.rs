@@ -25,7 +25,7 @@ use cezbek_schemas::{
 use crate::types::{
     CustomerState, DigestStatus, HistoryPage, HistoryQuery, LedgerError, RewardRecord, ShardLease,
 };
-use crate::{CustomerBatch, Ledger};
+use crate::{CustomerBatch, DayCursor, Ledger};
 
 pub const SCHEMA_CQL: &str = include_str!("../scylla/schema.cql");
 
@@ -567,10 +567,15 @@ impl Ledger for ScyllaLedger {
         Ok(HistoryPage::from_overfetch(records, usize::try_from(limit).unwrap_or(usize::MAX)))
     }
 
-    async fn rewards_of_day(
+    /// The by-day partitions are clustered by time, not customer: each page reads the day's
+    /// buckets and keeps its slice (bounded answers, but not bounded reads; a by-day table
+    /// clustered by customer would make them so).
+    async fn rewards_of_day_page(
         &self,
         partner: &PartnerCode,
         day: NaiveDate,
+        after: Option<&DayCursor>,
+        limit: u32,
     ) -> Result<Vec<RewardRecord>, LedgerError> {
         let buckets = (0..DAY_BUCKETS).map(|bucket| {
             self.rows(
@@ -584,11 +589,17 @@ impl Ledger for ScyllaLedger {
             .flatten()
             .map(record_of)
             .collect::<Result<_, _>>()?;
-        records.sort_by(|a, b| {
-            (a.reward.occurred_at, a.reward.transaction_id.as_str())
-                .cmp(&(b.reward.occurred_at, b.reward.transaction_id.as_str()))
-        });
-        Ok(records)
+        let key = |record: &RewardRecord| {
+            (record.reward.msisdn.to_string(), record.reward.transaction_id.to_string())
+        };
+        records.sort_by_key(key);
+        let start =
+            after.map(|cursor| (cursor.msisdn.to_string(), cursor.transaction_id.to_string()));
+        Ok(records
+            .into_iter()
+            .filter(|record| start.as_ref().is_none_or(|start| key(record) > *start))
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .collect())
     }
 
     async fn customer_states(

@@ -51,6 +51,7 @@ conformance!(
     history_pages_newest_first_without_gaps,
     customer_totals_count_and_sum_what_was_decided,
     a_partner_day_holds_its_local_day,
+    a_partner_day_reads_in_pages_by_customer,
     opting_out_is_kept_and_does_not_fence,
     a_digest_intent_is_recorded_once,
     a_customer_twice_in_one_batch_is_refused,

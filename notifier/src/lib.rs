@@ -65,6 +65,9 @@ pub struct Config {
     pub lease_ttl: Duration,
     /// `CEZBEK_NOTIFIER_MAX_PER_SECOND`: the relay's send-rate quota.
     pub max_per_second: u32,
+    /// `CEZBEK_NOTIFIER_DAY_PAGE`: records read per page of a partner-day (a day is never read
+    /// whole).
+    pub day_page: u32,
 }
 
 impl Config {
@@ -93,6 +96,8 @@ impl Config {
             "CEZBEK_NOTIFIER_LEASE_TTL",
             "must be at least 2s",
         );
+        let day_page = env.parse("CEZBEK_NOTIFIER_DAY_PAGE", 1_000u32);
+        env.check(day_page >= 1, "CEZBEK_NOTIFIER_DAY_PAGE", "must be at least 1");
         let catch_up_days = env.parse("CEZBEK_NOTIFIER_CATCH_UP_DAYS", 7u32);
         env.check(catch_up_days <= 90, "CEZBEK_NOTIFIER_CATCH_UP_DAYS", "must be 0 to 90");
         let max_per_second = env.parse("CEZBEK_NOTIFIER_MAX_PER_SECOND", 20u32);
@@ -111,6 +116,7 @@ impl Config {
             unsubscribe_url,
             send_at,
             catch_up_days,
+            day_page,
             check_every: env.duration("CEZBEK_NOTIFIER_CHECK_EVERY", Duration::from_secs(30)),
             lease_ttl,
             max_per_second,
@@ -200,6 +206,7 @@ fn sender<L: Ledger>(config: &Config, ledger: L, metrics: Metrics) -> Result<Sen
         unsubscribe: config.unsubscribe.clone(),
         unsubscribe_url,
         max_per_second: config.max_per_second,
+        day_page: config.day_page,
         metrics,
     })
 }

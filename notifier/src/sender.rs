@@ -18,7 +18,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 
-use cezbek_ledger::{CustomerState, DigestStatus, Ledger, LedgerError, RewardRecord};
+use cezbek_ledger::{CustomerState, DayCursor, DigestStatus, Ledger, LedgerError, RewardRecord};
 use cezbek_platform::CancellationToken;
 use cezbek_platform::unsubscribe::UnsubscribeKey;
 use cezbek_rules::PartnerRules;
@@ -27,7 +27,7 @@ use cezbek_schemas::{Msisdn, PartnerCode};
 use crate::coordination::CoordinationError;
 use crate::digest::{self, CustomerDay, Digest, SkipReason};
 use crate::metrics::Metrics;
-use crate::templates::{Rendered, TemplateError, TemplateSource};
+use crate::templates::{Rendered, TemplateError, TemplateSource, Templates};
 use crate::transport::{Transport, TransportError};
 
 /// Customer states are read in chunks of this many.
@@ -118,6 +118,21 @@ impl From<CoordinationError> for RunError {
     }
 }
 
+/// One partner-day run under way: what it works on and what it did so far.
+struct DayRun<'a> {
+    partner: &'a PartnerCode,
+    day: NaiveDate,
+    rules: Option<&'a PartnerRules>,
+    templates: &'a Templates,
+    done: &'a HashMap<Msisdn, DigestStatus>,
+    fence: &'a CancellationToken,
+    shutdown: &'a CancellationToken,
+    report: RunReport,
+    /// Sending is paced: the next message waits for this instant.
+    next_slot: Instant,
+    interval: Duration,
+}
+
 /// Everything a run needs besides the partner-day.
 #[derive(Debug)]
 pub struct Sender<L> {
@@ -130,12 +145,18 @@ pub struct Sender<L> {
     pub unsubscribe_url: url::Url,
     /// At most this many messages a second (relays such as SES enforce a send rate).
     pub max_per_second: u32,
+    /// Records read per page of a partner-day.
+    pub day_page: u32,
     pub metrics: Metrics,
 }
 
 impl<L: Ledger> Sender<L> {
     /// Sends the digests of `partner`'s `day`. Stops before the next message when `shutdown`
     /// fires, and abandons even the one in flight when `fence` (the lease) does.
+    ///
+    /// The day is read a page at a time, ordered by customer, and sent a chunk of customers at
+    /// a time: a partner's busiest day is never held whole. A page may end inside a customer's
+    /// records; that customer waits for the next page.
     pub async fn run_day(
         &self,
         partner: &PartnerCode,
@@ -145,39 +166,80 @@ impl<L: Ledger> Sender<L> {
         shutdown: &CancellationToken,
     ) -> Result<RunReport, RunError> {
         let templates = self.templates.load(partner)?;
-        let mut by_customer: BTreeMap<Msisdn, Vec<RewardRecord>> = BTreeMap::new();
-        for record in self.ledger.rewards_of_day(partner, day).await? {
-            by_customer.entry(record.reward.msisdn.clone()).or_default().push(record);
-        }
         let done: HashMap<Msisdn, DigestStatus> =
             self.ledger.digests(partner, day).await?.into_iter().collect();
+        let mut run = DayRun {
+            partner,
+            day,
+            rules,
+            templates: &templates,
+            done: &done,
+            fence,
+            shutdown,
+            report: RunReport::default(),
+            next_slot: Instant::now(),
+            interval: Duration::from_secs(1) / self.max_per_second.max(1),
+        };
+        let page_size = self.day_page.max(1);
+        let mut after: Option<DayCursor> = None;
+        let mut customers: Vec<(Msisdn, Vec<RewardRecord>)> = Vec::new();
+        loop {
+            let page =
+                self.ledger.rewards_of_day_page(partner, day, after.as_ref(), page_size).await?;
+            let last_page = page.len() < page_size as usize;
+            after = page.last().map(DayCursor::after);
+            for record in page {
+                match customers.last_mut() {
+                    Some((msisdn, records)) if *msisdn == record.reward.msisdn => {
+                        records.push(record);
+                    }
+                    _ => customers.push((record.reward.msisdn.clone(), vec![record])),
+                }
+            }
+            // Every customer but the last is complete; on the last page, all are.
+            let complete =
+                if last_page { customers.len() } else { customers.len().saturating_sub(1) };
+            if complete >= STATE_CHUNK || last_page {
+                let waiting = customers.split_off(complete);
+                self.send_chunk(&mut run, &customers).await?;
+                customers = waiting;
+            }
+            if last_page {
+                return Ok(run.report);
+            }
+        }
+    }
 
-        let mut report = RunReport { customers: by_customer.len() as u64, ..RunReport::default() };
+    /// Sends the digests of some complete customers of the day.
+    async fn send_chunk(
+        &self,
+        run: &mut DayRun<'_>,
+        customers: &[(Msisdn, Vec<RewardRecord>)],
+    ) -> Result<(), RunError> {
+        let (partner, day, rules) = (run.partner, run.day, run.rules);
+        run.report.customers += customers.len() as u64;
         let mut candidates = Vec::new();
-        for (msisdn, records) in &by_customer {
+        for (msisdn, records) in customers {
             let customer = CustomerDay { partner, msisdn, day, records };
-            if done.get(msisdn) == Some(&DigestStatus::Sent) {
-                report.skip(SkipReason::AlreadySent, &self.metrics);
+            if run.done.get(msisdn) == Some(&DigestStatus::Sent) {
+                run.report.skip(SkipReason::AlreadySent, &self.metrics);
             } else if customer.net_cashback() <= 0 {
-                report.skip(SkipReason::NothingEarned, &self.metrics);
+                run.report.skip(SkipReason::NothingEarned, &self.metrics);
             } else {
                 candidates.push(customer);
             }
         }
         let states = self.states(partner, &candidates, rules).await?;
-
-        let interval = Duration::from_secs(1) / self.max_per_second.max(1);
-        let mut next_slot = Instant::now();
         for customer in &candidates {
-            if fence.is_cancelled() {
+            if run.fence.is_cancelled() {
                 return Err(RunError::Lost);
             }
-            if shutdown.is_cancelled() {
+            if run.shutdown.is_cancelled() {
                 return Err(RunError::Stopped);
             }
             let state = states.get(customer.msisdn);
             if let Some(reason) = digest::skip_reason(customer, state) {
-                report.skip(reason, &self.metrics);
+                run.report.skip(reason, &self.metrics);
                 continue;
             }
             // Built before the intent is written: a message that cannot be built is this
@@ -185,7 +247,8 @@ impl<L: Ledger> Sender<L> {
             let email = state.and_then(|state| state.email.as_deref()).unwrap_or_default();
             let unsubscribe_url = self.unsubscribe_link(partner, customer.msisdn);
             let digest = digest::build(customer, email, state, rules, unsubscribe_url, Utc::now());
-            let built = templates
+            let built = run
+                .templates
                 .render(&digest)
                 .map_err(|error| error.to_string())
                 .and_then(|rendered| self.message(&digest, &rendered));
@@ -194,7 +257,7 @@ impl<L: Ledger> Sender<L> {
                 Err(reason) => {
                     self.metrics.failures.with_label_values(&["unbuildable"]).inc();
                     tracing::warn!(%partner, %day, msisdn = %customer.msisdn, reason, "cannot build this customer's digest; going on with the others");
-                    report
+                    run.report
                         .unbuildable
                         .push(Unbuildable { msisdn: customer.msisdn.clone(), reason });
                     continue;
@@ -202,33 +265,33 @@ impl<L: Ledger> Sender<L> {
             };
             let resending = match self.ledger.digest_intent(partner, day, customer.msisdn).await? {
                 Some(DigestStatus::Sent) => {
-                    report.skip(SkipReason::AlreadySent, &self.metrics);
+                    run.report.skip(SkipReason::AlreadySent, &self.metrics);
                     continue;
                 }
                 Some(DigestStatus::Pending) => true,
                 None => false,
             };
 
-            tokio::time::sleep_until(next_slot).await;
-            next_slot = Instant::now().max(next_slot) + interval;
+            tokio::time::sleep_until(run.next_slot).await;
+            run.next_slot = Instant::now().max(run.next_slot) + run.interval;
             let sent = tokio::select! {
-                () = fence.cancelled() => return Err(RunError::Lost),
+                () = run.fence.cancelled() => return Err(RunError::Lost),
                 sent = self.transport.send(&message, partner, day, customer.msisdn) => sent,
             };
             match sent {
                 Ok(()) => {
                     self.ledger.digest_sent(partner, day, customer.msisdn).await?;
-                    report.sent += 1;
+                    run.report.sent += 1;
                     self.metrics.sent.inc();
                     if resending {
-                        report.resent += 1;
+                        run.report.resent += 1;
                         self.metrics.resent.inc();
                         tracing::info!(%partner, %day, msisdn = %customer.msisdn, "sent a digest an interrupted run had left pending");
                     }
                 }
                 Err(error) if error.is_permanent() => {
                     // Left pending: a later run (the closing pass, a backfill) tries again.
-                    report.failed += 1;
+                    run.report.failed += 1;
                     self.metrics.failures.with_label_values(&["permanent"]).inc();
                     tracing::warn!(%partner, %day, msisdn = %customer.msisdn, %error, "a digest was refused");
                 }
@@ -238,7 +301,7 @@ impl<L: Ledger> Sender<L> {
                 }
             }
         }
-        Ok(report)
+        Ok(())
     }
 
     /// The candidates' stored states, with the tier window (rebuilt from their decisions)

@@ -104,6 +104,20 @@ impl S3Client {
         self.send("put_object", key, request).await.map(drop)
     }
 
+    /// An object written piece by piece: in parts of [`PART_BYTES`] (a multipart upload) once it
+    /// outgrows one, so a report larger than memory is never held whole. Call
+    /// [`ObjectWriter::finish`]; a writer dropped unfinished leaves an incomplete upload, which
+    /// a bucket lifecycle rule removes.
+    pub fn writer(&self, key: &str, content_type: &str) -> ObjectWriter<'_> {
+        ObjectWriter {
+            client: self,
+            key: key.to_owned(),
+            content_type: content_type.to_owned(),
+            buffer: Vec::new(),
+            upload: None,
+        }
+    }
+
     /// Starts a download; read the body in chunks (`Response::chunk`) to keep memory flat.
     pub async fn get_object(&self, key: &str) -> Result<reqwest::Response, S3Error> {
         let credentials = self.signing_credentials().await?;
@@ -255,6 +269,135 @@ impl S3Client {
         }
         let body = response.text().await.unwrap_or_default();
         Err(S3Error::Status { operation, key: key.to_owned(), status: status.as_u16(), body })
+    }
+}
+
+/// The size of a part of a multipart upload (S3 wants at least 5 MiB for all but the last).
+pub const PART_BYTES: usize = 8 * 1024 * 1024;
+
+/// See [`S3Client::writer`].
+#[derive(Debug)]
+pub struct ObjectWriter<'a> {
+    client: &'a S3Client,
+    key: String,
+    content_type: String,
+    buffer: Vec<u8>,
+    /// Once the object outgrew one part: the upload's id and the ETags of its parts so far.
+    upload: Option<(String, Vec<String>)>,
+}
+
+impl ObjectWriter<'_> {
+    /// Appends bytes; a full part goes to S3 at once.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), S3Error> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= PART_BYTES {
+            self.upload_part().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is left and completes the object: one PUT when it never outgrew a part. A
+    /// multipart upload that fails is aborted.
+    pub async fn finish(mut self) -> Result<(), S3Error> {
+        if self.upload.is_none() {
+            let body = std::mem::take(&mut self.buffer);
+            return self.client.put_object(&self.key, body, &self.content_type).await;
+        }
+        let completed = self.complete().await;
+        if completed.is_err()
+            && let Some((upload_id, _)) = &self.upload
+        {
+            self.abort(upload_id).await;
+        }
+        completed
+    }
+
+    async fn complete(&mut self) -> Result<(), S3Error> {
+        if !self.buffer.is_empty() {
+            self.upload_part().await?;
+        }
+        let Some((upload_id, etags)) = &self.upload else { return Ok(()) };
+        let credentials = self.client.signing_credentials().await?;
+        let action = self.client.bucket.complete_multipart_upload(
+            Some(&credentials),
+            &self.key,
+            upload_id,
+            etags.iter().map(String::as_str),
+        );
+        let url = action.sign(REQUEST_TTL);
+        let request = self.client.http.post(url).body(action.body());
+        self.client.send("complete_multipart_upload", &self.key, request).await.map(drop)
+    }
+
+    async fn upload_part(&mut self) -> Result<(), S3Error> {
+        if self.upload.is_none() {
+            let credentials = self.client.signing_credentials().await?;
+            let url = self
+                .client
+                .bucket
+                .create_multipart_upload(Some(&credentials), &self.key)
+                .sign(REQUEST_TTL);
+            let request = self
+                .client
+                .http
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, &self.content_type);
+            let response = self.client.send("create_multipart_upload", &self.key, request).await?;
+            let text = response.text().await.map_err(|source| S3Error::Transport {
+                operation: "create_multipart_upload",
+                key: self.key.clone(),
+                source,
+            })?;
+            let created = rusty_s3::actions::CreateMultipartUpload::parse_response(&text).map_err(
+                |error| S3Error::Status {
+                    operation: "create_multipart_upload",
+                    key: self.key.clone(),
+                    status: 200,
+                    body: format!("unreadable answer ({error}): {text}"),
+                },
+            )?;
+            self.upload = Some((created.upload_id().to_owned(), Vec::new()));
+        }
+        let Some((upload_id, etags)) = &mut self.upload else { return Ok(()) };
+        let part_number = u16::try_from(etags.len() + 1).map_err(|_| S3Error::Status {
+            operation: "upload_part",
+            key: self.key.clone(),
+            status: 400,
+            body: "more than 65535 parts".into(),
+        })?;
+        let credentials = self.client.signing_credentials().await?;
+        let url = self
+            .client
+            .bucket
+            .upload_part(Some(&credentials), &self.key, part_number, upload_id)
+            .sign(REQUEST_TTL);
+        let body = std::mem::take(&mut self.buffer);
+        let request = self.client.http.put(url).body(body);
+        let response = self.client.send("upload_part", &self.key, request).await?;
+        let etag = response
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        etags.push(etag);
+        Ok(())
+    }
+
+    async fn abort(&self, upload_id: &str) {
+        let Ok(credentials) = self.client.signing_credentials().await else { return };
+        let url = self
+            .client
+            .bucket
+            .abort_multipart_upload(Some(&credentials), &self.key, upload_id)
+            .sign(REQUEST_TTL);
+        if let Err(error) = self
+            .client
+            .send("abort_multipart_upload", &self.key, self.client.http.delete(url))
+            .await
+        {
+            tracing::warn!(%error, key = %self.key, "cannot abort a multipart upload");
+        }
     }
 }
 

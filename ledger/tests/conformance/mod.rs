@@ -384,6 +384,44 @@ pub async fn customer_totals_count_and_sum_what_was_decided(ledger: &impl Ledger
     assert_eq!(nobody, cezbek_ledger::CustomerTotals::default());
 }
 
+/// A partner-day read in pages of any size gives every decision once, ordered by customer.
+pub async fn a_partner_day_reads_in_pages_by_customer(ledger: &impl Ledger) {
+    let customers = [customer(3), customer(1), customer(2)];
+    let lease = claim(ledger, &customers.iter().collect::<Vec<_>>()).await;
+    for (index, msisdn) in customers.iter().enumerate() {
+        let records =
+            (0..3).map(|n| record(&format!("d{index}-{n}"), msisdn, 60 + n * 7, 10)).collect();
+        ledger.apply(&[CustomerBatch { records, ..of(&lease, msisdn) }]).await.unwrap();
+    }
+    let day = NaiveDate::from_ymd_opt(2026, 5, 1).unwrap();
+    let whole = ledger.rewards_of_day(&partner(), day).await.unwrap();
+    let key = |r: &RewardRecord| (r.reward.msisdn.to_string(), r.reward.transaction_id.to_string());
+    let expected: Vec<_> = whole.iter().map(key).collect();
+    assert_eq!(expected.len(), 9);
+    let sorted = {
+        let mut sorted = expected.clone();
+        sorted.sort();
+        sorted
+    };
+    assert_eq!(expected, sorted, "ordered by customer, then transaction id");
+    for limit in [1, 2, 4, 9, 10] {
+        let mut paged = Vec::new();
+        let mut after: Option<cezbek_ledger::DayCursor> = None;
+        loop {
+            let page =
+                ledger.rewards_of_day_page(&partner(), day, after.as_ref(), limit).await.unwrap();
+            assert!(page.len() <= limit as usize);
+            let last = page.len() < limit as usize;
+            after = page.last().map(cezbek_ledger::DayCursor::after);
+            paged.extend(page.iter().map(key));
+            if last {
+                break;
+            }
+        }
+        assert_eq!(paged, expected, "pages of {limit}");
+    }
+}
+
 pub async fn a_partner_day_holds_its_local_day(ledger: &impl Ledger) {
     let alice = customer(1);
     let lease = claim(ledger, &[&alice]).await;
