@@ -431,7 +431,10 @@ fn evaluate_refund(
     let tier_after = match (program, window.purchase(original_id)) {
         (Some(program), Some(purchase)) => {
             let in_window = window.stats(transaction.occurred_at, program.window_days);
-            let since = transaction.occurred_at - chrono::Days::new(u64::from(program.window_days));
+            let since = transaction
+                .occurred_at
+                .checked_sub_days(chrono::Days::new(u64::from(program.window_days)))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC);
             let counts =
                 since <= purchase.occurred_at && purchase.occurred_at < transaction.occurred_at;
             let adjusted = if counts {

@@ -60,6 +60,15 @@ pub struct Report {
     pub elapsed: Duration,
 }
 
+/// What the driver does to the running system.
+#[derive(Debug, Clone, Copy)]
+enum Chaos {
+    Kill,
+    RestartPostgres,
+    ChangeCampaign,
+    RestartEtcd,
+}
+
 /// The rules, as etcd JSON, and the campaign changed mid-run.
 fn rules(base_bp: u32) -> Vec<(String, String)> {
     let secret = base64::engine::general_purpose::STANDARD.encode(SECRET);
@@ -491,6 +500,8 @@ pub async fn run(plan: Plan, seed: u64) -> Report {
             for body in api_bodies {
                 retries += send_batch(&http, &ports, &body, &clock).await;
                 fed.fetch_add(1, Ordering::Relaxed);
+                // A partner's pace rather than a flood: the chaos lands during the feed.
+                tokio::time::sleep(Duration::from_millis(25)).await;
             }
             done.store(true, Ordering::SeqCst);
             retries
@@ -517,53 +528,61 @@ pub async fn run(plan: Plan, seed: u64) -> Report {
     foreign.transaction_id = cezbek_schemas::TransactionId::parse("poison-key").unwrap();
     poison("SOAK:+6280000000000", encode(&foreign).unwrap()).await;
 
-    // Chaos while feeding: kills and restarts, a campaign change half-way, PostgreSQL and etcd
-    // restarted once each.
+    // Chaos while feeding: the kills spread over the feed, PostgreSQL stopped at about a third,
+    // the campaign changed half-way, etcd stopped at about two thirds. Each event waits for its
+    // share of the feed (or for the feed's end) and every one of them happens: the run is the
+    // same run however fast the feed goes.
+    let mut events: Vec<(usize, Chaos)> =
+        (0..plan.kills).map(|kill| ((kill + 1) * 100 / (plan.kills + 1), Chaos::Kill)).collect();
+    events.extend([
+        (30, Chaos::RestartPostgres),
+        (50, Chaos::ChangeCampaign),
+        (65, Chaos::RestartEtcd),
+    ]);
+    events.sort_by_key(|(at, _)| *at);
     let total = report.api_batches;
-    let mut kills_left = plan.kills;
-    let mut changed = false;
-    let (mut postgres_restarted, mut etcd_restarted) = (false, false);
-    while !feeding_done.load(Ordering::SeqCst) || kills_left > 0 && report.kills < plan.kills {
-        tokio::time::sleep(Duration::from_millis(400 + random.below(1_200))).await;
-        let progress = fed.load(Ordering::Relaxed) * 100 / total.max(1);
-        if !changed && progress >= 50 {
-            changed = true;
-            let second = rules(175);
-            let revision = put_rules(&stack.etcd, &second[1..2]).await;
-            history.push((revision, second));
-        }
-        if !postgres_restarted && progress >= 30 {
-            postgres_restarted = true;
-            stack.database.stop();
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            stack.database.resume();
-            report.restarts.push("postgres");
-        }
-        if !etcd_restarted && progress >= 65 {
-            etcd_restarted = true;
-            stack.etcd_server.stop();
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            stack.etcd_server.resume();
-            report.restarts.push("etcd");
-        }
-        if kills_left > 0 {
-            kills_left -= 1;
-            let victim = random.below(services.len() as u64) as usize;
-            let old = &mut services[victim];
-            let _ = old.child.kill();
-            let _ = old.child.wait();
-            let (kind, label) = (old.kind, format!("{}-{}", old.label, report.kills));
-            let fresh = stack.spawn(kind, &label);
-            if kind == "ingestor" {
-                let mut live = ports.lock().unwrap();
-                live.retain(|port| *port != services[victim].port);
-                live.push(fresh.port);
+    for (at, event) in events {
+        loop {
+            tokio::time::sleep(Duration::from_millis(300 + random.below(900))).await;
+            let progress = fed.load(Ordering::Relaxed) * 100 / total.max(1);
+            if progress >= at || feeding_done.load(Ordering::SeqCst) {
+                break;
             }
-            services[victim] = fresh;
-            report.kills += 1;
         }
-        if feeding_done.load(Ordering::SeqCst) && kills_left == 0 {
-            break;
+        match event {
+            Chaos::ChangeCampaign => {
+                let second = rules(175);
+                let revision = put_rules(&stack.etcd, &second[1..2]).await;
+                history.push((revision, second));
+            }
+            Chaos::RestartPostgres => {
+                stack.database.stop();
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                stack.database.resume();
+                report.restarts.push("postgres");
+            }
+            Chaos::RestartEtcd => {
+                stack.etcd_server.stop();
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                stack.etcd_server.resume();
+                report.restarts.push("etcd");
+            }
+            Chaos::Kill => {
+                let victim = random.below(services.len() as u64) as usize;
+                let old = &mut services[victim];
+                let _ = old.child.kill();
+                let _ = old.child.wait();
+                let (kind, label, old_port) =
+                    (old.kind, format!("{}-{}", old.label, report.kills), old.port);
+                let fresh = stack.spawn(kind, &label);
+                if kind == "ingestor" {
+                    let mut live = ports.lock().unwrap();
+                    live.retain(|port| *port != old_port);
+                    live.push(fresh.port);
+                }
+                services[victim] = fresh;
+                report.kills += 1;
+            }
         }
     }
     report.api_retries = feeder.await.unwrap();
