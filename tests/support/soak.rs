@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -292,15 +292,15 @@ async fn send_batch(
     http: &reqwest::Client,
     ports: &std::sync::Mutex<Vec<u16>>,
     body: &[u8],
-    clock: &AtomicI64,
 ) -> usize {
     let mut retries = 0;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let candidates = ports.lock().unwrap().clone();
         let port = candidates[retries % candidates.len().max(1)];
-        // Distinct timestamps within the window: a re-sent body is never a replay.
-        let timestamp = clock.fetch_add(1, Ordering::Relaxed);
+        // Signed afresh with a timestamp of its own for each attempt (a re-sent body is never a
+        // replay), always within the window of the server's clock.
+        let timestamp = Utc::now().timestamp() - i64::try_from(retries % 250).unwrap_or(0);
         let signature = partner_auth::sign(SECRET, "POST", "/v1/transactions", timestamp, body);
         let answer = http
             .post(format!("http://127.0.0.1:{port}/v1/transactions"))
@@ -440,7 +440,6 @@ pub async fn run(plan: Plan, seed: u64) -> Report {
 
     // Feed: half as API batches of 100 (a twentieth sent twice, a few conflicting), half as
     // CSV files of 1,000 lines with bad lines among them; poison straight onto the topic.
-    let clock = Arc::new(AtomicI64::new(Utc::now().timestamp() - 250));
     let fed = Arc::new(AtomicUsize::new(0));
     let feeding_done = Arc::new(AtomicBool::new(false));
     let bucket = S3Client::new(&stack.s3).unwrap();
@@ -488,17 +487,12 @@ pub async fn run(plan: Plan, seed: u64) -> Report {
     report.csv_files = csv_expected.len();
     report.api_batches = api_bodies.len();
     let feeder = {
-        let (http, ports, clock, fed, done) = (
-            http.clone(),
-            Arc::clone(&ports),
-            Arc::clone(&clock),
-            Arc::clone(&fed),
-            Arc::clone(&feeding_done),
-        );
+        let (http, ports, fed, done) =
+            (http.clone(), Arc::clone(&ports), Arc::clone(&fed), Arc::clone(&feeding_done));
         tokio::spawn(async move {
             let mut retries = 0;
             for body in api_bodies {
-                retries += send_batch(&http, &ports, &body, &clock).await;
+                retries += send_batch(&http, &ports, &body).await;
                 fed.fetch_add(1, Ordering::Relaxed);
                 // A partner's pace rather than a flood: the chaos lands during the feed.
                 tokio::time::sleep(Duration::from_millis(25)).await;
