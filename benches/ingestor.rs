@@ -154,6 +154,30 @@ async fn bare_rate(rows: usize) -> f64 {
     rows as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Runs `cezbek ingestor` until `incoming/BENCH/{name}.csv` has its summary: (summary, the
+/// process's peak RSS in MiB).
+async fn ingest_watching_memory(
+    setup: &Setup,
+    bucket: &S3Client,
+    name: &str,
+) -> (serde_json::Value, f64) {
+    let mut ingestor = spawn_ingestor(setup);
+    let pid = ingestor.id();
+    let mut peak = 0.0f64;
+    let summary_key = format!("reports/BENCH/{name}.summary.json");
+    let summary = loop {
+        peak = peak.max(peak_rss_mib(pid));
+        if let Ok(response) = bucket.get_object(&summary_key).await {
+            break response.json::<serde_json::Value>().await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    peak = peak.max(peak_rss_mib(pid));
+    ingestor.kill().unwrap();
+    ingestor.wait().unwrap();
+    (summary, peak)
+}
+
 /// A file of `rows` rejected lines of 64 KiB each through `cezbek ingestor`: (seconds, peak RSS
 /// MiB, file MiB, report MiB).
 async fn rejects_memory(rows: usize) -> (f64, f64, f64, f64) {
@@ -173,20 +197,8 @@ async fn rejects_memory(rows: usize) -> (f64, f64, f64, f64) {
     bucket.put_object("incoming/BENCH/rejects.csv", csv, "text/csv").await.unwrap();
 
     let started = Instant::now();
-    let mut ingestor = spawn_ingestor(&setup);
-    let pid = ingestor.id();
-    let mut peak = 0.0f64;
-    let summary = loop {
-        peak = peak.max(peak_rss_mib(pid));
-        if let Ok(response) = bucket.get_object("reports/BENCH/rejects.summary.json").await {
-            break response.json::<serde_json::Value>().await.unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (summary, peak) = ingest_watching_memory(&setup, &bucket, "rejects").await;
     let seconds = started.elapsed().as_secs_f64();
-    peak = peak.max(peak_rss_mib(pid));
-    ingestor.kill().unwrap();
-    ingestor.wait().unwrap();
     assert_eq!(summary["rejected"], rows, "{summary}");
     let listed = bucket.list_objects("reports/BENCH/rejects.rejects.csv").await.unwrap();
     let report_mib = listed.first().map_or(0.0, |object| object.size as f64 / 1024.0 / 1024.0);
@@ -205,19 +217,7 @@ async fn csv_rate(rows: usize) -> (f64, f64, f64) {
     let bucket = S3Client::new(&setup.s3).unwrap();
     bucket.put_object("incoming/BENCH/bench.csv", csv.into_bytes(), "text/csv").await.unwrap();
 
-    let mut ingestor = spawn_ingestor(&setup);
-    let pid = ingestor.id();
-    let mut peak = 0.0f64;
-    let summary = loop {
-        peak = peak.max(peak_rss_mib(pid));
-        if let Ok(response) = bucket.get_object("reports/BENCH/bench.summary.json").await {
-            break response.json::<serde_json::Value>().await.unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    peak = peak.max(peak_rss_mib(pid));
-    ingestor.kill().unwrap();
-    ingestor.wait().unwrap();
+    let (summary, peak) = ingest_watching_memory(&setup, &bucket, "bench").await;
     assert_eq!(summary["accepted"], rows, "{summary}");
     let started: chrono::DateTime<Utc> =
         serde_json::from_value(summary["started_at"].clone()).unwrap();
