@@ -168,7 +168,8 @@ async fn ingest_watching_memory(
     let summary = loop {
         peak = peak.max(peak_rss_mib(pid));
         if let Ok(response) = bucket.get_object(&summary_key).await {
-            break response.json::<serde_json::Value>().await.unwrap();
+            break serde_json::from_slice::<serde_json::Value>(&response.bytes().await.unwrap())
+                .unwrap();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
@@ -193,7 +194,7 @@ async fn rejects_memory(rows: usize) -> (f64, f64, f64, f64) {
         );
     }
     let size_mib = csv.len() as f64 / 1024.0 / 1024.0;
-    let bucket = S3Client::new(&setup.s3).unwrap();
+    let bucket = S3Client::connect(&setup.s3).await;
     bucket.put_object("incoming/BENCH/rejects.csv", csv, "text/csv").await.unwrap();
 
     let started = Instant::now();
@@ -214,7 +215,7 @@ async fn csv_rate(rows: usize) -> (f64, f64, f64) {
         csv.push_str(&row(index).0);
     }
     let size_mib = csv.len() as f64 / 1024.0 / 1024.0;
-    let bucket = S3Client::new(&setup.s3).unwrap();
+    let bucket = S3Client::connect(&setup.s3).await;
     bucket.put_object("incoming/BENCH/bench.csv", csv.into_bytes(), "text/csv").await.unwrap();
 
     let (summary, peak) = ingest_watching_memory(&setup, &bucket, "bench").await;

@@ -91,7 +91,7 @@ async fn a_sigkilled_ingestor_resumes_its_file_and_no_valid_row_is_missing() {
             row % 100
         ));
     }
-    let bucket = S3Client::new(&setup.s3).unwrap();
+    let bucket = S3Client::connect(&setup.s3).await;
     bucket.put_object("incoming/TOKO/big.csv", csv.into_bytes(), "text/csv").await.unwrap();
 
     let pool = sqlx::postgres::PgPoolOptions::new()
@@ -138,7 +138,8 @@ async fn a_sigkilled_ingestor_resumes_its_file_and_no_valid_row_is_missing() {
     let deadline = Instant::now() + Duration::from_secs(120);
     let summary = loop {
         if let Ok(response) = bucket.get_object("reports/TOKO/big.summary.json").await {
-            break response.json::<serde_json::Value>().await.unwrap();
+            break serde_json::from_slice::<serde_json::Value>(&response.bytes().await.unwrap())
+                .unwrap();
         }
         assert!(Instant::now() < deadline, "the restarted ingestor did not finish the file");
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use cezbek_platform::CancellationToken;
-use cezbek_platform::s3::{S3Client, S3Error};
+use cezbek_platform::s3::{ObjectBody, S3Client, S3Error};
 use cezbek_rules::{PartnerStatus, RuleSnapshot};
 use cezbek_schemas::{PartnerCode, Source, SourceChannel};
 
@@ -60,8 +60,6 @@ pub enum FileError {
     S3(#[from] S3Error),
     #[error("the job store failed: {0}")]
     Store(#[from] sqlx::Error),
-    #[error("reading the object failed: {0}")]
-    Read(reqwest::Error),
     #[error("a row could not be sent: {0}")]
     Send(String),
     #[error("another instance took the job over")]
@@ -268,7 +266,7 @@ async fn run_job(
                 job.checkpoint().await?;
                 return Err(FileError::Shutdown);
             }
-            chunk = next_chunk(response.as_mut()) => chunk.map_err(FileError::Read)?,
+            chunk = next_chunk(response.as_mut()) => chunk?,
         };
         match &chunk {
             Some(bytes) => parser.push(bytes),
@@ -295,8 +293,8 @@ async fn run_job(
 
 /// The next chunk of the object, or its end.
 async fn next_chunk(
-    response: Option<&mut reqwest::Response>,
-) -> Result<Option<axum::body::Bytes>, reqwest::Error> {
+    response: Option<&mut ObjectBody>,
+) -> Result<Option<axum::body::Bytes>, S3Error> {
     match response {
         Some(response) => response.chunk().await,
         None => Ok(None),

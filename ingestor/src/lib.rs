@@ -137,7 +137,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let producer = producer(&config.kafka)?;
     kafka::watch_readiness(&readiness, &producer, &shutdown);
     etcd::watch_readiness(&readiness, &config.etcd, &shutdown);
-    let s3 = S3Client::new(&config.s3)?;
+    let aws = cezbek_platform::aws::sdk_config(&config.s3).await;
+    let s3 = S3Client::new(&aws, &config.s3);
     s3.watch_readiness(&readiness, &shutdown);
     let pool = postgres::connect(&config.postgres).await?;
     postgres::watch_readiness(&readiness, &pool, &shutdown);
@@ -188,7 +189,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         shutdown.clone(),
     ));
     if let Some(queue_url) = &config.sqs_queue_url {
-        let sqs = SqsClient::new(queue_url, &config.s3)?;
+        let sqs = SqsClient::new(&aws, queue_url)?;
         tokio::spawn(discovery::follow_notifications(
             sqs,
             s3.bucket_name().to_owned(),
@@ -200,7 +201,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
 
     let presigner = match &config.s3_public_endpoint {
         Some(endpoint) => {
-            S3Client::new(&S3Config { endpoint: endpoint.clone(), ..config.s3.clone() })?
+            S3Client::new(&aws, &S3Config { endpoint: Some(endpoint.clone()), ..config.s3.clone() })
         }
         None => s3,
     };

@@ -8,8 +8,6 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::aws_credentials::CredentialSource;
-
 /// Every problem found while reading a configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration ({} problem{}):\n{}", .problems.len(),
@@ -299,63 +297,77 @@ impl PostgresConfig {
     }
 }
 
-/// The S3 bucket CSV files are dropped in. `CEZBEK_S3_ENDPOINT` overrides AWS for MinIO or
-/// the local stack; path-style addressing is what those servers expect. Credentials are
-/// `CEZBEK_S3_ACCESS_KEY` + `CEZBEK_S3_SECRET_KEY`, or, when both are unset, the web identity
-/// EKS injects for IRSA (`AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE`, exchanged at
-/// `CEZBEK_STS_ENDPOINT`, default the region's STS).
+/// The S3 bucket CSV files are dropped in. Region, credentials and endpoints come from the AWS
+/// SDK's standard chains (`AWS_REGION`, `AWS_ACCESS_KEY_ID`…, profiles, IRSA, Pod Identity,
+/// ECS, IMDS, `AWS_ENDPOINT_URL`); the `CEZBEK_S3_…` names are documented aliases that take
+/// precedence. `CEZBEK_S3_ENDPOINT` points S3 at MinIO or the local stack, whose path-style
+/// addressing is the default here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Config {
-    pub endpoint: String,
-    pub region: String,
     pub bucket: String,
-    pub credentials: CredentialSource,
+    /// `CEZBEK_S3_REGION`; unset, the SDK's region chain (falling back to `us-east-1`).
+    pub region: Option<String>,
+    /// `CEZBEK_S3_ENDPOINT`; unset, `AWS_ENDPOINT_URL_S3`/`AWS_ENDPOINT_URL` or AWS itself.
+    pub endpoint: Option<String>,
+    /// `CEZBEK_S3_ACCESS_KEY` + `CEZBEK_S3_SECRET_KEY`; unset, the SDK's credential chain.
+    pub static_keys: Option<StaticKeys>,
     pub path_style: bool,
+}
+
+/// An access key pair given in the configuration. Its `Debug` hides the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StaticKeys {
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl std::fmt::Debug for StaticKeys {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("StaticKeys")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .finish()
+    }
 }
 
 impl S3Config {
     pub fn from_env(env: &mut Env) -> Self {
-        let region = env.string("CEZBEK_S3_REGION", "us-east-1");
-        let default_endpoint = format!("https://s3.{region}.amazonaws.com");
-        let endpoint = env.string("CEZBEK_S3_ENDPOINT", &default_endpoint);
-        env.check(
-            url::Url::parse(&endpoint).is_ok(),
-            "CEZBEK_S3_ENDPOINT",
-            format!("{endpoint:?} is not a URL"),
-        );
-        Self {
-            endpoint,
-            bucket: env.string("CEZBEK_S3_BUCKET", "cezbek"),
-            credentials: credential_source(env, &region),
-            path_style: env.bool("CEZBEK_S3_PATH_STYLE", true),
-            region,
+        let endpoint = env.optional("CEZBEK_S3_ENDPOINT");
+        if let Some(endpoint) = &endpoint {
+            env.check(
+                url::Url::parse(endpoint).is_ok(),
+                "CEZBEK_S3_ENDPOINT",
+                format!("{endpoint:?} is not a URL"),
+            );
         }
-    }
-}
-
-fn credential_source(env: &mut Env, region: &str) -> CredentialSource {
-    let static_keys = env.optional("CEZBEK_S3_ACCESS_KEY").is_some()
-        || env.optional("CEZBEK_S3_SECRET_KEY").is_some();
-    if !static_keys
-        && let (Some(role_arn), Some(token_file)) =
-            (env.optional("AWS_ROLE_ARN"), env.optional("AWS_WEB_IDENTITY_TOKEN_FILE"))
-    {
-        let default_sts = format!("https://sts.{region}.amazonaws.com/");
-        let sts_endpoint = env.string("CEZBEK_STS_ENDPOINT", &default_sts);
-        env.check(
-            url::Url::parse(&sts_endpoint).is_ok(),
-            "CEZBEK_STS_ENDPOINT",
-            format!("{sts_endpoint:?} is not a URL"),
-        );
-        return CredentialSource::WebIdentity {
-            role_arn,
-            token_file: token_file.into(),
-            sts_endpoint,
+        // The web identity's STS endpoint is the SDK's own setting now; a value left in a
+        // deployment would silently stop applying, so it is named instead.
+        if env.optional("CEZBEK_STS_ENDPOINT").is_some() {
+            env.problem("CEZBEK_STS_ENDPOINT", "is no longer read: set AWS_ENDPOINT_URL_STS");
+        }
+        let access_key = env.optional("CEZBEK_S3_ACCESS_KEY");
+        let secret_key = env.optional("CEZBEK_S3_SECRET_KEY");
+        let static_keys = match (access_key, secret_key) {
+            (Some(access_key), Some(secret_key)) => Some(StaticKeys { access_key, secret_key }),
+            (None, None) => None,
+            // One of the pair alone is a mistake, not a reason to fall back to the chain.
+            (Some(_), None) => {
+                env.problem("CEZBEK_S3_SECRET_KEY", "is required with CEZBEK_S3_ACCESS_KEY");
+                None
+            }
+            (None, Some(_)) => {
+                env.problem("CEZBEK_S3_ACCESS_KEY", "is required with CEZBEK_S3_SECRET_KEY");
+                None
+            }
         };
-    }
-    CredentialSource::Static {
-        access_key: env.required("CEZBEK_S3_ACCESS_KEY"),
-        secret_key: env.required("CEZBEK_S3_SECRET_KEY"),
+        Self {
+            bucket: env.string("CEZBEK_S3_BUCKET", "cezbek"),
+            region: env.optional("CEZBEK_S3_REGION"),
+            endpoint,
+            static_keys,
+            path_style: env.bool("CEZBEK_S3_PATH_STYLE", true),
+        }
     }
 }
 
@@ -430,8 +442,7 @@ mod tests {
 
     #[test]
     fn defaults_match_the_local_stack() {
-        let mut env =
-            Env::from_pairs([("CEZBEK_S3_ACCESS_KEY", "a"), ("CEZBEK_S3_SECRET_KEY", "b")]);
+        let mut env = Env::from_pairs([("CEZBEK_S3_ENDPOINT", "http://127.0.0.1:4566")]);
         let kafka = KafkaConfig::from_env(&mut env, "test");
         let postgres = PostgresConfig::from_env(&mut env);
         let etcd = EtcdConfig::from_env(&mut env);
@@ -440,7 +451,8 @@ mod tests {
         assert_eq!(kafka.brokers, "127.0.0.1:9092");
         assert_eq!(postgres.url, "postgres://cezbek:cezbek@127.0.0.1:5544/cezbek");
         assert_eq!(etcd.prefix, "/cezbek/v1/");
-        assert_eq!(s3.endpoint, "https://s3.us-east-1.amazonaws.com");
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:4566"));
+        assert_eq!((s3.region, s3.static_keys), (None, None), "the SDK's chains decide");
     }
 
     /// Configurations are printed (at start, in errors): no secret may show.
@@ -453,19 +465,7 @@ mod tests {
         ]);
         let s3 = S3Config::from_env(&mut env);
         let postgres = PostgresConfig::from_env(&mut env);
-        let credentials = crate::aws_credentials::AwsCredentials {
-            access_key: "AKIDPUBLIC".into(),
-            secret_key: "s3-secret-value".into(),
-            session_token: Some("token-secret-value".into()),
-        };
-        let signer = crate::sigv4::Signer {
-            access_key: "AKIDPUBLIC".into(),
-            secret_key: "s3-secret-value".into(),
-            session_token: Some("token-secret-value".into()),
-            region: "us-east-1".into(),
-            service: "s3".into(),
-        };
-        let printed = format!("{s3:?} {postgres:?} {credentials:?} {signer:?}");
+        let printed = format!("{s3:?} {postgres:?}");
         assert!(!printed.contains("secret-value"), "{printed}");
         assert!(printed.contains("AKIDPUBLIC") && printed.contains("db:5432"), "{printed}");
     }
@@ -492,39 +492,36 @@ mod tests {
             "CEZBEK_LOG_FORMAT: \"xml\" is neither pretty nor json",
             "CEZBEK_ETCD_CONNECT_TIMEOUT: \"5\" needs a unit",
             "CEZBEK_KAFKA_PROPERTIES: \"oops\" is not key=value",
-            "CEZBEK_S3_ACCESS_KEY: is required but not set",
-            "CEZBEK_S3_SECRET_KEY: is required but not set",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
-        assert_eq!(error.problems.len(), 7, "{text}");
-        assert!(text.starts_with("invalid configuration (7 problems):"), "{text}");
+        assert_eq!(error.problems.len(), 5, "{text}");
+        assert!(text.starts_with("invalid configuration (5 problems):"), "{text}");
     }
 
     #[test]
-    fn s3_keys_come_from_irsa_when_no_static_keys_are_set() {
-        let irsa = [
+    fn s3_aliases_win_and_half_a_key_pair_is_an_error() {
+        let mut env = Env::from_pairs([
             ("CEZBEK_S3_REGION", "ap-southeast-3"),
-            ("AWS_ROLE_ARN", "arn:aws:iam::1:role/cezbek"),
-            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/token"),
-        ];
-        let mut env = Env::from_pairs(irsa);
+            ("CEZBEK_S3_ACCESS_KEY", "a"),
+            ("CEZBEK_S3_SECRET_KEY", "b"),
+        ]);
         let s3 = S3Config::from_env(&mut env);
         assert!(env.finish(()).is_ok());
+        assert_eq!(s3.region.as_deref(), Some("ap-southeast-3"));
         assert_eq!(
-            s3.credentials,
-            CredentialSource::WebIdentity {
-                role_arn: "arn:aws:iam::1:role/cezbek".into(),
-                token_file: "/var/run/token".into(),
-                sts_endpoint: "https://sts.ap-southeast-3.amazonaws.com/".into(),
-            }
+            s3.static_keys,
+            Some(StaticKeys { access_key: "a".into(), secret_key: "b".into() })
         );
 
-        // Static keys win; one of the pair alone is an error, not a silent fallback.
-        let mut env = Env::from_pairs(irsa.into_iter().chain([("CEZBEK_S3_ACCESS_KEY", "a")]));
+        let mut env = Env::from_pairs([
+            ("CEZBEK_S3_ACCESS_KEY", "a"),
+            ("CEZBEK_STS_ENDPOINT", "https://sts.example/"),
+        ]);
         S3Config::from_env(&mut env);
         let error = env.finish(()).unwrap_err().to_string();
-        assert!(error.contains("CEZBEK_S3_SECRET_KEY: is required but not set"), "{error}");
+        assert!(error.contains("CEZBEK_S3_SECRET_KEY: is required with"), "{error}");
+        assert!(error.contains("CEZBEK_STS_ENDPOINT: is no longer read"), "{error}");
     }
 
     #[test]

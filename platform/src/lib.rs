@@ -4,7 +4,7 @@
 //! requires. Services get their clients here so those settings live in one place.
 
 pub mod auth;
-pub mod aws_credentials;
+pub mod aws;
 pub mod config;
 pub mod etcd;
 pub mod http;
@@ -14,7 +14,6 @@ pub mod partner_auth;
 pub mod postgres;
 pub mod s3;
 pub mod shutdown;
-pub mod sigv4;
 pub mod sqs;
 pub mod telemetry;
 pub mod unsubscribe;

@@ -1,35 +1,57 @@
-//! A small S3 client: requests are signed with SigV4 by `rusty-s3` and sent with `reqwest`.
-//! It covers what Cezbek does with objects (put, streamed get, list, copy, delete, presigned
-//! upload URLs) without the build weight of a full SDK.
+//! What Cezbek does with S3 objects (put, streamed and ranged gets, list, conditional copy and
+//! delete, presigned uploads, multipart reports), through the official SDK: its signing, its
+//! retries and its time-outs.
 
 use std::time::Duration;
 
-use rusty_s3::actions::{ListObjectsV2, S3Action};
-use rusty_s3::{Bucket, Credentials, UrlStyle};
-
-use crate::aws_credentials::{CredentialError, CredentialProvider};
-use url::Url;
-
+use aws_config::SdkConfig;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
+use url::Url;
 
 use crate::config::S3Config;
 use crate::http::{Readiness, spawn_readiness_check};
 
-/// How long the URL of one of our own requests stays valid: just long enough to send it.
-const REQUEST_TTL: Duration = Duration::from_secs(60);
-
 #[derive(Debug, thiserror::Error)]
 pub enum S3Error {
-    #[error("S3 endpoint {endpoint:?} or bucket {bucket:?} is not usable")]
-    BadEndpoint { endpoint: String, bucket: String },
-    #[error("S3 request {operation} {key:?} failed: {source}")]
-    Transport { operation: &'static str, key: String, source: reqwest::Error },
-    #[error("S3 {operation} {key:?} answered {status}: {body}")]
-    Status { operation: &'static str, key: String, status: u16, body: String },
-    #[error("S3 list of {prefix:?} answered unreadable XML: {reason}")]
-    BadListing { prefix: String, reason: String },
-    #[error("S3 credentials: {0}")]
-    Credentials(#[from] CredentialError),
+    /// S3 answered with an error status (404 missing, 412 a condition failed, 416 a range
+    /// past the end…).
+    #[error("S3 {operation} {key:?} answered {status}: {message}")]
+    Status { operation: &'static str, key: String, status: u16, message: String },
+    /// No answer: the request could not be built, signed (no credentials), sent or was not
+    /// answered in time, after the SDK's retries.
+    #[error("S3 {operation} {key:?} failed: {message}")]
+    Request { operation: &'static str, key: String, message: String },
+    #[error("S3 {operation} {key:?}: reading the object failed: {message}")]
+    Body { operation: &'static str, key: String, message: String },
+}
+
+impl S3Error {
+    fn from_sdk<E>(operation: &'static str, key: &str, error: SdkError<E, HttpResponse>) -> Self
+    where
+        E: std::error::Error + 'static,
+    {
+        let key = key.to_owned();
+        let status = error.raw_response().map(|response| response.status().as_u16());
+        let message = DisplayErrorContext(&error).to_string();
+        match (status, &error) {
+            (Some(status), SdkError::ServiceError(_)) => {
+                Self::Status { operation, key, status, message }
+            }
+            // A HEAD's error has no body to parse: the status is all there is.
+            (Some(status), SdkError::ResponseError(_)) if status >= 300 => {
+                Self::Status { operation, key, status, message }
+            }
+            _ => Self::Request { operation, key, message },
+        }
+    }
 }
 
 /// One object in a listing.
@@ -42,52 +64,48 @@ pub struct ObjectSummary {
 
 #[derive(Debug, Clone)]
 pub struct S3Client {
-    bucket: Bucket,
-    credentials: CredentialProvider,
-    http: reqwest::Client,
+    client: Client,
+    bucket: String,
 }
 
 impl S3Client {
-    pub fn new(config: &S3Config) -> Result<Self, S3Error> {
-        let bad = || S3Error::BadEndpoint {
-            endpoint: config.endpoint.clone(),
-            bucket: config.bucket.clone(),
-        };
-        let endpoint: Url = config.endpoint.parse().map_err(|_| bad())?;
-        let style = if config.path_style { UrlStyle::Path } else { UrlStyle::VirtualHost };
-        let bucket = Bucket::new(endpoint, style, config.bucket.clone(), config.region.clone())
-            .map_err(|_| bad())?;
-        let credentials = CredentialProvider::new(config.credentials.clone());
-        let http =
-            reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().map_err(
-                |source| S3Error::Transport { operation: "client", key: String::new(), source },
-            )?;
-        Ok(Self { bucket, credentials, http })
+    /// A client for the configured bucket. `CEZBEK_S3_ENDPOINT`, when set, is where its
+    /// requests (and its presigned URLs) go.
+    pub fn new(sdk: &SdkConfig, config: &S3Config) -> Self {
+        let mut builder = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(config.path_style)
+            // Checksums only where S3 requires them: a presigned URL must not commit the
+            // partner to a checksum of a body we have not seen, and the stack's S3 server
+            // predates the newer defaults.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        Self { client: Client::from_conf(builder.build()), bucket: config.bucket.clone() }
+    }
+
+    /// A client from the configuration loaded by [`crate::aws::sdk_config`].
+    pub async fn connect(config: &S3Config) -> Self {
+        Self::new(&crate::aws::sdk_config(config).await, config)
     }
 
     pub fn bucket_name(&self) -> &str {
-        self.bucket.name()
+        &self.bucket
     }
 
     /// Creates the bucket; one that we already own counts as success.
     pub async fn create_bucket(&self) -> Result<(), S3Error> {
-        let credentials = self.signing_credentials().await?;
-        let url = self.bucket.create_bucket(&credentials).sign(REQUEST_TTL);
-        // S3 servers want a Content-Length even on a bodiless PUT.
-        let response = self
-            .send(
-                "create_bucket",
-                "",
-                self.http.put(url).header(reqwest::header::CONTENT_LENGTH, 0),
-            )
-            .await;
-        match response {
-            Err(S3Error::Status { status: 409, ref body, .. })
-                if body.contains("BucketAlreadyOwnedByYou") =>
+        match self.client.create_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|error| error.is_bucket_already_owned_by_you()) =>
             {
                 Ok(())
             }
-            other => other.map(drop),
+            Err(error) => Err(S3Error::from_sdk("create_bucket", "", error)),
         }
     }
 
@@ -97,11 +115,16 @@ impl S3Client {
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<(), S3Error> {
-        let credentials = self.signing_credentials().await?;
-        let url = self.bucket.put_object(Some(&credentials), key).sign(REQUEST_TTL);
-        let request =
-            self.http.put(url).header(reqwest::header::CONTENT_TYPE, content_type).body(body);
-        self.send("put_object", key, request).await.map(drop)
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|error| S3Error::from_sdk("put_object", key, error))?;
+        Ok(())
     }
 
     /// An object written piece by piece: in parts of [`PART_BYTES`] (a multipart upload) once it
@@ -118,11 +141,17 @@ impl S3Client {
         }
     }
 
-    /// Starts a download; read the body in chunks (`Response::chunk`) to keep memory flat.
-    pub async fn get_object(&self, key: &str) -> Result<reqwest::Response, S3Error> {
-        let credentials = self.signing_credentials().await?;
-        let url = self.bucket.get_object(Some(&credentials), key).sign(REQUEST_TTL);
-        self.send("get_object", key, self.http.get(url)).await
+    /// Starts a download; read the body in chunks ([`ObjectBody::chunk`]) to keep memory flat.
+    pub async fn get_object(&self, key: &str) -> Result<ObjectBody, S3Error> {
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|error| S3Error::from_sdk("get_object", key, error))?;
+        Ok(ObjectBody { key: key.to_owned(), stream: output.body })
     }
 
     /// Streams one version of an object (`If-Match` its ETag) from a byte offset: how a file
@@ -134,16 +163,14 @@ impl S3Client {
         key: &str,
         etag: &str,
         offset: u64,
-    ) -> Result<Option<reqwest::Response>, S3Error> {
-        let credentials = self.signing_credentials().await?;
-        let url = self.bucket.get_object(Some(&credentials), key).sign(REQUEST_TTL);
+    ) -> Result<Option<ObjectBody>, S3Error> {
         let mut request =
-            self.http.get(url).header(reqwest::header::IF_MATCH, format!("\"{etag}\""));
+            self.client.get_object().bucket(&self.bucket).key(key).if_match(format!("\"{etag}\""));
         if offset > 0 {
-            request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+            request = request.range(format!("bytes={offset}-"));
         }
-        match self.send("get_object", key, request).await {
-            Ok(response) => Ok(Some(response)),
+        match request.send().await.map_err(|error| S3Error::from_sdk("get_object", key, error)) {
+            Ok(output) => Ok(Some(ObjectBody { key: key.to_owned(), stream: output.body })),
             Err(S3Error::Status { status: 416, .. }) => Ok(None),
             Err(error) => Err(error),
         }
@@ -158,29 +185,30 @@ impl S3Client {
         to: &str,
         source_etag: Option<&str>,
     ) -> Result<(), S3Error> {
-        let credentials = self.signing_credentials().await?;
-        let url = self.bucket.put_object(Some(&credentials), to).sign(REQUEST_TTL);
-        let mut request = self
-            .http
-            .put(url)
-            .header("x-amz-copy-source", copy_source(self.bucket.name(), from))
-            .header(reqwest::header::CONTENT_LENGTH, 0);
-        if let Some(etag) = source_etag {
-            request = request.header("x-amz-copy-source-if-match", format!("\"{etag}\""));
-        }
-        self.send("copy_object", to, request).await.map(drop)
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(to)
+            .copy_source(copy_source(&self.bucket, from))
+            .set_copy_source_if_match(source_etag.map(|etag| format!("\"{etag}\"")))
+            .send()
+            .await
+            .map_err(|error| S3Error::from_sdk("copy_object", to, error))?;
+        Ok(())
     }
 
     /// Deletes an object. With `etag`, only that version (`If-Match`): S3 answers 412 when the
     /// key holds a newer upload, which is then left alone.
     pub async fn delete_object(&self, key: &str, etag: Option<&str>) -> Result<(), S3Error> {
-        let credentials = self.signing_credentials().await?;
-        let url = self.bucket.delete_object(Some(&credentials), key).sign(REQUEST_TTL);
-        let mut request = self.http.delete(url);
-        if let Some(etag) = etag {
-            request = request.header(reqwest::header::IF_MATCH, format!("\"{etag}\""));
-        }
-        self.send("delete_object", key, request).await.map(drop)
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_if_match(etag.map(|etag| format!("\"{etag}\"")))
+            .send()
+            .await
+            .map_err(|error| S3Error::from_sdk("delete_object", key, error))?;
+        Ok(())
     }
 
     /// Every object under `prefix`, following continuation tokens.
@@ -188,30 +216,25 @@ impl S3Client {
         let mut objects = Vec::new();
         let mut continuation: Option<String> = None;
         loop {
-            let credentials = self.signing_credentials().await?;
-            let mut action = self.bucket.list_objects_v2(Some(&credentials));
-            action.with_prefix(prefix);
-            if let Some(token) = &continuation {
-                action.with_continuation_token(token.clone());
-            }
-            let url = action.sign(REQUEST_TTL);
-            let response = self.send("list_objects", prefix, self.http.get(url)).await?;
-            let text = response.text().await.map_err(|source| S3Error::Transport {
-                operation: "list_objects",
-                key: prefix.to_owned(),
-                source,
-            })?;
-            let page = ListObjectsV2::parse_response(&text).map_err(|error| {
-                S3Error::BadListing { prefix: prefix.to_owned(), reason: error.to_string() }
-            })?;
-            objects.extend(page.contents.into_iter().map(|object| ObjectSummary {
-                key: object.key,
-                etag: object.etag.unwrap_or_default().trim_matches('"').to_owned(),
-                size: object.size.unwrap_or_default(),
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(continuation.take())
+                .send()
+                .await
+                .map_err(|error| S3Error::from_sdk("list_objects", prefix, error))?;
+            objects.extend(page.contents().iter().map(|object| ObjectSummary {
+                key: object.key().unwrap_or_default().to_owned(),
+                etag: object.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
+                size: object.size().and_then(|size| u64::try_from(size).ok()).unwrap_or_default(),
             }));
-            match page.next_continuation_token {
-                Some(token) => continuation = Some(token),
-                None => return Ok(objects),
+            match page.next_continuation_token() {
+                Some(token) if page.is_truncated() == Some(true) => {
+                    continuation = Some(token.to_owned());
+                }
+                _ => return Ok(objects),
             }
         }
     }
@@ -227,48 +250,69 @@ impl S3Client {
 
     /// Readiness: the bucket exists and our credentials reach it.
     pub async fn check(&self) -> Result<(), String> {
-        let credentials = self.signing_credentials().await.map_err(|error| error.to_string())?;
-        let url = self.bucket.head_bucket(Some(&credentials)).sign(REQUEST_TTL);
-        self.send("head_bucket", "", self.http.head(url))
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
             .await
             .map(drop)
-            .map_err(|error| error.to_string())
+            .map_err(|error| S3Error::from_sdk("head_bucket", "", error).to_string())
     }
 
     /// A URL that lets its holder PUT one object until it expires (or until the temporary
     /// keys that signed it expire, whichever is first).
     pub async fn presign_put(&self, key: &str, ttl: Duration) -> Result<Url, S3Error> {
-        let credentials = self.signing_credentials().await?;
-        Ok(self.bucket.put_object(Some(&credentials), key).sign(ttl))
+        let request_failed = |message: String| S3Error::Request {
+            operation: "presign_put",
+            key: key.to_owned(),
+            message,
+        };
+        let presigning = PresigningConfig::expires_in(ttl)
+            .map_err(|error| request_failed(DisplayErrorContext(&error).to_string()))?;
+        let presigned = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(presigning)
+            .await
+            .map_err(|error| S3Error::from_sdk("presign_put", key, error))?;
+        Url::parse(presigned.uri()).map_err(|error| request_failed(error.to_string()))
     }
+}
 
-    async fn signing_credentials(&self) -> Result<Credentials, S3Error> {
-        let current = self.credentials.current().await?;
-        Ok(match current.session_token {
-            Some(token) => {
-                Credentials::new_with_token(current.access_key, current.secret_key, token)
-            }
-            None => Credentials::new(current.access_key, current.secret_key),
+/// The body of an object being downloaded.
+#[derive(Debug)]
+pub struct ObjectBody {
+    key: String,
+    stream: ByteStream,
+}
+
+impl ObjectBody {
+    /// The next bytes as they arrive, or `None` at the end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, S3Error> {
+        self.stream.try_next().await.map_err(|error| S3Error::Body {
+            operation: "get_object",
+            key: self.key.clone(),
+            message: DisplayErrorContext(&error).to_string(),
         })
     }
 
-    async fn send(
-        &self,
-        operation: &'static str,
-        key: &str,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, S3Error> {
-        let response = request.send().await.map_err(|source| S3Error::Transport {
-            operation,
-            key: key.to_owned(),
-            source,
+    /// The whole body (small objects only).
+    pub async fn bytes(self) -> Result<Bytes, S3Error> {
+        let key = self.key;
+        let collected = self.stream.collect().await.map_err(|error| S3Error::Body {
+            operation: "get_object",
+            key,
+            message: DisplayErrorContext(&error).to_string(),
         })?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        let body = response.text().await.unwrap_or_default();
-        Err(S3Error::Status { operation, key: key.to_owned(), status: status.as_u16(), body })
+        Ok(collected.into_bytes())
+    }
+
+    /// The whole body as text (small objects only); invalid UTF-8 is replaced.
+    pub async fn text(self) -> Result<String, S3Error> {
+        let bytes = self.bytes().await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 }
 
@@ -282,8 +326,8 @@ pub struct ObjectWriter<'a> {
     key: String,
     content_type: String,
     buffer: Vec<u8>,
-    /// Once the object outgrew one part: the upload's id and the ETags of its parts so far.
-    upload: Option<(String, Vec<String>)>,
+    /// Once the object outgrew one part: the upload's id and its parts so far.
+    upload: Option<(String, Vec<CompletedPart>)>,
 }
 
 impl ObjectWriter<'_> {
@@ -316,86 +360,78 @@ impl ObjectWriter<'_> {
         if !self.buffer.is_empty() {
             self.upload_part().await?;
         }
-        let Some((upload_id, etags)) = &self.upload else { return Ok(()) };
-        let credentials = self.client.signing_credentials().await?;
-        let action = self.client.bucket.complete_multipart_upload(
-            Some(&credentials),
-            &self.key,
-            upload_id,
-            etags.iter().map(String::as_str),
-        );
-        let url = action.sign(REQUEST_TTL);
-        let request = self.client.http.post(url).body(action.body());
-        self.client.send("complete_multipart_upload", &self.key, request).await.map(drop)
+        let Some((upload_id, parts)) = self.upload.take() else { return Ok(()) };
+        let result = self
+            .client
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.client.bucket)
+            .key(&self.key)
+            .upload_id(&upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                // Kept so that `finish` can abort it.
+                self.upload = Some((upload_id, Vec::new()));
+                Err(S3Error::from_sdk("complete_multipart_upload", &self.key, error))
+            }
+        }
     }
 
     async fn upload_part(&mut self) -> Result<(), S3Error> {
         if self.upload.is_none() {
-            let credentials = self.client.signing_credentials().await?;
-            let url = self
+            let created = self
                 .client
-                .bucket
-                .create_multipart_upload(Some(&credentials), &self.key)
-                .sign(REQUEST_TTL);
-            let request = self
                 .client
-                .http
-                .post(url)
-                .header(reqwest::header::CONTENT_TYPE, &self.content_type);
-            let response = self.client.send("create_multipart_upload", &self.key, request).await?;
-            let text = response.text().await.map_err(|source| S3Error::Transport {
-                operation: "create_multipart_upload",
-                key: self.key.clone(),
-                source,
-            })?;
-            let created = rusty_s3::actions::CreateMultipartUpload::parse_response(&text).map_err(
-                |error| S3Error::Status {
-                    operation: "create_multipart_upload",
-                    key: self.key.clone(),
-                    status: 200,
-                    body: format!("unreadable answer ({error}): {text}"),
-                },
-            )?;
-            self.upload = Some((created.upload_id().to_owned(), Vec::new()));
+                .create_multipart_upload()
+                .bucket(&self.client.bucket)
+                .key(&self.key)
+                .content_type(&self.content_type)
+                .send()
+                .await
+                .map_err(|error| S3Error::from_sdk("create_multipart_upload", &self.key, error))?;
+            let upload_id = created.upload_id().unwrap_or_default().to_owned();
+            self.upload = Some((upload_id, Vec::new()));
         }
-        let Some((upload_id, etags)) = &mut self.upload else { return Ok(()) };
-        let part_number = u16::try_from(etags.len() + 1).map_err(|_| S3Error::Status {
-            operation: "upload_part",
-            key: self.key.clone(),
-            status: 400,
-            body: "more than 65535 parts".into(),
-        })?;
-        let credentials = self.client.signing_credentials().await?;
-        let url = self
-            .client
-            .bucket
-            .upload_part(Some(&credentials), &self.key, part_number, upload_id)
-            .sign(REQUEST_TTL);
+        let Some((upload_id, parts)) = &mut self.upload else { return Ok(()) };
+        let part_number = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
         let body = std::mem::take(&mut self.buffer);
-        let request = self.client.http.put(url).body(body);
-        let response = self.client.send("upload_part", &self.key, request).await?;
-        let etag = response
-            .headers()
-            .get(reqwest::header::ETAG)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        etags.push(etag);
+        let uploaded = self
+            .client
+            .client
+            .upload_part()
+            .bucket(&self.client.bucket)
+            .key(&self.key)
+            .upload_id(upload_id.as_str())
+            .part_number(part_number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|error| S3Error::from_sdk("upload_part", &self.key, error))?;
+        parts.push(
+            CompletedPart::builder()
+                .part_number(part_number)
+                .set_e_tag(uploaded.e_tag().map(str::to_owned))
+                .build(),
+        );
         Ok(())
     }
 
     async fn abort(&self, upload_id: &str) {
-        let Ok(credentials) = self.client.signing_credentials().await else { return };
-        let url = self
+        let aborted = self
             .client
-            .bucket
-            .abort_multipart_upload(Some(&credentials), &self.key, upload_id)
-            .sign(REQUEST_TTL);
-        if let Err(error) = self
             .client
-            .send("abort_multipart_upload", &self.key, self.client.http.delete(url))
-            .await
-        {
+            .abort_multipart_upload()
+            .bucket(&self.client.bucket)
+            .key(&self.key)
+            .upload_id(upload_id)
+            .send()
+            .await;
+        if let Err(error) = aborted {
+            let error = S3Error::from_sdk("abort_multipart_upload", &self.key, error);
             tracing::warn!(%error, key = %self.key, "cannot abort a multipart upload");
         }
     }
@@ -403,7 +439,7 @@ impl ObjectWriter<'_> {
 
 /// Characters a copy source keeps as they are: RFC 3986's unreserved ones and the `/` between
 /// the bucket and the key's segments. Everything else (`%`, `?`, `+`, spaces, non-ASCII) is
-/// percent-encoded, as S3 requires of `x-amz-copy-source`.
+/// percent-encoded, as S3 requires of `x-amz-copy-source` (the SDK sends it as given).
 const COPY_SOURCE_KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
@@ -411,9 +447,9 @@ const COPY_SOURCE_KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALP
     .remove(b'~')
     .remove(b'/');
 
-/// The `x-amz-copy-source` header of an object: `/bucket/key`, URL-encoded.
+/// The copy source of an object: `bucket/key`, URL-encoded.
 fn copy_source(bucket: &str, key: &str) -> String {
-    let path = format!("/{bucket}/{key}");
+    let path = format!("{bucket}/{key}");
     percent_encoding::utf8_percent_encode(&path, COPY_SOURCE_KEEP).to_string()
 }
 
@@ -421,17 +457,14 @@ fn copy_source(bucket: &str, key: &str) -> String {
 mod tests {
     #[test]
     fn a_copy_source_is_url_encoded() {
-        assert_eq!(
-            super::copy_source("b", "incoming/TOKO/plain.csv"),
-            "/b/incoming/TOKO/plain.csv"
-        );
+        assert_eq!(super::copy_source("b", "incoming/TOKO/plain.csv"), "b/incoming/TOKO/plain.csv");
         assert_eq!(
             super::copy_source("b", "incoming/TOKO/50% off?.csv"),
-            "/b/incoming/TOKO/50%25%20off%3F.csv"
+            "b/incoming/TOKO/50%25%20off%3F.csv"
         );
         assert_eq!(
             super::copy_source("b", "incoming/TOKO/ü+&.csv"),
-            "/b/incoming/TOKO/%C3%BC%2B%26.csv"
+            "b/incoming/TOKO/%C3%BC%2B%26.csv"
         );
     }
 }

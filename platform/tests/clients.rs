@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use cezbek_platform::aws_credentials::CredentialSource;
 use cezbek_platform::config::{EtcdConfig, PostgresConfig, S3Config};
 use cezbek_platform::s3::S3Client;
 use cezbek_platform::sqs::SqsClient;
@@ -19,7 +18,7 @@ use rdkafka::{Offset, TopicPartitionList};
 #[tokio::test]
 async fn s3_put_get_list_copy_delete_and_presigned_upload() {
     let context = TestContext::new("s3");
-    let s3 = S3Client::new(&context.s3_config().await).unwrap();
+    let s3 = S3Client::connect(&context.s3_config().await).await;
     s3.check().await.expect("the test bucket is reachable");
 
     let key = "incoming/TOKO/first.csv";
@@ -60,7 +59,7 @@ async fn s3_put_get_list_copy_delete_and_presigned_upload() {
 #[tokio::test]
 async fn s3_odd_keys_conditional_moves_and_a_read_from_the_end() {
     let context = TestContext::new("s3odd");
-    let s3 = S3Client::new(&context.s3_config().await).unwrap();
+    let s3 = S3Client::connect(&context.s3_config().await).await;
     let key = "incoming/TOKO/50% off? +promo ünïcode.csv";
     s3.put_object(key, b"first".to_vec(), "text/csv").await.unwrap();
     let first = s3.list_objects("incoming/").await.unwrap().remove(0);
@@ -82,23 +81,36 @@ async fn s3_odd_keys_conditional_moves_and_a_read_from_the_end() {
     assert!(s3.list_objects("incoming/").await.unwrap().is_empty());
 }
 
-/// EKS with IRSA: no keys configured, only a role and a projected token file, exchanged with
-/// STS (moto's) for temporary keys that S3 and SQS requests then carry.
+/// EKS with IRSA: no keys configured, only the role and the projected token file EKS puts in
+/// the environment, exchanged by the SDK's credential chain with STS (moto's) for temporary
+/// keys that S3 and SQS requests then carry.
 #[tokio::test]
 async fn s3_and_sqs_use_keys_from_a_web_identity() {
     let context = TestContext::new("irsa");
     let (static_config, queue_url) = context.s3_config_with_queue();
     let token_file = std::env::temp_dir().join(format!("cezbek-{}-token", context.id));
     std::fs::write(&token_file, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJjZXpiZWsifQ.c2ln\n").unwrap();
-    let config = S3Config {
-        credentials: CredentialSource::WebIdentity {
-            role_arn: "arn:aws:iam::123456789012:role/cezbek-services".into(),
-            token_file: token_file.clone(),
-            sts_endpoint: static_config.endpoint.clone(),
-        },
-        ..static_config
-    };
-    let s3 = S3Client::new(&config).unwrap();
+    let config = S3Config { static_keys: None, ..static_config };
+    let endpoint = config.endpoint.clone().unwrap();
+    // The variables EKS injects (and where STS is, here), given to the SDK as its environment.
+    let environment = aws_types::os_shim_internal::Env::from_slice(&[
+        ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/cezbek-services"),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.to_str().unwrap()),
+        ("AWS_ENDPOINT_URL_STS", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+    ]);
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .env(environment)
+        .http_client(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                    aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                ))
+                .build_https(),
+        )
+        .load()
+        .await;
+    let s3 = S3Client::new(&sdk, &config);
     s3.put_object("incoming/TOKO/irsa.csv", b"a\n".to_vec(), "text/csv").await.unwrap();
     let body = s3.get_object("incoming/TOKO/irsa.csv").await.unwrap().text().await.unwrap();
     assert_eq!(body, "a\n");
@@ -112,21 +124,15 @@ async fn s3_and_sqs_use_keys_from_a_web_identity() {
     // The keys are cached until shortly before they expire: the token is not read per request.
     std::fs::remove_file(&token_file).unwrap();
     s3.check().await.unwrap();
-    let sqs = SqsClient::new(&queue_url, &config).unwrap();
-    let error = sqs.receive(1, Duration::from_secs(0)).await.unwrap_err().to_string();
-    assert!(error.contains("cannot read the web identity token"), "{error}");
-    assert!(error.contains(&token_file.display().to_string()), "{error}");
-
-    std::fs::write(&token_file, "eyJhbGciOiJSUzI1NiJ9.e30.c2ln").unwrap();
+    let sqs = SqsClient::new(&sdk, &queue_url).unwrap();
     let notices = sqs.receive(10, Duration::from_secs(1)).await.unwrap();
     assert!(notices.iter().any(|notice| notice.body.contains("irsa.csv")), "{notices:?}");
-    std::fs::remove_file(&token_file).unwrap();
 }
 
 #[tokio::test]
 async fn s3_listing_follows_continuation_pages() {
     let context = TestContext::new("s3pages");
-    let s3 = S3Client::new(&context.s3_config().await).unwrap();
+    let s3 = S3Client::connect(&context.s3_config().await).await;
     // moto pages at 1000 keys, as S3 does.
     let count = 1_005;
     let mut uploads = tokio::task::JoinSet::new();
@@ -148,7 +154,7 @@ async fn s3_check_fails_for_a_missing_bucket() {
     let context = TestContext::new("s3missing");
     let mut config = context.s3_config().await;
     config.bucket = format!("absent-{}", context.id);
-    let error = S3Client::new(&config).unwrap().check().await.unwrap_err();
+    let error = S3Client::connect(&config).await.check().await.unwrap_err();
     assert!(error.contains("404"), "{error}");
 }
 

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use cezbek_platform::aws_credentials::CredentialSource;
 use cezbek_platform::config::{EtcdConfig, KafkaConfig, PostgresConfig, S3Config};
 use cezbek_platform::{Env, kafka, s3::S3Client};
 
@@ -213,7 +212,7 @@ impl TestContext {
     pub async fn s3_config(&self) -> S3Config {
         let mut config = S3Config::from_env(&mut self.stack.env());
         config.bucket = format!("t-{}", self.id);
-        let client = S3Client::new(&config).unwrap_or_else(|error| panic!("{error}"));
+        let client = S3Client::connect(&config).await;
         if let Err(error) = client.create_bucket().await {
             panic!("cannot create test bucket {}: {error}", config.bucket);
         }
@@ -230,7 +229,8 @@ impl TestContext {
         config.bucket = format!("t-{}", self.id);
         let output = std::process::Command::new(self.stack.python())
             .arg(workspace_root().join("dev/py/stack_setup.py"))
-            .args(["--s3-endpoint", &config.endpoint, "--region", &config.region])
+            .args(["--s3-endpoint", config.endpoint.as_deref().unwrap_or_default()])
+            .args(["--region", config.region.as_deref().unwrap_or("us-east-1")])
             .args(["--bucket", &config.bucket, "--queue", &format!("q-{}", self.id)])
             .output()
             .unwrap_or_else(|error| panic!("cannot run stack_setup.py: {error}"));
@@ -276,21 +276,18 @@ pub fn service_env(
         vars.push(("CEZBEK_POSTGRES_SCHEMA", schema.clone()));
     }
     if let Some(s3) = s3 {
-        vars.extend([
-            ("CEZBEK_S3_ENDPOINT", s3.endpoint.clone()),
-            ("CEZBEK_S3_REGION", s3.region.clone()),
-            ("CEZBEK_S3_BUCKET", s3.bucket.clone()),
-        ]);
-        match &s3.credentials {
-            CredentialSource::Static { access_key, secret_key } => vars.extend([
-                ("CEZBEK_S3_ACCESS_KEY", access_key.clone()),
-                ("CEZBEK_S3_SECRET_KEY", secret_key.clone()),
-            ]),
-            CredentialSource::WebIdentity { role_arn, token_file, sts_endpoint } => vars.extend([
-                ("AWS_ROLE_ARN", role_arn.clone()),
-                ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.display().to_string()),
-                ("CEZBEK_STS_ENDPOINT", sts_endpoint.clone()),
-            ]),
+        vars.push(("CEZBEK_S3_BUCKET", s3.bucket.clone()));
+        if let Some(endpoint) = &s3.endpoint {
+            vars.push(("CEZBEK_S3_ENDPOINT", endpoint.clone()));
+        }
+        if let Some(region) = &s3.region {
+            vars.push(("CEZBEK_S3_REGION", region.clone()));
+        }
+        if let Some(keys) = &s3.static_keys {
+            vars.extend([
+                ("CEZBEK_S3_ACCESS_KEY", keys.access_key.clone()),
+                ("CEZBEK_S3_SECRET_KEY", keys.secret_key.clone()),
+            ]);
         }
     }
     vars

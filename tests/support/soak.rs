@@ -442,7 +442,7 @@ pub async fn run(plan: Plan, seed: u64) -> Report {
     // CSV files of 1,000 lines with bad lines among them; poison straight onto the topic.
     let fed = Arc::new(AtomicUsize::new(0));
     let feeding_done = Arc::new(AtomicBool::new(false));
-    let bucket = S3Client::new(&stack.s3).unwrap();
+    let bucket = S3Client::connect(&stack.s3).await;
     let mut csv_expected: Vec<(String, usize, usize)> = Vec::new();
     let mut api_bodies: Vec<Vec<u8>> = Vec::new();
     for (chunk_index, chunk) in rows.chunks(1_000).enumerate() {
@@ -587,7 +587,7 @@ pub async fn run(plan: Plan, seed: u64) -> Report {
         let deadline = Instant::now() + Duration::from_secs(120);
         let summary: Value = loop {
             if let Ok(response) = bucket.get_object(&key).await {
-                break response.json().await.unwrap();
+                break serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
             }
             assert!(Instant::now() < deadline, "{key} never appeared");
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -128,7 +128,7 @@ pub async fn start(name: &str, options: Options) -> Harness {
         kafka,
         etcd_prefix: etcd.prefix.clone(),
         etcd,
-        s3: S3Client::new(&s3_config).unwrap(),
+        s3: S3Client::connect(&s3_config).await,
         s3_config,
         postgres,
         queue_url,
