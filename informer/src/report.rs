@@ -2,12 +2,12 @@
 //! invoicing. Totals, then by campaign and by tier; as JSON or CSV.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 use chrono::NaiveDate;
 use serde::Serialize;
 
 use cezbek_ledger::RewardRecord;
+use cezbek_platform::csv_report::{Cell, CsvReport, LineEnd};
 use cezbek_schemas::{CampaignKind, TransactionKind};
 
 /// Counts and sums of a set of decisions. Amounts in minor units; `clawback` is positive.
@@ -121,48 +121,59 @@ impl DailyTotals {
 impl DailyReport {
     /// One row per group: `total`, then each campaign, then each tier. Columns that do not
     /// apply to a group are empty.
-    pub fn to_csv(&self) -> String {
-        let mut out = String::from(
-            "partner,date,currency,group,name,transactions,purchases,refunds,purchase_amount,refund_amount,cashback,clawback\r\n",
-        );
-        let prefix =
-            format!("{},{},{}", self.partner, self.date, self.currency.as_deref().unwrap_or(""));
-        let figures_row = |out: &mut String, group: &str, name: &str, f: &Figures| {
-            let _ = write!(
-                out,
-                "{prefix},{group},{},{},{},{},{},{},{},{}\r\n",
-                csv_field(name),
-                f.transactions,
-                f.purchases,
-                f.refunds,
-                f.purchase_amount,
-                f.refund_amount,
-                f.cashback,
-                f.clawback
-            );
+    pub fn to_csv(&self) -> Vec<u8> {
+        let mut report = CsvReport::new(LineEnd::Crlf);
+        report.header(&[
+            "partner",
+            "date",
+            "currency",
+            "group",
+            "name",
+            "transactions",
+            "purchases",
+            "refunds",
+            "purchase_amount",
+            "refund_amount",
+            "cashback",
+            "clawback",
+        ]);
+        let date = self.date.to_string();
+        let currency = self.currency.as_deref().unwrap_or("");
+        let prefix = [Cell::Text(&self.partner), Cell::Text(&date), Cell::Text(currency)];
+        let figures_row = |report: &mut CsvReport, group: &str, name: &str, f: &Figures| {
+            let mut row = prefix.to_vec();
+            row.extend([
+                Cell::Text(group),
+                Cell::Text(name),
+                Cell::Count(f.transactions),
+                Cell::Count(f.purchases),
+                Cell::Count(f.refunds),
+                Cell::Number(f.purchase_amount),
+                Cell::Number(f.refund_amount),
+                Cell::Number(f.cashback),
+                Cell::Number(f.clawback),
+            ]);
+            report.row(&row);
         };
-        figures_row(&mut out, "total", "", &self.totals);
+        figures_row(&mut report, "total", "", &self.totals);
         for campaign in &self.by_campaign {
-            let _ = write!(
-                out,
-                "{prefix},campaign,{},{},,,,,{},\r\n",
-                csv_field(&campaign.campaign_id),
-                campaign.transactions,
-                campaign.cashback
-            );
+            let mut row = prefix.to_vec();
+            row.extend([
+                Cell::Text("campaign"),
+                Cell::Text(&campaign.campaign_id),
+                Cell::Count(campaign.transactions),
+                Cell::Empty,
+                Cell::Empty,
+                Cell::Empty,
+                Cell::Empty,
+                Cell::Number(campaign.cashback),
+                Cell::Empty,
+            ]);
+            report.row(&row);
         }
         for tier in &self.by_tier {
-            figures_row(&mut out, "tier", &tier.tier, &tier.figures);
+            figures_row(&mut report, "tier", &tier.tier, &tier.figures);
         }
-        out
-    }
-}
-
-/// Quotes a field when CSV needs it (ids are plain, but a report must never break a row).
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
+        report.into_bytes()
     }
 }

@@ -1,12 +1,17 @@
 //! The CSV format of partner files: UTF-8 with an optional BOM, a header row, commas, RFC 4180
 //! quoting (a quoted field may hold commas, quotes written `""`, and line breaks), LF or CRLF.
 //!
-//! The parser is push-based and keeps its memory bounded: bytes go in as they arrive from S3,
-//! records come out with their line number, their raw text (for the reject report) and the
-//! byte offset just past them (for checkpoints). A record that is malformed is reported and
-//! parsing goes on with the next line, so one bad line never costs the valid ones after it.
+//! `csv-core` tokenizes; this wrapper keeps memory bounded and recovers per line. Bytes go in
+//! as they arrive from S3, records come out with their line number, their raw text (for the
+//! reject report) and the byte offset just past them (for checkpoints). A record that is
+//! malformed is reported and parsing goes on with the next line, so one bad line never costs
+//! the valid ones after it: `csv-core` itself never fails (it prefers a lenient parse), so the
+//! strictness RFC 4180 asks for (no quote inside an unquoted field, nothing after a closing
+//! quote, every quote closed) and the size limit are checked here.
 
 use std::collections::VecDeque;
+
+use csv_core::{ReadRecordResult, Reader, ReaderBuilder, Terminator};
 
 /// A record (or a line that cannot become one) longer than this is rejected. A quote that is
 /// never closed would otherwise swallow the rest of the file.
@@ -30,48 +35,57 @@ pub struct Record {
     pub next_offset: u64,
 }
 
+/// A physical line longer than [`MAX_RECORD_BYTES`] being skipped to its end.
 #[derive(Debug)]
-struct PhysicalLine {
-    number: u64,
-    /// Without the line break; a CR before the LF is kept here and dropped at the record's end.
-    bytes: Vec<u8>,
-    /// Longer than [`MAX_RECORD_BYTES`]: its bytes are cut and it is rejected on its own.
-    too_long: bool,
-    end_offset: u64,
+struct LongLine {
+    kept: Vec<u8>,
 }
 
 #[derive(Debug)]
 pub struct Parser {
-    lines: VecDeque<PhysicalLine>,
+    reader: Reader,
+    /// The unescaped bytes of the record being read, and where each of its fields ends.
+    output: Vec<u8>,
+    output_len: usize,
+    ends: Vec<usize>,
+    ends_len: usize,
+    /// The record being read as it is in the file (from its first byte, blank lines before it
+    /// dropped), with the line it starts on and its byte offset.
+    raw: Vec<u8>,
+    raw_line: u64,
+    raw_offset: u64,
+    long_line: Option<LongLine>,
     /// The first bytes of the file, until we know whether they start with a BOM.
     head: Vec<u8>,
-    partial: Vec<u8>,
-    partial_too_long: bool,
-    next_line_number: u64,
-    offset: u64,
     strip_bom: bool,
     finished: bool,
+    ready: VecDeque<Record>,
 }
 
 impl Parser {
     /// A parser for a file read from `offset`, where the line at that offset is `line`.
     pub fn new(line: u64, offset: u64) -> Self {
         Self {
-            lines: VecDeque::new(),
+            reader: fresh_reader(),
+            output: vec![0; MAX_RECORD_BYTES + 1],
+            output_len: 0,
+            ends: vec![0; 64],
+            ends_len: 0,
+            raw: Vec::new(),
+            raw_line: line,
+            raw_offset: offset,
+            long_line: None,
             head: Vec::new(),
-            partial: Vec::new(),
-            partial_too_long: false,
-            next_line_number: line,
-            offset,
             strip_bom: offset == 0,
             finished: false,
+            ready: VecDeque::new(),
         }
     }
 
     /// Feeds the next bytes of the file.
     pub fn push(&mut self, chunk: &[u8]) {
         if !self.strip_bom {
-            self.push_lines(chunk);
+            self.feed(chunk);
             return;
         }
         // The BOM may straddle chunks: hold the first bytes until there are enough to tell.
@@ -85,42 +99,8 @@ impl Parser {
         self.strip_bom = false;
         let head = std::mem::take(&mut self.head);
         let body = head.strip_prefix(BOM).unwrap_or(&head);
-        self.offset += (head.len() - body.len()) as u64;
-        self.push_lines(body);
-    }
-
-    fn push_lines(&mut self, mut chunk: &[u8]) {
-        while let Some(newline) = chunk.iter().position(|&byte| byte == b'\n') {
-            self.append_partial(&chunk[..newline]);
-            self.offset += newline as u64 + 1;
-            self.end_line();
-            chunk = &chunk[newline + 1..];
-        }
-        self.append_partial(chunk);
-        self.offset += chunk.len() as u64;
-    }
-
-    fn append_partial(&mut self, bytes: &[u8]) {
-        if self.partial_too_long {
-            return;
-        }
-        self.partial.extend_from_slice(bytes);
-        if self.partial.len() > MAX_RECORD_BYTES {
-            self.partial.truncate(KEPT_OF_LONG_LINE);
-            self.partial_too_long = true;
-        }
-    }
-
-    fn end_line(&mut self) {
-        let bytes = std::mem::take(&mut self.partial);
-        let too_long = std::mem::replace(&mut self.partial_too_long, false);
-        self.lines.push_back(PhysicalLine {
-            number: self.next_line_number,
-            bytes,
-            too_long,
-            end_offset: self.offset,
-        });
-        self.next_line_number += 1;
+        self.raw_offset += (head.len() - body.len()) as u64;
+        self.feed(body);
     }
 
     /// The end of the file: a last line without a line break still counts.
@@ -132,101 +112,327 @@ impl Parser {
         if self.strip_bom {
             self.release_head();
         }
-        if !self.partial.is_empty() || self.partial_too_long {
-            self.end_line();
+        if let Some(long) = self.long_line.take() {
+            let offset = self.raw_offset;
+            self.reject_long_line(long, offset);
+            return;
+        }
+        // A quote still open at the end costs its first line; the lines after it are read
+        // again, until what is left ends cleanly.
+        loop {
+            let (result, _, written, ended) = self.reader.read_record(
+                &[],
+                &mut self.output[self.output_len..],
+                &mut self.ends[self.ends_len..],
+            );
+            self.output_len += written;
+            self.ends_len += ended;
+            match result {
+                ReadRecordResult::OutputEndsFull => self.grow_ends(),
+                ReadRecordResult::Record if !self.raw.is_empty() => {
+                    let Some(rest) = self.complete_record() else { return };
+                    self.feed(&rest);
+                }
+                _ => return,
+            }
         }
     }
 
     /// The next complete record, if the bytes pushed so far hold one. Blank lines are skipped.
     pub fn next_record(&mut self) -> Option<Record> {
-        loop {
-            let first = self.lines.front()?;
-            if first.too_long {
-                let line = self.lines.pop_front()?;
-                return Some(reject(
-                    &line,
-                    &line,
-                    format!("the line is longer than {MAX_RECORD_BYTES} bytes"),
-                ));
-            }
-            if first.bytes.is_empty() || first.bytes == b"\r" {
-                self.lines.pop_front();
-                continue;
-            }
-            return self.assemble();
+        self.ready.pop_front()
+    }
+
+    /// Parses `chunk`; bytes that must be read again after a line was cut out of an
+    /// over-long record are fed again, iteratively (each round drops at least one line).
+    fn feed(&mut self, chunk: &[u8]) {
+        let Some((mut again, consumed)) = self.feed_until_cut(chunk) else { return };
+        again.extend_from_slice(&chunk[consumed..]);
+        while let Some((mut next, consumed)) = self.feed_until_cut(&again) {
+            next.extend_from_slice(&again[consumed..]);
+            again = next;
         }
     }
 
-    /// Joins physical lines while a quoted field is open (only a quoted field may span lines).
-    fn assemble(&mut self) -> Option<Record> {
-        let mut quoting = Quoting::FieldStart;
-        let mut size = 0usize;
-        let mut complete_at = None;
-        for (index, line) in self.lines.iter().enumerate() {
-            if line.too_long {
-                break;
+    /// Parses `input` until its end, or until a record had to be cut: then returns the bytes
+    /// to read again before the rest of `input`, and how much of `input` was consumed.
+    fn feed_until_cut(&mut self, mut input: &[u8]) -> Option<(Vec<u8>, usize)> {
+        let total = input.len();
+        while !input.is_empty() {
+            if self.long_line.is_some() {
+                input = self.skip_long_line(input);
+                continue;
             }
-            if index > 0 {
-                quoting = quoting.next(b'\n');
-            }
-            quoting = line.bytes.iter().fold(quoting, |state, &byte| state.next(byte));
-            size += line.bytes.len() + 1;
-            if size > MAX_RECORD_BYTES {
-                break;
-            }
-            if quoting != Quoting::Quoted {
-                complete_at = Some(index);
-                break;
+            let (result, read, written, ended) = self.reader.read_record(
+                input,
+                &mut self.output[self.output_len..],
+                &mut self.ends[self.ends_len..],
+            );
+            self.raw.extend_from_slice(&input[..read]);
+            input = &input[read..];
+            self.output_len += written;
+            self.ends_len += ended;
+            self.drop_leading_blank_lines();
+            let again = match result {
+                ReadRecordResult::Record => self.complete_record(),
+                ReadRecordResult::OutputEndsFull => {
+                    self.grow_ends();
+                    None
+                }
+                ReadRecordResult::OutputFull => self.cut_open_record(),
+                _ if self.raw.len() > MAX_RECORD_BYTES => self.cut_open_record(),
+                _ => None,
+            };
+            if let Some(again) = again {
+                return Some((again, total - input.len()));
             }
         }
-        let Some(last) = complete_at else {
-            let cannot_grow = self.finished
-                || size > MAX_RECORD_BYTES
-                || self.lines.iter().any(|line| line.too_long);
-            if !cannot_grow {
-                return None;
+        None
+    }
+
+    /// `csv-core` skips empty lines before a record; they are counted here, so that `raw`
+    /// holds the record alone and its line number is right.
+    fn drop_leading_blank_lines(&mut self) {
+        let blank = self.raw.iter().take_while(|&&byte| byte == b'\n').count();
+        if blank > 0 {
+            self.raw.drain(..blank);
+            self.raw_line += blank as u64;
+            self.raw_offset += blank as u64;
+        }
+    }
+
+    fn grow_ends(&mut self) {
+        let doubled = self.ends.len() * 2;
+        self.ends.resize(doubled, 0);
+    }
+
+    /// A record that is still open has outgrown the limit: either its first line alone is too
+    /// long (skipped to its end), or a quote opened on its first line never closed within
+    /// the limit (that line is rejected; the lines after it are read again).
+    fn cut_open_record(&mut self) -> Option<Vec<u8>> {
+        let mut raw = std::mem::take(&mut self.raw);
+        if memchr(&raw).is_some() {
+            return Some(self.cut_first_line(raw));
+        }
+        self.restart_reader();
+        self.raw_offset += raw.len() as u64;
+        raw.truncate(KEPT_OF_LONG_LINE);
+        self.long_line = Some(LongLine { kept: raw });
+        None
+    }
+
+    /// Rejects the first physical line of `raw` (all of it when it has no line break) and
+    /// returns the bytes after that line, to be read again.
+    fn cut_first_line(&mut self, mut raw: Vec<u8>) -> Vec<u8> {
+        self.restart_reader();
+        let (line_bytes, rest) = match memchr(&raw) {
+            Some(newline) => {
+                let rest = raw.split_off(newline + 1);
+                raw.truncate(newline);
+                (newline + 1, rest)
             }
-            // The quote opened on the first line never closes: that line alone is bad, and the
-            // lines after it are read again as records of their own.
-            let line = self.lines.pop_front()?;
-            return Some(reject(&line, &line, "a quoted field is never closed".into()));
+            None => (raw.len(), Vec::new()),
         };
-        let lines: Vec<PhysicalLine> = self.lines.drain(..=last).collect();
-        let (first, end) = (&lines[0], &lines[lines.len() - 1]);
-        let mut bytes = Vec::with_capacity(size);
-        for (index, line) in lines.iter().enumerate() {
-            if index > 0 {
-                bytes.push(b'\n');
-            }
-            bytes.extend_from_slice(&line.bytes);
+        let reason = if raw.len() > MAX_RECORD_BYTES {
+            raw.truncate(KEPT_OF_LONG_LINE);
+            format!("the line is longer than {MAX_RECORD_BYTES} bytes")
+        } else {
+            "a quoted field is never closed".to_owned()
+        };
+        strip_cr(&mut raw);
+        let line = self.raw_line;
+        self.raw_line += 1;
+        self.raw_offset += line_bytes as u64;
+        self.ready.push_back(Record {
+            line,
+            raw: String::from_utf8_lossy(&raw).into_owned(),
+            fields: Err(reason),
+            next_line: self.raw_line,
+            next_offset: self.raw_offset,
+        });
+        rest
+    }
+
+    fn skip_long_line<'a>(&mut self, input: &'a [u8]) -> &'a [u8] {
+        let Some(long) = &mut self.long_line else { return input };
+        let Some(newline) = memchr(input) else {
+            let room = KEPT_OF_LONG_LINE.saturating_sub(long.kept.len());
+            long.kept.extend_from_slice(&input[..room.min(input.len())]);
+            self.raw_offset += input.len() as u64;
+            return &[];
+        };
+        let room = KEPT_OF_LONG_LINE.saturating_sub(long.kept.len());
+        long.kept.extend_from_slice(&input[..room.min(newline)]);
+        let Some(long) = self.long_line.take() else { return input };
+        let next_offset = self.raw_offset + newline as u64 + 1;
+        self.reject_long_line(long, next_offset);
+        &input[newline + 1..]
+    }
+
+    fn reject_long_line(&mut self, long: LongLine, next_offset: u64) {
+        let mut kept = long.kept;
+        strip_cr(&mut kept);
+        let line = self.raw_line;
+        self.raw_line += 1;
+        self.raw_offset = next_offset;
+        self.ready.push_back(Record {
+            line,
+            raw: String::from_utf8_lossy(&kept).into_owned(),
+            fields: Err(format!("the line is longer than {MAX_RECORD_BYTES} bytes")),
+            next_line: self.raw_line,
+            next_offset,
+        });
+    }
+
+    /// `csv-core` found the end of a record (or the file): checks it and queues it. Returns
+    /// bytes to read again when the record had to be cut.
+    fn complete_record(&mut self) -> Option<Vec<u8>> {
+        let mut raw = std::mem::take(&mut self.raw);
+        let (output_len, ends_len) = (self.output_len, self.ends_len);
+        self.output_len = 0;
+        self.ends_len = 0;
+        let consumed = raw.len() as u64;
+        let terminated = raw.last() == Some(&b'\n');
+        if terminated {
+            raw.pop();
         }
-        if bytes.last() == Some(&b'\r') {
-            bytes.pop();
-        }
-        let (raw, fields) = match String::from_utf8(bytes) {
-            Ok(text) => {
-                let fields = split_fields(&text);
-                (text, fields)
+        let check = if raw.len() > MAX_RECORD_BYTES { Check::TooLong } else { strictness(&raw) };
+        if matches!(check, Check::TooLong | Check::Unclosed) {
+            if terminated {
+                raw.push(b'\n');
             }
-            Err(error) => (
+            let rest = self.cut_first_line(raw);
+            return Some(rest).filter(|rest| !rest.is_empty());
+        }
+        let line = self.raw_line;
+        let lines = 1 + raw.iter().filter(|&&byte| byte == b'\n').count() as u64;
+        self.raw_line += lines;
+        self.raw_offset += consumed;
+        let ended_with_cr = strip_cr(&mut raw);
+        // A blank line written with CRLF is a record of one empty field to csv-core.
+        if raw.is_empty() {
+            return None;
+        }
+        let (raw, fields) = match (String::from_utf8(raw), check) {
+            (Err(error), _) => (
                 String::from_utf8_lossy(error.as_bytes()).into_owned(),
                 Err("the line is not valid UTF-8".to_owned()),
             ),
+            (Ok(raw), Check::Malformed(reason)) => (raw, Err(reason)),
+            (Ok(raw), _) => (raw, Ok(self.fields(output_len, ends_len, ended_with_cr))),
         };
-        Some(Record {
-            line: first.number,
+        self.ready.push_back(Record {
+            line,
             raw,
             fields,
-            next_line: end.number + 1,
-            next_offset: end.end_offset,
-        })
+            next_line: self.raw_line,
+            next_offset: self.raw_offset,
+        });
+        None
+    }
+
+    /// The record's fields from `csv-core`'s output. The raw record is valid UTF-8 and fields
+    /// end at commas, so every field is too.
+    fn fields(&self, output_len: usize, ends_len: usize, ended_with_cr: bool) -> Vec<String> {
+        let mut output = &self.output[..output_len];
+        // The CR of a CRLF line end is data to csv-core (lines end at LF); it belongs to no field.
+        if ended_with_cr && output.last() == Some(&b'\r') {
+            output = &output[..output.len() - 1];
+        }
+        let text = String::from_utf8_lossy(output);
+        let mut fields = Vec::with_capacity(ends_len);
+        let mut start = 0;
+        for &end in &self.ends[..ends_len] {
+            let end = end.min(text.len());
+            fields.push(text.get(start..end).unwrap_or_default().to_owned());
+            start = end;
+        }
+        fields
+    }
+
+    fn restart_reader(&mut self) {
+        self.reader = fresh_reader();
+        self.output_len = 0;
+        self.ends_len = 0;
     }
 }
 
-/// Where a record's scan stands, by RFC 4180: a quote opens a quoted field only at the start
-/// of a field. A quote inside an unquoted field is data that makes the line malformed (its
-/// own error, from [`split_fields`]), never the start of a field that runs on into the next
-/// lines: a stray quote would otherwise swallow every line after it up to the next one.
+/// A reader for LF-terminated records (a CR before the LF is dropped by the wrapper) that
+/// will not take a BOM for its own: the wrapper strips one at the start of the file only.
+fn fresh_reader() -> Reader {
+    let mut reader = ReaderBuilder::new().terminator(Terminator::Any(b'\n')).build();
+    // csv-core strips a BOM from its first input; a blank line read first (skipped, as every
+    // blank line is) makes a BOM-like start of a later line data, as it is.
+    let _ = reader.read_record(b"\n", &mut [0; 1], &mut [0; 1]);
+    reader
+}
+
+fn memchr(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&byte| byte == b'\n')
+}
+
+/// Drops a final CR; says whether there was one.
+fn strip_cr(bytes: &mut Vec<u8>) -> bool {
+    if bytes.last() == Some(&b'\r') {
+        bytes.pop();
+        return true;
+    }
+    false
+}
+
+/// What the strictness check found in a record.
+#[derive(Debug, PartialEq, Eq)]
+enum Check {
+    Fine,
+    Malformed(String),
+    /// A quote that is open at the end of the record: only at the end of the file.
+    Unclosed,
+    TooLong,
+}
+
+/// RFC 4180's rules that `csv-core` leaves to its caller. A quote opens a quoted field only at
+/// the start of a field: a quote inside an unquoted field is data that makes the line
+/// malformed, never the start of a field that runs on into the next lines.
+fn strictness(raw: &[u8]) -> Check {
+    if !raw.contains(&b'"') {
+        return Check::Fine;
+    }
+    let mut state = Quoting::FieldStart;
+    let mut field = 1usize;
+    let mut problem = None;
+    let body = raw.strip_suffix(b"\r").unwrap_or(raw);
+    for &byte in body {
+        state = match (state, byte) {
+            (Quoting::FieldStart, b'"') => Quoting::Quoted,
+            (Quoting::FieldStart | Quoting::Unquoted | Quoting::QuoteInQuoted, b',') => {
+                field += 1;
+                Quoting::FieldStart
+            }
+            (Quoting::Quoted, b'"') => Quoting::QuoteInQuoted,
+            (Quoting::Quoted, _) | (Quoting::QuoteInQuoted, b'"') => Quoting::Quoted,
+            (Quoting::Unquoted, b'"') => {
+                problem.get_or_insert_with(|| {
+                    format!(
+                        "field {field} contains a quote but is not quoted; write it as \"…\" with \"\" for each quote"
+                    )
+                });
+                Quoting::Unquoted
+            }
+            (Quoting::QuoteInQuoted, _) => {
+                problem.get_or_insert_with(|| {
+                    format!("field {field} has characters after its closing quote")
+                });
+                Quoting::Unquoted
+            }
+            (Quoting::FieldStart | Quoting::Unquoted, _) => Quoting::Unquoted,
+        };
+    }
+    if state == Quoting::Quoted {
+        return Check::Unclosed;
+    }
+    problem.map_or(Check::Fine, Check::Malformed)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Quoting {
     FieldStart,
@@ -236,80 +442,15 @@ enum Quoting {
     QuoteInQuoted,
 }
 
-impl Quoting {
-    fn next(self, byte: u8) -> Self {
-        match (self, byte) {
-            (Self::FieldStart, b'"') => Self::Quoted,
-            (Self::FieldStart | Self::Unquoted | Self::QuoteInQuoted, b',') => Self::FieldStart,
-            (Self::Quoted, b'"') => Self::QuoteInQuoted,
-            (Self::Quoted, _) | (Self::QuoteInQuoted, b'"') => Self::Quoted,
-            // After a closing quote anything but a comma is malformed; the line ends the record.
-            (Self::FieldStart | Self::Unquoted | Self::QuoteInQuoted, _) => Self::Unquoted,
-        }
-    }
-}
-
-fn reject(first: &PhysicalLine, end: &PhysicalLine, reason: String) -> Record {
-    let mut bytes = first.bytes.as_slice();
-    if bytes.last() == Some(&b'\r') {
-        bytes = &bytes[..bytes.len() - 1];
-    }
-    Record {
-        line: first.number,
-        raw: String::from_utf8_lossy(bytes).into_owned(),
-        fields: Err(reason),
-        next_line: end.number + 1,
-        next_offset: end.end_offset,
-    }
-}
-
-/// Splits one record into fields (RFC 4180).
+/// Splits one record's text into fields, with the same rules as the parser (a stored header
+/// row is read again this way).
 pub fn split_fields(record: &str) -> Result<Vec<String>, String> {
-    let mut fields = Vec::with_capacity(12);
-    let mut rest = record;
-    loop {
-        if let Some(quoted) = rest.strip_prefix('"') {
-            let mut value = String::new();
-            let mut remaining = quoted;
-            loop {
-                let Some(quote) = remaining.find('"') else {
-                    return Err("a quoted field is never closed".into());
-                };
-                value.push_str(&remaining[..quote]);
-                remaining = &remaining[quote + 1..];
-                if let Some(after_escape) = remaining.strip_prefix('"') {
-                    value.push('"');
-                    remaining = after_escape;
-                    continue;
-                }
-                break;
-            }
-            fields.push(value);
-            if remaining.is_empty() {
-                return Ok(fields);
-            }
-            let Some(next) = remaining.strip_prefix(',') else {
-                return Err(format!(
-                    "field {} has characters after its closing quote",
-                    fields.len()
-                ));
-            };
-            rest = next;
-        } else {
-            let end = rest.find(',').unwrap_or(rest.len());
-            let value = &rest[..end];
-            if value.contains('"') {
-                return Err(format!(
-                    "field {} contains a quote but is not quoted; write it as \"…\" with \"\" for each quote",
-                    fields.len() + 1
-                ));
-            }
-            fields.push(value.to_owned());
-            if end == rest.len() {
-                return Ok(fields);
-            }
-            rest = &rest[end + 1..];
-        }
+    let mut parser = Parser::new(2, 1);
+    parser.push(record.as_bytes());
+    parser.finish();
+    match parser.next_record() {
+        Some(record) => record.fields,
+        None => Ok(vec![String::new()]),
     }
 }
 
@@ -431,5 +572,84 @@ mod tests {
         let header_only = parse_in_chunks(b"\xEF\xBB\xBFa,b", 1);
         assert_eq!(header_only.len(), 1);
         assert_eq!(fields(&header_only[0]), ["a", "b"]);
+    }
+
+    /// Bytes that are mostly CSV's own: quotes, commas, line breaks (LF and CRLF), invalid
+    /// UTF-8, a BOM, and now and then a line far over the limit.
+    fn csv_like_bytes(max_tokens: usize) -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let token = prop_oneof![
+            8 => Just(b"a".to_vec()),
+            4 => Just(b",".to_vec()),
+            4 => Just(b"\"".to_vec()),
+            4 => Just(b"\n".to_vec()),
+            2 => Just(b"\r\n".to_vec()),
+            1 => Just(b"\r".to_vec()),
+            1 => Just(b"\xff".to_vec()),
+            1 => Just(BOM.to_vec()),
+            1 => Just(vec![b'x'; MAX_RECORD_BYTES + 100]),
+            1 => Just(vec![b'y'; MAX_RECORD_BYTES / 2]),
+        ];
+        proptest::collection::vec(token, 0..max_tokens).prop_map(|tokens| tokens.concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// Whatever the bytes: no panic, the same records however they are chunked, offsets
+        /// that move forward within the file, and a resume from any record's checkpoint that
+        /// gives exactly the records after it.
+        #[test]
+        fn any_bytes_parse_the_same_in_chunks_and_resume_from_every_checkpoint(
+            data in csv_like_bytes(60),
+            chunk in 1usize..5000,
+        ) {
+            let whole = parse_in_chunks(&data, data.len().max(1));
+            let chunked = parse_in_chunks(&data, chunk);
+            proptest::prop_assert_eq!(&whole, &chunked);
+            let mut previous = 0;
+            for record in &whole {
+                proptest::prop_assert!(record.next_offset > previous);
+                proptest::prop_assert!(record.next_offset <= data.len() as u64);
+                proptest::prop_assert!(record.raw.len() <= MAX_RECORD_BYTES);
+                previous = record.next_offset;
+            }
+            for (index, record) in whole.iter().enumerate() {
+                let mut parser = Parser::new(record.next_line, record.next_offset);
+                parser.push(&data[record.next_offset as usize..]);
+                parser.finish();
+                let mut rest = Vec::new();
+                while let Some(next) = parser.next_record() {
+                    rest.push(next);
+                }
+                proptest::prop_assert_eq!(&rest[..], &whole[index + 1..]);
+            }
+        }
+
+        /// A well-formed line after broken ones is never lost: whatever came before it (open
+        /// quotes, stray quotes, bad UTF-8, over-long lines), it comes out with its fields.
+        #[test]
+        fn a_well_formed_line_after_broken_ones_is_never_lost(
+            broken in csv_like_bytes(40),
+            chunk in 1usize..5000,
+            number in 0u32..1_000_000,
+        ) {
+            let good = format!("ok,{number},last");
+            let mut data = broken.clone();
+            data.extend_from_slice(b"\n");
+            data.extend_from_slice(good.as_bytes());
+            data.extend_from_slice(b"\r\nok,2,end\n");
+            let records = parse_in_chunks(&data, chunk);
+            let found = records.iter().find(|record| record.raw == good);
+            let found = found.ok_or_else(|| {
+                proptest::test_runner::TestCaseError::fail(format!("{good:?} is lost"))
+            })?;
+            let fields = found.fields.as_ref().map_err(|reason| {
+                proptest::test_runner::TestCaseError::fail(reason.clone())
+            })?;
+            proptest::prop_assert_eq!(fields, &vec!["ok".to_owned(), number.to_string(), "last".to_owned()]);
+            let last = records.last().map(|record| record.raw.as_str());
+            proptest::prop_assert_eq!(last, Some("ok,2,end"));
+        }
     }
 }

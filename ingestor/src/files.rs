@@ -16,6 +16,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use cezbek_platform::CancellationToken;
+use cezbek_platform::csv_report::{Cell, CsvReport, LineEnd};
 use cezbek_platform::s3::{ObjectBody, S3Client, S3Error};
 use cezbek_rules::{PartnerStatus, RuleSnapshot};
 use cezbek_schemas::{PartnerCode, Source, SourceChannel};
@@ -573,17 +574,19 @@ async fn write_rejects_report(
     key: &str,
 ) -> Result<(), FileError> {
     let mut report = context.s3.writer(key, "text/csv");
-    report.write(b"line,raw,reasons\n").await?;
+    let mut rows = CsvReport::new(LineEnd::Lf);
+    rows.header(&["line", "raw", "reasons"]);
+    report.write(&rows.take()).await?;
     let mut after = 0;
     loop {
         let page = context.store.rejects_after(object, after, REJECTS_PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.line;
-        let mut text = String::new();
         for row in &page {
-            text.push_str(&format!("{},{},{}\n", row.line, quote(&row.raw), quote(&row.reasons)));
+            // The raw line is the partner's own text; the reasons quote it too.
+            rows.row(&[Cell::Count(row.line), Cell::Text(&row.raw), Cell::Text(&row.reasons)]);
         }
-        report.write(text.as_bytes()).await?;
+        report.write(&rows.take()).await?;
     }
     report.finish().await?;
     Ok(())
@@ -622,15 +625,6 @@ async fn delete_version(context: &Context, object: &ObjectRef) -> Result<(), Fil
     }
 }
 
-/// A CSV field, quoted when it needs to be.
-fn quote(value: &str) -> String {
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value.to_owned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -649,12 +643,5 @@ mod tests {
                 rejects: "reports/TOKO/2026/march.rejects.csv".into(),
             }
         );
-    }
-
-    #[test]
-    fn report_fields_are_quoted_when_needed() {
-        assert_eq!(quote("plain"), "plain");
-        assert_eq!(quote("a,b"), "\"a,b\"");
-        assert_eq!(quote("say \"x\""), "\"say \"\"x\"\"\"");
     }
 }

@@ -46,7 +46,8 @@ async fn a_file_with_every_kind_of_bad_line_reports_each_and_sends_the_rest() {
         "bad-mcc,081234567890,15000,IDR,1,2026-03-01T10:00:00+07:00,Shop,10000,,,,,".into(),
         "bad-refund,081234567890,15000,IDR,1,2026-03-01T10:00:00+07:00,Shop,5411,REFUND,,,,".into(),
         format!("bad-long,081234567890,15000,IDR,1,2026-03-01T10:00:00+07:00,{long_merchant},5411,,,,,"),
-        "bad-columns,081234567890,15000,IDR,1".into(),
+        // Also a formula to a spreadsheet: the report must keep it text.
+        "@SUM(1+1)*cmd,081234567890,15000,IDR,1".into(),
         // 12–13: fine, a merchant with a line break inside quotes.
         "ok-2,+6281234567891,20000,IDR,2,2026-03-01T03:00:00Z,\"Two\nLines\",,,,,,".into(),
         // 14: a refund of ok-1.
@@ -76,6 +77,7 @@ async fn a_file_with_every_kind_of_bad_line_reports_each_and_sends_the_rest() {
     assert!(report[1].starts_with("3,\"bad-msisdn,08123abc,"), "{}", report[1]);
     assert!(report[4].contains("RUPIAH") && report[4].contains("currency:"));
     assert!(report[9].contains("has 5 fields; the header has 13"), "{}", report[9]);
+    assert!(report[9].starts_with("11,\"'@SUM(1+1)*cmd,0812"), "{}", report[9]);
     assert!(report[8].contains("at most 128"), "{}", report[8]);
 
     // The file moved; the topic has exactly the good rows, with their lines.

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod aws;
 pub mod config;
+pub mod csv_report;
 pub mod etcd;
 pub mod http;
 pub mod kafka;
