@@ -3,6 +3,8 @@
 //! The binary only reads configuration, installs logging and the signal handler, and hands
 //! over to the service libraries' `run(config, shutdown)`.
 
+mod events;
+
 use std::process::ExitCode;
 
 use cezbek_notifier::transport::TransportKind;
@@ -41,6 +43,40 @@ enum Command {
     /// ready for `curl -H @headers.txt`. The secret is read from an environment variable so it
     /// stays out of shell history and process lists.
     Sign(SignArgs),
+    /// The event log as JSON lines: `tail` a topic, or `decode` raw messages on stdin.
+    Events(EventsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct EventsArgs {
+    #[command(subcommand)]
+    action: EventsAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsAction {
+    /// Prints a topic's messages, decoded, as they arrive (reads partitions directly: no
+    /// consumer group, nothing committed). Brokers and topics from CEZBEK_KAFKA_… variables.
+    Tail {
+        /// A topic name, or `transactions`, `rewards`, `dlq` for the configured ones.
+        #[arg(long)]
+        topic: String,
+        /// Start at the beginning of each partition (default: only new messages).
+        #[arg(long, conflicts_with = "since")]
+        from_beginning: bool,
+        /// Start at this time: RFC 3339 (`2026-12-01T00:00:00Z`) or a duration ago (`15m`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only messages with this key (`PARTNER:+62…`).
+        #[arg(long)]
+        key: Option<String>,
+        /// Stop once caught up with the end of each partition as it was at the start.
+        #[arg(long)]
+        until_end: bool,
+    },
+    /// Reads raw messages, one per line (as `kcat -e -f '%s\n'` prints them), and prints each
+    /// decoded. Exit code 1 if any was not a Cezbek event.
+    Decode,
 }
 
 #[derive(Debug, clap::Args)]
@@ -121,6 +157,47 @@ fn sign(args: &SignArgs) -> Result<String, String> {
     ))
 }
 
+/// `cezbek events`: the exit code, or why it could not run.
+fn run_events(action: &EventsAction) -> Result<ExitCode, String> {
+    let stdout = &mut std::io::stdout().lock();
+    match action {
+        EventsAction::Decode => {
+            let failed = events::decode_stream(&mut std::io::stdin().lock(), stdout)?;
+            Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        EventsAction::Tail { topic, from_beginning, since, key, until_end } => {
+            let mut env = Env::from_process();
+            let kafka = cezbek_platform::config::KafkaConfig::from_env(&mut env, "cezbek-events");
+            let kafka = env.finish(kafka).map_err(|error| error.to_string())?;
+            let start = match (since, from_beginning) {
+                (Some(since), _) => events::Start::Since(parse_since(since)?),
+                (None, true) => events::Start::Beginning,
+                (None, false) => events::Start::End,
+            };
+            let tail = events::Tail {
+                topic: topic.clone(),
+                start,
+                key: key.clone(),
+                until_end: *until_end,
+            };
+            events::tail(&kafka, &tail, stdout)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `--since`: an RFC 3339 time, or a duration before now.
+fn parse_since(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(raw) {
+        return Ok(time.to_utc());
+    }
+    let ago = cezbek_platform::config::parse_duration(raw).map_err(|reason| {
+        format!("--since {raw:?} is neither an RFC 3339 time nor a duration ({reason})")
+    })?;
+    let ago = chrono::Duration::from_std(ago).map_err(|error| format!("--since: {error}"))?;
+    Ok(chrono::Utc::now() - ago)
+}
+
 /// The configuration of what `command` runs; `dev` reads all five, so every problem is
 /// reported at once.
 enum Service {
@@ -167,7 +244,9 @@ fn read_config(command: &Command) -> Result<(LogConfig, Service), ConfigError> {
                 }
             }
         }
-        Command::Sign(_) => unreachable!("sign reads no service configuration"),
+        Command::Sign(_) | Command::Events(_) => {
+            unreachable!("sign and events read no service configuration")
+        }
         Command::Dev => Service::Dev(Box::new(DevConfigs {
             ingestor: cezbek_ingestor::Config::from_env(&mut env),
             rewarder: cezbek_rewarder::Config::from_env(&mut env),
@@ -182,6 +261,15 @@ fn read_config(command: &Command) -> Result<(LogConfig, Service), ConfigError> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Events(args) = &cli.command {
+        return match run_events(&args.action) {
+            Ok(code) => code,
+            Err(reason) => {
+                eprintln!("cezbek events: {reason}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if let Command::Sign(args) = &cli.command {
         return match sign(args) {
             Ok(headers) => {

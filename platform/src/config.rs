@@ -134,7 +134,7 @@ impl Env {
     }
 }
 
-fn parse_duration(raw: &str) -> Result<Duration, &'static str> {
+pub fn parse_duration(raw: &str) -> Result<Duration, &'static str> {
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (number, unit) = raw.split_at(split);
     let value: u64 = number.parse().map_err(|_| "must start with a whole number (e.g. 5s)")?;

@@ -107,6 +107,11 @@ impl SchemaVersions {
         Ok(message)
     }
 
+    /// Whether a message with this writer fingerprint is one of ours.
+    pub fn knows(&self, fingerprint: &Fingerprint) -> bool {
+        self.writers.contains_key(fingerprint)
+    }
+
     /// Decodes a message written with any known version into the current shape.
     pub fn decode<T: DeserializeOwned>(&self, message: &[u8]) -> Result<T, CodecError> {
         let decode_error =
@@ -265,6 +270,27 @@ pub fn decode<T: Event>(message: &[u8]) -> Result<T, CodecError> {
         return Err(CodecError::TrailingBytes { schema: versions.name, count: trailing });
     }
     Ok(event)
+}
+
+/// Any Cezbek event, told apart by its writer schema's fingerprint: what tools that read a
+/// topic (`cezbek events`) print.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", content = "event")]
+pub enum AnyEvent {
+    Transaction(Transaction),
+    Reward(Reward),
+}
+
+/// Decodes a message of any event type this build knows.
+pub fn decode_any(message: &[u8]) -> Result<AnyEvent, CodecError> {
+    let fingerprint = split_header(message)?;
+    if Reward::schema_versions().knows(&fingerprint) {
+        return decode::<Reward>(message).map(AnyEvent::Reward);
+    }
+    if Transaction::schema_versions().knows(&fingerprint) {
+        return decode::<Transaction>(message).map(AnyEvent::Transaction);
+    }
+    Err(CodecError::UnknownFingerprint { schema: "any event", fingerprint })
 }
 
 /// Decodes and validates a transaction, so a consumer never acts on one that the ingestor

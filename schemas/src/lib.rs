@@ -8,7 +8,7 @@ pub mod event;
 pub mod value;
 
 pub use binary::BinaryError;
-pub use codec::{CodecError, decode, decode_transaction, encode};
+pub use codec::{AnyEvent, CodecError, decode, decode_any, decode_transaction, encode};
 pub use event::{
     AppliedCampaign, CampaignKind, EARLIEST_TIME_MS, LATEST_TIME_MS, Reward, RewardOutcome, Source,
     SourceChannel, Transaction, TransactionKind, check_storable_time,
