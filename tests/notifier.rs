@@ -393,6 +393,16 @@ async fn a_backfill_sends_only_what_was_not_sent_and_each_email_adds_up() {
             "TOKO {day}: 6 customers: 2 sent, 4 skipped (already_sent 1, no_email 1, nothing_earned 1, opted_out 1), 0 failed"
         )
     );
+    // Progress lines come while it sends (logged as each chunk of customers is done).
+    let log = std::fs::read_to_string(
+        setup
+            .context
+            .stack
+            .root
+            .join(format!("var/log/test-notifier-{}-backfill-{day}.log", setup.context.id)),
+    )
+    .unwrap();
+    assert!(log.contains("digest progress") && log.contains("sent_per_second"), "{log}");
     let mail = setup.mail();
     let recipients: Vec<&str> = mail.iter().map(|m| m["to"].as_str().unwrap()).collect();
     let mut sorted = recipients.clone();

@@ -548,6 +548,34 @@ async fn create_upload(
         .into_response()
 }
 
+/// How far a file's job is: rows, bytes read of the file's size, and while it runs, its rate
+/// over the job so far (from its start to its last checkpoint) and the time left at that rate.
+fn upload_progress(job: &crate::jobs::JobStatus) -> serde_json::Value {
+    let progress = &job.progress;
+    let read = progress.next_offset;
+    let elapsed = job
+        .checkpointed_at
+        .map(|at| (at - job.started_at).num_milliseconds() as f64 / 1000.0)
+        .filter(|seconds| *seconds > 0.0);
+    let running = job.status == "processing";
+    let rows_per_second = elapsed.map(|seconds| (progress.rows_read as f64 / seconds).round());
+    let eta_seconds = match (running, elapsed, progress.object_bytes) {
+        (true, Some(seconds), Some(size)) if read > 0 => {
+            Some((size.saturating_sub(read) as f64 * seconds / read as f64).round())
+        }
+        _ => None,
+    };
+    json!({
+        "rows": progress.rows_read,
+        "accepted": progress.accepted,
+        "rejected": progress.rejected,
+        "bytes_read": read,
+        "bytes_total": progress.object_bytes,
+        "rows_per_second": rows_per_second,
+        "eta_seconds": eta_seconds,
+    })
+}
+
 fn field_error(error: cezbek_schemas::ValueError) -> FieldError {
     FieldError { field: error.field, reason: error.reason }
 }
@@ -596,11 +624,7 @@ async fn upload_status(
     let (status, summary, progress) = match job {
         None => ("pending".to_owned(), None, None),
         Some(job) => {
-            let progress = json!({
-                "rows": job.progress.rows_read,
-                "accepted": job.progress.accepted,
-                "rejected": job.progress.rejected,
-            });
+            let progress = upload_progress(&job);
             (job.status, job.summary, Some(progress))
         }
     };

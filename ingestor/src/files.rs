@@ -169,6 +169,30 @@ struct Job<'a> {
     pending_reject_bytes: usize,
     unsaved_reject_bytes: usize,
     last_checkpoint: Instant,
+    /// When this instance started on the file, and the offset it started at: the rate.
+    resumed_at: Instant,
+    resumed_offset: u64,
+}
+
+/// This instance's share of `cezbek_ingestor_csv_bytes_remaining`: added when a file's size is
+/// known, taken down as bytes are read, and what is left is taken back however the job ends.
+struct BytesRemaining<'a> {
+    gauge: &'a prometheus::IntGauge,
+    left: i64,
+}
+
+impl BytesRemaining<'_> {
+    fn read(&mut self, bytes: usize) {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX).min(self.left);
+        self.left -= bytes;
+        self.gauge.sub(bytes);
+    }
+}
+
+impl Drop for BytesRemaining<'_> {
+    fn drop(&mut self) {
+        self.gauge.sub(self.left);
+    }
 }
 
 /// Rejected rows wait in memory for the rows before them to be acknowledged, then for the next
@@ -239,7 +263,10 @@ async fn run_job(
         pending_reject_bytes: 0,
         unsaved_reject_bytes: 0,
         last_checkpoint: Instant::now(),
+        resumed_at: Instant::now(),
+        resumed_offset: 0,
     };
+    job.resumed_offset = job.progress.next_offset;
     // None: the last checkpoint reached the end of the file, and nothing is left to read.
     let mut response = match context
         .s3
@@ -259,6 +286,15 @@ async fn run_job(
         }
         Err(error) => return Err(error.into()),
     };
+    if let Some(size) = response.as_ref().and_then(ObjectBody::object_size) {
+        job.progress.object_bytes = Some(size);
+    }
+    let left = job.progress.object_bytes.map_or(0, |size| size.saturating_sub(job.resumed_offset));
+    let mut remaining = BytesRemaining {
+        gauge: &context.metrics.csv_bytes_remaining,
+        left: i64::try_from(left).unwrap_or(i64::MAX),
+    };
+    remaining.gauge.add(remaining.left);
     let mut parser = Parser::new(job.progress.next_line, job.progress.next_offset);
     loop {
         let chunk = tokio::select! {
@@ -270,7 +306,11 @@ async fn run_job(
             chunk = next_chunk(response.as_mut()) => chunk?,
         };
         match &chunk {
-            Some(bytes) => parser.push(bytes),
+            Some(bytes) => {
+                context.metrics.csv_bytes_read.inc_by(bytes.len() as u64);
+                remaining.read(bytes.len());
+                parser.push(bytes);
+            }
             None => parser.finish(),
         }
         while let Some(record) = parser.next_record() {
@@ -499,7 +539,59 @@ impl Job<'_> {
         self.unsaved_rejects.clear();
         self.unsaved_reject_bytes = 0;
         self.last_checkpoint = Instant::now();
+        self.log_progress();
         Ok(())
+    }
+
+    /// A progress line per checkpoint: how far into the file, how fast, how long still.
+    fn log_progress(&self) {
+        let rate = Rate::since(self.resumed_at, self.resumed_offset, &self.progress);
+        let size = self.progress.object_bytes;
+        tracing::info!(
+            key = %self.object.key,
+            bytes_read = self.progress.next_offset,
+            bytes_total = size,
+            percent = size.filter(|size| *size > 0).map(|size| {
+                (self.progress.next_offset as f64 * 100.0 / size as f64 * 10.0).round() / 10.0
+            }),
+            rows = self.progress.rows_read,
+            rows_per_second = rate.rows_per_second.round(),
+            eta_seconds = rate.eta_seconds(size, self.progress.next_offset).map(f64::round),
+            "file progress"
+        );
+    }
+}
+
+/// How fast a file is being read, over the time this instance has worked on it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rate {
+    pub rows_per_second: f64,
+    pub bytes_per_second: f64,
+}
+
+impl Rate {
+    fn since(started: Instant, start_offset: u64, progress: &Progress) -> Self {
+        let seconds = started.elapsed().as_secs_f64().max(0.001);
+        Self {
+            // Rows read since a resume are not known apart from those before: the rows are
+            // counted over the whole job, their rate over this instance's share of the bytes.
+            rows_per_second: progress.rows_read as f64 * Self::share(start_offset, progress)
+                / seconds,
+            bytes_per_second: progress.next_offset.saturating_sub(start_offset) as f64 / seconds,
+        }
+    }
+
+    fn share(start_offset: u64, progress: &Progress) -> f64 {
+        if progress.next_offset == 0 {
+            return 1.0;
+        }
+        progress.next_offset.saturating_sub(start_offset) as f64 / progress.next_offset as f64
+    }
+
+    /// Seconds until the end of the file at this rate, when its size is known.
+    pub fn eta_seconds(&self, size: Option<u64>, read: u64) -> Option<f64> {
+        let left = size?.saturating_sub(read) as f64;
+        (self.bytes_per_second > 0.0).then(|| left / self.bytes_per_second)
     }
 }
 

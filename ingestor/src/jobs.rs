@@ -26,6 +26,8 @@ pub struct Progress {
     pub rejected: u64,
     /// Rejections by the field at fault.
     pub reasons: BTreeMap<String, u64>,
+    /// The file's size, once a read told it.
+    pub object_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +68,9 @@ pub struct JobStatus {
     pub status: String,
     pub summary: Option<serde_json::Value>,
     pub progress: Progress,
+    pub started_at: DateTime<Utc>,
+    /// When the progress above was written.
+    pub checkpointed_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -84,9 +89,21 @@ fn to_u64(value: i64) -> u64 {
 /// `header, next_line, next_offset, rows_read, accepted, rejected, reasons, started_at`.
 type ClaimRow =
     (Option<String>, i64, i64, i64, i64, i64, Json<BTreeMap<String, u64>>, DateTime<Utc>);
-/// `status, summary, next_line, next_offset, rows_read, accepted, rejected, reasons`.
-type JobRow =
-    (String, Option<Json<serde_json::Value>>, i64, i64, i64, i64, i64, Json<BTreeMap<String, u64>>);
+/// `status, summary, next_line, next_offset, rows_read, accepted, rejected, reasons,
+/// object_bytes, started_at, checkpointed_at`.
+type JobRow = (
+    String,
+    Option<Json<serde_json::Value>>,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    Json<BTreeMap<String, u64>>,
+    Option<i64>,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+);
 
 type ProgressRow = (i64, i64, i64, i64, i64, Json<BTreeMap<String, u64>>);
 
@@ -98,6 +115,7 @@ fn progress((next_line, next_offset, rows, accepted, rejected, reasons): Progres
         accepted: to_u64(accepted),
         rejected: to_u64(rejected),
         reasons: reasons.0,
+        object_bytes: None,
     }
 }
 
@@ -186,7 +204,8 @@ impl Store {
             "UPDATE ingest_jobs
                 SET header = COALESCE($5, header), next_line = $6, next_offset = $7,
                     rows_read = $8, accepted = $9, rejected = $10, reasons = $11,
-                    lease_until = now() + make_interval(secs => $12)
+                    lease_until = now() + make_interval(secs => $12),
+                    object_bytes = COALESCE($13, object_bytes), checkpointed_at = now()
               WHERE bucket = $1 AND object_key = $2 AND etag = $3 AND owner = $4
                 AND status = 'processing'",
         )
@@ -202,6 +221,7 @@ impl Store {
         .bind(to_i64(progress.rejected))
         .bind(Json(&progress.reasons))
         .bind(lease.as_secs_f64())
+        .bind(progress.object_bytes.map(to_i64))
         .execute(&mut *transaction)
         .await?;
         if updated.rows_affected() == 0 {
@@ -340,7 +360,7 @@ impl Store {
     ) -> Result<Option<JobStatus>, sqlx::Error> {
         let row: Option<JobRow> = sqlx::query_as(
             "SELECT status, summary, next_line, next_offset, rows_read, accepted, rejected,
-                        reasons
+                        reasons, object_bytes, started_at, checkpointed_at
                    FROM ingest_jobs WHERE bucket = $1 AND object_key = $2
                   ORDER BY started_at DESC LIMIT 1",
         )
@@ -349,11 +369,28 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(
-            |(status, summary, next_line, next_offset, rows, accepted, rejected, reasons)| {
+            |(
+                status,
+                summary,
+                next_line,
+                next_offset,
+                rows,
+                accepted,
+                rejected,
+                reasons,
+                size,
+                started_at,
+                checkpointed_at,
+            )| {
+                let mut progress =
+                    progress((next_line, next_offset, rows, accepted, rejected, reasons));
+                progress.object_bytes = size.map(to_u64);
                 JobStatus {
                     status,
                     summary: summary.map(|json| json.0),
-                    progress: progress((next_line, next_offset, rows, accepted, rejected, reasons)),
+                    progress,
+                    started_at,
+                    checkpointed_at,
                 }
             },
         ))

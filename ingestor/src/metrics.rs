@@ -22,6 +22,10 @@ pub struct Metrics {
     pub files: IntCounterVec,
     /// Files being ingested now.
     pub files_active: IntGaugeVec,
+    /// Bytes of CSV files read, and left to read in the files being ingested now: their ratio
+    /// to `rate(…bytes_read_total)` is the time left.
+    pub csv_bytes_read: IntCounter,
+    pub csv_bytes_remaining: IntGauge,
     pub rules: RuleMetrics,
 }
 
@@ -60,6 +64,12 @@ impl Metrics {
             Opts::new("cezbek_ingestor_files_active", "CSV files being ingested"),
             &["partner"],
         )?;
+        let csv_bytes_read =
+            IntCounter::new("cezbek_ingestor_csv_bytes_read_total", "bytes of CSV files read")?;
+        let csv_bytes_remaining = IntGauge::new(
+            "cezbek_ingestor_csv_bytes_remaining",
+            "bytes left to read in the CSV files being ingested",
+        )?;
         let revision = IntGauge::new(
             "cezbek_ingestor_rules_revision",
             "etcd revision of the partners in use",
@@ -76,6 +86,8 @@ impl Metrics {
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(files.clone()))?;
         registry.register(Box::new(files_active.clone()))?;
+        registry.register(Box::new(csv_bytes_read.clone()))?;
+        registry.register(Box::new(csv_bytes_remaining.clone()))?;
         registry.register(Box::new(revision.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
         Ok(Self {
@@ -87,6 +99,8 @@ impl Metrics {
             in_flight,
             files,
             files_active,
+            csv_bytes_read,
+            csv_bytes_remaining,
             rules: RuleMetrics { revision, rejected },
         })
     }

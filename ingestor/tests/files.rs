@@ -220,6 +220,7 @@ async fn a_presigned_upload_with_curl_is_ingested_and_its_status_reported() {
     let body = format!(
         "{HEADER}\nu-1,081234567890,15000,IDR,1,2026-03-01T10:00:00Z,Shop,5411,,,,,\nu-2,bad,1,IDR,1,2026-03-01T10:00:00Z,Shop,5411,,,,,\n"
     );
+    let body_bytes = body.len();
     std::fs::write(&file, body).unwrap();
     let curl = tokio::process::Command::new("curl")
         .args(["--silent", "--show-error", "--fail", "--upload-file"])
@@ -244,6 +245,12 @@ async fn a_presigned_upload_with_curl_is_ingested_and_its_status_reported() {
     assert_eq!(done["summary"]["accepted"], 1);
     assert_eq!(done["summary"]["rejected"], 1);
     assert_eq!(done["summary"]["reasons"], json!({"msisdn": 1}));
+    // Progress in bytes of the file's size; a finished job has no time left.
+    assert_eq!(done["progress"]["rows"], 2, "{done}");
+    assert_eq!(done["progress"]["bytes_read"], body_bytes, "{done}");
+    assert_eq!(done["progress"]["bytes_total"], body_bytes, "{done}");
+    assert!(done["progress"]["rows_per_second"].is_number(), "{done}");
+    assert!(done["progress"]["eta_seconds"].is_null(), "{done}");
 
     // Another partner cannot see it; an admin viewer can.
     let (status, _) = harness.signed("WARUNG", Method::GET, &status_path, b"").await;

@@ -181,6 +181,7 @@ impl<L: Ledger> Sender<L> {
             interval: Duration::from_secs(1) / self.max_per_second.max(1),
         };
         let page_size = self.day_page.max(1);
+        let started = Instant::now();
         let mut after: Option<DayCursor> = None;
         let mut customers: Vec<(Msisdn, Vec<RewardRecord>)> = Vec::new();
         loop {
@@ -203,6 +204,16 @@ impl<L: Ledger> Sender<L> {
                 let waiting = customers.split_off(complete);
                 self.send_chunk(&mut run, &customers).await?;
                 customers = waiting;
+                // A day of many customers takes a while at the relay's pace: a line per chunk
+                // says how far it is (`cezbek notifier run` shows these as it sends).
+                let seconds = started.elapsed().as_secs_f64().max(0.001);
+                tracing::info!(
+                    %partner,
+                    %day,
+                    report = %run.report,
+                    sent_per_second = (run.report.sent as f64 / seconds * 10.0).round() / 10.0,
+                    "digest progress"
+                );
             }
             if last_page {
                 return Ok(run.report);

@@ -151,7 +151,8 @@ impl S3Client {
             .send()
             .await
             .map_err(|error| S3Error::from_sdk("get_object", key, error))?;
-        Ok(ObjectBody { key: key.to_owned(), stream: output.body })
+        let size = output.content_length().and_then(|length| u64::try_from(length).ok());
+        Ok(ObjectBody { key: key.to_owned(), size, stream: output.body })
     }
 
     /// Streams one version of an object (`If-Match` its ETag) from a byte offset: how a file
@@ -170,7 +171,18 @@ impl S3Client {
             request = request.range(format!("bytes={offset}-"));
         }
         match request.send().await.map_err(|error| S3Error::from_sdk("get_object", key, error)) {
-            Ok(output) => Ok(Some(ObjectBody { key: key.to_owned(), stream: output.body })),
+            Ok(output) => {
+                // A ranged answer names the whole object's size after the slash.
+                let size = output
+                    .content_range()
+                    .and_then(|range| range.rsplit_once('/'))
+                    .and_then(|(_, total)| total.parse().ok())
+                    .or_else(|| {
+                        let length = u64::try_from(output.content_length()?).ok()?;
+                        Some(offset + length)
+                    });
+                Ok(Some(ObjectBody { key: key.to_owned(), size, stream: output.body }))
+            }
             Err(S3Error::Status { status: 416, .. }) => Ok(None),
             Err(error) => Err(error),
         }
@@ -285,10 +297,17 @@ impl S3Client {
 #[derive(Debug)]
 pub struct ObjectBody {
     key: String,
+    /// The whole object's size, when S3 said.
+    size: Option<u64>,
     stream: ByteStream,
 }
 
 impl ObjectBody {
+    /// The whole object's size in bytes (not only the range being read), when S3 said.
+    pub fn object_size(&self) -> Option<u64> {
+        self.size
+    }
+
     /// The next bytes as they arrive, or `None` at the end.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, S3Error> {
         self.stream.try_next().await.map_err(|error| S3Error::Body {
