@@ -259,7 +259,7 @@ async fn publish(
     let request_id = uuid::Uuid::new_v4().to_string();
     let (valid, rejected) = validate_items(&partner, items, &request_id);
     let metrics = &state.metrics;
-    metrics.items.with_label_values(&["api", "read"]).inc_by((valid.len() + rejected.len()) as u64);
+    metrics.items_read.with_label_values(&["api"]).inc_by((valid.len() + rejected.len()) as u64);
     metrics.items.with_label_values(&["api", "rejected"]).inc_by(rejected.len() as u64);
     for item in &rejected {
         for error in &item.errors {

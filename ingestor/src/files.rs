@@ -248,7 +248,7 @@ async fn run_job(
     let mut job = Job {
         context,
         counters: RowCounters {
-            read: items.with_label_values(&["csv", "read"]),
+            read: context.metrics.items_read.with_label_values(&["csv"]),
             accepted: items.with_label_values(&["csv", "accepted"]),
             rejected: items.with_label_values(&["csv", "rejected"]),
         },

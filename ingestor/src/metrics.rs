@@ -12,7 +12,9 @@ pub struct Metrics {
     /// unavailable.
     pub requests: IntCounterVec,
     pub auth_failures: IntCounterVec,
-    /// Items (API) and rows (CSV) by channel and outcome: read, accepted, rejected.
+    /// Items (API) and rows (CSV) read, by channel; and by channel and outcome (accepted,
+    /// rejected). Apart, so that summing the outcomes never counts an item twice.
+    pub items_read: IntCounterVec,
     pub items: IntCounterVec,
     /// Rejections by channel and the field at fault (`line` for a row that cannot be split).
     pub rejections: IntCounterVec,
@@ -39,8 +41,12 @@ impl Metrics {
             Opts::new("cezbek_ingestor_auth_failures_total", "rejected signatures by reason"),
             &["reason"],
         )?;
+        let items_read = IntCounterVec::new(
+            Opts::new("cezbek_ingestor_items_read_total", "transactions read"),
+            &["channel"],
+        )?;
         let items = IntCounterVec::new(
-            Opts::new("cezbek_ingestor_items_total", "transactions read, accepted and rejected"),
+            Opts::new("cezbek_ingestor_items_total", "transactions accepted and rejected"),
             &["channel", "outcome"],
         )?;
         let rejections = IntCounterVec::new(
@@ -80,6 +86,7 @@ impl Metrics {
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
+        registry.register(Box::new(items_read.clone()))?;
         registry.register(Box::new(items.clone()))?;
         registry.register(Box::new(rejections.clone()))?;
         registry.register(Box::new(produce_seconds.clone()))?;
@@ -93,6 +100,7 @@ impl Metrics {
         Ok(Self {
             requests,
             auth_failures,
+            items_read,
             items,
             rejections,
             produce_seconds,

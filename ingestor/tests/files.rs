@@ -63,6 +63,16 @@ async fn a_file_with_every_kind_of_bad_line_reports_each_and_sends_the_rest() {
     assert_eq!(summary["accepted"], 3, "{rejects}");
     assert_eq!(summary["accepted"], 3);
     assert_eq!(summary["rejected"], 9);
+    // Rows read, and their outcomes in another metric: summing outcomes counts a row once.
+    let metrics = harness.metrics().await;
+    for line in [
+        "cezbek_ingestor_items_read_total{channel=\"csv\"} 12",
+        "cezbek_ingestor_items_total{channel=\"csv\",outcome=\"accepted\"} 3",
+        "cezbek_ingestor_items_total{channel=\"csv\",outcome=\"rejected\"} 9",
+    ] {
+        assert!(metrics.lines().any(|metric| metric == line), "no {line:?} in\n{metrics}");
+    }
+    assert!(metrics.contains("cezbek_ingestor_csv_bytes_read_total"), "{metrics}");
     assert_eq!(
         summary["reasons"],
         json!({"msisdn": 1, "amount": 2, "currency": 1, "occurred_at": 1, "mcc": 1,
