@@ -3,12 +3,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -64,7 +62,6 @@ type Shared<L> = State<Arc<ApiState<L>>>;
 type Reject = Box<Response>;
 
 pub fn router<L: Ledger + 'static>(state: ApiState<L>) -> Router {
-    let metrics = state.metrics.clone();
     Router::new()
         .route("/openapi.json", get(openapi))
         .route("/v1/partners/{partner}/customers/{msisdn}/rewards", get(history::<L>))
@@ -72,24 +69,7 @@ pub fn router<L: Ledger + 'static>(state: ApiState<L>) -> Router {
         .route("/v1/partners/{partner}/transactions/{transaction_id}", get(transaction::<L>))
         .route("/v1/partners/{partner}/reports/daily", get(daily_report::<L>))
         .route("/v1/unsubscribe", get(unsubscribe_page::<L>).post(unsubscribe::<L>))
-        .route_layer(middleware::from_fn_with_state(metrics, observe))
         .with_state(Arc::new(state))
-}
-
-/// Latency per route (the route's pattern, not the raw path: bounded label values).
-async fn observe(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().clone();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    metrics
-        .request_seconds
-        .with_label_values(&[route.as_str(), method.as_str(), response.status().as_str()])
-        .observe(started.elapsed().as_secs_f64());
-    response
 }
 
 async fn openapi() -> Response {

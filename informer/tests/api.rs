@@ -504,7 +504,7 @@ async fn each_caller_sees_only_what_is_theirs() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("cezbek_informer_request_seconds_count{method=\"GET\",route=\"/v1/partners/{partner}/customers/{msisdn}/rewards\",status=\"403\"}"),
+        metrics.contains("cezbek_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/partners/{partner}/customers/{msisdn}/rewards\",status=\"403\"}"),
         "latency per route: {metrics}"
     );
 }

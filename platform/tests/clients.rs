@@ -330,10 +330,27 @@ async fn api_requests_time_out_and_shed_beyond_the_concurrency_limit() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    assert_eq!(client.get(format!("{base}/slow/10")).send().await.unwrap().status(), 200);
-    let late = client.get(format!("{base}/slow/5000")).send().await.unwrap();
+    // A request id: the caller's, echoed, or a new one; also on an answer from the limits.
+    let answered = client.get(format!("{base}/slow/10")).send().await.unwrap();
+    assert_eq!(answered.status(), 200);
+    let generated = answered.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(generated.len(), 36, "a UUID: {generated}");
+    let given = client
+        .get(format!("{base}/slow/10"))
+        .header("x-request-id", "req-from-the-caller")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.headers()["x-request-id"], "req-from-the-caller");
+    let late = client
+        .get(format!("{base}/slow/5000"))
+        .header("x-request-id", "req-too-slow")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(late.status(), 503);
     assert_eq!(late.headers()["retry-after"], "1");
+    assert_eq!(late.headers()["x-request-id"], "req-too-slow");
     assert!(late.text().await.unwrap().contains("not answered within 0.3 s"));
 
     // Requests at once beyond the limit of one: the others are shed at once, while health and
@@ -361,6 +378,11 @@ async fn api_requests_time_out_and_shed_beyond_the_concurrency_limit() {
     assert_eq!(ops.status(), 200);
     let public_metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
     assert_eq!(public_metrics.status(), 404, "metrics are only on the ops listener");
+    // One latency histogram, by route pattern, method and status.
+    let metrics = client.get(format!("http://127.0.0.1:{ops_port}/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    let served = "cezbek_http_request_duration_seconds_count{method=\"GET\",route=\"/slow/{millis}\",status=\"200\"}";
+    assert!(metrics.lines().any(|line| line.starts_with(served)), "{metrics}");
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
