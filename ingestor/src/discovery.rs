@@ -12,6 +12,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use cezbek_platform::CancellationToken;
+use cezbek_platform::retry;
 use cezbek_platform::sqs::SqsClient;
 
 use crate::files::{self, Context, FileError, INCOMING};
@@ -133,7 +134,8 @@ pub async fn follow_notifications(
     queued: Queued,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(500);
+    let (first, cap) = (Duration::from_millis(500), Duration::from_secs(30));
+    let mut delays = retry::delays(first, cap);
     loop {
         let received = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -141,16 +143,16 @@ pub async fn follow_notifications(
         };
         let messages = match received {
             Ok(messages) => {
-                backoff = Duration::from_millis(500);
+                delays = retry::delays(first, cap);
                 messages
             }
             Err(error) => {
+                let backoff = retry::next_delay(&mut delays, cap);
                 tracing::warn!(%error, retry_in = ?backoff, "cannot receive bucket notifications");
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep(backoff) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
                 continue;
             }
         };

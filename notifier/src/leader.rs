@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use cezbek_ledger::Ledger;
 use cezbek_platform::CancellationToken;
 use cezbek_platform::etcd::EtcdHandle;
+use cezbek_platform::retry;
 use cezbek_rules::RuleSnapshot;
 use cezbek_schemas::PartnerCode;
 
@@ -36,21 +37,22 @@ pub(crate) struct Leader<L> {
 impl<L: Ledger> Leader<L> {
     /// Campaigns, leads, and campaigns again, until shutdown.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_millis(500);
+        let (first, cap) = (Duration::from_millis(500), Duration::from_secs(10));
+        let mut delays = retry::delays(first, cap);
         while !shutdown.is_cancelled() {
             let session = match Session::open(&self.etcd, self.lease_ttl).await {
                 Ok(session) => session,
                 Err(error) => {
+                    let backoff = retry::next_delay(&mut delays, cap);
                     tracing::warn!(%error, retry_in = ?backoff, "cannot open an etcd session");
                     tokio::select! {
                         () = shutdown.cancelled() => return,
                         () = tokio::time::sleep(backoff) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
                     continue;
                 }
             };
-            backoff = Duration::from_millis(500);
+            delays = retry::delays(first, cap);
             let elected = tokio::select! {
                 () = shutdown.cancelled() => {
                     session.close().await;

@@ -13,6 +13,7 @@ pub mod kafka;
 pub mod live_rules;
 pub mod partner_auth;
 pub mod postgres;
+pub mod retry;
 pub mod s3;
 pub mod shutdown;
 pub mod sqs;

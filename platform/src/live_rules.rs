@@ -51,12 +51,18 @@ pub async fn watch_rules(
     metrics: RuleMetrics,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(200);
+    let (first, cap) = (Duration::from_millis(200), Duration::from_secs(5));
+    let mut delays = crate::retry::delays(first, cap);
     loop {
         let outcome = tokio::select! {
             () = shutdown.cancelled() => return,
             outcome = follow(&etcd, &current, &metrics) => outcome,
         };
+        if outcome.is_ok() {
+            // The watch ended cleanly: follow again soon.
+            delays = crate::retry::delays(first, cap);
+        }
+        let backoff = crate::retry::next_delay(&mut delays, cap);
         if let Err(error) = outcome {
             tracing::warn!(%error, retry_in = ?backoff, "lost the etcd rules watch; keeping the last snapshot");
             etcd.reset().await;
@@ -65,7 +71,6 @@ pub async fn watch_rules(
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(backoff) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

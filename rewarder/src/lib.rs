@@ -30,6 +30,7 @@ use cezbek_platform::config::{EtcdConfig, HttpConfig, KafkaConfig, PostgresConfi
 use cezbek_platform::etcd::EtcdHandle;
 use cezbek_platform::http::{HttpError, Router};
 use cezbek_platform::kafka::KafkaError;
+use cezbek_platform::retry;
 use cezbek_platform::{CancellationToken, Env, Readiness, etcd, http, kafka, live_rules, postgres};
 use cezbek_rules::RuleSnapshot;
 use cezbek_schemas::encode;
@@ -714,19 +715,21 @@ async fn decide<L: Ledger>(
     snapshot: &RuleSnapshot,
     shutdown: &CancellationToken,
 ) -> Option<Outcome> {
-    let mut backoff = Duration::from_millis(200);
+    let cap = Duration::from_secs(5);
+    let mut delays = retry::delays(Duration::from_millis(200), cap);
     loop {
-        match processor.process(batch, snapshot).await {
+        let backoff = match processor.process(batch, snapshot).await {
             Ok(outcome) => return Some(outcome),
             Err(error) => {
+                let backoff = retry::next_delay(&mut delays, cap);
                 tracing::warn!(%error, retry_in = ?backoff, messages = batch.len(), "ledger write failed; retrying the batch");
+                backoff
             }
-        }
+        };
         tokio::select! {
             () = shutdown.cancelled() => return None,
             () = tokio::time::sleep(backoff) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
