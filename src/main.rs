@@ -45,6 +45,19 @@ enum Command {
     Sign(SignArgs),
     /// The event log as JSON lines: `tail` a topic, or `decode` raw messages on stdin.
     Events(EventsArgs),
+    /// Prints a service's OpenAPI document (the one it serves at /openapi.json), e.g. to
+    /// generate a client.
+    Openapi {
+        #[arg(value_enum)]
+        service: ApiService,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ApiService {
+    Ingestor,
+    Informer,
+    Campaignex,
 }
 
 #[derive(Debug, clap::Args)]
@@ -244,8 +257,8 @@ fn read_config(command: &Command) -> Result<(LogConfig, Service), ConfigError> {
                 }
             }
         }
-        Command::Sign(_) | Command::Events(_) => {
-            unreachable!("sign and events read no service configuration")
+        Command::Sign(_) | Command::Events(_) | Command::Openapi { .. } => {
+            unreachable!("sign, events and openapi read no service configuration")
         }
         Command::Dev => Service::Dev(Box::new(DevConfigs {
             ingestor: cezbek_ingestor::Config::from_env(&mut env),
@@ -261,6 +274,26 @@ fn read_config(command: &Command) -> Result<(LogConfig, Service), ConfigError> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Openapi { service } = cli.command {
+        let document = match service {
+            ApiService::Ingestor => cezbek_ingestor::openapi_document().to_pretty_json(),
+            ApiService::Informer => Ok(cezbek_informer::api::OPENAPI.to_owned()),
+            ApiService::Campaignex => Ok(cezbek_campaignex::OPENAPI.to_owned()),
+        };
+        return match document {
+            Ok(json) => {
+                use std::io::Write;
+                match writeln!(std::io::stdout().lock(), "{json}") {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(_) => ExitCode::FAILURE,
+                }
+            }
+            Err(error) => {
+                eprintln!("cezbek openapi: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Command::Events(args) = &cli.command {
         return match run_events(&args.action) {
             Ok(code) => code,

@@ -12,8 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::watch;
+use utoipa::ToSchema;
 
 use cezbek_platform::auth::{AdminTokens, Role};
 use cezbek_platform::http::{FieldError, Problem};
@@ -26,9 +27,8 @@ use crate::files::INCOMING;
 use crate::input;
 use crate::jobs::{Store, Upload};
 use crate::metrics::Metrics;
+use crate::openapi::TransactionBatch;
 use crate::publish::{Delivery, Publisher, SendError};
-
-pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// The largest request body, and the most transactions in one request.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -51,15 +51,17 @@ pub struct ApiState {
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/openapi.json", get(openapi))
+        .route("/openapi.json", get(openapi_document))
         .route("/v1/transactions", post(publish))
         .route("/v1/uploads", post(create_upload))
         .route("/v1/uploads/{upload_id}", get(upload_status))
         .with_state(state)
 }
 
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+/// This document (no authentication).
+#[utoipa::path(get, path = "/openapi.json", security(()), responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json")))]
+pub(crate) async fn openapi_document() -> Response {
+    cezbek_platform::openapi::serve(&crate::openapi::document())
 }
 
 // ---------------------------------------------------------------- shared plumbing
@@ -70,18 +72,9 @@ fn retry_after(problem: Problem, seconds: u64) -> Response {
     response
 }
 
-/// A problem with extra members (RFC 9457 allows extensions).
-#[derive(Serialize)]
-struct ProblemWith<T: Serialize> {
-    #[serde(flatten)]
-    problem: Problem,
-    #[serde(flatten)]
-    extra: T,
-}
-
-fn problem_with<T: Serialize>(problem: Problem, extra: T) -> Response {
-    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = serde_json::to_vec(&ProblemWith { problem, extra }).unwrap_or_default();
+/// A problem with extension members (RFC 9457), as `application/problem+json`.
+fn problem_json<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    let body = serde_json::to_vec(body).unwrap_or_default();
     (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
 }
 
@@ -175,13 +168,15 @@ impl Credentials {
 
 // ---------------------------------------------------------------- POST /v1/transactions
 
-#[derive(Debug, Clone, Serialize)]
+/// An item of the request, by its position (0 for a single object).
+#[derive(Debug, Clone, Serialize, ToSchema)]
 struct ItemRef {
     index: usize,
     transaction_id: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// An item that was refused, with every problem it has.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 struct RejectedItem {
     index: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -189,20 +184,61 @@ struct RejectedItem {
     errors: Vec<FieldError>,
 }
 
-#[derive(Debug, Serialize)]
+/// What was accepted (acknowledged by the broker) and what was refused, item by item.
+#[derive(Debug, Serialize, ToSchema)]
 struct BatchOutcome {
     accepted: Vec<ItemRef>,
     rejected: Vec<RejectedItem>,
 }
 
-#[derive(Debug, Serialize)]
+/// What the broker stored (`acked`) and what to send again (`not_acked`).
+#[derive(Debug, Serialize, ToSchema)]
 struct Unacknowledged {
+    #[serde(flatten)]
+    #[schema(inline)]
+    problem: Problem,
+    /// (Absent when partners are not loaded yet: nothing was read.)
+    #[schema(required = false)]
     acked: Vec<ItemRef>,
+    #[schema(required = false)]
     not_acked: Vec<ItemRef>,
+    #[schema(required = false)]
     rejected: Vec<RejectedItem>,
 }
 
-async fn publish(
+/// A problem with the outcome of each item (RFC 9457 allows extension members); the item
+/// lists are there once the items were read.
+#[derive(Debug, Serialize, ToSchema)]
+struct ProblemWithItems {
+    #[serde(flatten)]
+    #[schema(inline)]
+    problem: Problem,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accepted: Option<Vec<ItemRef>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejected: Option<Vec<RejectedItem>>,
+}
+
+/// Publish one transaction or a batch of 1–1,000.
+///
+/// The partner is the signer's. A 202 is sent only after the broker acknowledged every
+/// accepted item.
+#[utoipa::path(
+    post,
+    path = "/v1/transactions",
+    security(("partnerSignature" = [])),
+    request_body(content = TransactionBatch, description = "At most 1 MiB. A partner field in the body is refused."),
+    responses(
+        (status = 202, description = "At least one item was valid, and every accepted one is acknowledged by the broker. Rejected items name each wrong field and why; a transaction_id repeated within the batch is rejected as a duplicate.", body = BatchOutcome),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing headers, unknown partner or key, expired key, suspended partner, timestamp more than 300 s off, wrong signature, or a signature already used", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 1 MiB or more than 1,000 items", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No item is valid (or the body is neither an object nor a non-empty array)", body = ProblemWithItems, content_type = "application/problem+json"),
+        (status = 503, description = "Partners are not loaded yet, or the broker did not acknowledge every accepted item in time: `acked` lists what is stored, `not_acked` what to send again", body = Unacknowledged, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "seconds"))),
+    )
+)]
+pub(crate) async fn publish(
     State(state): State<ApiState>,
     method: Method,
     uri: Uri,
@@ -269,7 +305,9 @@ async fn publish(
     if valid.is_empty() {
         outcome("rejected");
         let problem = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "no transaction is valid");
-        return problem_with(problem, BatchOutcome { accepted: Vec::new(), rejected });
+        let body =
+            ProblemWithItems { problem, accepted: Some(Vec::new()), rejected: Some(rejected) };
+        return problem_json(StatusCode::UNPROCESSABLE_ENTITY, &body);
     }
 
     // Hand every valid item to the producer; stop at the first full queue.
@@ -312,8 +350,8 @@ async fn publish(
                 not_acked.len() + acked.len()
             ),
         );
-        let response = problem_with(problem, Unacknowledged { acked, not_acked, rejected });
-        let mut response = response;
+        let body = Unacknowledged { problem, acked, not_acked, rejected };
+        let mut response = problem_json(StatusCode::SERVICE_UNAVAILABLE, &body);
         response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(2u64));
         return response;
     }
@@ -416,7 +454,8 @@ fn validate_items(
 
 // ---------------------------------------------------------------- uploads
 
-#[derive(Debug, Serialize)]
+/// Where to PUT the file, before `expires_at`.
+#[derive(Debug, Serialize, ToSchema)]
 struct UploadCreated {
     upload_id: String,
     key: String,
@@ -424,7 +463,38 @@ struct UploadCreated {
     expires_at: DateTime<Utc>,
 }
 
-async fn create_upload(
+/// An admin's `{"partner": …}`, or nothing (a partner uploads under its own prefix).
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents what `create_upload` reads
+struct UploadRequest {
+    /// Required for an admin; a partner may name only itself.
+    #[schema(pattern = "^[A-Z0-9_]{2,16}$")]
+    partner: Option<String>,
+}
+
+/// Get a presigned URL to upload a CSV file.
+///
+/// An admin bearer token (role admin) with `{"partner": …}`, or a partner's signature (its own
+/// prefix only). The file goes to incoming/{partner}/{upload_id}.csv and is ingested
+/// automatically; the CSV format is in the README.
+#[utoipa::path(
+    post,
+    path = "/v1/uploads",
+    security(("partnerSignature" = []), ("bearer" = [])),
+    request_body(content = Option<UploadRequest>),
+    responses(
+        (status = 201, description = "PUT the file to `url` before `expires_at`", body = UploadCreated),
+        (status = 400, description = "The body is not a JSON object", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A viewer token, or a partner asking for another partner's prefix", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The partner is suspended", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Missing or unknown partner", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Partners not loaded yet, or the upload cannot be signed or recorded now", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "seconds"))),
+    )
+)]
+pub(crate) async fn create_upload(
     State(state): State<ApiState>,
     method: Method,
     uri: Uri,
@@ -454,6 +524,8 @@ async fn create_upload(
         None
     } else {
         match serde_json::from_slice::<Value>(&body) {
+            // `null` is no body, as an empty one is.
+            Ok(Value::Null) => None,
             Ok(Value::Object(object)) => match object.get("partner") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(code)) => match PartnerCode::parse(code) {
@@ -550,7 +622,47 @@ async fn create_upload(
 
 /// How far a file's job is: rows, bytes read of the file's size, and while it runs, its rate
 /// over the job so far (from its start to its last checkpoint) and the time left at that rate.
-fn upload_progress(job: &crate::jobs::JobStatus) -> serde_json::Value {
+#[derive(Debug, Serialize, ToSchema)]
+struct UploadProgress {
+    rows: u64,
+    accepted: u64,
+    rejected: u64,
+    /// Bytes of the file read and checkpointed.
+    bytes_read: u64,
+    /// The file's size, once a read told it.
+    bytes_total: Option<u64>,
+    /// Rows per second over the job so far.
+    rows_per_second: Option<f64>,
+    /// Seconds left at that rate, while the job runs and the size is known.
+    eta_seconds: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum UploadState {
+    /// Not uploaded yet (or not found by the ingestor yet).
+    Pending,
+    Processing,
+    Done,
+    Failed,
+}
+
+/// An upload, and its file's job once the ingestor found it.
+#[derive(Debug, Serialize, ToSchema)]
+struct UploadStatus {
+    upload_id: String,
+    partner: String,
+    key: String,
+    expires_at: DateTime<Utc>,
+    status: UploadState,
+    progress: Option<UploadProgress>,
+    /// The summary report once done or failed: rows, accepted, rejected, reasons (rejections
+    /// per field), started_at, finished_at, failure.
+    #[schema(value_type = Option<Object>)]
+    summary: Option<Value>,
+}
+
+fn upload_progress(job: &crate::jobs::JobStatus) -> UploadProgress {
     let progress = &job.progress;
     let read = progress.next_offset;
     let elapsed = job
@@ -565,22 +677,36 @@ fn upload_progress(job: &crate::jobs::JobStatus) -> serde_json::Value {
         }
         _ => None,
     };
-    json!({
-        "rows": progress.rows_read,
-        "accepted": progress.accepted,
-        "rejected": progress.rejected,
-        "bytes_read": read,
-        "bytes_total": progress.object_bytes,
-        "rows_per_second": rows_per_second,
-        "eta_seconds": eta_seconds,
-    })
+    UploadProgress {
+        rows: progress.rows_read,
+        accepted: progress.accepted,
+        rejected: progress.rejected,
+        bytes_read: read,
+        bytes_total: progress.object_bytes,
+        rows_per_second,
+        eta_seconds,
+    }
 }
 
 fn field_error(error: cezbek_schemas::ValueError) -> FieldError {
     FieldError { field: error.field, reason: error.reason }
 }
 
-async fn upload_status(
+/// The status and summary of an upload.
+#[utoipa::path(
+    get,
+    path = "/v1/uploads/{upload_id}",
+    security(("partnerSignature" = []), ("bearer" = [])),
+    params(("upload_id" = String, Path, description = "as returned by POST /v1/uploads")),
+    responses(
+        (status = 200, description = "pending (not uploaded yet), processing, done or failed", body = UploadStatus),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such upload (or another partner's)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Partners not loaded yet, or the store cannot be read now", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "seconds"))),
+    )
+)]
+pub(crate) async fn upload_status(
     State(state): State<ApiState>,
     Path(upload_id): Path<String>,
     method: Method,
@@ -622,20 +748,25 @@ async fn upload_status(
         }
     };
     let (status, summary, progress) = match job {
-        None => ("pending".to_owned(), None, None),
+        None => (UploadState::Pending, None, None),
         Some(job) => {
             let progress = upload_progress(&job);
-            (job.status, job.summary, Some(progress))
+            let state = match job.status.as_str() {
+                "done" => UploadState::Done,
+                "failed" => UploadState::Failed,
+                _ => UploadState::Processing,
+            };
+            (state, job.summary, Some(progress))
         }
     };
-    axum::Json(json!({
-        "upload_id": upload.upload_id,
-        "partner": upload.partner,
-        "key": upload.object_key,
-        "expires_at": upload.expires_at,
-        "status": status,
-        "progress": progress,
-        "summary": summary,
-    }))
+    axum::Json(UploadStatus {
+        upload_id: upload.upload_id,
+        partner: upload.partner,
+        key: upload.object_key,
+        expires_at: upload.expires_at,
+        status,
+        progress,
+        summary,
+    })
     .into_response()
 }

@@ -59,11 +59,24 @@ impl Fields for serde_json::Map<String, Value> {
         match serde_json::Map::get(self, name) {
             None | Some(Value::Null) => Raw::Missing,
             Some(Value::String(text)) => Raw::Text(Cow::Borrowed(text)),
-            Some(Value::Number(number)) => Raw::Text(Cow::Owned(number.to_string())),
+            Some(Value::Number(number)) => Raw::Text(Cow::Owned(number_text(number))),
             Some(Value::Bool(_)) => Raw::WrongType("a boolean"),
             Some(Value::Array(_)) => Raw::WrongType("an array"),
             Some(Value::Object(_)) => Raw::WrongType("an object"),
         }
+    }
+}
+
+/// JSON does not tell 39 from 39.0 (JSON Schema calls both integers), so a number with a zero
+/// fraction is read as the whole number it is, while it is exact in a double (|n| ≤ 2^53).
+/// Anything else keeps its text, and a fraction is refused where a whole number is expected.
+fn number_text(number: &serde_json::Number) -> String {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match number.as_f64() {
+        Some(value) if number.is_f64() && value.fract() == 0.0 && value.abs() <= EXACT => {
+            format!("{}", value as i64)
+        }
+        _ => number.to_string(),
     }
 }
 
@@ -327,4 +340,29 @@ fn email_address(raw: &str) -> Result<String, ValueError> {
         return Err(ValueError::new("email", format!("{value:?} is not an email address")));
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(json: &str) -> Raw<'static> {
+        let object: serde_json::Map<String, Value> =
+            serde_json::from_str(&format!(r#"{{"amount": {json}}}"#)).unwrap();
+        match Fields::get(&object, "amount") {
+            Raw::Text(text) => Raw::Text(Cow::Owned(text.into_owned())),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_json_number_with_a_zero_fraction_is_the_whole_number_and_a_fraction_is_kept() {
+        assert_eq!(field("39.0"), Raw::Text("39".into()));
+        assert_eq!(field("3.9e1"), Raw::Text("39".into()));
+        assert_eq!(field("39"), Raw::Text("39".into()));
+        assert_eq!(field("39.5"), Raw::Text("39.5".into()));
+        // Past 2^53 a double is not exact: the text stays, and is refused as not whole.
+        assert_eq!(field("1e300"), Raw::Text("1e+300".into()));
+        assert!(integer("amount", "39.5").is_err());
+    }
 }

@@ -15,6 +15,7 @@ mod files;
 pub mod input;
 mod jobs;
 mod metrics;
+mod openapi;
 mod publish;
 
 use std::sync::Arc;
@@ -31,8 +32,9 @@ use cezbek_platform::s3::{S3Client, S3Error};
 use cezbek_platform::sqs::{SqsClient, SqsError};
 use cezbek_platform::{CancellationToken, Env, Readiness, etcd, http, kafka, live_rules, postgres};
 
-pub use api::{MAX_BATCH_ITEMS, MAX_BODY_BYTES, OPENAPI};
+pub use api::{MAX_BATCH_ITEMS, MAX_BODY_BYTES};
 pub use files::{destinations, split_key};
+pub use openapi::document as openapi_document;
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -225,6 +225,19 @@ async fn the_openapi_document_is_served() {
     for path in ["/v1/transactions", "/v1/uploads", "/v1/uploads/{upload_id}"] {
         assert!(document["paths"][path].is_object(), "{path} is not documented");
     }
+    // Generated from the handlers: the types the handler reads and answers with are there,
+    // with the constraints the server enforces.
+    let schemas = &document["components"]["schemas"];
+    let fields = &schemas["TransactionFields"];
+    assert_eq!(fields["additionalProperties"], false, "{fields}");
+    assert_eq!(fields["properties"]["currency"]["$ref"], "#/components/schemas/Currency");
+    assert!(schemas["Currency"]["enum"].as_array().unwrap().contains(&json!("IDR")));
+    assert!(schemas["Transaction"]["allOf"].is_array(), "the refund rule is stated");
+    let publish = &document["paths"]["/v1/transactions"]["post"];
+    assert_eq!(publish["security"][0]["partnerSignature"], json!([]));
+    let refused = &publish["responses"]["401"]["content"];
+    assert!(refused["application/problem+json"].is_object(), "{refused}");
+    assert!(document["components"]["securitySchemes"]["partnerSignature"].is_object());
 }
 
 #[tokio::test]

@@ -280,8 +280,9 @@ fn limit_problem(error: &tower::BoxError, timeout: std::time::Duration) -> Respo
 
 /// An error response in RFC 9457 `application/problem+json`, with the bad fields when a
 /// request did not validate.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Problem {
+    /// `about:blank`: the status says what happened, `detail` says why.
     #[serde(rename = "type")]
     pub kind: String,
     pub title: String,
@@ -293,7 +294,8 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// One bad field of a request, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub reason: String,

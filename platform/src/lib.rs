@@ -11,6 +11,7 @@ pub mod etcd;
 pub mod http;
 pub mod kafka;
 pub mod live_rules;
+pub mod openapi;
 pub mod partner_auth;
 pub mod postgres;
 pub mod retry;

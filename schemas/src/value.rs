@@ -283,6 +283,26 @@ impl Currency {
 }
 string_value!(Currency);
 
+impl Currency {
+    /// Every code [`Currency::parse`] accepts, in order.
+    pub fn known_codes() -> impl Iterator<Item = &'static str> {
+        currency::ISO_4217.iter().map(|(code, _)| *code)
+    }
+}
+
+/// In an OpenAPI document: one of the codes in use, so a generated client (or schemathesis)
+/// knows which strings are valid.
+impl utoipa::PartialSchema for Currency {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .description(Some("ISO 4217 alphabetic code in current use, e.g. IDR"))
+            .enum_values(Some(Self::known_codes()))
+            .into()
+    }
+}
+impl utoipa::ToSchema for Currency {}
+
 impl fmt::Debug for Currency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Currency({})", self.as_str())
