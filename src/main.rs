@@ -277,7 +277,7 @@ fn main() -> ExitCode {
     if let Command::Openapi { service } = cli.command {
         let document = match service {
             ApiService::Ingestor => cezbek_ingestor::openapi_document().to_pretty_json(),
-            ApiService::Informer => Ok(cezbek_informer::api::OPENAPI.to_owned()),
+            ApiService::Informer => cezbek_informer::openapi_document().to_pretty_json(),
             ApiService::Campaignex => Ok(cezbek_campaignex::OPENAPI.to_owned()),
         };
         return match document {

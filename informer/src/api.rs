@@ -14,6 +14,7 @@ use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 use tokio::sync::watch;
+use utoipa::ToSchema;
 
 use cezbek_ledger::{DayCursor, HistoryQuery, Ledger, RewardRecord};
 use cezbek_platform::auth::AdminTokens;
@@ -29,9 +30,7 @@ use crate::auth::{Caller, bearer};
 use crate::cursor::{CursorCodec, QueryScope};
 use crate::customer_tokens::{CustomerTokenVerifier, Refusal};
 use crate::metrics::Metrics;
-use crate::report::DailyTotals;
-
-pub const OPENAPI: &str = include_str!("openapi.json");
+use crate::report::{DailyReport, DailyTotals};
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
@@ -63,7 +62,7 @@ type Reject = Box<Response>;
 
 pub fn router<L: Ledger + 'static>(state: ApiState<L>) -> Router {
     Router::new()
-        .route("/openapi.json", get(openapi))
+        .route("/openapi.json", get(openapi_document))
         .route("/v1/partners/{partner}/customers/{msisdn}/rewards", get(history::<L>))
         .route("/v1/partners/{partner}/customers/{msisdn}/summary", get(summary::<L>))
         .route("/v1/partners/{partner}/transactions/{transaction_id}", get(transaction::<L>))
@@ -72,8 +71,10 @@ pub fn router<L: Ledger + 'static>(state: ApiState<L>) -> Router {
         .with_state(Arc::new(state))
 }
 
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+/// This document (no authentication).
+#[utoipa::path(get, path = "/openapi.json", security(()), responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json")))]
+pub(crate) async fn openapi_document() -> Response {
+    cezbek_platform::openapi::serve(&crate::openapi::document())
 }
 
 // ---------------------------------------------------------------- plumbing
@@ -191,8 +192,10 @@ fn unknown_parameters(query: &HashMap<String, String>, known: &[&str]) -> Vec<Fi
 
 // ---------------------------------------------------------------- views
 
-#[derive(Serialize)]
-struct RewardView<'a> {
+/// One decided transaction, with why it earned what it did.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Reward)]
+pub(crate) struct RewardView<'a> {
     transaction_id: &'a str,
     kind: TransactionKind,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -244,8 +247,10 @@ impl<'a> RewardView<'a> {
 
 // ---------------------------------------------------------------- history
 
-#[derive(Serialize)]
-struct HistoryResponse<'a> {
+/// A page of a customer's rewards, newest first.
+#[derive(Serialize, ToSchema)]
+#[schema(as = History)]
+pub(crate) struct HistoryResponse<'a> {
     partner: &'a str,
     msisdn: &'a str,
     rewards: Vec<RewardView<'a>>,
@@ -285,7 +290,30 @@ async fn customer_in_path<L>(
     Ok((rules, partner, msisdn))
 }
 
-async fn history<L: Ledger>(
+/// A customer's reward history, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/partners/{partner}/customers/{msisdn}/rewards",
+    security(("partnerSignature" = []), ("bearer" = [])),
+    params(
+        ("partner" = String, Path, pattern = "^[A-Z0-9_]{2,16}$"),
+        ("msisdn" = String, Path, description = "any accepted form: +62812…, 0812…, 62812…", pattern = r"^(\+[1-9][0-9]{7,14}|00[1-9][0-9]{7,14}|0[1-9][0-9]{5,12}|[1-9][0-9]{7,14})$"),
+        ("from" = Option<DayOrTime>, Query, description = "a partner-local date (YYYY-MM-DD, from its start) or an RFC 3339 time; before `to`"),
+        ("to" = Option<DayOrTime>, Query, description = "a partner-local date (YYYY-MM-DD, to its end) or an RFC 3339 time; after `from`"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "default 50"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page, with the same partner, customer, from and to; opaque and signed"),
+    ),
+    responses(
+        (status = 200, description = "A page; `next_cursor` is absent on the last", body = HistoryResponse),
+        (status = 400, description = "A bad path or query parameter, each named with the reason", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated (a partner's signature, or an admin or customer bearer token)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "This caller may not read this customer", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such partner (or nothing decided under that id)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Partners or the ledger cannot be read now", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "seconds"))),
+    )
+)]
+pub(crate) async fn history<L: Ledger>(
     State(state): Shared<L>,
     method: Method,
     uri: Uri,
@@ -378,8 +406,10 @@ fn parse_bound(text: &str, time_zone: Tz, bound: Bound) -> Result<DateTime<Utc>,
 
 // ---------------------------------------------------------------- summary
 
-#[derive(Serialize)]
-struct SummaryResponse<'a> {
+/// A customer's tier, progress and cashback figures.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Summary)]
+pub(crate) struct SummaryResponse<'a> {
     partner: &'a str,
     msisdn: &'a str,
     currency: Option<&'a str>,
@@ -396,14 +426,32 @@ struct SummaryResponse<'a> {
     opted_out_of_digests: bool,
 }
 
-#[derive(Serialize)]
-struct WindowView {
+/// The customer's current tier window.
+#[derive(Serialize, ToSchema)]
+#[schema(as = TierWindow)]
+pub(crate) struct WindowView {
     days: u32,
     purchases: u64,
     spend: i64,
 }
 
-async fn summary<L: Ledger>(
+/// A customer's tier and progress to the next, and their cashback totals.
+#[utoipa::path(
+    get,
+    path = "/v1/partners/{partner}/customers/{msisdn}/summary",
+    security(("partnerSignature" = []), ("bearer" = [])),
+    params(("partner" = String, Path, pattern = "^[A-Z0-9_]{2,16}$"), ("msisdn" = String, Path, description = "any accepted form: +62812…, 0812…, 62812…", pattern = r"^(\+[1-9][0-9]{7,14}|00[1-9][0-9]{7,14}|0[1-9][0-9]{5,12}|[1-9][0-9]{7,14})$")),
+    responses(
+        (status = 200, description = "The summary", body = SummaryResponse),
+        (status = 400, description = "A bad path or query parameter, each named with the reason", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated (a partner's signature, or an admin or customer bearer token)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "This caller may not read this customer", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such partner (or nothing decided under that id)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Partners or the ledger cannot be read now", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "seconds"))),
+    )
+)]
+pub(crate) async fn summary<L: Ledger>(
     State(state): Shared<L>,
     method: Method,
     uri: Uri,
@@ -467,7 +515,23 @@ async fn summary<L: Ledger>(
 
 // ---------------------------------------------------------------- one transaction
 
-async fn transaction<L: Ledger>(
+/// One decided transaction and its explanation.
+#[utoipa::path(
+    get,
+    path = "/v1/partners/{partner}/transactions/{transaction_id}",
+    security(("partnerSignature" = []), ("bearer" = [])),
+    params(("partner" = String, Path, pattern = "^[A-Z0-9_]{2,16}$"), ("transaction_id" = String, Path, min_length = 1, max_length = 64)),
+    responses(
+        (status = 200, description = "The decision", body = RewardView),
+        (status = 400, description = "A bad path or query parameter, each named with the reason", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated (a partner's signature, or an admin or customer bearer token)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "This caller may not read this partner's transactions", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such partner (or nothing decided under that id)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Partners or the ledger cannot be read now", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "seconds"))),
+    )
+)]
+pub(crate) async fn transaction<L: Ledger>(
     State(state): Shared<L>,
     method: Method,
     uri: Uri,
@@ -502,7 +566,30 @@ async fn transaction<L: Ledger>(
 
 // ---------------------------------------------------------------- daily report
 
-async fn daily_report<L: Ledger>(
+/// A partner's figures for one partner-local day: totals, by campaign and by tier.
+#[utoipa::path(
+    get,
+    path = "/v1/partners/{partner}/reports/daily",
+    security(("partnerSignature" = []), ("bearer" = [])),
+    params(
+        ("partner" = String, Path, pattern = "^[A-Z0-9_]{2,16}$"),
+        ("date" = chrono::NaiveDate, Query, description = "the partner-local day"),
+        ("format" = Option<ReportFormat>, Query, description = "json (the default) or csv"),
+    ),
+    responses(
+        (status = 200, description = "The report", content(
+            (DailyReport = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "A bad path or query parameter, each named with the reason", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated (a partner's signature, or an admin or customer bearer token)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only the partner itself or an admin may read its reports", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such partner (or nothing decided under that id)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Partners or the ledger cannot be read now", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "seconds"))),
+    )
+)]
+pub(crate) async fn daily_report<L: Ledger>(
     State(state): Shared<L>,
     method: Method,
     uri: Uri,
@@ -578,12 +665,52 @@ async fn daily_report<L: Ledger>(
         .into_response()
 }
 
+/// A partner-local date or an RFC 3339 time (`from` and `to` of the history).
+pub(crate) struct DayOrTime;
+
+impl utoipa::PartialSchema for DayOrTime {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type,
+        };
+        let string = |format| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(format)))
+        };
+        AnyOfBuilder::new()
+            .item(string(KnownFormat::Date))
+            .item(string(KnownFormat::DateTime))
+            .into()
+    }
+}
+impl ToSchema for DayOrTime {}
+
+/// The daily report's formats.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // documents `format`
+pub(crate) enum ReportFormat {
+    Json,
+    Csv,
+}
+
 // ---------------------------------------------------------------- unsubscribe
 
 /// The link in a digest opens this page; the button on it (or a mail client's RFC 8058
 /// one-click POST) unsubscribes. A GET changes nothing, so link scanners cannot unsubscribe
 /// anyone.
-async fn unsubscribe_page<L: Ledger>(
+#[utoipa::path(
+    get,
+    path = "/v1/unsubscribe",
+    security(()),
+    params(("token" = String, Query, description = "the signed token of a digest's link")),
+    responses(
+        (status = 200, description = "A page with the button that unsubscribes", body = String, content_type = "text/html"),
+        (status = 400, description = "The link is not valid", body = String, content_type = "text/html"),
+    )
+)]
+pub(crate) async fn unsubscribe_page<L: Ledger>(
     State(state): Shared<L>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
@@ -594,7 +721,21 @@ async fn unsubscribe_page<L: Ledger>(
     page(StatusCode::OK, "Stop the nightly cashback emails?", Some(token))
 }
 
-async fn unsubscribe<L: Ledger>(
+/// Unsubscribes the customer of the token from the nightly digests (the page's button, or a mail
+/// client's RFC 8058 one-click POST).
+#[utoipa::path(
+    post,
+    path = "/v1/unsubscribe",
+    security(()),
+    params(("token" = Option<String>, Query, description = "the signed token (or `token` in the form body)")),
+    request_body(content = Option<String>, content_type = "application/x-www-form-urlencoded", description = "token=…"),
+    responses(
+        (status = 200, description = "Unsubscribed", body = String, content_type = "text/html"),
+        (status = 400, description = "The token is not valid", body = String, content_type = "text/html"),
+        (status = 503, description = "The opt-out cannot be recorded now", body = String, content_type = "text/html"),
+    )
+)]
+pub(crate) async fn unsubscribe<L: Ledger>(
     State(state): Shared<L>,
     Query(query): Query<HashMap<String, String>>,
     body: Body,

@@ -8,7 +8,10 @@ pub mod auth;
 pub mod cursor;
 pub mod customer_tokens;
 pub mod metrics;
+mod openapi;
 pub mod report;
+
+pub use openapi::document as openapi_document;
 
 use std::sync::Arc;
 

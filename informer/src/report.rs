@@ -11,7 +11,7 @@ use cezbek_platform::csv_report::{Cell, CsvReport, LineEnd};
 use cezbek_schemas::{CampaignKind, TransactionKind};
 
 /// Counts and sums of a set of decisions. Amounts in minor units; `clawback` is positive.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Figures {
     pub transactions: u64,
     pub purchases: u64,
@@ -46,7 +46,7 @@ impl Figures {
 
 /// One campaign's part of the day: the purchases it paid on and its share of their cashback.
 /// Clawbacks are not split by campaign (a refund claws back the purchase's whole cashback).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CampaignFigures {
     pub campaign_id: String,
     pub kind: CampaignKind,
@@ -54,7 +54,7 @@ pub struct CampaignFigures {
     pub cashback: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TierFigures {
     /// The customer's tier after the decision; `NONE` below the lowest tier.
     pub tier: String,
@@ -62,7 +62,7 @@ pub struct TierFigures {
     pub figures: Figures,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DailyReport {
     pub partner: String,
     pub date: NaiveDate,

@@ -722,10 +722,18 @@ async fn an_unsubscribe_link_records_the_opt_out() {
     assert!(state.is_empty() || !state[0].opted_out);
 
     let spec = harness.get("/openapi.json", vec![]).await.json::<Value>().await.unwrap();
-    assert!(
-        spec["paths"]["/v1/partners/{partner}/customers/{msisdn}/rewards"].is_object(),
-        "{spec}"
-    );
+    let history = &spec["paths"]["/v1/partners/{partner}/customers/{msisdn}/rewards"]["get"];
+    assert!(history.is_object(), "{spec}");
+    // Generated from the handler: the constraints the server enforces are stated.
+    let partner = history["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|parameter| parameter["name"] == "partner")
+        .unwrap();
+    assert_eq!(partner["schema"]["pattern"], "^[A-Z0-9_]{2,16}$", "{partner}");
+    let reward = &spec["components"]["schemas"]["Reward"]["properties"];
+    assert!(reward["explanation"].is_object() && reward["campaigns"].is_object(), "{reward}");
 }
 
 /// A partner whose identity provider publishes a JWK Set: its customers' tokens verify with the

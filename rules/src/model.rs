@@ -454,7 +454,7 @@ pub struct TierProgress {
     pub next: Option<NextTier>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct NextTier {
     pub name: String,
     /// More purchases needed in the window (0 when that threshold is met or absent).
