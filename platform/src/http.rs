@@ -165,6 +165,10 @@ pub async fn serve_with_ops(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), HttpError> {
+    // CPU time, resident memory, open file descriptors, threads and start time of the process,
+    // under the names every Prometheus dashboard knows (`process_…`).
+    let process = prometheus::process_collector::ProcessCollector::for_self();
+    registry.register(Box::new(process))?;
     let ops = ops_router(registry.clone(), readiness);
     let Some(ops_listen) = config.ops_listen else {
         let listener = bind(config.listen).await?;

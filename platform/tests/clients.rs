@@ -383,6 +383,13 @@ async fn api_requests_time_out_and_shed_beyond_the_concurrency_limit() {
     let metrics = metrics.text().await.unwrap();
     let served = "cezbek_http_request_duration_seconds_count{method=\"GET\",route=\"/slow/{millis}\",status=\"200\"}";
     assert!(metrics.lines().any(|line| line.starts_with(served)), "{metrics}");
+    // The process's own figures, under their standard names.
+    let resident = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("process_resident_memory_bytes "))
+        .and_then(|value| value.parse::<f64>().ok());
+    assert!(resident.is_some_and(|bytes| bytes > 1_000_000.0), "{metrics}");
+    assert!(metrics.contains("process_cpu_seconds_total"), "{metrics}");
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
