@@ -278,7 +278,7 @@ fn main() -> ExitCode {
         let document = match service {
             ApiService::Ingestor => cezbek_ingestor::openapi_document().to_pretty_json(),
             ApiService::Informer => cezbek_informer::openapi_document().to_pretty_json(),
-            ApiService::Campaignex => Ok(cezbek_campaignex::OPENAPI.to_owned()),
+            ApiService::Campaignex => cezbek_campaignex::openapi_document().to_pretty_json(),
         };
         return match document {
             Ok(json) => {

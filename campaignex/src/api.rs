@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 
 use cezbek_platform::auth::{AdminTokens, Principal, Role};
 use cezbek_platform::etcd::EtcdHandle;
-use cezbek_platform::http::{FieldError, Problem};
+use cezbek_platform::http::{FieldError, Problem, ProblemQuery};
 use cezbek_rules::{
     Campaign, CampaignStatus, Conditions, CustomerWindow, Exclusion, ExclusionTarget, Partner,
     PartnerKey, PartnerStatus, RewardRule, Rule, RuleKey, RuleSet, Tier, TierProgram,
@@ -30,10 +30,15 @@ use cezbek_schemas::{
 };
 
 use crate::input::{self, field_errors};
+use crate::openapi::{
+    AuditPage, BadIfMatch, BadQuery, CampaignList, CampaignReplacement, CampaignShown, Conflict,
+    Evaluation, ExclusionList, ExclusionReplacement, ExclusionShown, Forbidden, IdPath, IfMatch,
+    IfMatchRequired, Invalid, NotFound, OptionalIfMatch, PartnerList, PartnerPath,
+    PartnerReplacement, PartnerShown, PartnerWithKey, Stale, TierProgramShown, Unauthenticated,
+    Unavailable,
+};
 use crate::publish::Publisher;
 use crate::store::{Kind, Store, StoreError, Stored, redacted};
-
-pub const OPENAPI: &str = include_str!("openapi.json");
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -46,11 +51,8 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let router = Router::new();
-    let router = scoped_routes(router, "/v1/partners/{partner}/campaigns", CAMPAIGNS);
-    let router = scoped_routes(router, "/v1/partners/{partner}/exclusions", EXCLUSIONS);
-    router
-        .route("/openapi.json", get(openapi))
+    Router::new()
+        .route("/openapi.json", get(openapi_document))
         .route("/v1/audit", get(audit))
         .route("/v1/partners", get(list_partners).post(create_partner))
         .route(
@@ -62,6 +64,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/partners/{partner}/reactivate", post(reactivate_partner))
         .route("/v1/partners/{partner}/evaluate", post(evaluate))
         .route("/v1/partners/{partner}/tiers", get(get_tiers).put(put_tiers).delete(delete_tiers))
+        .route("/v1/partners/{partner}/campaigns", get(list_campaigns).post(create_campaign))
+        .route(
+            "/v1/partners/{partner}/campaigns/{id}",
+            get(get_campaign).put(replace_campaign).delete(delete_campaign),
+        )
+        .route("/v1/partners/{partner}/exclusions", get(list_exclusions).post(create_exclusion))
+        .route(
+            "/v1/partners/{partner}/exclusions/{id}",
+            get(get_exclusion).put(replace_exclusion).delete(delete_exclusion),
+        )
         .with_state(state)
 }
 
@@ -186,13 +198,14 @@ where
     let mut errors = Vec::new();
     for (field, value) in path_fields {
         match object.get(*field) {
-            Some(Value::String(given)) if given != value => errors.push(FieldError {
-                field: (*field).into(),
-                reason: format!("is {given:?} but the path says {value:?}"),
-            }),
-            _ => {
+            None => {
                 object.insert((*field).into(), Value::String((*value).into()));
             }
+            Some(Value::String(given)) if given == value => {}
+            Some(given) => errors.push(FieldError {
+                field: (*field).into(),
+                reason: format!("is {given} but the path says {value:?}"),
+            }),
         }
     }
     let parsed = input::parse(object, &template);
@@ -205,6 +218,11 @@ where
         }
     };
     rule.validate().map_err(|problems| Problem::invalid(field_errors(problems)))?;
+    let stored: Value = serde_json::from_str(&rule.to_json()).unwrap_or_default();
+    let unstorable = input::nul_fields(&stored);
+    if !unstorable.is_empty() {
+        return Err(Problem::invalid(unstorable));
+    }
     Ok(rule)
 }
 
@@ -345,11 +363,21 @@ fn key_once(key: &PartnerKey) -> Value {
     json!({ "key_id": key.key_id, "secret": key.secret, "note": "the secret is shown once; store it now" })
 }
 
-async fn list_partners(_: Viewer, State(state): State<AppState>) -> Result<Response, Problem> {
+#[utoipa::path(get, path = "/v1/partners", tag = "partners", security(("bearer" = [])),
+    responses((status = 200, description = "Every partner", body = PartnerList), Unauthenticated))]
+pub(crate) async fn list_partners(
+    _: Viewer,
+    State(state): State<AppState>,
+) -> Result<Response, Problem> {
     Ok(list(state.store.list(Kind::Partner, None).await.map_err(store_problem)?))
 }
 
-async fn get_partner(
+#[utoipa::path(get, path = "/v1/partners/{partner}", tag = "partners",
+    security(("bearer" = [])), params(PartnerPath),
+    responses((status = 200, description = "The partner", body = PartnerShown,
+        headers(("ETag" = String, description = "the version, quoted"))),
+        Unauthenticated, NotFound, Invalid))]
+pub(crate) async fn get_partner(
     _: Viewer,
     State(state): State<AppState>,
     Path(partner): Path<String>,
@@ -358,7 +386,12 @@ async fn get_partner(
 }
 
 /// Partners are created ACTIVE with one signing key, whose secret the response shows once.
-async fn create_partner(
+#[utoipa::path(post, path = "/v1/partners", tag = "partners", security(("bearer" = [])),
+    request_body = Partner,
+    responses((status = 201, description = "Created with one signing key, whose secret is shown this once", body = PartnerWithKey,
+        headers(("ETag" = String, description = "the version, quoted"))),
+        Unauthenticated, Forbidden, Conflict, Invalid))]
+pub(crate) async fn create_partner(
     admin: Admin,
     State(state): State<AppState>,
     body: Bytes,
@@ -385,7 +418,14 @@ fn keys_are_managed() -> Problem {
     }])
 }
 
-async fn update_partner(
+/// Replaces a partner's settings; its keys stay (see `POST …/keys`), and so does its status
+/// when the body leaves it out.
+#[utoipa::path(put, path = "/v1/partners/{partner}", tag = "partners",
+    security(("bearer" = [])), params(PartnerPath, IfMatch), request_body = PartnerReplacement,
+    responses((status = 200, description = "Replaced; live within a second", body = PartnerShown,
+        headers(("ETag" = String, description = "the new version, quoted"))),
+        BadIfMatch, Unauthenticated, Forbidden, NotFound, Stale, Invalid, IfMatchRequired))]
+pub(crate) async fn update_partner(
     admin: Admin,
     State(state): State<AppState>,
     Path(partner): Path<String>,
@@ -403,6 +443,7 @@ async fn update_partner(
         return Err(store_problem(StoreError::NotFound));
     };
     object.insert("keys".into(), json!(existing.keys));
+    object.entry("status").or_insert_with(|| json!(existing.status));
     keep_token_secrets(&mut object, existing);
     let body = Bytes::from(Value::Object(object).to_string());
     let rule = read_rule(&body, &[("code", code.as_str())], |_| partner_template(), Rule::Partner)?;
@@ -423,7 +464,9 @@ fn keep_token_secrets(object: &mut Map<String, Value>, existing: &Partner) {
         return;
     };
     for key in keys.iter_mut().filter_map(Value::as_object_mut) {
-        if key.get("secret").is_some_and(|secret| !secret.is_null()) {
+        let given = |name: &str| key.get(name).is_some_and(|value| !value.is_null());
+        // A key given with its secret, or now a public key, takes nothing from the stored one.
+        if given("secret") || given("pem") {
             continue;
         }
         let kid = key.get("kid").and_then(Value::as_str);
@@ -461,13 +504,20 @@ fn check_token_keys(rule: &Rule) -> Result<(), Problem> {
     if errors.is_empty() { Ok(()) } else { Err(Problem::invalid(errors)) }
 }
 
-async fn delete_partner(
+/// Deletes a partner that has no campaigns, exclusions or tier program left.
+#[utoipa::path(delete, path = "/v1/partners/{partner}", tag = "partners",
+    security(("bearer" = [])), params(PartnerPath, IfMatch),
+    responses((status = 204, description = "Deleted; its keys stop working within a second"),
+        BadIfMatch, Unauthenticated, Forbidden, NotFound, Conflict, Stale, Invalid, IfMatchRequired))]
+pub(crate) async fn delete_partner(
     admin: Admin,
     State(state): State<AppState>,
     Path(partner): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let code = partner_code(&partner)?;
+    // The request's own faults first: a missing If-Match is refused whatever the partner holds.
+    if_match(&headers)?;
     if state.store.partner_has_rules(&code).await.map_err(store_problem)? {
         return Err(Problem::new(
             StatusCode::CONFLICT,
@@ -507,31 +557,40 @@ async fn change_partner(
 /// The longest an old key may keep working after a rotation.
 const MAX_KEY_GRACE_SECONDS: u64 = 365 * 24 * 3600;
 
-#[derive(Debug, Deserialize, Default)]
-struct RotateRequest {
-    /// How long the previous keys keep working (default: the configured grace period).
+/// An optional body of a key rotation.
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
+pub(crate) struct RotateRequest {
+    /// How long the previous keys keep working, in seconds (default: the configured grace
+    /// period, CEZBEK_CAMPAIGNEX_KEY_GRACE); at most a year.
+    #[schema(maximum = 31_536_000)]
     retire_after_seconds: Option<u64>,
 }
 
 /// Adds a new signing key (its secret shown once) and retires the current ones after a grace
 /// period, so a partner can switch without an outage.
-async fn rotate_key(
+#[utoipa::path(post, path = "/v1/partners/{partner}/keys", tag = "partners",
+    security(("bearer" = [])), params(PartnerPath), request_body(content = Option<RotateRequest>, description = "optional; `null` or no body: the configured grace period"),
+    responses((status = 201, description = "The partner with the new key, whose secret is shown this once", body = PartnerWithKey,
+        headers(("ETag" = String, description = "the new version, quoted"))),
+        Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
+pub(crate) async fn rotate_key(
     admin: Admin,
     State(state): State<AppState>,
     Path(partner): Path<String>,
     body: Bytes,
 ) -> Result<Response, Problem> {
     let code = partner_code(&partner)?;
-    let request: RotateRequest = if body.is_empty() {
-        RotateRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|error| {
-            Problem::invalid(vec![FieldError {
-                field: "retire_after_seconds".into(),
-                reason: error.to_string(),
-            }])
-        })?
+    let unreadable = |reason: String| {
+        Problem::invalid(vec![FieldError { field: "retire_after_seconds".into(), reason }])
     };
+    // No body, or `null`: the configured grace period.
+    let request: Option<RotateRequest> = if body.is_empty() {
+        None
+    } else {
+        let value = input::value(&body).map_err(|error| unreadable(error.to_string()))?;
+        serde_json::from_value(value).map_err(|error| unreadable(error.to_string()))?
+    };
+    let request = request.unwrap_or_default();
     if request.retire_after_seconds.is_some_and(|seconds| seconds > MAX_KEY_GRACE_SECONDS) {
         return Err(Problem::invalid(vec![FieldError {
             field: "retire_after_seconds".into(),
@@ -578,7 +637,11 @@ async fn set_status(
     Ok(representation(StatusCode::OK, &stored, None))
 }
 
-async fn suspend_partner(
+/// The partner's transactions and reads are refused until it is reactivated.
+#[utoipa::path(post, path = "/v1/partners/{partner}/suspend", tag = "partners",
+    security(("bearer" = [])), params(PartnerPath),
+    responses((status = 200, description = "Suspended", body = PartnerShown), Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
+pub(crate) async fn suspend_partner(
     admin: Admin,
     State(state): State<AppState>,
     Path(partner): Path<String>,
@@ -586,7 +649,10 @@ async fn suspend_partner(
     set_status(&state, &admin, &partner, PartnerStatus::Suspended).await
 }
 
-async fn reactivate_partner(
+#[utoipa::path(post, path = "/v1/partners/{partner}/reactivate", tag = "partners",
+    security(("bearer" = [])), params(PartnerPath),
+    responses((status = 200, description = "Active", body = PartnerShown), Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
+pub(crate) async fn reactivate_partner(
     admin: Admin,
     State(state): State<AppState>,
     Path(partner): Path<String>,
@@ -596,14 +662,13 @@ async fn reactivate_partner(
 
 // ---------------------------------------------------------------- campaigns and exclusions
 
-/// What differs between the partner-scoped collections (campaigns, exclusions): the handlers
-/// are the same.
 /// The fields the path decides, as `(field, value)`.
 type PathFields<'a> = [(&'a str, &'a str)];
 
 /// Reads a request body into a validated rule.
 type ReadRule = fn(&Bytes, &PathFields<'_>) -> Result<Rule, Problem>;
 
+/// The collection a partner-scoped handler works on.
 #[derive(Clone, Copy)]
 struct Scoped {
     kind: Kind,
@@ -623,102 +688,196 @@ const EXCLUSIONS: Scoped = Scoped {
     read: |body, fields| read_rule(body, fields, exclusion_template, Rule::Exclusion),
 };
 
-/// `{base}` (list, create) and `{base}/{id}` (read, replace, delete) for one collection.
-fn scoped_routes(router: Router<AppState>, base: &str, scoped: Scoped) -> Router<AppState> {
-    router
-        .route(
-            base,
-            get(move |_: Viewer, state: State<AppState>, partner: Path<String>| {
-                list_scoped(scoped, state, partner)
-            })
-            .post(
-                move |admin: Admin, state: State<AppState>, partner: Path<String>, body: Bytes| {
-                    create_scoped(scoped, admin, state, partner, body)
-                },
-            ),
-        )
-        .route(
-            &format!("{base}/{{id}}"),
-            get(move |_: Viewer, state: State<AppState>, path: Path<(String, String)>| {
-                get_scoped(scoped, state, path)
-            })
-            .put(
-                move |admin: Admin,
-                      state: State<AppState>,
-                      path: Path<(String, String)>,
-                      headers: HeaderMap,
-                      body: Bytes| {
-                    update_scoped(scoped, admin, state, path, headers, body)
-                },
-            )
-            .delete(
-                move |admin: Admin,
-                      state: State<AppState>,
-                      path: Path<(String, String)>,
-                      headers: HeaderMap| {
-                    delete_scoped(scoped, admin, state, path, headers)
-                },
-            ),
-        )
-}
-
-async fn list_scoped(
-    scoped: Scoped,
-    State(state): State<AppState>,
-    Path(partner): Path<String>,
-) -> Result<Response, Problem> {
-    let code = partner_code(&partner)?;
+async fn list_scoped(scoped: Scoped, state: &AppState, partner: &str) -> Result<Response, Problem> {
+    let code = partner_code(partner)?;
     Ok(list(state.store.list(scoped.kind, Some(&code)).await.map_err(store_problem)?))
 }
 
 async fn get_scoped(
     scoped: Scoped,
-    State(state): State<AppState>,
-    Path((partner, id)): Path<(String, String)>,
+    state: &AppState,
+    (partner, id): (String, String),
 ) -> Result<Response, Problem> {
-    fetch(&state, (scoped.key)(partner_code(&partner)?, id)).await
+    fetch(state, (scoped.key)(partner_code(&partner)?, id)).await
 }
 
 async fn create_scoped(
     scoped: Scoped,
+    admin: &Admin,
+    state: &AppState,
+    partner: &str,
+    body: &Bytes,
+) -> Result<Response, Problem> {
+    let code = partner_code(partner)?;
+    require_partner(state, &code).await?;
+    let rule = (scoped.read)(body, &[("partner", code.as_str())])?;
+    create(state, admin, rule).await
+}
+
+async fn replace_scoped(
+    scoped: Scoped,
+    admin: &Admin,
+    state: &AppState,
+    (partner, id): (String, String),
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, Problem> {
+    let code = partner_code(&partner)?;
+    let expected = if_match(headers)?;
+    let rule = (scoped.read)(body, &[("partner", code.as_str()), ("id", &id)])?;
+    update(state, admin, rule, expected).await
+}
+
+async fn delete_scoped(
+    scoped: Scoped,
+    admin: &Admin,
+    state: &AppState,
+    (partner, id): (String, String),
+    headers: &HeaderMap,
+) -> Result<Response, Problem> {
+    remove(state, admin, (scoped.key)(partner_code(&partner)?, id), headers).await
+}
+
+#[utoipa::path(get, path = "/v1/partners/{partner}/campaigns", tag = "campaigns",
+    security(("bearer" = [])), params(PartnerPath),
+    responses((status = 200, description = "The partner's campaigns", body = CampaignList), Unauthenticated, Invalid))]
+pub(crate) async fn list_campaigns(
+    _: Viewer,
+    State(state): State<AppState>,
+    Path(partner): Path<String>,
+) -> Result<Response, Problem> {
+    list_scoped(CAMPAIGNS, &state, &partner).await
+}
+
+#[utoipa::path(post, path = "/v1/partners/{partner}/campaigns", tag = "campaigns",
+    security(("bearer" = [])), params(PartnerPath), request_body = Campaign,
+    responses((status = 201, description = "Created; live within a second", body = CampaignShown,
+        headers(("ETag" = String, description = "the version, quoted"))),
+        Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
+pub(crate) async fn create_campaign(
     admin: Admin,
     State(state): State<AppState>,
     Path(partner): Path<String>,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let code = partner_code(&partner)?;
-    require_partner(&state, &code).await?;
-    let rule = (scoped.read)(&body, &[("partner", code.as_str())])?;
-    create(&state, &admin, rule).await
+    create_scoped(CAMPAIGNS, &admin, &state, &partner, &body).await
 }
 
-async fn update_scoped(
-    scoped: Scoped,
+#[utoipa::path(get, path = "/v1/partners/{partner}/campaigns/{id}", tag = "campaigns",
+    security(("bearer" = [])), params(PartnerPath, IdPath),
+    responses((status = 200, description = "The campaign", body = CampaignShown,
+        headers(("ETag" = String, description = "the version, quoted"))),
+        Unauthenticated, NotFound, Invalid))]
+pub(crate) async fn get_campaign(
+    _: Viewer,
+    State(state): State<AppState>,
+    Path(path): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    get_scoped(CAMPAIGNS, &state, path).await
+}
+
+#[utoipa::path(put, path = "/v1/partners/{partner}/campaigns/{id}", tag = "campaigns",
+    security(("bearer" = [])), params(PartnerPath, IdPath, IfMatch), request_body = CampaignReplacement,
+    responses((status = 200, description = "Replaced; live within a second", body = CampaignShown,
+        headers(("ETag" = String, description = "the new version, quoted"))),
+        BadIfMatch, Unauthenticated, Forbidden, NotFound, Stale, Invalid, IfMatchRequired))]
+pub(crate) async fn replace_campaign(
     admin: Admin,
     State(state): State<AppState>,
-    Path((partner, id)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let code = partner_code(&partner)?;
-    let expected = if_match(&headers)?;
-    let rule = (scoped.read)(&body, &[("partner", code.as_str()), ("id", &id)])?;
-    update(&state, &admin, rule, expected).await
+    replace_scoped(CAMPAIGNS, &admin, &state, path, &headers, &body).await
 }
 
-async fn delete_scoped(
-    scoped: Scoped,
+#[utoipa::path(delete, path = "/v1/partners/{partner}/campaigns/{id}", tag = "campaigns",
+    security(("bearer" = [])), params(PartnerPath, IdPath, IfMatch),
+    responses((status = 204, description = "Deleted; gone from the live rules within a second"),
+        BadIfMatch, Unauthenticated, Forbidden, NotFound, Stale, Invalid, IfMatchRequired))]
+pub(crate) async fn delete_campaign(
     admin: Admin,
     State(state): State<AppState>,
-    Path((partner, id)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    remove(&state, &admin, (scoped.key)(partner_code(&partner)?, id), &headers).await
+    delete_scoped(CAMPAIGNS, &admin, &state, path, &headers).await
+}
+
+#[utoipa::path(get, path = "/v1/partners/{partner}/exclusions", tag = "exclusions",
+    security(("bearer" = [])), params(PartnerPath),
+    responses((status = 200, description = "The partner's exclusions", body = ExclusionList), Unauthenticated, Invalid))]
+pub(crate) async fn list_exclusions(
+    _: Viewer,
+    State(state): State<AppState>,
+    Path(partner): Path<String>,
+) -> Result<Response, Problem> {
+    list_scoped(EXCLUSIONS, &state, &partner).await
+}
+
+#[utoipa::path(post, path = "/v1/partners/{partner}/exclusions", tag = "exclusions",
+    security(("bearer" = [])), params(PartnerPath), request_body = Exclusion,
+    responses((status = 201, description = "Created; live within a second", body = ExclusionShown,
+        headers(("ETag" = String, description = "the version, quoted"))),
+        Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
+pub(crate) async fn create_exclusion(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path(partner): Path<String>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    create_scoped(EXCLUSIONS, &admin, &state, &partner, &body).await
+}
+
+#[utoipa::path(get, path = "/v1/partners/{partner}/exclusions/{id}", tag = "exclusions",
+    security(("bearer" = [])), params(PartnerPath, IdPath),
+    responses((status = 200, description = "The exclusion", body = ExclusionShown,
+        headers(("ETag" = String, description = "the version, quoted"))),
+        Unauthenticated, NotFound, Invalid))]
+pub(crate) async fn get_exclusion(
+    _: Viewer,
+    State(state): State<AppState>,
+    Path(path): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    get_scoped(EXCLUSIONS, &state, path).await
+}
+
+#[utoipa::path(put, path = "/v1/partners/{partner}/exclusions/{id}", tag = "exclusions",
+    security(("bearer" = [])), params(PartnerPath, IdPath, IfMatch), request_body = ExclusionReplacement,
+    responses((status = 200, description = "Replaced; live within a second", body = ExclusionShown,
+        headers(("ETag" = String, description = "the new version, quoted"))),
+        BadIfMatch, Unauthenticated, Forbidden, NotFound, Stale, Invalid, IfMatchRequired))]
+pub(crate) async fn replace_exclusion(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path(path): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    replace_scoped(EXCLUSIONS, &admin, &state, path, &headers, &body).await
+}
+
+#[utoipa::path(delete, path = "/v1/partners/{partner}/exclusions/{id}", tag = "exclusions",
+    security(("bearer" = [])), params(PartnerPath, IdPath, IfMatch),
+    responses((status = 204, description = "Deleted; gone from the live rules within a second"),
+        BadIfMatch, Unauthenticated, Forbidden, NotFound, Stale, Invalid, IfMatchRequired))]
+pub(crate) async fn delete_exclusion(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path(path): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    delete_scoped(EXCLUSIONS, &admin, &state, path, &headers).await
 }
 
 // ---------------------------------------------------------------- tier program (one per partner)
 
-async fn get_tiers(
+#[utoipa::path(get, path = "/v1/partners/{partner}/tiers", tag = "tiers",
+    security(("bearer" = [])), params(PartnerPath),
+    responses((status = 200, description = "The partner's tier program", body = TierProgramShown,
+        headers(("ETag" = String, description = "the version, quoted"))),
+        Unauthenticated, NotFound, Invalid))]
+pub(crate) async fn get_tiers(
     _: Viewer,
     State(state): State<AppState>,
     Path(partner): Path<String>,
@@ -727,7 +886,15 @@ async fn get_tiers(
 }
 
 /// Creates the partner's tier program, or replaces it (then If-Match is required).
-async fn put_tiers(
+#[utoipa::path(put, path = "/v1/partners/{partner}/tiers", tag = "tiers",
+    security(("bearer" = [])), params(PartnerPath, OptionalIfMatch), request_body = TierProgram,
+    responses(
+        (status = 200, description = "Replaced; live within a second", body = TierProgramShown,
+            headers(("ETag" = String, description = "the new version, quoted"))),
+        (status = 201, description = "Created; live within a second", body = TierProgramShown,
+            headers(("ETag" = String, description = "the version, quoted"))),
+        BadIfMatch, Unauthenticated, Forbidden, NotFound, Conflict, Stale, Invalid, IfMatchRequired))]
+pub(crate) async fn put_tiers(
     admin: Admin,
     State(state): State<AppState>,
     Path(partner): Path<String>,
@@ -745,7 +912,11 @@ async fn put_tiers(
     update(&state, &admin, rule, expected).await
 }
 
-async fn delete_tiers(
+#[utoipa::path(delete, path = "/v1/partners/{partner}/tiers", tag = "tiers",
+    security(("bearer" = [])), params(PartnerPath, IfMatch),
+    responses((status = 204, description = "Deleted; tiers stop applying within a second"),
+        BadIfMatch, Unauthenticated, Forbidden, NotFound, Stale, Invalid, IfMatchRequired))]
+pub(crate) async fn delete_tiers(
     admin: Admin,
     State(state): State<AppState>,
     Path(partner): Path<String>,
@@ -756,41 +927,119 @@ async fn delete_tiers(
 
 // ---------------------------------------------------------------- audit and evaluate
 
-#[derive(Debug, Deserialize)]
-struct AuditQuery {
+/// The audit trail's filters, read as text so that each bad one is named in a problem.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AuditQuery {
+    /// Only changes of this kind.
+    #[param(value_type = Option<AuditEntity>)]
     entity: Option<String>,
+    /// Only changes of this rule: a partner's code (`TOKO`), or a partner's code and a rule id
+    /// (`TOKO/weekday-1.5`).
     id: Option<String>,
-    limit: Option<i64>,
+    /// At most this many, newest first (default 100).
+    #[param(value_type = Option<u16>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
 }
 
-async fn audit(
+/// The kinds of rule the audit trail records.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // documents the names `store::Kind` reads
+pub(crate) enum AuditEntity {
+    Partner,
+    Campaign,
+    Exclusion,
+    Tiers,
+}
+
+const AUDIT_LIMIT: std::ops::RangeInclusive<i64> = 1..=1000;
+
+fn audit_filters(query: &AuditQuery) -> Result<(Option<Kind>, i64), Problem> {
+    let mut errors = Vec::new();
+    let entity = match query.entity.as_deref().map(Kind::parse).transpose() {
+        Ok(entity) => entity,
+        Err(reason) => {
+            errors.push(FieldError { field: "entity".into(), reason });
+            None
+        }
+    };
+    let limit = match query.limit.as_deref().map(str::parse::<i64>) {
+        None => 100,
+        Some(Ok(limit)) if AUDIT_LIMIT.contains(&limit) => limit,
+        Some(_) => {
+            errors.push(FieldError {
+                field: "limit".into(),
+                reason: "must be a whole number from 1 to 1000".into(),
+            });
+            100
+        }
+    };
+    if !errors.is_empty() {
+        return Err(Problem::bad_request(errors));
+    }
+    Ok((entity, limit))
+}
+
+/// Every change to partners and rules, with its actor, time and the rule before and after.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", security(("bearer" = [])), params(AuditQuery),
+    responses((status = 200, description = "Changes, newest first", body = AuditPage), Unauthenticated, BadQuery))]
+pub(crate) async fn audit(
     _: Viewer,
     State(state): State<AppState>,
-    Query(query): Query<AuditQuery>,
+    ProblemQuery(query): ProblemQuery<AuditQuery>,
 ) -> Result<Response, Problem> {
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let (entity, limit) = audit_filters(&query)?;
+    // No rule's id holds a NUL, which PostgreSQL's text cannot even compare.
+    if query.id.as_deref().is_some_and(|id| id.contains('\0')) {
+        return Ok(axum::Json(json!({ "items": [] })).into_response());
+    }
     let revisions = state
         .store
-        .audit(query.entity.as_deref(), query.id.as_deref(), limit)
+        .audit(entity.map(Kind::as_str), query.id.as_deref(), limit)
         .await
         .map_err(store_problem)?;
     Ok(axum::Json(json!({ "items": revisions })).into_response())
 }
 
-/// A sample transaction to try against the live rules.
-#[derive(Debug, Deserialize)]
-struct Sample {
+/// A sample transaction to try against the live rules; what is left out takes a plain value.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct Sample {
+    /// Default `sample`.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,62}[^\s\x00-\x1f\x7f-\x9f])?$"
+    )]
     transaction_id: Option<String>,
+    /// PURCHASE (the default) or REFUND.
     kind: Option<TransactionKind>,
+    /// Required for a REFUND, refused on a PURCHASE.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,62}[^\s\x00-\x1f\x7f-\x9f])?$"
+    )]
     original_transaction_id: Option<String>,
-    msisdn: Option<String>,
-    amount: Option<i64>,
+    #[schema(value_type = Msisdn)]
+    msisdn: String,
+    /// Minor units, > 0.
+    #[schema(schema_with = cezbek_rules::openapi::positive_amount)]
+    amount: i64,
+    /// Default: the partner's currency.
+    #[schema(value_type = Option<Currency>)]
     currency: Option<String>,
+    /// Default 1.
+    #[schema(minimum = 1, maximum = 2_147_483_647)]
     quantity: Option<i32>,
+    #[schema(pattern = r"^[^\x00]*$")]
     merchant: Option<String>,
+    #[schema(value_type = Option<Mcc>)]
     mcc: Option<i64>,
+    /// Default: now; from 1970 to 9999.
     occurred_at: Option<chrono::DateTime<Utc>>,
     /// The customer's window, to try tiers, daily caps and refunds.
+    #[schema(value_type = Option<crate::openapi::SampleWindow>)]
     window: Option<CustomerWindow>,
 }
 
@@ -807,7 +1056,7 @@ fn sample_transaction(partner: &Partner, sample: &Sample) -> Result<Transaction,
     );
     let original = sample.original_transaction_id.as_deref().map(TransactionId::parse).transpose();
     let original_transaction_id = collect(original, &mut problems).flatten();
-    let msisdn = collect(Msisdn::parse(sample.msisdn.as_deref().unwrap_or("")), &mut problems);
+    let msisdn = collect(Msisdn::parse(&sample.msisdn), &mut problems);
     let currency = sample.currency.as_deref().map_or(Ok(partner.currency), Currency::parse);
     let currency = collect(currency, &mut problems);
     let mcc = collect(sample.mcc.map(Mcc::new).transpose(), &mut problems).flatten();
@@ -821,7 +1070,7 @@ fn sample_transaction(partner: &Partner, sample: &Sample) -> Result<Transaction,
         kind: sample.kind.unwrap_or(TransactionKind::Purchase),
         original_transaction_id,
         msisdn,
-        amount: sample.amount.unwrap_or(0),
+        amount: sample.amount,
         currency,
         quantity: sample.quantity.unwrap_or(1),
         merchant: sample.merchant.clone(),
@@ -844,7 +1093,11 @@ fn sample_transaction(partner: &Partner, sample: &Sample) -> Result<Transaction,
 
 /// Evaluates a sample against the live rules in etcd (what the rewarders use), with no side
 /// effects, so an admin can check a campaign before it goes live.
-async fn evaluate(
+#[utoipa::path(post, path = "/v1/partners/{partner}/evaluate", tag = "partners",
+    security(("bearer" = [])), params(PartnerPath), request_body = Sample,
+    responses((status = 200, description = "The decision, as a rewarder would make it now", body = Evaluation),
+        Unauthenticated, NotFound, Invalid, Unavailable))]
+pub(crate) async fn evaluate(
     _: Viewer,
     State(state): State<AppState>,
     Path(partner): Path<String>,
@@ -855,14 +1108,18 @@ async fn evaluate(
     let Rule::Partner(partner) = stored.rule else {
         return Err(store_problem(StoreError::NotFound));
     };
-    let sample: Sample =
-        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body))
-            .map_err(|error| {
-                Problem::invalid(vec![FieldError {
-                    field: error.path().to_string(),
-                    reason: error.inner().to_string(),
-                }])
-            })?;
+    let body = input::value(&body).map_err(|error| {
+        Problem::invalid(vec![FieldError {
+            field: "body".into(),
+            reason: format!("is not valid JSON: {error}"),
+        }])
+    })?;
+    let sample: Sample = serde_path_to_error::deserialize(body).map_err(|error| {
+        Problem::invalid(vec![FieldError {
+            field: error.path().to_string(),
+            reason: error.inner().to_string(),
+        }])
+    })?;
     let transaction = sample_transaction(&partner, &sample)
         .map_err(|problems| Problem::invalid(field_errors(problems)))?;
 
@@ -888,6 +1145,37 @@ async fn evaluate(
     Ok(axum::Json(json!({ "decision": decision, "rejected_rules": rejected })).into_response())
 }
 
-async fn openapi(_: Viewer) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+#[utoipa::path(get, path = "/openapi.json", security(()), responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json")))]
+pub(crate) async fn openapi_document() -> Response {
+    cezbek_platform::openapi::serve(&crate::openapi::document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partner_with(algorithm: &str, pem: &str) -> Rule {
+        let mut partner = partner_template();
+        partner.customer_tokens = Some(cezbek_rules::CustomerTokens {
+            algorithm: algorithm.into(),
+            jwks_url: None,
+            keys: vec![cezbek_rules::TokenKey { kid: None, pem: Some(pem.into()), secret: None }],
+            issuer: None,
+            audience: None,
+        });
+        Rule::Partner(partner)
+    }
+
+    #[test]
+    fn an_ed25519_public_key_in_spki_pem_is_usable() {
+        let pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAc28CSMzbYi721YWYuJy5LXmtrboMPAw6/r/1KKQcsBo=\n-----END PUBLIC KEY-----";
+        assert_eq!(check_token_keys(&partner_with("EdDSA", pem)).err(), None);
+        assert!(
+            check_token_keys(&partner_with(
+                "EdDSA",
+                "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"
+            ))
+            .is_err()
+        );
+    }
 }

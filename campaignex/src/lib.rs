@@ -7,6 +7,7 @@
 
 mod api;
 mod input;
+mod openapi;
 mod publish;
 mod store;
 
@@ -19,7 +20,7 @@ use cezbek_platform::etcd::EtcdHandle;
 use cezbek_platform::http::HttpError;
 use cezbek_platform::{CancellationToken, Env, Readiness, etcd, http, postgres};
 
-pub use api::OPENAPI;
+pub use openapi::document as openapi_document;
 
 #[derive(Debug, Clone)]
 pub struct Config {

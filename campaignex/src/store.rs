@@ -32,16 +32,25 @@ pub struct Stored {
     pub updated_at: DateTime<Utc>,
 }
 
-/// One audit row.
-#[derive(Debug, Clone, Serialize)]
+/// One change in the audit trail.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Revision {
+    /// Increases with every change.
     pub revision: i64,
+    /// partner, campaign, exclusion or tiers.
     pub entity: String,
+    /// `TOKO` or `TOKO/weekday-1.5`.
     pub id: String,
+    /// create, update or delete.
     pub action: String,
+    /// The name of the admin token that made the change.
     pub actor: String,
     pub at: DateTime<Utc>,
+    /// The rule before the change (secrets removed); none for a creation.
+    #[schema(value_type = Option<Object>)]
     pub before: Option<serde_json::Value>,
+    /// The rule after the change (secrets removed); none for a deletion.
+    #[schema(value_type = Option<Object>)]
     pub after: Option<serde_json::Value>,
 }
 
@@ -55,6 +64,16 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Self; 4] = [Self::Partner, Self::Campaign, Self::Exclusion, Self::Tiers];
+
+    /// The kind an audit filter names.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+            .ok_or_else(|| format!("{name:?} is not one of partner, campaign, exclusion, tiers"))
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Partner => "partner",

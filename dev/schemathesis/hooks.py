@@ -7,17 +7,23 @@ the placeholder `X-Cezbek-Signature: sign` as the operation's credentials; every
 still carries it when it leaves is signed here over its exact target and bytes, with the key in
 CEZBEK_ST_KEY (`PARTNER:KEY_ID:BASE64_SECRET`). Requests whose credentials schemathesis removed
 or replaced (its authentication checks) go out unsigned, as a stranger's would. Signing happens
-on the prepared request because only there are the final body bytes and query string known."""
+on the prepared request because only there are the final body bytes and query string known.
+
+Campaignex's writes need more than a schema can say; see `map_body` and `_with_current_version`."""
 
 import base64
+import copy
 import datetime
 import hashlib
 import hmac
+import json
 import os
+import re
 import time
 
 import requests
 import schemathesis
+from schemathesis.generation import GenerationMode
 
 PLACEHOLDER = "sign"
 _send = requests.Session.send
@@ -40,7 +46,67 @@ def _signed_send(session, request, **kwargs):
     return _send(session, request, **kwargs)
 
 
-requests.Session.send = _signed_send
+# A replacement must name the version it replaces (If-Match), as a client that read the rule
+# first does. A schema-valid If-Match that schemathesis made up names some version, rarely the
+# current one: before a PUT leaves, the rule is read and the header set to its ETag, so the
+# replacement itself is exercised. Missing or malformed If-Match headers go out as generated.
+IF_MATCH = re.compile(r'^(W/)?"[0-9]{1,18}"$|^[0-9]{1,18}$')
+
+
+def _with_current_version(session, request, **kwargs):
+    if_match = request.headers.get("If-Match")
+    if request.method != "PUT" or not isinstance(if_match, str) or not IF_MATCH.match(if_match):
+        return
+    current = _signed_send(session, requests.Request(
+        "GET", request.url, headers={"Authorization": request.headers.get("Authorization", "")}
+    ).prepare(), **kwargs)
+    if current.status_code == 200 and current.headers.get("ETag"):
+        request.headers["If-Match"] = current.headers["ETag"]
+
+
+def _between_fields(path, item):
+    """The rules between two fields of a body. Applied to cases of every kind, as moving a value
+    that breaks only such a rule cannot hide a value that breaks the schema."""
+    if path.startswith("/v1/partners/{partner}/campaigns"):
+        _campaign(item)
+    elif path.startswith("/v1/partners/{partner}/exclusions"):
+        _after(item, "valid_from", "valid_until")
+    elif path == "/v1/partners/{partner}/tiers":
+        _tiers(item)
+
+
+# The stateful phase fills bodies from earlier answers after the case hooks ran: the rules
+# between fields are applied again as the request leaves.
+TEMPLATES = [
+    (re.compile(r"^/v1/partners/[^/]+/campaigns(/[^/]+)?$"), "/v1/partners/{partner}/campaigns"),
+    (re.compile(r"^/v1/partners/[^/]+/exclusions(/[^/]+)?$"), "/v1/partners/{partner}/exclusions"),
+    (re.compile(r"^/v1/partners/[^/]+/tiers$"), "/v1/partners/{partner}/tiers"),
+]
+
+
+def _between_fields_on_the_wire(request):
+    if request.method not in ("POST", "PUT") or not request.body:
+        return
+    path = requests.utils.urlparse(request.url).path
+    template = next((name for pattern, name in TEMPLATES if pattern.match(path)), None)
+    if template is None:
+        return
+    try:
+        body = json.loads(request.body)
+    except ValueError:
+        return
+    if isinstance(body, dict):
+        _between_fields(template, body)
+        request.prepare_body(data=None, files=None, json=body)
+
+
+def _send_current(session, request, **kwargs):
+    _between_fields_on_the_wire(request)
+    _with_current_version(session, request, **kwargs)
+    return _signed_send(session, request, **kwargs)
+
+
+requests.Session.send = _send_current
 
 
 # A transaction's time must lie between 1970 and an hour from now: a rule JSON Schema cannot
@@ -49,29 +115,150 @@ requests.Session.send = _signed_send
 EARLIEST = datetime.datetime(1970, 1, 2, tzinfo=datetime.timezone.utc)
 
 
-@schemathesis.hook
-def map_body(context, body):
-    if context.operation is None or context.operation.path != "/v1/transactions":
-        return body
-    for item in body if isinstance(body, list) else [body]:
-        if isinstance(item, dict) and isinstance(item.get("occurred_at"), str):
-            try:
-                at = datetime.datetime.fromisoformat(item["occurred_at"])
-            except ValueError:
+def _time(value):
+    """An RFC 3339 time with its offset, or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        at = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None
+
+
+def _transaction_time(item):
+    value = item.get("occurred_at")
+    at = _time(value)
+    if isinstance(value, str) and (at is None or not EARLIEST <= at <= datetime.datetime.now(datetime.timezone.utc)):
+        item["occurred_at"] = "2026-01-01T00:00:00Z"
+
+
+def _times(item, *fields):
+    """The coverage phase does not check formats: in a schema-valid case, a text that is no
+    time is made one."""
+    for field in fields:
+        if isinstance(item.get(field), str) and _time(item[field]) is None:
+            item[field] = "2026-01-01T00:00:00Z"
+
+
+def _after(item, start, end):
+    """`end` must come after `start`: a generated end at or before the start is moved."""
+    began, ended = _time(item.get(start)), _time(item.get(end))
+    if began is not None and ended is not None and ended <= began:
+        if began.year >= 9999:
+            item[start] = "2026-01-01T00:00:00Z"
+            began = _time(item[start])
+        item[end] = (began + datetime.timedelta(days=1)).isoformat()
+
+
+def _campaign(body):
+    _after(body, "starts_at", "ends_at")
+    conditions = body.get("conditions")
+    if isinstance(conditions, dict):
+        low, high = conditions.get("min_amount"), conditions.get("max_amount")
+        numbers = all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in (low, high))
+        if numbers and low > high:
+            conditions["min_amount"], conditions["max_amount"] = high, low
+
+
+def _tiers(body):
+    tiers = body.get("tiers")
+    if not isinstance(tiers, list):
+        return
+    seen = set()
+    for index, tier in enumerate(tiers):
+        if not isinstance(tier, dict):
+            continue
+        if isinstance(tier.get("name"), str):
+            if tier["name"] in seen:
+                tier["name"] = f"T{index}"[:32]
+            seen.add(tier["name"])
+        if tier.get("min_purchases") is None and tier.get("min_spend") is None:
+            tier["min_purchases"] = 1
+
+
+# A PEM is a public key only if it is one: a generated "-----BEGIN…" string is replaced with a
+# real key of the algorithm's type (made by the runner).
+PEM_FOR = {"RS": "RSA", "PS": "RSA", "ES256": "P256", "ES384": "P384", "EdDSA": "ED25519"}
+
+
+def _customer_tokens(body):
+    tokens = body.get("customer_tokens")
+    if not isinstance(tokens, dict) or not isinstance(tokens.get("keys"), list):
+        return
+    algorithm = tokens.get("algorithm")
+    if not isinstance(algorithm, str):
+        return
+    kind = PEM_FOR.get(algorithm) or PEM_FOR.get(algorithm[:2])
+    for key in tokens["keys"]:
+        if kind and isinstance(key, dict) and isinstance(key.get("pem"), str):
+            key["pem"] = os.environ[f"CEZBEK_ST_PEM_{kind}"]
+
+
+def _sample(body):
+    _transaction_time(body)
+    original = body.get("original_transaction_id")
+    if body.get("kind") == "REFUND" and original is None:
+        body["original_transaction_id"] = "sample-original"
+    elif body.get("kind") in (None, "PURCHASE") and isinstance(original, str):
+        del body["original_transaction_id"]
+
+
+# What the path decides, a body may repeat only as the path says it.
+PATH_FIELDS = {"partner": ("partner", "code"), "id": ("id",)}
+
+
+def _path_fields(case, body):
+    for parameter, fields in PATH_FIELDS.items():
+        value = case.path_parameters.get(parameter)
+        for field in fields:
+            if field == "code" and case.operation.path != "/v1/partners/{partner}":
                 continue
-            if at.tzinfo is not None and not EARLIEST <= at <= datetime.datetime.now(datetime.timezone.utc):
-                item["occurred_at"] = "2026-01-01T00:00:00Z"
-    return body
+            if isinstance(value, str) and isinstance(body.get(field), str):
+                body[field] = value
 
 
 @schemathesis.hook
-def map_query(context, query):
+def map_case(context, case):
+    """Rules that span fields, or a field and the path, which a JSON Schema cannot state (the
+    documents say them in words): a schema-valid case that breaks one is moved just inside it.
+    Cases generated to break the schema go out as generated. (A case hook, because the coverage
+    phase applies no body hooks.)"""
+    meta = case.meta
+    if meta is not None and meta.generation.mode == GenerationMode.NEGATIVE:
+        return case
+    path = case.operation.path
+    if path.endswith("/rewards") and isinstance(case.query, dict):
+        case.query = dict(case.query)
+        _history_query(case.query)
+    # Cases may share parts of their bodies: each gets its own before it is changed.
+    # (Only JSON bodies: "no body" is a marker object that must stay itself.)
+    if isinstance(case.body, (dict, list)):
+        case.body = copy.deepcopy(case.body)
+    for item in case.body if isinstance(case.body, list) else [case.body]:
+        if not isinstance(item, dict):
+            continue
+        if path == "/v1/transactions":
+            _transaction_time(item)
+            continue
+        if path.startswith("/v1/partners/{partner}"):
+            _path_fields(case, item)
+        if path.startswith("/v1/partners/{partner}/campaigns"):
+            _times(item, "starts_at", "ends_at")
+        elif path.startswith("/v1/partners/{partner}/exclusions"):
+            _times(item, "valid_from", "valid_until")
+        _between_fields(path, item)
+        if path == "/v1/partners/{partner}/evaluate":
+            _sample(item)
+        elif path in ("/v1/partners", "/v1/partners/{partner}"):
+            _customer_tokens(item)
+    return case
+
+
+def _history_query(query):
     """Two of the history's query rules lie outside JSON Schema: `cursor` is a value only the
     server mints (signed, bound to the query), and `to` must come after `from`. A generated
     cursor is dropped, and `to` is dropped when `from` is there too; both stay covered alone."""
-    if context.operation is None or not context.operation.path.endswith("/rewards") or not query:
-        return query
     query.pop("cursor", None)
     if "from" in query and "to" in query:
         query.pop("to")
-    return query

@@ -81,12 +81,7 @@ pub(crate) async fn openapi_document() -> Response {
 
 /// A 400 naming each bad parameter.
 fn bad_request(errors: Vec<FieldError>) -> Response {
-    let detail = errors
-        .iter()
-        .map(|error| format!("{}: {}", error.field, error.reason))
-        .collect::<Vec<_>>()
-        .join("; ");
-    Problem { errors, ..Problem::new(StatusCode::BAD_REQUEST, detail) }.into_response()
+    Problem::bad_request(errors).into_response()
 }
 
 fn field(field: &str, reason: impl Into<String>) -> FieldError {

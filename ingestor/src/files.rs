@@ -174,7 +174,7 @@ struct Job<'a> {
     resumed_offset: u64,
 }
 
-/// This instance's share of `cezbek_ingestor_csv_bytes_remaining`: added when a file's size is
+/// This instance's share of `cezbek_ingestor_csv_remaining_bytes`: added when a file's size is
 /// known, taken down as bytes are read, and what is left is taken back however the job ends.
 struct BytesRemaining<'a> {
     gauge: &'a prometheus::IntGauge,

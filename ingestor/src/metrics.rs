@@ -60,8 +60,10 @@ impl Metrics {
             )
             .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]),
         )?;
-        let in_flight =
-            IntGauge::new("cezbek_ingestor_in_flight", "messages sent but not yet acknowledged")?;
+        let in_flight = IntGauge::new(
+            "cezbek_ingestor_in_flight_messages",
+            "messages sent but not yet acknowledged",
+        )?;
         let files = IntCounterVec::new(
             Opts::new("cezbek_ingestor_files_total", "CSV files finished, by state"),
             &["state"],
@@ -71,9 +73,9 @@ impl Metrics {
             &["partner"],
         )?;
         let csv_bytes_read =
-            IntCounter::new("cezbek_ingestor_csv_bytes_read_total", "bytes of CSV files read")?;
+            IntCounter::new("cezbek_ingestor_csv_read_bytes_total", "bytes of CSV files read")?;
         let csv_bytes_remaining = IntGauge::new(
-            "cezbek_ingestor_csv_bytes_remaining",
+            "cezbek_ingestor_csv_remaining_bytes",
             "bytes left to read in the CSV files being ingested",
         )?;
         let revision = IntGauge::new(

@@ -72,7 +72,7 @@ async fn a_file_with_every_kind_of_bad_line_reports_each_and_sends_the_rest() {
     ] {
         assert!(metrics.lines().any(|metric| metric == line), "no {line:?} in\n{metrics}");
     }
-    assert!(metrics.contains("cezbek_ingestor_csv_bytes_read_total"), "{metrics}");
+    assert!(metrics.contains("cezbek_ingestor_csv_read_bytes_total"), "{metrics}");
     assert_eq!(
         summary["reasons"],
         json!({"msisdn": 1, "amount": 2, "currency": 1, "occurred_at": 1, "mcc": 1,

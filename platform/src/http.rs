@@ -218,6 +218,11 @@ fn api_layers(
     // them is built anew each time (a concurrency limit of its own per request): give the
     // state first, so the layer wraps the routes once and its limit is shared.
     api.with_state(())
+        // Errors of routing are problems like any other (a client parses one error format).
+        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such path") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(StatusCode::METHOD_NOT_ALLOWED, "this path does not take that method")
+        })
         // After routing, where the route's pattern is known.
         .route_layer(axum::middleware::from_fn_with_state(request_seconds, observe))
         .layer(
@@ -282,6 +287,32 @@ fn limit_problem(error: &tower::BoxError, timeout: std::time::Duration) -> Respo
     response
 }
 
+/// `Query<T>` whose refusal is a problem (400, naming the query) rather than axum's plain text.
+#[derive(Debug, Clone)]
+pub struct ProblemQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ProblemQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Problem> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri).map(|query| Self(query.0)).map_err(
+            |rejection| {
+                Problem::bad_request(vec![FieldError {
+                    field: "query".into(),
+                    reason: rejection.body_text(),
+                }])
+            },
+        )
+    }
+}
+
 /// An error response in RFC 9457 `application/problem+json`, with the bad fields when a
 /// request did not validate.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -317,6 +348,17 @@ impl Problem {
     }
 
     /// 422 naming every bad field.
+    /// A 400 for bad path or query parameters, each named with its reason (also in `detail`,
+    /// for clients that show only that).
+    pub fn bad_request(errors: Vec<FieldError>) -> Self {
+        let detail = errors
+            .iter()
+            .map(|error| format!("{}: {}", error.field, error.reason))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self { errors, ..Self::new(StatusCode::BAD_REQUEST, detail) }
+    }
+
     pub fn invalid(errors: Vec<FieldError>) -> Self {
         let detail =
             format!("{} invalid field{}", errors.len(), if errors.len() == 1 { "" } else { "s" });

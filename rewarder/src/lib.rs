@@ -191,7 +191,7 @@ impl Metrics {
             &["reason"],
         )?;
         let batch_size = Histogram::with_opts(
-            HistogramOpts::new("cezbek_rewarder_batch_size", "messages per batch")
+            HistogramOpts::new("cezbek_rewarder_batch_transactions", "transactions per batch")
                 .buckets(vec![1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0]),
         )?;
         let batch_seconds = Histogram::with_opts(HistogramOpts::new(
@@ -199,7 +199,10 @@ impl Metrics {
             "time to decide, write, publish, commit",
         ))?;
         let lag = IntGaugeVec::new(
-            Opts::new("cezbek_rewarder_consumer_lag", "high watermark minus committed offset"),
+            Opts::new(
+                "cezbek_rewarder_consumer_lag_messages",
+                "high watermark minus committed offset",
+            ),
             &["partition"],
         )?;
         let revision =

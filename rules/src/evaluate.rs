@@ -16,7 +16,7 @@ use crate::snapshot::{IndexedCampaign, PartnerRules, RuleSnapshot};
 use crate::window::{CustomerWindow, WindowStats};
 
 /// The decision for one transaction: what the ledger records and the rewards topic carries.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Decision {
     pub outcome: RewardOutcome,
     /// Signed minor units: > 0 earned, < 0 clawed back.

@@ -7,6 +7,7 @@ mod evaluate;
 pub mod keys;
 mod live;
 pub mod model;
+pub mod openapi;
 mod snapshot;
 mod window;
 

@@ -28,7 +28,7 @@ pub fn normalize_merchant(merchant: &str) -> String {
     merchant.trim().to_lowercase()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PartnerStatus {
     Active,
@@ -36,11 +36,14 @@ pub enum PartnerStatus {
 }
 
 /// A signing key of a partner's (used by the ingestor and the informer).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PartnerKey {
     pub key_id: String,
-    /// Base64, at least 32 bytes once decoded.
+    /// Base64, at least 32 bytes once decoded. Never shown again after the answer that
+    /// created it (`signing_key`).
+    #[schema(write_only)]
     pub secret: String,
+    /// When the key stops working (set by a rotation); none: until rotated.
     pub not_after: Option<DateTime<Utc>>,
 }
 
@@ -55,22 +58,31 @@ impl std::fmt::Debug for PartnerKey {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Partner {
     pub code: PartnerCode,
+    /// Free text without NUL characters (as every text here: PostgreSQL stores none).
     #[serde(default)]
+    #[schema(pattern = r"^[^\x00]*$")]
     pub name: String,
+    /// ACTIVE when created; a replacement that leaves it out keeps it (suspend and reactivate
+    /// change it too).
+    #[schema(required = false)]
     pub status: PartnerStatus,
     pub currency: Currency,
     /// IANA name, e.g. `Asia/Jakarta`: the partner's calendar day for daily caps and digests.
+    #[schema(schema_with = crate::openapi::time_zone)]
     pub time_zone: String,
     /// A cap on the cashback of any one transaction, after tiers.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::optional_positive_amount)]
     pub max_cashback_per_transaction: Option<i64>,
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::signing_keys)]
     pub keys: Vec<PartnerKey>,
     /// How the informer verifies this partner's customers' bearer tokens; none: it accepts none.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::customer_tokens)]
     pub customer_tokens: Option<CustomerTokens>,
 }
 
@@ -144,7 +156,7 @@ impl CustomerTokens {
         self.algorithm.starts_with("HS")
     }
 
-    fn validate(&self, problems: &mut Vec<ValueError>) {
+    pub(crate) fn validate(&self, problems: &mut Vec<ValueError>) {
         let field = |name: &str| format!("customer_tokens.{name}");
         let Some((_, secret_bytes)) =
             TOKEN_ALGORITHMS.iter().find(|(name, _)| *name == self.algorithm)
@@ -247,7 +259,7 @@ impl Partner {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CampaignStatus {
     Active,
@@ -264,38 +276,55 @@ pub enum RewardRule {
 }
 
 /// When a purchase matches a campaign. Empty lists mean "any".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Conditions {
+    /// Minor units, > 0.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::optional_positive_amount)]
     pub min_amount: Option<i64>,
+    /// Minor units, > 0 and not below `min_amount`.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::optional_positive_amount)]
     pub max_amount: Option<i64>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 2_147_483_647)]
     pub min_quantity: Option<i32>,
     #[serde(default)]
     pub mccs: Vec<Mcc>,
+    /// Compared ignoring case and surrounding spaces; none may be blank.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::merchants)]
     pub merchants: Vec<String>,
     pub currency: Currency,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Campaign {
+    /// Unique within the partner; in a replacement, taken from the path when left out.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub id: String,
+    /// Taken from the path; when given, it must be the path's.
+    #[schema(required = false)]
     pub partner: PartnerCode,
     #[serde(default)]
+    #[schema(pattern = r"^[^\x00]*$")]
     pub name: String,
     pub kind: CampaignKind,
     pub status: CampaignStatus,
     /// The campaign runs in `[starts_at, ends_at)`.
     pub starts_at: DateTime<Utc>,
+    /// After `starts_at`.
     pub ends_at: DateTime<Utc>,
     pub conditions: Conditions,
+    #[schema(schema_with = crate::openapi::reward)]
     pub reward: RewardRule,
+    /// Minor units, > 0.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::optional_positive_amount)]
     pub max_per_transaction: Option<i64>,
-    /// Per customer and partner-local calendar day.
+    /// Per customer and partner-local calendar day; minor units, > 0.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::optional_positive_amount)]
     pub max_per_customer_per_day: Option<i64>,
 }
 
@@ -367,17 +396,23 @@ pub enum ExclusionTarget {
     Msisdn(Msisdn),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Exclusion {
+    /// Unique within the partner; in a replacement, taken from the path when left out.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub id: String,
+    /// Taken from the path; when given, it must be the path's.
+    #[schema(required = false)]
     pub partner: PartnerCode,
     #[serde(flatten)]
     pub target: ExclusionTarget,
     /// The exclusion holds in `[valid_from, valid_until)`; no end when `valid_until` is absent.
     pub valid_from: DateTime<Utc>,
+    /// After `valid_from`.
     #[serde(default)]
     pub valid_until: Option<DateTime<Utc>>,
     #[serde(default)]
+    #[schema(pattern = r"^[^\x00]*$")]
     pub reason: String,
 }
 
@@ -413,18 +448,26 @@ impl Exclusion {
 }
 
 /// A tier's qualification over the program's window: all the thresholds that are set must be met.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// At least one of `min_purchases` and `min_spend` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tier {
+    /// Unique within the program.
+    #[schema(pattern = "^[A-Z0-9_]{1,32}$")]
     pub name: String,
     #[serde(default)]
+    #[schema(maximum = 4_294_967_295_u32)]
     pub min_purchases: Option<u32>,
-    /// Net spend (purchases less refunds) in minor units.
+    /// Net spend (purchases less refunds) in minor units, > 0.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::optional_positive_amount)]
     pub min_spend: Option<i64>,
-    /// Multiplier on cashback in basis points: 12000 = ×1.2.
+    /// Multiplier on cashback in basis points: 12000 = ×1.2; at most ×10.
     #[serde(default = "no_multiplier")]
+    #[schema(maximum = 100_000, default = 10_000)]
     pub multiplier_bp: u32,
+    /// Added to every rewarded purchase in the tier, minor units.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::non_negative_amount)]
     pub fixed_bonus: i64,
 }
 
@@ -433,10 +476,15 @@ fn no_multiplier() -> u32 {
 }
 
 /// One partner's tier program: tiers from lowest to highest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TierProgram {
+    /// Taken from the path; when given, it must be the path's.
+    #[schema(required = false)]
     pub partner: PartnerCode,
+    /// The trailing days of purchases a tier is judged on.
+    #[schema(minimum = 1, maximum = 366)]
     pub window_days: u32,
+    #[schema(min_items = 1)]
     pub tiers: Vec<Tier>,
 }
 

@@ -290,6 +290,49 @@ impl Currency {
     }
 }
 
+/// A string schema with a pattern, for the OpenAPI documents of the services.
+fn pattern_schema(
+    description: &str,
+    pattern: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .description(Some(description))
+        .pattern(Some(pattern))
+        .into()
+}
+
+impl utoipa::PartialSchema for PartnerCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        pattern_schema("2 to 16 of A-Z, 0-9 and _", "^[A-Z0-9_]{2,16}$")
+    }
+}
+impl utoipa::ToSchema for PartnerCode {}
+
+/// The forms [`Msisdn::parse`] reads (spaces and dashes inside a number are also read, but
+/// left out of the documented form).
+impl utoipa::PartialSchema for Msisdn {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        pattern_schema(
+            "E.164 (+62812…) or a local form (0812…, 62812…, 0062812…); answered as +62…",
+            r"^(\+[1-9][0-9]{7,14}|00[1-9][0-9]{7,14}|0[1-9][0-9]{5,12}|[1-9][0-9]{7,14})$",
+        )
+    }
+}
+impl utoipa::ToSchema for Msisdn {}
+
+impl utoipa::PartialSchema for Mcc {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::Integer)
+            .description(Some("Merchant category code (ISO 18245)"))
+            .minimum(Some(1))
+            .maximum(Some(Self::MAX))
+            .into()
+    }
+}
+impl utoipa::ToSchema for Mcc {}
+
 /// In an OpenAPI document: one of the codes in use, so a generated client (or schemathesis)
 /// knows which strings are valid.
 impl utoipa::PartialSchema for Currency {
