@@ -13,8 +13,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, Registry, TextEncoder};
 use tokio_util::sync::CancellationToken;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+
+/// Answers at least this large are gzipped for a client that accepts it.
+const COMPRESS_ABOVE_BYTES: u16 = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -199,6 +204,7 @@ fn request_seconds(registry: &Registry) -> Result<HistogramVec, prometheus::Erro
 }
 
 /// Every API the same way:
+/// - gzip for large answers when the client accepts it;
 /// - a request id, the caller's `X-Request-Id` or a new UUID, echoed on the response (also on
 ///   a 503 from the limits) and in a tracing span around the request, so every log line of
 ///   the request carries it;
@@ -230,6 +236,12 @@ fn api_layers(
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                // gzip when the client asks for it and the answer is over a few packets: a
+                // history page, a report or an OpenAPI document shrinks five- to tenfold, while
+                // compressing the many small answers would cost more CPU than it saves.
+                .layer(CompressionLayer::new().compress_when(
+                    DefaultPredicate::new().and(SizeAbove::new(COMPRESS_ABOVE_BYTES)),
+                ))
                 .layer(axum::error_handling::HandleErrorLayer::new(
                     move |error: tower::BoxError| {
                         std::future::ready(limit_problem(&error, timeout))

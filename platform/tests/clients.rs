@@ -301,13 +301,17 @@ async fn api_requests_time_out_and_shed_beyond_the_concurrency_limit() {
     );
     config.request_timeout = Duration::from_millis(300);
     config.max_concurrent_requests = 1;
-    let api = http::Router::new().route(
-        "/slow/{millis}",
-        axum::routing::get(|axum::extract::Path(millis): axum::extract::Path<u64>| async move {
-            tokio::time::sleep(Duration::from_millis(millis)).await;
-            "done"
-        }),
-    );
+    let api = http::Router::new()
+        .route(
+            "/slow/{millis}",
+            axum::routing::get(
+                |axum::extract::Path(millis): axum::extract::Path<u64>| async move {
+                    tokio::time::sleep(Duration::from_millis(millis)).await;
+                    "done"
+                },
+            ),
+        )
+        .route("/big", axum::routing::get(|| async { "a reward, ".repeat(2_000) }));
     let shutdown = CancellationToken::new();
     let server = tokio::spawn({
         let shutdown = shutdown.clone();
@@ -352,6 +356,31 @@ async fn api_requests_time_out_and_shed_beyond_the_concurrency_limit() {
     assert_eq!(late.headers()["retry-after"], "1");
     assert_eq!(late.headers()["x-request-id"], "req-too-slow");
     assert!(late.text().await.unwrap().contains("not answered within 0.3 s"));
+
+    // A large answer is gzipped for a client that accepts it; a small one, or one for a client
+    // that does not, is sent as it is.
+    let gzipped =
+        client.get(format!("{base}/big")).header("accept-encoding", "gzip").send().await.unwrap();
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    let compressed = gzipped.bytes().await.unwrap().len();
+    assert!(compressed < 2_000, "20,000 repetitive bytes became {compressed}");
+    let plain = client.get(format!("{base}/big")).send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(plain.bytes().await.unwrap().len(), 20_000);
+    let small = client
+        .get(format!("{base}/slow/1"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert!(small.headers().get("content-encoding").is_none());
+    // Routing errors are problems too.
+    let unknown = client.get(format!("{base}/nowhere")).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(unknown.headers()["content-type"], "application/problem+json");
+    let wrong_method = client.delete(format!("{base}/big")).send().await.unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    assert_eq!(wrong_method.headers()["content-type"], "application/problem+json");
 
     // Requests at once beyond the limit of one: the others are shed at once, while health and
     // ops still answer.
