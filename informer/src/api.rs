@@ -30,6 +30,7 @@ use crate::auth::{Caller, bearer};
 use crate::cursor::{CursorCodec, QueryScope};
 use crate::customer_tokens::{CustomerTokenVerifier, Refusal};
 use crate::metrics::Metrics;
+use crate::openapi::{BadParameter, NotFound, Unauthenticated, Unavailable};
 use crate::report::{DailyReport, DailyTotals};
 
 pub const DEFAULT_LIMIT: u32 = 50;
@@ -300,12 +301,11 @@ async fn customer_in_path<L>(
     ),
     responses(
         (status = 200, description = "A page; `next_cursor` is absent on the last", body = HistoryResponse),
-        (status = 400, description = "A bad path or query parameter, each named with the reason", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated (a partner's signature, or an admin or customer bearer token)", body = Problem, content_type = "application/problem+json"),
+        BadParameter,
+        Unauthenticated,
         (status = 403, description = "This caller may not read this customer", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such partner (or nothing decided under that id)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Partners or the ledger cannot be read now", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64, description = "seconds"))),
+        NotFound,
+        Unavailable,
     )
 )]
 pub(crate) async fn history<L: Ledger>(
@@ -438,12 +438,11 @@ pub(crate) struct WindowView {
     params(("partner" = String, Path, pattern = "^[A-Z0-9_]{2,16}$"), ("msisdn" = String, Path, description = "any accepted form: +62812…, 0812…, 62812…", pattern = r"^(\+[1-9][0-9]{7,14}|00[1-9][0-9]{7,14}|0[1-9][0-9]{5,12}|[1-9][0-9]{7,14})$")),
     responses(
         (status = 200, description = "The summary", body = SummaryResponse),
-        (status = 400, description = "A bad path or query parameter, each named with the reason", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated (a partner's signature, or an admin or customer bearer token)", body = Problem, content_type = "application/problem+json"),
+        BadParameter,
+        Unauthenticated,
         (status = 403, description = "This caller may not read this customer", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such partner (or nothing decided under that id)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Partners or the ledger cannot be read now", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64, description = "seconds"))),
+        NotFound,
+        Unavailable,
     )
 )]
 pub(crate) async fn summary<L: Ledger>(
@@ -518,12 +517,11 @@ pub(crate) async fn summary<L: Ledger>(
     params(("partner" = String, Path, pattern = "^[A-Z0-9_]{2,16}$"), ("transaction_id" = String, Path, min_length = 1, max_length = 64)),
     responses(
         (status = 200, description = "The decision", body = RewardView),
-        (status = 400, description = "A bad path or query parameter, each named with the reason", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated (a partner's signature, or an admin or customer bearer token)", body = Problem, content_type = "application/problem+json"),
+        BadParameter,
+        Unauthenticated,
         (status = 403, description = "This caller may not read this partner's transactions", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such partner (or nothing decided under that id)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Partners or the ledger cannot be read now", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64, description = "seconds"))),
+        NotFound,
+        Unavailable,
     )
 )]
 pub(crate) async fn transaction<L: Ledger>(
@@ -576,12 +574,11 @@ pub(crate) async fn transaction<L: Ledger>(
             (DailyReport = "application/json"),
             (String = "text/csv"),
         )),
-        (status = 400, description = "A bad path or query parameter, each named with the reason", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated (a partner's signature, or an admin or customer bearer token)", body = Problem, content_type = "application/problem+json"),
+        BadParameter,
+        Unauthenticated,
         (status = 403, description = "Only the partner itself or an admin may read its reports", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such partner (or nothing decided under that id)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Partners or the ledger cannot be read now", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64, description = "seconds"))),
+        NotFound,
+        Unavailable,
     )
 )]
 pub(crate) async fn daily_report<L: Ledger>(

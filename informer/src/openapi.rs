@@ -1,13 +1,41 @@
 //! The informer's OpenAPI document, generated from the handlers' annotations and the types
 //! they answer with.
 
-use utoipa::OpenApi;
 use utoipa::openapi::OpenApi as Document;
+use utoipa::{IntoResponses, OpenApi};
 
 use cezbek_platform::http::{FieldError, Problem};
 use cezbek_platform::openapi::SecuritySchemes;
 
 use crate::api;
+
+/// A bad path or query parameter, each named with the reason.
+#[derive(IntoResponses)]
+#[response(status = 400, content_type = "application/problem+json")]
+#[allow(dead_code)] // describes an answer the handlers build as a Problem
+pub struct BadParameter(Problem);
+
+/// Not authenticated (a partner's signature, or an admin or customer bearer token).
+#[derive(IntoResponses)]
+#[response(status = 401, content_type = "application/problem+json")]
+#[allow(dead_code)]
+pub struct Unauthenticated(Problem);
+
+/// No such partner (or nothing decided under that id).
+#[derive(IntoResponses)]
+#[response(status = 404, content_type = "application/problem+json")]
+#[allow(dead_code)]
+pub struct NotFound(Problem);
+
+/// Partners or the ledger cannot be read now.
+#[derive(IntoResponses)]
+#[response(
+    status = 503,
+    content_type = "application/problem+json",
+    headers(("Retry-After" = u64, description = "seconds"))
+)]
+#[allow(dead_code)]
+pub struct Unavailable(Problem);
 
 #[derive(OpenApi)]
 #[openapi(
