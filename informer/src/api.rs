@@ -91,11 +91,8 @@ fn field(field: &str, reason: impl Into<String>) -> FieldError {
 
 fn unavailable(what: &str, error: &dyn std::fmt::Display) -> Response {
     tracing::error!(%error, "cannot read {what}");
-    let mut response =
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot read {what} now"))
-            .into_response();
-    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot read {what} now"))
+        .with_retry_after(1)
 }
 
 fn forbidden(detail: &str) -> Response {
@@ -107,9 +104,7 @@ fn not_found(detail: &str) -> Response {
 }
 
 fn current_rules<L>(state: &ApiState<L>) -> Result<Arc<RuleSnapshot>, Reject> {
-    state.rules.borrow().clone().ok_or_else(|| {
-        Box::new(unavailable("partners (not loaded from etcd yet)", &"no rule snapshot yet"))
-    })
+    cezbek_platform::live_rules::current(&state.rules)
 }
 
 /// Who is calling, or the 401 to answer.

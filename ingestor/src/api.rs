@@ -66,12 +66,6 @@ pub(crate) async fn openapi_document() -> Response {
 
 // ---------------------------------------------------------------- shared plumbing
 
-fn retry_after(problem: Problem, seconds: u64) -> Response {
-    let mut response = problem.into_response();
-    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
-    response
-}
-
 /// A problem with extension members (RFC 9457), as `application/problem+json`.
 fn problem_json<T: Serialize>(status: StatusCode, body: &T) -> Response {
     let body = serde_json::to_vec(body).unwrap_or_default();
@@ -88,10 +82,7 @@ async fn read_body(body: Body) -> Result<axum::body::Bytes, Problem> {
 }
 
 fn current_rules(state: &ApiState) -> Result<Arc<RuleSnapshot>, Box<Response>> {
-    state.rules.borrow().clone().ok_or_else(|| {
-        let problem = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "partners are not loaded yet");
-        Box::new(retry_after(problem, 1))
-    })
+    cezbek_platform::live_rules::current(&state.rules)
 }
 
 /// A body larger than the limit, told by its declared length before any of it is read.

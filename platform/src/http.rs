@@ -371,6 +371,13 @@ impl Problem {
         Self { errors, ..Self::new(StatusCode::BAD_REQUEST, detail) }
     }
 
+    /// The answer, telling the caller when to try again.
+    pub fn with_retry_after(self, seconds: u64) -> Response {
+        let mut response = self.into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        response
+    }
+
     pub fn invalid(errors: Vec<FieldError>) -> Self {
         let detail =
             format!("{} invalid field{}", errors.len(), if errors.len() == 1 { "" } else { "s" });

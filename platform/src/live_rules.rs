@@ -15,6 +15,21 @@ use crate::http::Readiness;
 use cezbek_rules::{RuleSet, RuleSnapshot};
 use tokio_util::sync::CancellationToken;
 
+/// The rules an API request is decided under: the latest snapshot, or — before the first one
+/// arrived from etcd — a 503 problem asking the caller to retry in a second. A request is never
+/// decided without the partners' rules (a stale snapshot is fine: etcd's own answer would be).
+pub fn current(
+    rules: &watch::Receiver<Option<Arc<RuleSnapshot>>>,
+) -> Result<Arc<RuleSnapshot>, Box<axum::response::Response>> {
+    rules.borrow().clone().ok_or_else(|| {
+        let problem = crate::http::Problem::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "partners are not loaded from etcd yet; try again",
+        );
+        Box::new(problem.with_retry_after(1))
+    })
+}
+
 #[derive(Debug, Clone)]
 pub struct RuleMetrics {
     pub revision: IntGauge,
