@@ -84,6 +84,12 @@ impl Kind {
     }
 }
 
+/// Whether PostgreSQL's text can hold this at all: a path or filter naming an id with a NUL
+/// names no stored rule (and would make the query fail rather than find nothing).
+fn storable(text: &str) -> bool {
+    !text.contains('\0')
+}
+
 /// `(kind, partner, id)` of a key; `id` is empty for partners and tier programs.
 fn columns(key: &RuleKey) -> (Kind, &PartnerCode, &str) {
     match key {
@@ -192,6 +198,9 @@ impl Store {
 
     pub async fn get(&self, key: &RuleKey) -> Result<Option<Stored>, StoreError> {
         let (kind, partner, id) = columns(key);
+        if !storable(id) {
+            return Ok(None);
+        }
         let row = sqlx::query(&format!("{SELECT} WHERE kind = $1 AND partner = $2 AND id = $3"))
             .bind(kind.as_str())
             .bind(partner.as_str())
@@ -270,6 +279,9 @@ impl Store {
         actor: &str,
     ) -> Result<Stored, StoreError> {
         let (kind, partner, id) = columns(key);
+        if !storable(id) {
+            return Err(StoreError::NotFound);
+        }
         let mut transaction = self.pool.begin().await?;
         let before = lock(&mut transaction, key, expected).await?;
         sqlx::query("DELETE FROM rules WHERE kind = $1 AND partner = $2 AND id = $3")
@@ -290,6 +302,9 @@ impl Store {
         id: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Revision>, StoreError> {
+        if !id.is_none_or(storable) {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query(
             "SELECT revision, entity, entity_id, action, actor, at, before::text AS before, after::text AS after
              FROM revisions WHERE ($1::text IS NULL OR entity = $1) AND ($2::text IS NULL OR entity_id = $2)

@@ -433,6 +433,10 @@ async fn the_audit_trail_records_actor_before_and_after_without_secrets() {
     let (status, _, none) =
         service.call(Method::GET, "/v1/audit?id=TOKO%00", Some(VIEWER), None, None).await;
     assert_eq!((status, none["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)));
+    let (status, _, _) = service
+        .call(Method::GET, "/v1/partners/TOKO/campaigns/c1%00", Some(VIEWER), None, None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a rule id with a NUL names no rule");
 }
 
 #[tokio::test]
