@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -58,9 +59,6 @@ impl<L> std::fmt::Debug for ApiState<L> {
 
 type Shared<L> = State<Arc<ApiState<L>>>;
 
-/// A response that ends a request early (boxed: a `Response` is large).
-type Reject = Box<Response>;
-
 pub fn router<L: Ledger + 'static>(state: ApiState<L>) -> Router {
     Router::new()
         .route("/openapi.json", get(openapi_document))
@@ -80,31 +78,37 @@ pub(crate) async fn openapi_document() -> Response {
 
 // ---------------------------------------------------------------- plumbing
 
-/// A 400 naming each bad parameter.
-fn bad_request(errors: Vec<FieldError>) -> Response {
-    Problem::bad_request(errors).into_response()
-}
-
 fn field(field: &str, reason: impl Into<String>) -> FieldError {
     FieldError { field: field.to_owned(), reason: reason.into() }
 }
 
-fn unavailable(what: &str, error: &dyn std::fmt::Display) -> Response {
+/// A 400 naming one bad parameter.
+fn bad_parameter(name: &str, reason: impl Into<String>) -> Problem {
+    Problem::bad_request(vec![field(name, reason)])
+}
+
+fn unavailable(what: &str, error: &dyn std::fmt::Display) -> Problem {
     tracing::error!(%error, "cannot read {what}");
-    Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot read {what} now"))
-        .with_retry_after(1)
+    Problem::unavailable(format!("cannot read {what} now"))
 }
 
-fn forbidden(detail: &str) -> Response {
-    Problem::new(StatusCode::FORBIDDEN, detail).into_response()
+/// Every route's start: the rules in use and who is calling (or the 401 or 503 to answer).
+pub(crate) struct Authenticated {
+    rules: Arc<RuleSnapshot>,
+    caller: Caller,
 }
 
-fn not_found(detail: &str) -> Response {
-    Problem::new(StatusCode::NOT_FOUND, detail).into_response()
-}
+impl<L: Send + Sync + 'static> FromRequestParts<Arc<ApiState<L>>> for Authenticated {
+    type Rejection = Problem;
 
-fn current_rules<L>(state: &ApiState<L>) -> Result<Arc<RuleSnapshot>, Reject> {
-    cezbek_platform::live_rules::current(&state.rules)
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<ApiState<L>>,
+    ) -> Result<Self, Problem> {
+        let rules = cezbek_platform::live_rules::current(&state.rules)?;
+        let caller = authenticate(state, &rules, &parts.method, &parts.uri, &parts.headers).await?;
+        Ok(Self { rules, caller })
+    }
 }
 
 /// Who is calling, or the 401 to answer.
@@ -114,13 +118,11 @@ async fn authenticate<L>(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-) -> Result<Caller, Reject> {
+) -> Result<Caller, Problem> {
     let refuse = |reason: &'static str, detail: String| {
         state.metrics.auth_failures.with_label_values(&[reason]).inc();
         tracing::info!(reason, "refused a caller");
-        let mut response = Problem::new(StatusCode::UNAUTHORIZED, detail).into_response();
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        Box::new(response)
+        Problem::unauthenticated(detail, "Bearer")
     };
     if headers.contains_key(SIGNATURE_HEADER) || headers.contains_key(PARTNER_HEADER) {
         let target = uri.path_and_query().map_or(uri.path(), |target| target.as_str());
@@ -151,24 +153,29 @@ async fn authenticate<L>(
         Err(Refusal::Invalid(reason)) => Err(refuse("bad_token", reason)),
         Err(Refusal::KeysUnavailable(reason)) => {
             state.metrics.auth_failures.with_label_values(&["keys_unavailable"]).inc();
-            Err(Box::new(unavailable("the partner's token keys", &reason)))
+            Err(unavailable("the partner's token keys", &reason))
         }
     }
 }
 
-fn parse_partner(text: &str) -> Result<PartnerCode, Reject> {
-    PartnerCode::parse(text)
-        .map_err(|error| Box::new(bad_request(vec![field("partner", error.reason)])))
+fn parse_partner(text: &str) -> Result<PartnerCode, Problem> {
+    PartnerCode::parse(text).map_err(|error| bad_parameter("partner", error.reason))
 }
 
 fn partner_rules<'a>(
     rules: &'a RuleSnapshot,
     partner: &PartnerCode,
-) -> Result<&'a PartnerRules, Reject> {
+) -> Result<&'a PartnerRules, Problem> {
     rules
         .partner_rules(partner)
         .filter(|rules| rules.partner().is_some())
-        .ok_or_else(|| Box::new(not_found(&format!("no partner {partner}"))))
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no partner {partner}")))
+}
+
+/// A 400 unless every query parameter is one the route knows.
+fn only_parameters(query: &HashMap<String, String>, known: &[&str]) -> Result<(), Problem> {
+    let errors = unknown_parameters(query, known);
+    if errors.is_empty() { Ok(()) } else { Err(Problem::bad_request(errors)) }
 }
 
 /// Refuses query parameters the route does not know: a typo must not pass silently.
@@ -249,36 +256,18 @@ pub(crate) struct HistoryResponse<'a> {
     next_cursor: Option<String>,
 }
 
-/// The rules in use, the caller and the partner named in the path: every route's start.
-async fn caller_and_partner<L>(
-    state: &ApiState<L>,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    partner: &str,
-) -> Result<(Arc<RuleSnapshot>, Caller, PartnerCode), Reject> {
-    let rules = current_rules(state)?;
-    let caller = authenticate(state, &rules, method, uri, headers).await?;
-    let partner = parse_partner(partner)?;
-    Ok((rules, caller, partner))
-}
-
 /// The customer named in the path (any accepted msisdn form), once the caller may see them.
-async fn customer_in_path<L>(
-    state: &ApiState<L>,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
+fn customer_in_path(
+    auth: &Authenticated,
     (partner, msisdn): &(String, String),
-) -> Result<(Arc<RuleSnapshot>, PartnerCode, Msisdn), Reject> {
-    let (rules, caller, partner) = caller_and_partner(state, method, uri, headers, partner).await?;
-    let msisdn = Msisdn::parse(msisdn)
-        .map_err(|error| Box::new(bad_request(vec![field("msisdn", error.reason)])))?;
-    if !caller.may_read_customer(&partner, &msisdn) {
-        return Err(Box::new(forbidden("this caller may not read this customer")));
+) -> Result<(PartnerCode, Msisdn), Problem> {
+    let partner = parse_partner(partner)?;
+    let msisdn = Msisdn::parse(msisdn).map_err(|error| bad_parameter("msisdn", error.reason))?;
+    if !auth.caller.may_read_customer(&partner, &msisdn) {
+        return Err(Problem::new(StatusCode::FORBIDDEN, "this caller may not read this customer"));
     }
-    partner_rules(&rules, &partner)?;
-    Ok((rules, partner, msisdn))
+    partner_rules(&auth.rules, &partner)?;
+    Ok((partner, msisdn))
 }
 
 /// A customer's reward history, newest first, a page at a time.
@@ -305,18 +294,12 @@ async fn customer_in_path<L>(
 )]
 pub(crate) async fn history<L: Ledger>(
     State(state): Shared<L>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    auth: Authenticated,
     Path(path): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let (rules, partner, msisdn) =
-        match customer_in_path(&state, &method, &uri, &headers, &path).await {
-            Ok(found) => found,
-            Err(response) => return *response,
-        };
-    let time_zone = rules.partner_rules(&partner).map_or(Tz::UTC, PartnerRules::time_zone);
+) -> Result<Response, Problem> {
+    let (partner, msisdn) = customer_in_path(&auth, &path)?;
+    let time_zone = auth.rules.partner_rules(&partner).map_or(Tz::UTC, PartnerRules::time_zone);
     let mut errors = unknown_parameters(&query, &["from", "to", "limit", "cursor"]);
     let from = query.get("from").and_then(|text| {
         parse_bound(text, time_zone, Bound::From)
@@ -351,22 +334,23 @@ pub(crate) async fn history<L: Ledger>(
         }
     };
     if !errors.is_empty() {
-        return bad_request(errors);
+        return Err(Problem::bad_request(errors));
     }
     let history_query =
         HistoryQuery { partner: partner.clone(), msisdn: msisdn.clone(), from, to, after, limit };
-    let page = match state.ledger.history(&history_query).await {
-        Ok(page) => page,
-        Err(error) => return unavailable("the reward history", &error),
-    };
+    let page = state
+        .ledger
+        .history(&history_query)
+        .await
+        .map_err(|error| unavailable("the reward history", &error))?;
     let next_cursor = page.next.as_ref().map(|position| state.cursors.encode(&scope, position));
-    Json(HistoryResponse {
+    Ok(Json(HistoryResponse {
         partner: partner.as_str(),
         msisdn: msisdn.as_str(),
         rewards: page.records.iter().map(RewardView::of).collect(),
         next_cursor,
     })
-    .into_response()
+    .into_response())
 }
 
 #[derive(Clone, Copy)]
@@ -442,24 +426,15 @@ pub(crate) struct WindowView {
 )]
 pub(crate) async fn summary<L: Ledger>(
     State(state): Shared<L>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    auth: Authenticated,
     Path(path): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let (rules, partner, msisdn) =
-        match customer_in_path(&state, &method, &uri, &headers, &path).await {
-            Ok(found) => found,
-            Err(response) => return *response,
-        };
-    let errors = unknown_parameters(&query, &[]);
-    if !errors.is_empty() {
-        return bad_request(errors);
-    }
+) -> Result<Response, Problem> {
+    let (partner, msisdn) = customer_in_path(&auth, &path)?;
+    only_parameters(&query, &[])?;
     let now = Utc::now();
     let since = now.checked_sub_days(Days::new(RECENT_DAYS)).unwrap_or(now);
-    let partner_rules = rules.partner_rules(&partner);
+    let partner_rules = auth.rules.partner_rules(&partner);
     let program = partner_rules.and_then(PartnerRules::tiers);
     // The tier window is rebuilt from the customer's decisions in it.
     let window_since = program
@@ -475,12 +450,12 @@ pub(crate) async fn summary<L: Ledger>(
             (states.pop().unwrap_or_default(), totals, window)
         }
         (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
-            return unavailable("the customer", &error);
+            return Err(unavailable("the customer", &error));
         }
     };
     let progress = program.map(|program| program.progress(window.stats(now, program.window_days)));
     let currency = partner_rules.and_then(PartnerRules::partner).map(|p| p.currency.as_str());
-    Json(SummaryResponse {
+    Ok(Json(SummaryResponse {
         partner: partner.as_str(),
         msisdn: msisdn.as_str(),
         currency,
@@ -499,7 +474,7 @@ pub(crate) async fn summary<L: Ledger>(
         rewarded_purchases: totals.rewarded,
         opted_out_of_digests: customer.opted_out,
     })
-    .into_response()
+    .into_response())
 }
 
 // ---------------------------------------------------------------- one transaction
@@ -521,35 +496,32 @@ pub(crate) async fn summary<L: Ledger>(
 )]
 pub(crate) async fn transaction<L: Ledger>(
     State(state): Shared<L>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    Authenticated { caller, .. }: Authenticated,
     Path((partner, transaction_id)): Path<(String, String)>,
-) -> Response {
-    let (_, caller, partner) =
-        match caller_and_partner(&state, &method, &uri, &headers, &partner).await {
-            Ok(found) => found,
-            Err(response) => return *response,
-        };
-    let transaction_id = match TransactionId::parse(&transaction_id) {
-        Ok(id) => id,
-        Err(error) => return bad_request(vec![field("transaction_id", error.reason)]),
-    };
+) -> Result<Response, Problem> {
+    let partner = parse_partner(&partner)?;
+    let transaction_id = TransactionId::parse(&transaction_id)
+        .map_err(|error| bad_parameter("transaction_id", error.reason))?;
     let is_customer_of_partner =
         matches!(&caller, Caller::Customer { partner: own, .. } if *own == partner);
     if !caller.may_read_partner(&partner) && !is_customer_of_partner {
-        return forbidden("this caller may not read this partner's transactions");
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "this caller may not read this partner's transactions",
+        ));
     }
-    let record = match state.ledger.reward(&partner, &transaction_id).await {
-        Ok(record) => record,
-        Err(error) => return unavailable("the transaction", &error),
-    };
+    let record = state
+        .ledger
+        .reward(&partner, &transaction_id)
+        .await
+        .map_err(|error| unavailable("the transaction", &error))?;
     // A customer sees only their own; another customer's transaction is as good as absent.
     let visible = record.filter(|record| caller.may_read_customer(&partner, &record.reward.msisdn));
-    match visible {
-        Some(record) => Json(RewardView::of(&record)).into_response(),
-        None => not_found(&format!("no decided transaction {transaction_id} for {partner}")),
-    }
+    let Some(record) = visible else {
+        let detail = format!("no decided transaction {transaction_id} for {partner}");
+        return Err(Problem::new(StatusCode::NOT_FOUND, detail));
+    };
+    Ok(Json(RewardView::of(&record)).into_response())
 }
 
 // ---------------------------------------------------------------- daily report
@@ -578,24 +550,19 @@ pub(crate) async fn transaction<L: Ledger>(
 )]
 pub(crate) async fn daily_report<L: Ledger>(
     State(state): Shared<L>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    Authenticated { rules, caller }: Authenticated,
     Path(partner): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let (rules, caller, partner) =
-        match caller_and_partner(&state, &method, &uri, &headers, &partner).await {
-            Ok(found) => found,
-            Err(response) => return *response,
-        };
+) -> Result<Response, Problem> {
+    let partner = parse_partner(&partner)?;
     if !caller.may_read_partner(&partner) {
-        return forbidden("only the partner itself or an admin may read its reports");
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "only the partner itself or an admin may read its reports",
+        ));
     }
-    let currency = match partner_rules(&rules, &partner) {
-        Ok(found) => found.partner().map(|p| p.currency.as_str().to_owned()),
-        Err(response) => return *response,
-    };
+    let currency =
+        partner_rules(&rules, &partner)?.partner().map(|p| p.currency.as_str().to_owned());
     let mut errors = unknown_parameters(&query, &["date", "format"]);
     let date = match query.get("date").map(|text| NaiveDate::parse_from_str(text, "%Y-%m-%d")) {
         Some(Ok(date)) => Some(date),
@@ -617,20 +584,17 @@ pub(crate) async fn daily_report<L: Ledger>(
         }
     };
     let Some(date) = date.filter(|_| errors.is_empty()) else {
-        return bad_request(errors);
+        return Err(Problem::bad_request(errors));
     };
     // A page at a time: a partner's busiest day is never held whole.
     let mut totals = DailyTotals::default();
     let mut after = None;
     loop {
-        let page = match state
+        let page = state
             .ledger
             .rewards_of_day_page(&partner, date, after.as_ref(), DAY_PAGE)
             .await
-        {
-            Ok(page) => page,
-            Err(error) => return unavailable("the day's rewards", &error),
-        };
+            .map_err(|error| unavailable("the day's rewards", &error))?;
         page.iter().for_each(|record| totals.add(record));
         if page.len() < DAY_PAGE as usize {
             break;
@@ -639,17 +603,14 @@ pub(crate) async fn daily_report<L: Ledger>(
     }
     let report = totals.report(partner.as_str(), date, currency);
     if !csv {
-        return Json(report).into_response();
+        return Ok(Json(report).into_response());
     }
     let disposition = format!("attachment; filename=\"cezbek-{partner}-{date}.csv\"");
-    (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        report.to_csv(),
-    )
-        .into_response()
+    let headers = [
+        (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+        (header::CONTENT_DISPOSITION, disposition),
+    ];
+    Ok((headers, report.to_csv()).into_response())
 }
 
 /// A partner-local date or an RFC 3339 time (`from` and `to` of the history).

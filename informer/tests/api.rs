@@ -475,7 +475,9 @@ async fn each_caller_sees_only_what_is_theirs() {
         assert_eq!(status, 401, "{body}");
         assert!(body["detail"].as_str().unwrap().contains(reason), "{body}");
     }
-    let (status, body) = json_of(harness.get(alice_rewards, vec![]).await).await;
+    let unauthenticated = harness.get(alice_rewards, vec![]).await;
+    assert_eq!(unauthenticated.headers()["www-authenticate"], "Bearer");
+    let (status, body) = json_of(unauthenticated).await;
     assert_eq!(status, 401);
     assert!(body["detail"].as_str().unwrap().contains("bearer token"), "{body}");
     let mut stale = harness.partner_headers("TOKO", alice_rewards);

@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
@@ -18,11 +17,12 @@ use utoipa::ToSchema;
 
 use cezbek_platform::auth::{AdminTokens, Role};
 use cezbek_platform::http::{FieldError, Problem};
-use cezbek_platform::partner_auth::{self, AuthFailure, ReplayGuard, SignedHeaders};
+use cezbek_platform::partner_auth::ReplayGuard;
 use cezbek_platform::s3::S3Client;
 use cezbek_rules::{PartnerStatus, RuleSnapshot};
 use cezbek_schemas::{PartnerCode, Source, SourceChannel, Transaction};
 
+use crate::caller::{Authenticated, Caller, SignedPartner};
 use crate::files::INCOMING;
 use crate::input;
 use crate::jobs::{Store, Upload};
@@ -30,8 +30,7 @@ use crate::metrics::Metrics;
 use crate::openapi::TransactionBatch;
 use crate::publish::{Delivery, Publisher, SendError};
 
-/// The largest request body, and the most transactions in one request.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The most transactions in one request.
 pub const MAX_BATCH_ITEMS: usize = 1000;
 
 #[derive(Debug, Clone)]
@@ -70,91 +69,6 @@ pub(crate) async fn openapi_document() -> Response {
 fn problem_json<T: Serialize>(status: StatusCode, body: &T) -> Response {
     let body = serde_json::to_vec(body).unwrap_or_default();
     (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
-}
-
-async fn read_body(body: Body) -> Result<axum::body::Bytes, Problem> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-        Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than {MAX_BODY_BYTES} bytes; split the batch"),
-        )
-    })
-}
-
-fn current_rules(state: &ApiState) -> Result<Arc<RuleSnapshot>, Box<Response>> {
-    cezbek_platform::live_rules::current(&state.rules)
-}
-
-/// A body larger than the limit, told by its declared length before any of it is read.
-fn declared_too_large(headers: &HeaderMap) -> Option<Problem> {
-    let length = headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse::<u64>().ok()?;
-    (length > MAX_BODY_BYTES as u64).then(|| {
-        Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than {MAX_BODY_BYTES} bytes; split the batch"),
-        )
-    })
-}
-
-/// A 401 for a refused signature, counted by reason.
-fn auth_failure(state: &ApiState, failure: AuthFailure) -> Problem {
-    state.metrics.auth_failures.with_label_values(&[failure.reason()]).inc();
-    tracing::info!(reason = failure.reason(), "rejected a request signature");
-    Problem::new(StatusCode::UNAUTHORIZED, failure.to_string())
-}
-
-/// What a caller presents, checked before the body is read: an admin token, or a partner's
-/// signature headers (the signature itself covers the body, so it is checked after).
-enum Credentials {
-    Admin { name: String, role: Role },
-    Signed(SignedHeaders),
-}
-
-/// Who is calling, once the body is known: an admin, or the partner that signed.
-enum Caller {
-    Admin { name: String, role: Role },
-    Partner(PartnerCode),
-}
-
-/// The caller's credentials. `admin_allowed`: whether an admin token is accepted here.
-fn credentials(
-    state: &ApiState,
-    rules: &RuleSnapshot,
-    headers: &HeaderMap,
-    admin_allowed: bool,
-) -> Result<Credentials, Problem> {
-    if admin_allowed && let Some(authorization) = headers.get(header::AUTHORIZATION) {
-        let principal = state
-            .tokens
-            .authenticate_header(authorization.to_str().ok())
-            .ok_or_else(|| Problem::new(StatusCode::UNAUTHORIZED, "unknown admin token"))?;
-        return Ok(Credentials::Admin { name: principal.name.clone(), role: principal.role });
-    }
-    partner_auth::check_headers(rules, headers, Utc::now())
-        .map(Credentials::Signed)
-        .map_err(|failure| auth_failure(state, failure))
-}
-
-impl Credentials {
-    /// The caller, with the signature checked over the request's target and body.
-    fn caller(
-        self,
-        state: &ApiState,
-        method: &Method,
-        uri: &Uri,
-        body: &[u8],
-    ) -> Result<Caller, Problem> {
-        match self {
-            Self::Admin { name, role } => Ok(Caller::Admin { name, role }),
-            Self::Signed(signed) => {
-                let target = uri.path_and_query().map_or(uri.path(), |target| target.as_str());
-                signed
-                    .verify(method.as_str(), target, body, Utc::now(), Some(&state.replay))
-                    .map(Caller::Partner)
-                    .map_err(|failure| auth_failure(state, failure))
-            }
-        }
-    }
 }
 
 // ---------------------------------------------------------------- POST /v1/transactions
@@ -231,56 +145,35 @@ struct ProblemWithItems {
 )]
 pub(crate) async fn publish(
     State(state): State<ApiState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
+    signed: Result<SignedPartner, Problem>,
 ) -> Response {
-    let outcome = |label: &str| state.metrics.requests.with_label_values(&[label]).inc();
-    let rules = match current_rules(&state) {
-        Ok(rules) => rules,
-        Err(response) => {
-            outcome("unavailable");
-            return *response;
-        }
+    let (outcome, response) = match signed {
+        Ok(signed) => publish_batch(&state, signed).await,
+        Err(refused) => (refusal_outcome(&refused), refused.into_response()),
     };
-    // Headers and limits before work: nothing of the body is read for a request that is not
-    // signed by a known partner's key with a fresh timestamp, or too large by its own account.
-    let credentials = match credentials(&state, &rules, &headers, false) {
-        Ok(credentials) => credentials,
-        Err(problem) => {
-            outcome("unauthorized");
-            return problem.into_response();
-        }
-    };
-    if let Some(problem) = declared_too_large(&headers) {
-        outcome("too_large");
-        return problem.into_response();
+    state.metrics.requests.with_label_values(&[outcome]).inc();
+    response
+}
+
+/// The outcome a request refused before it was read is counted under.
+fn refusal_outcome(refused: &Problem) -> &'static str {
+    match refused.status {
+        413 => "too_large",
+        503 => "unavailable",
+        _ => "unauthorized",
     }
-    let body = match read_body(body).await {
-        Ok(body) => body,
-        Err(problem) => {
-            outcome("too_large");
-            return problem.into_response();
-        }
-    };
-    let partner = match credentials.caller(&state, &method, &uri, &body) {
-        Ok(Caller::Partner(partner)) => partner,
-        Ok(Caller::Admin { .. }) => {
-            outcome("unauthorized");
-            return Problem::new(StatusCode::UNAUTHORIZED, "sign the request as a partner")
-                .into_response();
-        }
-        Err(problem) => {
-            outcome("unauthorized");
-            return problem.into_response();
-        }
-    };
+}
+
+/// The answer to a signed batch, and the outcome it is counted under.
+async fn publish_batch(
+    state: &ApiState,
+    SignedPartner { partner, body }: SignedPartner,
+) -> (&'static str, Response) {
     let items = match batch_items(&body) {
         Ok(items) => items,
         Err(problem) => {
-            outcome(if problem.status == 413 { "too_large" } else { "invalid" });
-            return problem.into_response();
+            let outcome = if problem.status == 413 { "too_large" } else { "invalid" };
+            return (outcome, problem.into_response());
         }
     };
     let request_id = uuid::Uuid::new_v4().to_string();
@@ -294,11 +187,10 @@ pub(crate) async fn publish(
         }
     }
     if valid.is_empty() {
-        outcome("rejected");
         let problem = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "no transaction is valid");
         let body =
             ProblemWithItems { problem, accepted: Some(Vec::new()), rejected: Some(rejected) };
-        return problem_json(StatusCode::UNPROCESSABLE_ENTITY, &body);
+        return ("rejected", problem_json(StatusCode::UNPROCESSABLE_ENTITY, &body));
     }
 
     // Hand every valid item to the producer; stop at the first full queue.
@@ -331,7 +223,6 @@ pub(crate) async fn publish(
     }
     metrics.items.with_label_values(&["api", "accepted"]).inc_by(acked.len() as u64);
     if !not_acked.is_empty() {
-        outcome("unavailable");
         not_acked.sort_by_key(|item| item.index);
         let problem = Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -344,10 +235,11 @@ pub(crate) async fn publish(
         let body = Unacknowledged { problem, acked, not_acked, rejected };
         let mut response = problem_json(StatusCode::SERVICE_UNAVAILABLE, &body);
         response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(2u64));
-        return response;
+        return ("unavailable", response);
     }
-    outcome(if rejected.is_empty() { "accepted" } else { "partial" });
-    (StatusCode::ACCEPTED, axum::Json(BatchOutcome { accepted: acked, rejected })).into_response()
+    let outcome = if rejected.is_empty() { "accepted" } else { "partial" };
+    let accepted = axum::Json(BatchOutcome { accepted: acked, rejected });
+    (outcome, (StatusCode::ACCEPTED, accepted).into_response())
 }
 
 /// The body's items: one object, or an array of 1 to [`MAX_BATCH_ITEMS`].
@@ -487,80 +379,31 @@ struct UploadRequest {
 )]
 pub(crate) async fn create_upload(
     State(state): State<ApiState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let rules = match current_rules(&state) {
-        Ok(rules) => rules,
-        Err(response) => return *response,
-    };
-    let credentials = match credentials(&state, &rules, &headers, true) {
-        Ok(credentials) => credentials,
-        Err(problem) => return problem.into_response(),
-    };
-    if let Some(problem) = declared_too_large(&headers) {
-        return problem.into_response();
-    }
-    let body = match read_body(body).await {
-        Ok(body) => body,
-        Err(problem) => return problem.into_response(),
-    };
-    let caller = match credentials.caller(&state, &method, &uri, &body) {
-        Ok(caller) => caller,
-        Err(problem) => return problem.into_response(),
-    };
-    let requested = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        match serde_json::from_slice::<Value>(&body) {
-            // `null` is no body, as an empty one is.
-            Ok(Value::Null) => None,
-            Ok(Value::Object(object)) => match object.get("partner") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(code)) => match PartnerCode::parse(code) {
-                    Ok(code) => Some(code),
-                    Err(error) => {
-                        return Problem::invalid(vec![field_error(error)]).into_response();
-                    }
-                },
-                Some(_) => {
-                    return Problem::invalid(vec![FieldError {
-                        field: "partner".into(),
-                        reason: "must be a partner code".into(),
-                    }])
-                    .into_response();
-                }
-            },
-            _ => {
-                return Problem::new(StatusCode::BAD_REQUEST, "the body must be a JSON object")
-                    .into_response();
-            }
-        }
-    };
+    Authenticated { caller, rules, body }: Authenticated,
+) -> Result<Response, Problem> {
+    let requested = requested_partner(&body)?;
     let (partner, created_by) = match caller {
         Caller::Admin { role: Role::Viewer, name } => {
-            return Problem::new(StatusCode::FORBIDDEN, format!("{name} may read but not upload"))
-                .into_response();
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                format!("{name} may read but not upload"),
+            ));
         }
         Caller::Admin { name, .. } => {
             let Some(partner) = requested else {
-                return Problem::invalid(vec![FieldError {
+                return Err(Problem::invalid(vec![FieldError {
                     field: "partner".into(),
                     reason: "is required when an admin creates an upload".into(),
-                }])
-                .into_response();
+                }]));
             };
             (partner, format!("admin:{name}"))
         }
         Caller::Partner(partner) => {
             if requested.as_ref().is_some_and(|requested| *requested != partner) {
-                return Problem::new(
+                return Err(Problem::new(
                     StatusCode::FORBIDDEN,
                     "a partner may only upload under its own prefix",
-                )
-                .into_response();
+                ));
             }
             let created_by = format!("partner:{partner}");
             (partner, created_by)
@@ -569,15 +412,16 @@ pub(crate) async fn create_upload(
     match rules.partner_rules(&partner).and_then(|rules| rules.partner()) {
         Some(record) if record.status == PartnerStatus::Active => {}
         Some(_) => {
-            return Problem::new(StatusCode::CONFLICT, format!("partner {partner} is suspended"))
-                .into_response();
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                format!("partner {partner} is suspended"),
+            ));
         }
         None => {
-            return Problem::invalid(vec![FieldError {
+            return Err(Problem::invalid(vec![FieldError {
                 field: "partner".into(),
                 reason: format!("{partner} is not a known partner"),
-            }])
-            .into_response();
+            }]));
         }
     }
     let upload_id = uuid::Uuid::new_v4().simple().to_string();
@@ -591,24 +435,41 @@ pub(crate) async fn create_upload(
         expires_at,
     };
     // Presign first: without keys to sign with, no upload record is left behind.
-    let url = match state.presigner.presign_put(&key, state.upload_ttl).await {
-        Ok(url) => url.to_string(),
-        Err(error) => {
-            tracing::error!(%error, "cannot presign an upload");
-            return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "cannot sign the upload URL now")
-                .into_response();
-        }
-    };
-    if let Err(error) =
-        state.store.create_upload(&upload, state.presigner.bucket_name(), &created_by).await
-    {
+    let url = state.presigner.presign_put(&key, state.upload_ttl).await.map_err(|error| {
+        tracing::error!(%error, "cannot presign an upload");
+        Problem::unavailable("cannot sign the upload URL now")
+    })?;
+    let bucket = state.presigner.bucket_name();
+    state.store.create_upload(&upload, bucket, &created_by).await.map_err(|error| {
         tracing::error!(%error, "cannot record an upload");
-        return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "cannot record the upload now")
-            .into_response();
-    }
+        Problem::unavailable("cannot record the upload now")
+    })?;
     tracing::info!(%partner, %upload_id, created_by, "presigned an upload");
-    (StatusCode::CREATED, axum::Json(UploadCreated { upload_id, key, url, expires_at }))
-        .into_response()
+    let created = UploadCreated { upload_id, key, url: url.to_string(), expires_at };
+    Ok((StatusCode::CREATED, axum::Json(created)).into_response())
+}
+
+/// The partner an upload request names, if it names one: an empty or `null` body names none
+/// (a partner uploads under its own prefix).
+fn requested_partner(body: &[u8]) -> Result<Option<PartnerCode>, Problem> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let object = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Null) => return Ok(None),
+        Ok(Value::Object(object)) => object,
+        _ => return Err(Problem::new(StatusCode::BAD_REQUEST, "the body must be a JSON object")),
+    };
+    match object.get("partner") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(code)) => PartnerCode::parse(code)
+            .map(Some)
+            .map_err(|error| Problem::invalid(vec![field_error(error)])),
+        Some(_) => Err(Problem::invalid(vec![FieldError {
+            field: "partner".into(),
+            reason: "must be a partner code".into(),
+        }])),
+    }
 }
 
 /// How far a file's job is: rows, bytes read of the file's size, and while it runs, its rate
@@ -700,44 +561,22 @@ fn field_error(error: cezbek_schemas::ValueError) -> FieldError {
 pub(crate) async fn upload_status(
     State(state): State<ApiState>,
     Path(upload_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let rules = match current_rules(&state) {
-        Ok(rules) => rules,
-        Err(response) => return *response,
+    Authenticated { caller, .. }: Authenticated,
+) -> Result<Response, Problem> {
+    let not_found = || Problem::new(StatusCode::NOT_FOUND, "no such upload");
+    let unreadable = |error: sqlx::Error| {
+        tracing::error!(%error, "cannot read an upload");
+        Problem::unavailable("cannot read the upload now")
     };
-    let caller = match credentials(&state, &rules, &headers, true)
-        .and_then(|credentials| credentials.caller(&state, &method, &uri, b""))
-    {
-        Ok(caller) => caller,
-        Err(problem) => return problem.into_response(),
-    };
-    let not_found = || Problem::new(StatusCode::NOT_FOUND, "no such upload").into_response();
-    let (upload, bucket) = match state.store.upload(&upload_id).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return not_found(),
-        Err(error) => {
-            tracing::error!(%error, "cannot read an upload");
-            return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "cannot read the upload now")
-                .into_response();
-        }
-    };
+    let (upload, bucket) =
+        state.store.upload(&upload_id).await.map_err(unreadable)?.ok_or_else(not_found)?;
     // A partner sees only its own uploads; another's is "not found", not "forbidden".
     if let Caller::Partner(partner) = &caller
         && partner.as_str() != upload.partner
     {
-        return not_found();
+        return Err(not_found());
     }
-    let job = match state.store.latest_job(&bucket, &upload.object_key).await {
-        Ok(job) => job,
-        Err(error) => {
-            tracing::error!(%error, "cannot read an ingest job");
-            return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "cannot read the upload now")
-                .into_response();
-        }
-    };
+    let job = state.store.latest_job(&bucket, &upload.object_key).await.map_err(unreadable)?;
     let (status, summary, progress) = match job {
         None => (UploadState::Pending, None, None),
         Some(job) => {
@@ -750,7 +589,7 @@ pub(crate) async fn upload_status(
             (state, job.summary, Some(progress))
         }
     };
-    axum::Json(UploadStatus {
+    Ok(axum::Json(UploadStatus {
         upload_id: upload.upload_id,
         partner: upload.partner,
         key: upload.object_key,
@@ -759,5 +598,5 @@ pub(crate) async fn upload_status(
         progress,
         summary,
     })
-    .into_response()
+    .into_response())
 }

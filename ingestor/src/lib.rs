@@ -9,6 +9,7 @@
 //! - Partners and their keys are followed live from etcd (Get at R, Watch from R+1).
 
 mod api;
+mod caller;
 pub mod csv_format;
 mod discovery;
 mod files;
@@ -32,7 +33,8 @@ use cezbek_platform::s3::{S3Client, S3Error};
 use cezbek_platform::sqs::{SqsClient, SqsError};
 use cezbek_platform::{CancellationToken, Env, Readiness, etcd, http, kafka, live_rules, postgres};
 
-pub use api::{MAX_BATCH_ITEMS, MAX_BODY_BYTES};
+pub use api::MAX_BATCH_ITEMS;
+pub use caller::MAX_BODY_BYTES;
 pub use files::{destinations, split_key};
 pub use openapi::document as openapi_document;
 

@@ -225,6 +225,12 @@ async fn a_presigned_upload_with_curl_is_ingested_and_its_status_reported() {
     let status_path = format!("/v1/uploads/{upload_id}");
     let (_, pending) = harness.signed("TOKO", Method::GET, &status_path, b"").await;
     assert_eq!(pending["status"], "pending");
+    // A read is not replay-guarded: the same signed read twice in a second is answered twice.
+    let read = harness.sign("TOKO", "k1", "GET", &status_path, b"", chrono::Utc::now().timestamp());
+    for _ in 0..2 {
+        let (status, _) = harness.send(Method::GET, &status_path, read.clone(), b"").await;
+        assert_eq!(status, StatusCode::OK);
+    }
 
     let file = std::env::temp_dir().join(format!("{upload_id}.csv"));
     let body = format!(

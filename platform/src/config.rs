@@ -384,11 +384,15 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// API requests handled at once; more are answered 503 at once rather than queued.
     pub max_concurrent_requests: usize,
+    /// The largest request body; a larger one is answered 413 before the handler reads it.
+    pub max_body_bytes: usize,
 }
 
 /// The API limits unless configured.
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 512;
+/// A rule set or a batch of 1,000 transactions fits with room to spare.
+const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 impl HttpConfig {
     /// A service without an API, serving its ops endpoints on `listen`.
@@ -398,6 +402,7 @@ impl HttpConfig {
             ops_listen: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 
@@ -423,7 +428,8 @@ impl HttpConfig {
         let listen = env.socket_addr(variable, default);
         let ops_listen = env.socket_addr(ops_variable, ops_default);
         env.check(ops_listen != listen, ops_variable, format!("must differ from {variable}"));
-        // CEZBEK_INGESTOR_LISTEN → CEZBEK_INGESTOR_REQUEST_TIMEOUT, …_MAX_CONCURRENT_REQUESTS.
+        // CEZBEK_INGESTOR_LISTEN → CEZBEK_INGESTOR_REQUEST_TIMEOUT, …_MAX_CONCURRENT_REQUESTS,
+        // …_MAX_BODY_BYTES.
         let service = variable.trim_end_matches("_LISTEN");
         let timeout_variable = format!("{service}_REQUEST_TIMEOUT");
         let request_timeout = env.duration(&timeout_variable, DEFAULT_REQUEST_TIMEOUT);
@@ -432,7 +438,16 @@ impl HttpConfig {
         let max_concurrent_requests =
             env.parse(&concurrency_variable, DEFAULT_MAX_CONCURRENT_REQUESTS);
         env.check(max_concurrent_requests >= 1, &concurrency_variable, "must be at least 1");
-        Self { listen, ops_listen: Some(ops_listen), request_timeout, max_concurrent_requests }
+        let body_variable = format!("{service}_MAX_BODY_BYTES");
+        let max_body_bytes = env.parse(&body_variable, DEFAULT_MAX_BODY_BYTES);
+        env.check(max_body_bytes >= 1024, &body_variable, "must be at least 1024");
+        Self {
+            listen,
+            ops_listen: Some(ops_listen),
+            request_timeout,
+            max_concurrent_requests,
+            max_body_bytes,
+        }
     }
 }
 

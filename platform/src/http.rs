@@ -211,7 +211,8 @@ fn request_seconds(registry: &Registry) -> Result<HistogramVec, prometheus::Erro
 /// - its latency in the shared histogram;
 /// - its limits: a request still unanswered after the timeout is answered 503 (its handler
 ///   dropped), and beyond the concurrency limit a request is answered 503 at once, so an
-///   overload sheds work instead of queueing it without bound.
+///   overload sheds work instead of queueing it without bound; a body over the limit is a 413
+///   problem.
 ///
 /// `/healthz` stays outside (a load balancer probing a busy instance should not take it out).
 fn api_layers(
@@ -231,6 +232,8 @@ fn api_layers(
         })
         // After routing, where the route's pattern is known.
         .route_layer(axum::middleware::from_fn_with_state(request_seconds, observe))
+        .layer(axum::middleware::from_fn_with_state(config.max_body_bytes, limit_body))
+        .layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes))
         .layer(
             tower::ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -282,21 +285,41 @@ async fn observe(
     response
 }
 
+/// Bodies up to `max` bytes: nothing reads past the limit, and a handler (or extractor) that
+/// would is answered 413 as a problem. A handler checks who is calling before it reads the body,
+/// so an unauthenticated caller is told 401 whatever length it declares.
+async fn limit_body(
+    State(max): State<usize>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let request =
+        request.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, max)));
+    let response = next.run(request).await;
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/problem+json"));
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE || is_problem {
+        return response;
+    }
+    let detail = format!("the body is larger than {max} bytes");
+    Problem::new(StatusCode::PAYLOAD_TOO_LARGE, detail).into_response()
+}
+
 fn limit_problem(error: &tower::BoxError, timeout: std::time::Duration) -> Response {
-    let problem = if error.is::<tower::timeout::error::Elapsed>() {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the request was not answered within {} s; try again", timeout.as_secs_f64()),
-        )
-    } else if error.is::<tower::load_shed::error::Overloaded>() {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "too many requests at once; try again")
-    } else {
-        tracing::error!(%error, "an API request failed outside its handler");
-        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "the request failed")
-    };
-    let mut response = problem.into_response();
-    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-    response
+    if error.is::<tower::timeout::error::Elapsed>() {
+        let detail =
+            format!("the request was not answered within {} s; try again", timeout.as_secs_f64());
+        return Problem::unavailable(detail).into_response();
+    }
+    if error.is::<tower::load_shed::error::Overloaded>() {
+        return Problem::unavailable("too many requests at once; try again").into_response();
+    }
+    tracing::error!(%error, "an API request failed outside its handler");
+    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "the request failed")
+        .retry_after(1)
+        .into_response()
 }
 
 /// `Query<T>` whose refusal is a problem (400, naming the query) rather than axum's plain text.
@@ -331,14 +354,22 @@ where
 pub struct Problem {
     /// `about:blank`: the status says what happened, `detail` says why.
     #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
+    pub kind: &'static str,
+    pub title: &'static str,
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// `[{field, reason}]` for validation failures.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Seconds after which the caller may try again: a `Retry-After` header, not a member.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub retry_after: Option<u64>,
+    /// The `WWW-Authenticate` challenge of a 401 (`Bearer`, say).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub challenge: Option<&'static str>,
 }
 
 /// One bad field of a request, and why.
@@ -351,15 +382,26 @@ pub struct FieldError {
 impl Problem {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
         Self {
-            kind: "about:blank".into(),
-            title: status.canonical_reason().unwrap_or("Error").into(),
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: Some(detail.into()),
             errors: Vec::new(),
+            retry_after: None,
+            challenge: None,
         }
     }
 
-    /// 422 naming every bad field.
+    /// A 401 with the scheme the caller should authenticate with.
+    pub fn unauthenticated(detail: impl Into<String>, challenge: &'static str) -> Self {
+        Self { challenge: Some(challenge), ..Self::new(StatusCode::UNAUTHORIZED, detail) }
+    }
+
+    /// A 503: something the request needs is not there now; try again in a second.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, detail).retry_after(1)
+    }
+
     /// A 400 for bad path or query parameters, each named with its reason (also in `detail`,
     /// for clients that show only that).
     pub fn bad_request(errors: Vec<FieldError>) -> Self {
@@ -371,13 +413,12 @@ impl Problem {
         Self { errors, ..Self::new(StatusCode::BAD_REQUEST, detail) }
     }
 
-    /// The answer, telling the caller when to try again.
-    pub fn with_retry_after(self, seconds: u64) -> Response {
-        let mut response = self.into_response();
-        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
-        response
+    /// The same problem, telling the caller when to try again.
+    pub fn retry_after(self, seconds: u64) -> Self {
+        Self { retry_after: Some(seconds), ..self }
     }
 
+    /// A 422 naming every bad field.
     pub fn invalid(errors: Vec<FieldError>) -> Self {
         let detail =
             format!("{} invalid field{}", errors.len(), if errors.len() == 1 { "" } else { "s" });
@@ -389,7 +430,16 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self).unwrap_or_default();
-        (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
+        let mut response =
+            (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        if let Some(challenge) = self.challenge {
+            let value = header::HeaderValue::from_static(challenge);
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
     }
 }
 

@@ -20,13 +20,9 @@ use tokio_util::sync::CancellationToken;
 /// decided without the partners' rules (a stale snapshot is fine: etcd's own answer would be).
 pub fn current(
     rules: &watch::Receiver<Option<Arc<RuleSnapshot>>>,
-) -> Result<Arc<RuleSnapshot>, Box<axum::response::Response>> {
+) -> Result<Arc<RuleSnapshot>, crate::http::Problem> {
     rules.borrow().clone().ok_or_else(|| {
-        let problem = crate::http::Problem::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "partners are not loaded from etcd yet; try again",
-        );
-        Box::new(problem.with_retry_after(1))
+        crate::http::Problem::unavailable("partners are not loaded from etcd yet; try again")
     })
 }
 

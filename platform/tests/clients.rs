@@ -301,7 +301,12 @@ async fn api_requests_time_out_and_shed_beyond_the_concurrency_limit() {
     );
     config.request_timeout = Duration::from_millis(300);
     config.max_concurrent_requests = 1;
+    config.max_body_bytes = 4096;
     let api = http::Router::new()
+        .route(
+            "/echo",
+            axum::routing::post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+        )
         .route(
             "/slow/{millis}",
             axum::routing::get(
@@ -382,6 +387,17 @@ async fn api_requests_time_out_and_shed_beyond_the_concurrency_limit() {
     assert_eq!(wrong_method.status(), 405);
     assert_eq!(wrong_method.headers()["content-type"], "application/problem+json");
 
+    // Bodies up to the limit: a larger one is a 413 problem, whether its length is declared or
+    // it comes in chunks without one.
+    let fits = client.post(format!("{base}/echo")).body(vec![b'x'; 4096]).send().await.unwrap();
+    assert_eq!((fits.status().as_u16(), fits.text().await.unwrap()), (200, "4096".to_owned()));
+    let declared = client.post(format!("{base}/echo")).body(vec![b'x'; 4097]).send().await.unwrap();
+    assert_eq!(declared.status(), 413);
+    assert_eq!(declared.headers()["content-type"], "application/problem+json");
+    let chunked = chunked_post(port, "/echo", 5, 1000).await;
+    assert!(chunked.starts_with("HTTP/1.1 413"), "{chunked}");
+    assert!(chunked.contains("content-type: application/problem+json"), "{chunked}");
+
     // Requests at once beyond the limit of one: the others are shed at once, while health and
     // ops still answer.
     let started = std::time::Instant::now();
@@ -422,4 +438,26 @@ async fn api_requests_time_out_and_shed_beyond_the_concurrency_limit() {
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
+}
+
+/// A POST whose body comes in `chunks` chunks of `size` bytes, without a declared length (the
+/// client here always declares one); the raw answer.
+async fn chunked_post(port: u16, path: &str, chunks: usize, size: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for _ in 0..chunks {
+        let chunk = format!("{size:x}\r\n{}\r\n", "x".repeat(size));
+        // The server may answer and close before the last chunk: that is the point.
+        if stream.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
 }
