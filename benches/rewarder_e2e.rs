@@ -151,38 +151,8 @@ async fn copy_rate(
     }
     let pool = cezbek_platform::postgres::connect(postgres).await.unwrap();
     PostgresLedger::new(pool.clone()).migrate().await.unwrap();
-    let csv_text = |value: &str| format!("\"{}\"", value.replace('"', "\"\""));
-    let optional = |value: &Option<String>| value.as_deref().map(csv_text).unwrap_or_default();
-    let mut rewards = String::with_capacity(records.len() * 400);
-    for record in &records {
-        let r = &record.reward;
-        let kind = serde_json::to_value(r.kind).unwrap();
-        let outcome = serde_json::to_value(r.outcome).unwrap();
-        rewards.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            r.partner,
-            csv_text(r.transaction_id.as_str()),
-            r.msisdn,
-            kind.as_str().unwrap(),
-            optional(&r.original_transaction_id.as_ref().map(ToString::to_string)),
-            r.amount,
-            r.currency,
-            optional(&r.merchant),
-            record.mcc.map(|m| m.code().to_string()).unwrap_or_default(),
-            outcome.as_str().unwrap(),
-            r.cashback,
-            optional(&r.tier_before),
-            optional(&r.tier_after),
-            csv_text(&serde_json::to_string(&r.applied_campaigns).unwrap()),
-            optional(&r.exclusion_id),
-            r.rules_revision,
-            csv_text(&r.explanation),
-            r.occurred_at.to_rfc3339(),
-            r.decided_at.to_rfc3339(),
-            record.local_day,
-            record.content_hash,
-        ));
-    }
+    // The ledger's own COPY rows: the same bytes the rewarder sends.
+    let rewards = cezbek_ledger::copy_format::reward_rows(&records, records.len());
     // One state row per customer (what the rewarder stores: tier and email).
     let mut states = String::new();
     for msisdn in windows.keys() {
@@ -190,14 +160,7 @@ async fn copy_rate(
     }
     let started = Instant::now();
     let mut connection = pool.acquire().await.unwrap();
-    let mut copy = connection
-        .copy_in_raw(
-            "COPY rewards (partner, transaction_id, msisdn, kind, original_transaction_id, amount, currency, merchant, mcc, \
-             outcome, cashback, tier_before, tier_after, applied_campaigns, exclusion_id, rules_revision, explanation, \
-             occurred_at, decided_at, local_day, content_hash) FROM STDIN (FORMAT csv)",
-        )
-        .await
-        .unwrap();
+    let mut copy = connection.copy_in_raw(cezbek_ledger::copy_format::COPY_REWARDS).await.unwrap();
     copy.send(rewards.as_bytes()).await.unwrap();
     copy.finish().await.unwrap();
     let mut copy = connection

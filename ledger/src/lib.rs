@@ -9,6 +9,7 @@
 //! stored: every decision is, and a customer's window is rebuilt from them when loaded.
 
 mod choice;
+pub mod copy_format;
 mod postgres;
 mod scylla;
 mod types;

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
@@ -13,6 +13,7 @@ use cezbek_schemas::{
     TransactionId, TransactionKind,
 };
 
+use crate::copy_format::{COPY_REWARDS, kind_text, outcome_text, reward_columns, reward_rows};
 use crate::types::{
     CustomerState, CustomerTotals, DigestStatus, HistoryPage, HistoryQuery, LedgerError,
     RewardRecord, ShardLease,
@@ -24,9 +25,8 @@ pub struct PostgresLedger {
     pool: PgPool,
 }
 
-const REWARD_COLUMNS: &str = "partner, transaction_id, msisdn, kind, original_transaction_id, amount, currency, \
-     merchant, mcc, outcome, cashback, tier_before, tier_after, applied_campaigns::text AS applied_campaigns, \
-     exclusion_id, rules_revision, explanation, occurred_at, decided_at, local_day, content_hash";
+/// What a read selects of a reward (`applied_campaigns` as text, parsed here).
+const REWARD_COLUMNS: &str = reward_columns!("applied_campaigns::text AS applied_campaigns");
 
 impl PostgresLedger {
     pub fn new(pool: PgPool) -> Self {
@@ -78,23 +78,6 @@ impl PostgresLedger {
 
 fn corrupt(what: impl std::fmt::Display) -> LedgerError {
     LedgerError::Corrupt(what.to_string())
-}
-
-fn kind_text(kind: TransactionKind) -> &'static str {
-    match kind {
-        TransactionKind::Purchase => "PURCHASE",
-        TransactionKind::Refund => "REFUND",
-    }
-}
-
-fn outcome_text(outcome: RewardOutcome) -> &'static str {
-    match outcome {
-        RewardOutcome::Rewarded => "REWARDED",
-        RewardOutcome::NoMatch => "NO_MATCH",
-        RewardOutcome::Excluded => "EXCLUDED",
-        RewardOutcome::Clawback => "CLAWBACK",
-        RewardOutcome::OriginalNotFound => "ORIGINAL_NOT_FOUND",
-    }
 }
 
 fn enum_value<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, LedgerError> {
@@ -195,16 +178,18 @@ impl RewardColumns {
     }
 }
 
-const INSERT_REWARDS: &str = "INSERT INTO rewards (partner, transaction_id, msisdn, kind, original_transaction_id, \
-     amount, currency, merchant, mcc, outcome, cashback, tier_before, tier_after, applied_campaigns, exclusion_id, \
-     rules_revision, explanation, occurred_at, decided_at, local_day, content_hash) \
+const INSERT_REWARDS: &str = concat!(
+    "INSERT INTO rewards (",
+    reward_columns!(),
+    ") \
      SELECT p, t, m, k, o, a, c, me, mc, oc, cb, tb, ta, ac::jsonb, ex, rr, ep, oa, da, ld, ch \
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::text[], \
                  $9::int4[], $10::text[], $11::int8[], $12::text[], $13::text[], $14::text[], $15::text[], \
                  $16::int8[], $17::text[], $18::timestamptz[], $19::timestamptz[], $20::date[], $21::text[]) \
           AS u(p, t, m, k, o, a, c, me, mc, oc, cb, tb, ta, ac, ex, rr, ep, oa, da, ld, ch) \
      ON CONFLICT (partner, transaction_id) DO NOTHING \
-     RETURNING partner, transaction_id";
+     RETURNING partner, transaction_id"
+);
 
 /// Tier and email, where they changed; opt-out is the customer's own and stays as it is.
 const UPSERT_STATES: &str = "INSERT INTO customer_state (partner, msisdn, tier, email, updated_at) \
@@ -217,151 +202,53 @@ const UPSERT_STATES: &str = "INSERT INTO customer_state (partner, msisdn, tier, 
 const CHECK_LEASES: &str =
     "SELECT shard, epoch FROM ledger_shards WHERE shard = ANY($1::text[]) FOR SHARE";
 
-/// The reward columns in the order [`reward_rows_csv`] writes them.
-const COPY_REWARDS: &str = "COPY rewards (partner, transaction_id, msisdn, kind, original_transaction_id, amount, \
-     currency, merchant, mcc, outcome, cashback, tier_before, tier_after, applied_campaigns, exclusion_id, \
-     rules_revision, explanation, occurred_at, decided_at, local_day, content_hash) FROM STDIN (FORMAT csv)";
-
 /// PostgreSQL's code for a unique violation: in a `COPY` into `rewards`, an id already decided.
 const UNIQUE_VIOLATION: &str = "23505";
 
-/// Records as `COPY … (FORMAT csv)` rows. Text is always quoted (a quote doubled), so an empty
-/// string stays distinct from NULL, which is an unquoted empty field. Hand-formatted where the
-/// general formatters showed in profiles: this runs for every decision.
-fn reward_rows_csv(batch: &[CustomerBatch]) -> String {
-    use std::fmt::Write;
+/// What every write of a batch stores besides the rewards, and the leases it is fenced by.
+struct BatchPlan<'a> {
+    leases: HashMap<&'a str, i64>,
+    states: StateColumns,
+}
 
-    fn text(out: &mut String, value: &str) {
-        out.push('"');
-        if value.contains('"') {
-            for part in value.split_inclusive('"') {
-                out.push_str(part);
-                if part.ends_with('"') {
-                    out.push('"');
-                }
-            }
-        } else {
-            out.push_str(value);
-        }
-        out.push_str("\",");
-    }
-    fn optional(out: &mut String, value: Option<&str>) {
-        match value {
-            Some(value) => text(out, value),
-            None => out.push(','),
-        }
-    }
-    /// `value` in `width` digits, zero-padded (`value` has no more digits than that).
-    fn digits(out: &mut String, value: u32, width: u32) {
-        for place in (0..width).rev() {
-            let digit = (value / 10_u32.pow(place)) % 10;
-            out.push(char::from(b'0' + u8::try_from(digit).unwrap_or(0)));
-        }
-    }
-    /// ISO `YYYY-MM-DD`; years outside four digits (never in practice) through chrono.
-    fn date(out: &mut String, day: NaiveDate) {
-        let Ok(year @ 0..=9999) = u32::try_from(day.year()) else {
-            let _ = write!(out, "{day}");
-            return;
-        };
-        digits(out, year, 4);
-        out.push('-');
-        digits(out, day.month(), 2);
-        out.push('-');
-        digits(out, day.day(), 2);
-    }
-    // Microseconds, truncated like the binary encoding of the UNNEST path, in UTC (a leap
-    // second's extra fraction is clamped: PostgreSQL has no 61st second).
-    fn timestamp(out: &mut String, at: DateTime<Utc>) {
-        date(out, at.date_naive());
-        out.push(' ');
-        digits(out, at.hour(), 2);
-        out.push(':');
-        digits(out, at.minute(), 2);
-        out.push(':');
-        digits(out, at.second(), 2);
-        out.push('.');
-        digits(out, at.timestamp_subsec_micros().min(999_999), 6);
-        out.push_str("+00,");
-    }
+/// The customers' states, as `UNNEST` arrays.
+#[derive(Default)]
+struct StateColumns {
+    partner: Vec<String>,
+    msisdn: Vec<String>,
+    tier: Vec<Option<String>>,
+    email: Vec<Option<String>>,
+}
 
-    let records = batch.iter().flat_map(|customer| &customer.records);
-    // About 300 bytes a row: one allocation per batch rather than a doubling series.
-    let rows: usize = batch.iter().map(|customer| customer.records.len()).sum();
-    let mut out = String::with_capacity(rows * 320);
-    let mut json = Vec::new();
-    for record in records {
-        let r = &record.reward;
-        text(&mut out, r.partner.as_str());
-        text(&mut out, r.transaction_id.as_str());
-        text(&mut out, r.msisdn.as_str());
-        text(&mut out, kind_text(r.kind));
-        optional(&mut out, r.original_transaction_id.as_ref().map(TransactionId::as_str));
-        let _ = write!(out, "{},", r.amount);
-        text(&mut out, r.currency.as_str());
-        optional(&mut out, r.merchant.as_deref());
-        match record.mcc {
-            Some(mcc) => {
-                let _ = write!(out, "{},", i32::from(mcc));
-            }
-            None => out.push(','),
+/// A batch names each customer once; its leases and states.
+fn plan(batch: &[CustomerBatch]) -> Result<BatchPlan<'_>, LedgerError> {
+    let mut customers = HashSet::new();
+    let mut plan = BatchPlan { leases: HashMap::new(), states: StateColumns::default() };
+    for customer in batch {
+        if !customers.insert((&customer.partner, &customer.msisdn)) {
+            return Err(LedgerError::InvalidBatch(format!(
+                "{} {} appears twice",
+                customer.partner, customer.msisdn
+            )));
         }
-        text(&mut out, outcome_text(r.outcome));
-        let _ = write!(out, "{},", r.cashback);
-        optional(&mut out, r.tier_before.as_deref());
-        optional(&mut out, r.tier_after.as_deref());
-        json.clear();
-        let applied = match serde_json::to_writer(&mut json, &r.applied_campaigns) {
-            Ok(()) => std::str::from_utf8(&json).unwrap_or("[]"),
-            Err(_) => "[]",
-        };
-        text(&mut out, applied);
-        optional(&mut out, r.exclusion_id.as_deref());
-        let _ = write!(out, "{},", r.rules_revision);
-        text(&mut out, &r.explanation);
-        timestamp(&mut out, r.occurred_at);
-        timestamp(&mut out, r.decided_at);
-        date(&mut out, record.local_day);
-        out.push(',');
-        text(&mut out, &record.content_hash);
-        // The last field's separator becomes the row's end.
-        out.pop();
-        out.push('\n');
+        plan.leases.insert(&customer.lease.shard, customer.lease.epoch);
+        if let Some(state) = &customer.state {
+            plan.states.partner.push(customer.partner.as_str().to_owned());
+            plan.states.msisdn.push(customer.msisdn.as_str().to_owned());
+            plan.states.tier.push(state.tier.clone());
+            plan.states.email.push(state.email.clone());
+        }
     }
-    out
+    Ok(plan)
 }
 
 impl PostgresLedger {
-    /// One transaction: the records (an id already there is left as it is, or, with
-    /// `only_new`, refuses the batch), then the fenced states.
-    async fn write(
+    /// A transaction in which every lease of the batch is current (and stays so until it
+    /// commits), or the shard it is fenced from.
+    async fn begin_fenced(
         &self,
-        batch: &[CustomerBatch],
-        only_new: bool,
-    ) -> Result<Vec<(PartnerCode, TransactionId)>, LedgerError> {
-        let mut customers = HashSet::new();
-        let mut leases: HashMap<&str, i64> = HashMap::new();
-        let mut rewards = RewardColumns::default();
-        let (mut partner, mut msisdn, mut tier, mut email) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for customer in batch {
-            if !customers.insert((&customer.partner, &customer.msisdn)) {
-                return Err(LedgerError::InvalidBatch(format!(
-                    "{} {} appears twice",
-                    customer.partner, customer.msisdn
-                )));
-            }
-            leases.insert(&customer.lease.shard, customer.lease.epoch);
-            if !only_new {
-                customer.records.iter().for_each(|record| rewards.push(record));
-            }
-            if let Some(state) = &customer.state {
-                partner.push(customer.partner.as_str().to_owned());
-                msisdn.push(customer.msisdn.as_str().to_owned());
-                tier.push(state.tier.clone());
-                email.push(state.email.clone());
-            }
-        }
+        leases: &HashMap<&str, i64>,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, LedgerError> {
         let mut transaction = self.pool.begin().await?;
         let shards: Vec<&str> = leases.keys().copied().collect();
         let current: HashMap<String, i64> = sqlx::query_as(CHECK_LEASES)
@@ -370,78 +257,107 @@ impl PostgresLedger {
             .await?
             .into_iter()
             .collect();
-        for (shard, epoch) in &leases {
+        for (shard, epoch) in leases {
             // A shard never claimed has no row: no lease on it can be current.
             if current.get(*shard) != Some(epoch) {
                 return Err(LedgerError::Fenced { shard: (*shard).to_owned(), epoch: *epoch });
             }
         }
-        let inserted = if only_new {
-            // Every record is expected to be new: `COPY` them (what a bulk load does), and
-            // let the primary key refuse the batch when one is not.
-            let rows = reward_rows_csv(batch);
-            let mut copy = transaction.copy_in_raw(COPY_REWARDS).await?;
-            copy.send(rows.as_bytes()).await?;
-            match copy.finish().await {
-                Ok(_) => {}
-                Err(sqlx::Error::Database(error))
-                    if error.code().as_deref() == Some(UNIQUE_VIOLATION) =>
-                {
-                    // Dropping the transaction rolls the batch back.
-                    return Err(LedgerError::AlreadyDecided);
-                }
-                Err(error) => return Err(error.into()),
-            }
-            batch
-                .iter()
-                .flat_map(|customer| &customer.records)
-                .map(|record| (record.reward.partner.clone(), record.reward.transaction_id.clone()))
-                .collect()
-        } else {
-            let rows = sqlx::query(INSERT_REWARDS)
-                .bind(&rewards.partner)
-                .bind(&rewards.transaction_id)
-                .bind(&rewards.msisdn)
-                .bind(&rewards.kind)
-                .bind(&rewards.original)
-                .bind(&rewards.amount)
-                .bind(&rewards.currency)
-                .bind(&rewards.merchant)
-                .bind(&rewards.mcc)
-                .bind(&rewards.outcome)
-                .bind(&rewards.cashback)
-                .bind(&rewards.tier_before)
-                .bind(&rewards.tier_after)
-                .bind(&rewards.applied)
-                .bind(&rewards.exclusion)
-                .bind(&rewards.revision)
-                .bind(&rewards.explanation)
-                .bind(&rewards.occurred_at)
-                .bind(&rewards.decided_at)
-                .bind(&rewards.local_day)
-                .bind(&rewards.content_hash)
-                .fetch_all(&mut *transaction)
-                .await?;
-            rows.iter()
-                .map(|row| {
-                    let partner = PartnerCode::parse(row.try_get("partner")?).map_err(corrupt)?;
-                    let id =
-                        TransactionId::parse(row.try_get("transaction_id")?).map_err(corrupt)?;
-                    Ok((partner, id))
-                })
-                .collect::<Result<Vec<_>, LedgerError>>()?
-        };
-        if !partner.is_empty() {
+        Ok(transaction)
+    }
+
+    /// The states, then the commit.
+    async fn finish(
+        mut transaction: sqlx::Transaction<'static, sqlx::Postgres>,
+        states: &StateColumns,
+    ) -> Result<(), LedgerError> {
+        if !states.partner.is_empty() {
             sqlx::query(UPSERT_STATES)
-                .bind(&partner)
-                .bind(&msisdn)
-                .bind(&tier)
-                .bind(&email)
+                .bind(&states.partner)
+                .bind(&states.msisdn)
+                .bind(&states.tier)
+                .bind(&states.email)
                 .execute(&mut *transaction)
                 .await?;
         }
         transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Records that may have been decided before: an id already there is left as it is. What
+    /// was new is returned.
+    async fn insert_checked(
+        &self,
+        batch: &[CustomerBatch],
+    ) -> Result<Vec<(PartnerCode, TransactionId)>, LedgerError> {
+        let plan = plan(batch)?;
+        let mut rewards = RewardColumns::default();
+        batch.iter().flat_map(|customer| &customer.records).for_each(|record| rewards.push(record));
+        let mut transaction = self.begin_fenced(&plan.leases).await?;
+        let rows = sqlx::query(INSERT_REWARDS)
+            .bind(&rewards.partner)
+            .bind(&rewards.transaction_id)
+            .bind(&rewards.msisdn)
+            .bind(&rewards.kind)
+            .bind(&rewards.original)
+            .bind(&rewards.amount)
+            .bind(&rewards.currency)
+            .bind(&rewards.merchant)
+            .bind(&rewards.mcc)
+            .bind(&rewards.outcome)
+            .bind(&rewards.cashback)
+            .bind(&rewards.tier_before)
+            .bind(&rewards.tier_after)
+            .bind(&rewards.applied)
+            .bind(&rewards.exclusion)
+            .bind(&rewards.revision)
+            .bind(&rewards.explanation)
+            .bind(&rewards.occurred_at)
+            .bind(&rewards.decided_at)
+            .bind(&rewards.local_day)
+            .bind(&rewards.content_hash)
+            .fetch_all(&mut *transaction)
+            .await?;
+        let inserted = rows
+            .iter()
+            .map(|row| {
+                let partner = PartnerCode::parse(row.try_get("partner")?).map_err(corrupt)?;
+                let id = TransactionId::parse(row.try_get("transaction_id")?).map_err(corrupt)?;
+                Ok((partner, id))
+            })
+            .collect::<Result<Vec<_>, LedgerError>>()?;
+        Self::finish(transaction, &plan.states).await?;
         Ok(inserted)
+    }
+
+    /// Records expected to be new: `COPY`ed (what a bulk load does), and the primary key
+    /// refuses the whole batch when one is not.
+    async fn copy_new(
+        &self,
+        batch: &[CustomerBatch],
+    ) -> Result<Vec<(PartnerCode, TransactionId)>, LedgerError> {
+        let plan = plan(batch)?;
+        let count = batch.iter().map(|customer| customer.records.len()).sum();
+        let rows = reward_rows(batch.iter().flat_map(|customer| &customer.records), count);
+        let mut transaction = self.begin_fenced(&plan.leases).await?;
+        let mut copy = transaction.copy_in_raw(COPY_REWARDS).await?;
+        copy.send(rows.as_bytes()).await?;
+        match copy.finish().await {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(error))
+                if error.code().as_deref() == Some(UNIQUE_VIOLATION) =>
+            {
+                // Dropping the transaction rolls the batch back.
+                return Err(LedgerError::AlreadyDecided);
+            }
+            Err(error) => return Err(error.into()),
+        }
+        Self::finish(transaction, &plan.states).await?;
+        Ok(batch
+            .iter()
+            .flat_map(|customer| &customer.records)
+            .map(|record| (record.reward.partner.clone(), record.reward.transaction_id.clone()))
+            .collect())
     }
 }
 
@@ -450,14 +366,14 @@ impl Ledger for PostgresLedger {
         &self,
         batch: &[CustomerBatch],
     ) -> Result<Vec<(PartnerCode, TransactionId)>, LedgerError> {
-        self.write(batch, false).await
+        self.insert_checked(batch).await
     }
 
     async fn apply_new(
         &self,
         batch: &[CustomerBatch],
     ) -> Result<Vec<(PartnerCode, TransactionId)>, LedgerError> {
-        self.write(batch, true).await
+        self.copy_new(batch).await
     }
 
     async fn existing(
