@@ -29,6 +29,7 @@ use cezbek_platform::config::{EtcdConfig, HttpConfig, KafkaConfig, PostgresConfi
 use cezbek_platform::etcd::EtcdHandle;
 use cezbek_platform::http::HttpError;
 use cezbek_platform::partner_auth::ReplayGuard;
+use cezbek_platform::producer::Producer;
 use cezbek_platform::s3::{S3Client, S3Error};
 use cezbek_platform::sqs::{SqsClient, SqsError};
 use cezbek_platform::{CancellationToken, Env, Readiness, etcd, http, kafka, live_rules, postgres};
@@ -157,6 +158,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         &shutdown,
     );
 
+    let producer = Producer::new(producer, metrics.in_flight.clone());
     let publisher =
         publish::Publisher::new(producer, config.kafka.transactions_topic.clone(), metrics.clone());
     let owner = format!("ingestor-{}", uuid::Uuid::new_v4().simple());

@@ -14,6 +14,7 @@ pub mod live_rules;
 pub mod openapi;
 pub mod partner_auth;
 pub mod postgres;
+pub mod producer;
 pub mod retry;
 pub mod s3;
 pub mod shutdown;

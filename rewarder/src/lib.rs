@@ -18,9 +18,8 @@ use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::{KafkaError as RdKafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -30,6 +29,7 @@ use cezbek_platform::config::{EtcdConfig, HttpConfig, KafkaConfig, PostgresConfi
 use cezbek_platform::etcd::EtcdHandle;
 use cezbek_platform::http::{HttpError, Router};
 use cezbek_platform::kafka::KafkaError;
+use cezbek_platform::producer::{Message, Producer};
 use cezbek_platform::retry;
 use cezbek_platform::{CancellationToken, Env, Readiness, etcd, http, kafka, live_rules, postgres};
 use cezbek_rules::RuleSnapshot;
@@ -174,6 +174,7 @@ struct Metrics {
     batch_size: Histogram,
     batch_seconds: Histogram,
     lag: IntGaugeVec,
+    in_flight: IntGauge,
     rules: live_rules::RuleMetrics,
 }
 
@@ -205,6 +206,10 @@ impl Metrics {
             ),
             &["partition"],
         )?;
+        let in_flight = IntGauge::new(
+            "cezbek_rewarder_in_flight_messages",
+            "rewards and dead letters handed to the producer and not yet acknowledged",
+        )?;
         let revision =
             IntGauge::new("cezbek_rewarder_rules_revision", "etcd revision of the rules in use")?;
         let rejected = prometheus::IntCounter::new(
@@ -216,6 +221,7 @@ impl Metrics {
         registry.register(Box::new(batch_size.clone()))?;
         registry.register(Box::new(batch_seconds.clone()))?;
         registry.register(Box::new(lag.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(revision.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
         Ok(Self {
@@ -224,6 +230,7 @@ impl Metrics {
             batch_size,
             batch_seconds,
             lag,
+            in_flight,
             rules: live_rules::RuleMetrics { revision, rejected },
         })
     }
@@ -257,8 +264,8 @@ async fn run_with<L: Ledger + 'static>(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let producer = kafka::producer(&config.kafka)?;
-    kafka::watch_readiness(&readiness, &producer, &shutdown);
+    let producer = Producer::new(kafka::producer(&config.kafka)?, metrics.in_flight.clone());
+    kafka::watch_readiness(&readiness, producer.client(), &shutdown);
     etcd::watch_readiness(&readiness, &config.etcd, &shutdown);
 
     let (rules_sender, mut rules) = watch::channel(None);
@@ -333,9 +340,7 @@ async fn run_with<L: Ledger + 'static>(
     consumer.unsubscribe();
     lag_task.abort();
     drop(consumer);
-    if let Err(error) = rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)) {
-        tracing::warn!(%error, "flushing the producer on shutdown failed");
-    }
+    producer.flush(Duration::from_secs(10));
     ops_shutdown.cancel();
     if let Ok(Err(error)) = ops.await {
         return Err(error.into());
@@ -368,7 +373,7 @@ struct Shared<L> {
     config: Config,
     gather: Gather,
     consumer: Arc<RewarderConsumer>,
-    producer: FutureProducer,
+    producer: Producer,
     ledger: Arc<L>,
     rules: watch::Receiver<Option<Arc<RuleSnapshot>>>,
     metrics: Metrics,
@@ -657,14 +662,8 @@ async fn run_partition<L: Ledger + 'static>(
         tokio::spawn(async move {
             let topic = &shared.config.kafka.transactions_topic;
             while let Some((batch, outcome, share)) = to_publish.recv().await {
-                publish(
-                    &shared.config,
-                    &shared.producer,
-                    &batch,
-                    &outcome,
-                    &shared.metrics.dead_lettered,
-                )
-                .await;
+                publish(&shared.config, &shared.producer, &outcome, &shared.metrics.dead_lettered)
+                    .await;
                 shared.done.record(&batch, &outcome.abandoned);
                 let offsets = commit_offsets(topic, &batch, &outcome.abandoned);
                 // Asynchronous: a synchronous commit waits for the broker, and during a
@@ -740,15 +739,12 @@ async fn decide<L: Ledger>(
 /// retrying a failed send: the offsets are committed only after.
 async fn publish(
     config: &Config,
-    producer: &FutureProducer,
-    batch: &[Incoming],
+    producer: &Producer,
     outcome: &Outcome,
     dead_lettered: &IntCounterVec,
 ) {
-    let mut sends: Vec<Outgoing<'_>> =
-        Vec::with_capacity(outcome.rewards.len() + outcome.dead_letters.len());
+    let mut messages = Vec::with_capacity(outcome.rewards.len() + outcome.dead_letters.len());
     for reward in &outcome.rewards {
-        let key = reward.key();
         let payload = match encode(reward) {
             Ok(payload) => payload,
             Err(error) => {
@@ -756,80 +752,34 @@ async fn publish(
                 continue;
             }
         };
-        sends.push((config.kafka.rewards_topic.as_str(), Some(key.into_bytes()), payload, None));
+        let key = Some(reward.key().into_bytes());
+        messages.push(Message::new(&config.kafka.rewards_topic, key, payload));
     }
     for dead in &outcome.dead_letters {
-        let message = &batch[dead.index];
+        let message = &dead.message;
         dead_lettered.with_label_values(&[dead.reason]).inc();
         tracing::warn!(reason = dead.reason, error = %dead.error, partition = message.partition, offset = message.offset, "dead-lettered a message");
-        let headers = OwnedHeaders::new()
-            .insert(Header { key: "cezbek-error", value: Some(dead.error.as_str()) })
-            .insert(Header { key: "cezbek-reason", value: Some(dead.reason) })
-            .insert(Header {
-                key: "cezbek-source-topic",
-                value: Some(config.kafka.transactions_topic.as_str()),
-            })
-            .insert(Header {
-                key: "cezbek-source-partition",
-                value: Some(&message.partition.to_string()),
-            })
-            .insert(Header {
-                key: "cezbek-source-offset",
-                value: Some(&message.offset.to_string()),
-            });
-        sends.push((
-            config.kafka.dead_letter_topic.as_str(),
-            message.key.clone(),
-            message.payload.clone().unwrap_or_default(),
-            Some(headers),
-        ));
+        let payload = message.payload.clone().unwrap_or_default();
+        messages.push(
+            Message::new(&config.kafka.dead_letter_topic, message.key.clone(), payload)
+                .header("cezbek-error", &dead.error)
+                .header("cezbek-reason", dead.reason)
+                .header("cezbek-source-topic", &config.kafka.transactions_topic)
+                .header("cezbek-source-partition", &message.partition.to_string())
+                .header("cezbek-source-offset", &message.offset.to_string()),
+        );
     }
     // All enqueued at once (the producer batches them), then their acknowledgements awaited
     // in order: a future per message polled together cost a tenth of the rewarder's CPU.
-    let mut in_flight = Vec::with_capacity(sends.len());
-    for send in &sends {
-        in_flight.push(enqueue(producer, send).await);
+    let mut in_flight = Vec::with_capacity(messages.len());
+    for message in &messages {
+        in_flight.push(producer.send(message).await);
     }
-    for (send, mut delivery) in sends.iter().zip(in_flight) {
-        loop {
-            match delivery.await {
-                Ok(Ok(_)) => break,
-                Ok(Err((error, _))) => {
-                    tracing::warn!(%error, topic = send.0, "publishing failed; retrying");
-                }
-                Err(_) => {
-                    tracing::warn!(topic = send.0, "the producer dropped a message; retrying")
-                }
-            }
+    for (message, mut delivery) in messages.iter().zip(in_flight) {
+        while let Err(error) = delivery.acked().await {
+            tracing::warn!(%error, topic = message.topic, "publishing failed; retrying");
             tokio::time::sleep(Duration::from_millis(500)).await;
-            delivery = enqueue(producer, send).await;
-        }
-    }
-}
-
-/// A message to publish: topic, key, payload, headers.
-type Outgoing<'a> = (&'a str, Option<Vec<u8>>, Vec<u8>, Option<OwnedHeaders>);
-
-/// Hands one message to the producer, waiting while its queue is full.
-async fn enqueue(producer: &FutureProducer, send: &Outgoing<'_>) -> DeliveryFuture {
-    let (topic, key, payload, headers) = send;
-    loop {
-        let mut record = FutureRecord::to(topic).payload(payload.as_slice());
-        if let Some(key) = key {
-            record = record.key(key.as_slice());
-        }
-        if let Some(headers) = headers {
-            record = record.headers(headers.clone());
-        }
-        match producer.send_result(record) {
-            Ok(delivery) => return delivery,
-            Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            Err((error, _)) => {
-                tracing::warn!(%error, topic, "cannot hand a message to the producer; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+            delivery = producer.send(message).await;
         }
     }
 }

@@ -76,7 +76,9 @@ pub struct Incoming {
 /// A message for the dead-letter topic, with why.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
-    pub index: usize,
+    /// The message as it was polled: its payload and key go to the dead-letter topic, its
+    /// partition and offset into the headers.
+    pub message: Incoming,
     pub reason: &'static str,
     pub error: String,
 }
@@ -271,7 +273,7 @@ impl<L: Ledger> Processor<L> {
                     // One customer's transactions stay in order only on one partition, and
                     // only one worker may keep the customer: the key is what places them.
                     outcome.dead_letters.push(DeadLetter {
-                        index,
+                        message: message.clone(),
                         reason: "invalid",
                         error: format!(
                             "key {:?} is not the transaction's customer {}",
@@ -285,12 +287,12 @@ impl<L: Ledger> Processor<L> {
                     decoded.push((index, transaction, hash));
                 }
                 Some(Err(error)) => outcome.dead_letters.push(DeadLetter {
-                    index,
+                    message: message.clone(),
                     reason: "undecodable",
                     error: error.to_string(),
                 }),
                 None => outcome.dead_letters.push(DeadLetter {
-                    index,
+                    message: message.clone(),
                     reason: "undecodable",
                     error: "empty message".into(),
                 }),
@@ -311,7 +313,7 @@ impl<L: Ledger> Processor<L> {
                     let (index, transaction, _) = &part[0];
                     tracing::warn!(%error, partner = %transaction.partner, transaction_id = %transaction.transaction_id, "the ledger refuses this transaction; dead-lettering it");
                     outcome.dead_letters.push(DeadLetter {
-                        index: *index,
+                        message: batch[*index].clone(),
                         reason: "refused",
                         error: format!("the ledger refused it: {error}"),
                     });
@@ -387,9 +389,7 @@ impl<L: Ledger> Processor<L> {
                         // Ours no more: leave its messages to the new owner, uncommitted.
                         tracing::info!(%shard, epoch, "partition moved to another instance; leaving its messages to it");
                         decoded.retain(|(index, ..)| batch[*index].partition != partition);
-                        outcome
-                            .dead_letters
-                            .retain(|dead| batch[dead.index].partition != partition);
+                        outcome.dead_letters.retain(|dead| dead.message.partition != partition);
                         outcome.abandoned.push(partition);
                     }
                 }
@@ -504,7 +504,7 @@ impl<L: Ledger> Processor<L> {
                     triage.duplicates += 1;
                 }
                 Some(_) => triage.conflicts.push(DeadLetter {
-                    index: *index,
+                    message: batch[*index].clone(),
                     reason: "conflict",
                     error: format!(
                         "transaction {} of {} was already decided with different content; the first one stands",
