@@ -103,6 +103,13 @@ fn dev_runs_five_ready_services_and_stops_gracefully_on_sigterm() {
         }
     }
     let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    // Read the logs as they come: a full pipe would block the services' logging, and with it
+    // their shutdown.
+    let mut stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut logs = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut logs).map(|_| logs)
+    });
 
     let client =
         reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
@@ -114,9 +121,7 @@ fn dev_runs_five_ready_services_and_stops_gracefully_on_sigterm() {
                 break;
             }
             if let Some(status) = child.try_wait().unwrap() {
-                let mut logs = String::new();
-                std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut logs)
-                    .unwrap();
+                let logs = logs.join().unwrap().unwrap();
                 panic!("cezbek dev exited ({status}) before {service} was ready:\n{logs}");
             }
             assert!(Instant::now() < deadline, "{service} on {port} not ready in 60 s: {answer:?}");
@@ -142,8 +147,7 @@ fn dev_runs_five_ready_services_and_stops_gracefully_on_sigterm() {
         assert!(Instant::now() < stopped_by, "cezbek dev did not stop within 15 s of SIGTERM");
         std::thread::sleep(Duration::from_millis(100));
     };
-    let mut logs = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut logs).unwrap();
+    let logs = logs.join().unwrap().unwrap();
     assert!(status.success(), "exit {status:?}; logs:\n{logs}");
     // JSON logs: one object a line, including the shutdown notice.
     let shutdown_line =
