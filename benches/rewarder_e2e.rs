@@ -10,22 +10,18 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)] // a benchmark prints its figures
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use cezbek_ledger::{PostgresLedger, RewardRecord, content_hash};
 use cezbek_platform::config::{HttpConfig, PostgresConfig};
 use cezbek_platform::{CancellationToken, etcd, kafka};
-use cezbek_rules::{
-    Campaign, CampaignStatus, Conditions, CustomerWindow, Partner, PartnerStatus, RewardRule, Rule,
-    RuleSet, Tier, TierProgram, evaluate, local_day,
-};
-use cezbek_schemas::{
-    CampaignKind, Currency, Mcc, Msisdn, PartnerCode, Source, SourceChannel, Transaction,
-    TransactionId, TransactionKind, encode,
+use cezbek_rules::{Campaign, Replay, RewardRule, Rule};
+use cezbek_schemas::{Transaction, encode};
+use cezbek_testkit::fixtures::{
+    at, base, bonus, customer, mcc, on_mccs, partner, program, purchase, snapshot, tier,
 };
 use cezbek_testkit::{TestContext, free_port};
-use chrono::{TimeZone, Utc};
+use chrono::Utc;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 /// The same allocator as the `cezbek` binary, so the figures are the service's.
@@ -34,82 +30,31 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const CUSTOMERS: u32 = 50_000;
 
+/// A base 1 % and a coffee bonus, each at most 50,000 a transaction, and a SILVER tier.
 fn rules() -> Vec<Rule> {
-    let code = PartnerCode::parse("BENCH").unwrap();
-    let idr = Currency::parse("IDR").unwrap();
-    let campaign = |id: &str, kind, reward, mccs: Vec<i64>| Campaign {
-        id: String::from(id),
-        partner: code.clone(),
-        name: String::new(),
-        kind,
-        status: CampaignStatus::Active,
-        starts_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
-        ends_at: Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap(),
-        conditions: Conditions {
-            min_amount: None,
-            max_amount: None,
-            min_quantity: None,
-            mccs: mccs.into_iter().map(|m| Mcc::new(m).unwrap()).collect(),
-            merchants: Vec::new(),
-            currency: idr,
-        },
-        reward,
-        max_per_transaction: Some(50_000),
-        max_per_customer_per_day: None,
-    };
+    let capped = |campaign: Campaign| Campaign { max_per_transaction: Some(50_000), ..campaign };
     vec![
-        Rule::Partner(Partner {
-            code: code.clone(),
-            name: String::new(),
-            status: PartnerStatus::Active,
-            currency: idr,
-            time_zone: "Asia/Jakarta".into(),
-            max_cashback_per_transaction: None,
-            keys: Vec::new(),
-            customer_tokens: None,
-        }),
-        Rule::Campaign(campaign("base", CampaignKind::Base, RewardRule::PercentBp(100), vec![])),
-        Rule::Campaign(campaign("coffee", CampaignKind::Bonus, RewardRule::Fixed(500), vec![5814])),
-        Rule::Tiers(TierProgram {
-            partner: code,
-            window_days: 30,
-            tiers: vec![Tier {
-                name: "SILVER".into(),
-                min_purchases: Some(3),
-                min_spend: None,
-                multiplier_bp: 11_000,
-                fixed_bonus: 0,
-            }],
-        }),
+        Rule::Partner(partner()),
+        Rule::Campaign(capped(base("base", 100))),
+        Rule::Campaign(capped(on_mccs(bonus("coffee", RewardRule::Fixed(500)), &[5814]))),
+        Rule::Tiers(program(30, vec![tier("SILVER", Some(3), None, 11_000, 0)])),
     ]
 }
 
+/// Purchases of `CUSTOMERS` customers, round after round half an hour apart, half of them at
+/// the coffee bonus.
 fn transactions(count: u32) -> Vec<Transaction> {
-    let start = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+    let start = at(2026, 6, 1, 0, 0);
     (0..count)
         .map(|n| {
             let who = n % CUSTOMERS;
             let occurred_at = start + chrono::Duration::minutes(i64::from(n / CUSTOMERS) * 30);
             Transaction {
-                partner: PartnerCode::parse("BENCH").unwrap(),
-                transaction_id: TransactionId::parse(&format!("b{n}")).unwrap(),
-                kind: TransactionKind::Purchase,
-                original_transaction_id: None,
-                msisdn: Msisdn::parse(&format!("+62813{who:07}")).unwrap(),
-                amount: 10_000 + i64::from(n % 97) * 1_013,
-                currency: Currency::parse("IDR").unwrap(),
-                quantity: 1,
+                msisdn: customer("813", who),
                 merchant: Some("Warung".into()),
-                mcc: Some(Mcc::new([5814, 5411][usize::try_from(n % 2).unwrap()]).unwrap()),
+                mcc: Some(mcc([5814, 5411][usize::try_from(n % 2).unwrap()])),
                 email: Some(format!("c{who}@example.com")),
-                wallet: None,
-                occurred_at,
-                source: Source {
-                    channel: SourceChannel::Api,
-                    reference: "bench".into(),
-                    line: None,
-                },
-                ingested_at: occurred_at,
+                ..purchase(&format!("b{n}"), 10_000 + i64::from(n % 97) * 1_013, occurred_at)
             }
         })
         .collect()
@@ -135,17 +80,14 @@ async fn copy_rate(
     transactions: &[Transaction],
     rules: &cezbek_rules::RuleSnapshot,
 ) -> f64 {
-    let mut windows: HashMap<Msisdn, CustomerWindow> = HashMap::new();
+    let mut replay = Replay::default();
     let mut records = Vec::with_capacity(transactions.len());
     for transaction in transactions {
-        let window = windows.entry(transaction.msisdn.clone()).or_default();
-        let decision = evaluate(transaction, rules, window);
-        let day = local_day(rules, transaction);
-        window.apply(transaction, &decision, day);
+        let evaluated = replay.decide(transaction, rules);
         records.push(RewardRecord {
-            reward: decision.to_reward(transaction, Utc::now()),
+            reward: evaluated.decision.into_reward(transaction, Utc::now()),
             mcc: transaction.mcc,
-            local_day: day,
+            local_day: evaluated.local_day,
             content_hash: content_hash(transaction),
         });
     }
@@ -155,8 +97,8 @@ async fn copy_rate(
     let rewards = cezbek_ledger::copy_format::reward_rows(&records, records.len());
     // One state row per customer (what the rewarder stores: tier and email).
     let mut states = String::new();
-    for msisdn in windows.keys() {
-        states.push_str(&format!("BENCH,{msisdn},SILVER,\n"));
+    for (_, msisdn, _) in replay.windows() {
+        states.push_str(&format!("TOKO,{msisdn},SILVER,\n"));
     }
     let started = Instant::now();
     let mut connection = pool.acquire().await.unwrap();
@@ -241,7 +183,7 @@ async fn end_to_end(name: &str, instances: usize, transactions: &[Transaction]) 
     let mut progress = Vec::new();
     loop {
         let tail_in: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM rewards WHERE partner = 'BENCH' AND transaction_id = ANY($1)",
+            "SELECT count(*) FROM rewards WHERE partner = 'TOKO' AND transaction_id = ANY($1)",
         )
         .bind(&tail)
         .fetch_one(&pool)
@@ -310,12 +252,8 @@ async fn main() {
     let transactions = transactions(count);
 
     let raw_context = TestContext::new("benchcopy");
-    let mut set = RuleSet::new("/bench/");
-    for rule in rules() {
-        set.put(&rule.key().path("/bench/"), rule.to_json().as_bytes()).unwrap();
-    }
     let copy =
-        copy_rate(&raw_context.postgres_config().await, &transactions, &set.snapshot(1)).await;
+        copy_rate(&raw_context.postgres_config().await, &transactions, &snapshot(rules(), 1)).await;
     raw_context.drop_postgres_schema().await;
     println!("  COPY of the same rows (rewards + customer states): {copy:>9.0} rows/s");
 

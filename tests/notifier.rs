@@ -21,28 +21,18 @@ use cezbek_ledger::{
 use cezbek_platform::config::{EtcdConfig, PostgresConfig};
 use cezbek_platform::etcd;
 use cezbek_platform::unsubscribe::UnsubscribeKey;
-use cezbek_rules::{
-    Campaign, CampaignStatus, Conditions, Partner, PartnerStatus, RewardRule, Rule, Tier,
-    TierProgram,
-};
+use cezbek_rules::{Campaign, Partner, Rule};
 use cezbek_schemas::{
-    AppliedCampaign, CampaignKind, Currency, Money, Msisdn, PartnerCode, Reward, RewardOutcome,
-    TransactionId, TransactionKind,
+    AppliedCampaign, CampaignKind, Money, Msisdn, Reward, RewardOutcome, TransactionId,
+    TransactionKind,
 };
+use cezbek_testkit::fixtures::{at, base, customer, idr, partner, program, tier, toko};
 use cezbek_testkit::{TestContext, free_port, service_env};
 
 const UNSUBSCRIBE_SECRET: &str = "notifier-test-unsubscribe-secret-0123456789";
 
-fn toko() -> PartnerCode {
-    PartnerCode::parse("TOKO").unwrap()
-}
-
-fn idr() -> Currency {
-    Currency::parse("IDR").unwrap()
-}
-
-fn msisdn(customer: u32) -> Msisdn {
-    Msisdn::parse(&format!("+62813{customer:07}")).unwrap()
+fn msisdn(n: u32) -> Msisdn {
+    customer("813", n)
 }
 
 /// Today in the partner's zone.
@@ -111,49 +101,14 @@ fn record(customer: u32, decided: &Decided) -> RewardRecord {
 
 /// TOKO (Asia/Jakarta, IDR) with a named base campaign and a tier program.
 fn rules() -> Vec<Rule> {
-    let since = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     vec![
-        Rule::Partner(Partner {
-            code: toko(),
-            name: "Toko Rewards".into(),
-            status: PartnerStatus::Active,
-            currency: idr(),
-            time_zone: "Asia/Jakarta".into(),
-            max_cashback_per_transaction: None,
-            keys: Vec::new(),
-            customer_tokens: None,
-        }),
+        Rule::Partner(Partner { name: "Toko Rewards".into(), ..partner() }),
         Rule::Campaign(Campaign {
-            id: "base".into(),
-            partner: toko(),
             name: "Everyday 1%".into(),
-            kind: CampaignKind::Base,
-            status: CampaignStatus::Active,
-            starts_at: since,
-            ends_at: Utc.with_ymd_and_hms(2040, 1, 1, 0, 0, 0).unwrap(),
-            conditions: Conditions {
-                min_amount: None,
-                max_amount: None,
-                min_quantity: None,
-                mccs: Vec::new(),
-                merchants: Vec::new(),
-                currency: idr(),
-            },
-            reward: RewardRule::PercentBp(100),
-            max_per_transaction: None,
-            max_per_customer_per_day: None,
+            ends_at: at(2040, 1, 1, 0, 0),
+            ..base("base", 100)
         }),
-        Rule::Tiers(TierProgram {
-            partner: toko(),
-            window_days: 30,
-            tiers: vec![Tier {
-                name: "SILVER".into(),
-                min_purchases: Some(10),
-                min_spend: None,
-                multiplier_bp: 11_000,
-                fixed_bonus: 0,
-            }],
-        }),
+        Rule::Tiers(program(30, vec![tier("SILVER", Some(10), None, 11_000, 0)])),
     ]
 }
 

@@ -10,155 +10,25 @@ use std::time::{Duration, Instant};
 
 use cezbek_platform::config::{EtcdConfig, HttpConfig, KafkaConfig, PostgresConfig};
 use cezbek_platform::{CancellationToken, etcd, kafka};
-use cezbek_rules::{
-    Campaign, CampaignStatus, Conditions, CustomerWindow, Exclusion, ExclusionTarget, Partner,
-    PartnerStatus, RewardRule, Rule, RuleSnapshot, Tier, TierProgram, evaluate, local_day,
-};
-use cezbek_schemas::{
-    CampaignKind, Currency, Mcc, Msisdn, PartnerCode, Reward, Source, SourceChannel, Transaction,
-    TransactionId, TransactionKind, decode, encode,
-};
+use cezbek_rules::{Replay, Rule, RuleSnapshot};
+use cezbek_schemas::{Reward, Transaction, decode, encode};
+use cezbek_testkit::fixtures::{base, mixed_log, pipeline_rules};
 use cezbek_testkit::{PrivatePostgres, TestContext, free_port};
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-
-fn code() -> PartnerCode {
-    PartnerCode::parse("TOKO").unwrap()
-}
-
-fn idr() -> Currency {
-    Currency::parse("IDR").unwrap()
-}
-
-fn start() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap()
-}
-
-fn campaign(id: &str, kind: CampaignKind, reward: RewardRule, mccs: Vec<i64>) -> Campaign {
-    Campaign {
-        id: id.into(),
-        partner: code(),
-        name: id.into(),
-        kind,
-        status: CampaignStatus::Active,
-        starts_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
-        ends_at: Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap(),
-        conditions: Conditions {
-            min_amount: None,
-            max_amount: None,
-            min_quantity: None,
-            mccs: mccs.into_iter().map(|m| Mcc::new(m).unwrap()).collect(),
-            merchants: Vec::new(),
-            currency: idr(),
-        },
-        reward,
-        max_per_transaction: None,
-        max_per_customer_per_day: None,
-    }
-}
-
-/// The rules every test starts with: a base percent, a daily-capped coffee bonus, a gambling
-/// exclusion and two tiers.
-fn rules() -> Vec<Rule> {
-    let mut coffee = campaign("coffee", CampaignKind::Bonus, RewardRule::Fixed(500), vec![5814]);
-    coffee.max_per_customer_per_day = Some(1_000);
-    let tier = |name: &str, purchases, multiplier_bp| Tier {
-        name: name.into(),
-        min_purchases: Some(purchases),
-        min_spend: None,
-        multiplier_bp,
-        fixed_bonus: 0,
-    };
-    vec![
-        Rule::Partner(Partner {
-            code: code(),
-            name: "Toko".into(),
-            status: PartnerStatus::Active,
-            currency: idr(),
-            time_zone: "Asia/Jakarta".into(),
-            max_cashback_per_transaction: None,
-            keys: Vec::new(),
-            customer_tokens: None,
-        }),
-        Rule::Campaign(campaign("base", CampaignKind::Base, RewardRule::PercentBp(100), vec![])),
-        Rule::Campaign(coffee),
-        Rule::Exclusion(Exclusion {
-            id: "no-gambling".into(),
-            partner: code(),
-            target: ExclusionTarget::Mcc(Mcc::new(7995).unwrap()),
-            valid_from: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
-            valid_until: None,
-            reason: String::new(),
-        }),
-        Rule::Tiers(TierProgram {
-            partner: code(),
-            window_days: 30,
-            tiers: vec![tier("SILVER", 3, 11_000), tier("GOLD", 6, 12_500)],
-        }),
-    ]
-}
-
-/// Customers' purchases (and refunds of earlier ones) in time order per customer.
-fn transactions(count: usize, customers: u32, prefix: &str) -> Vec<Transaction> {
-    let mut purchases_of: HashMap<u32, Vec<String>> = HashMap::new();
-    (0..count)
-        .map(|index| {
-            let n = u32::try_from(index).unwrap();
-            let who = n % customers;
-            let msisdn = Msisdn::parse(&format!("+62811{who:07}")).unwrap();
-            let occurred_at = start()
-                + chrono::Duration::minutes(i64::from(n / customers) * 97 + i64::from(who % 60));
-            let id = format!("{prefix}{index}");
-            let earlier = purchases_of.entry(who).or_default();
-            let refund_of = (index % 17 == 5 && !earlier.is_empty())
-                .then(|| earlier[index % earlier.len()].clone());
-            let mcc = [Some(5814), Some(5411), Some(7995), None][index % 4];
-            if refund_of.is_none() {
-                earlier.push(id.clone());
-            }
-            Transaction {
-                partner: code(),
-                transaction_id: TransactionId::parse(&id).unwrap(),
-                kind: if refund_of.is_some() {
-                    TransactionKind::Refund
-                } else {
-                    TransactionKind::Purchase
-                },
-                original_transaction_id: refund_of.map(|o| TransactionId::parse(&o).unwrap()),
-                msisdn,
-                amount: 10_000 + i64::try_from(index % 13).unwrap() * 7_919,
-                currency: idr(),
-                quantity: 1,
-                merchant: Some("Warung".into()),
-                mcc: mcc.map(|m| Mcc::new(m).unwrap()),
-                email: Some(format!("c{who}@example.com")),
-                wallet: None,
-                occurred_at,
-                source: Source {
-                    channel: SourceChannel::Api,
-                    reference: "test".into(),
-                    line: None,
-                },
-                ingested_at: occurred_at,
-            }
-        })
-        .collect()
-}
 
 /// What the engine decides for the transactions, customer by customer in log order.
 fn expected(
     snapshot: &RuleSnapshot,
     transactions: &[Transaction],
 ) -> HashMap<String, (String, i64, Option<String>)> {
-    let mut windows: HashMap<Msisdn, CustomerWindow> = HashMap::new();
+    let mut replay = Replay::default();
     transactions
         .iter()
         .map(|transaction| {
-            let window = windows.entry(transaction.msisdn.clone()).or_default();
-            let decision = evaluate(transaction, snapshot, window);
-            window.apply(transaction, &decision, local_day(snapshot, transaction));
+            let decision = replay.decide(transaction, snapshot).decision;
             let outcome =
                 serde_json::to_value(decision.outcome).unwrap().as_str().unwrap().to_owned();
             (
@@ -200,7 +70,7 @@ impl Pipeline {
             revision: 0,
             rules: Vec::new(),
         };
-        for rule in rules() {
+        for rule in pipeline_rules() {
             pipeline.put_rule(rule).await;
         }
         pipeline
@@ -353,7 +223,7 @@ impl Pipeline {
 #[tokio::test]
 async fn transactions_become_exactly_the_engines_decisions_and_reward_events() {
     let pipeline = Pipeline::new("rwexact").await;
-    let transactions = transactions(3_000, 150, "t");
+    let transactions = mixed_log(3_000, 150, "t");
     pipeline.produce(&transactions).await;
     let shutdown = CancellationToken::new();
     let service =
@@ -406,22 +276,15 @@ async fn a_rule_changed_in_etcd_applies_to_the_next_transactions() {
     let service =
         tokio::spawn(cezbek_rewarder::run(pipeline.config(&pipeline.postgres), shutdown.clone()));
     let pool = Pipeline::pool(&pipeline.postgres).await;
-    let before = transactions(200, 20, "a");
+    let before = mixed_log(200, 20, "a");
     pipeline.produce(&before).await;
     Pipeline::wait_for_rows(&pool, 200, Duration::from_secs(60)).await;
     let first_revision = pipeline.revision;
 
     // Base goes from 1 % to 3 %, live.
-    pipeline
-        .put_rule(Rule::Campaign(campaign(
-            "base",
-            CampaignKind::Base,
-            RewardRule::PercentBp(300),
-            vec![],
-        )))
-        .await;
+    pipeline.put_rule(Rule::Campaign(base("base", 300))).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let after: Vec<Transaction> = transactions(200, 20, "b")
+    let after: Vec<Transaction> = mixed_log(200, 20, "b")
         .into_iter()
         .map(|t| Transaction { occurred_at: t.occurred_at + chrono::Duration::days(60), ..t })
         .collect();
@@ -456,7 +319,7 @@ async fn a_rule_changed_in_etcd_applies_to_the_next_transactions() {
 #[tokio::test]
 async fn poison_and_conflicting_messages_go_to_the_dlq_and_the_partition_moves_on() {
     let pipeline = Pipeline::new("rwdlq").await;
-    let good = transactions(50, 1, "g");
+    let good = mixed_log(50, 1, "g");
     let key = good[0].key();
     pipeline.produce(&good[..25]).await;
     pipeline.produce_bytes(&key, b"not avro at all").await;
@@ -530,13 +393,13 @@ async fn a_transaction_the_ledger_refuses_is_dead_lettered_and_the_rest_is_writt
     .await
     .unwrap();
     // One customer, so every message shares a partition and the poison sits mid-batch.
-    let good = transactions(60, 1, "g");
-    let mut poison = transactions(1, 1, "poison").remove(0);
+    let good = mixed_log(60, 1, "g");
+    let mut poison = mixed_log(1, 1, "poison").remove(0);
     poison.merchant = Some("POISON".into());
     poison.occurred_at = good[30].occurred_at;
-    let mut year_zero = transactions(1, 1, "y0").remove(0);
+    let mut year_zero = mixed_log(1, 1, "y0").remove(0);
     year_zero.occurred_at = Utc.with_ymd_and_hms(0, 6, 1, 0, 0, 0).unwrap();
-    let mut elsewhere = transactions(1, 1, "k").remove(0);
+    let mut elsewhere = mixed_log(1, 1, "k").remove(0);
     elsewhere.occurred_at = good[40].occurred_at;
     pipeline.produce(&good[..30]).await;
     pipeline.produce(&[poison]).await;
@@ -567,7 +430,7 @@ async fn six_partitions_share_one_lane_and_a_budget_of_four_small_batches() {
     // One lane and batches of 25: the instance's buffering budget holds four batches, fewer
     // than the six partitions' readers want to hand on. Every partition still gets its turn.
     let pipeline = Pipeline::new("rwbudget").await;
-    let transactions = transactions(2_000, 120, "u");
+    let transactions = mixed_log(2_000, 120, "u");
     pipeline.produce(&transactions).await;
     let config =
         cezbek_rewarder::Config { lanes: 1, batch_max: 25, ..pipeline.config(&pipeline.postgres) };
@@ -583,7 +446,7 @@ async fn six_partitions_share_one_lane_and_a_budget_of_four_small_batches() {
 #[tokio::test]
 async fn a_redelivered_transaction_re_emits_its_reward_as_stored() {
     let pipeline = Pipeline::new("rwredo").await;
-    let decided = transactions(40, 8, "r");
+    let decided = mixed_log(40, 8, "r");
     pipeline.produce(&decided).await;
     let pool = Pipeline::pool(&pipeline.postgres).await;
     let shutdown = CancellationToken::new();
@@ -626,7 +489,7 @@ async fn a_redelivered_transaction_re_emits_its_reward_as_stored() {
 #[tokio::test]
 async fn two_processes_share_the_work_and_a_sigkill_loses_and_doubles_nothing() {
     let pipeline = Pipeline::new("rwkill2").await;
-    let transactions = transactions(100_000, 2_000, "k");
+    let transactions = mixed_log(100_000, 2_000, "k");
     pipeline.produce(&transactions).await;
     let pool = Pipeline::pool(&pipeline.postgres).await;
     let mut first = pipeline.spawn_process("a");
@@ -645,7 +508,7 @@ async fn two_processes_share_the_work_and_a_sigkill_loses_and_doubles_nothing() 
 #[tokio::test]
 async fn a_single_instance_killed_and_restarted_finishes_exactly() {
     let pipeline = Pipeline::new("rwkill1").await;
-    let transactions = transactions(40_000, 1_000, "s");
+    let transactions = mixed_log(40_000, 1_000, "s");
     pipeline.produce(&transactions).await;
     let pool = Pipeline::pool(&pipeline.postgres).await;
     let mut instance = pipeline.spawn_process("first");
@@ -666,7 +529,7 @@ async fn postgres_down_for_ten_seconds_loses_nothing() {
     let database = PrivatePostgres::start("rwpgdown");
     let postgres =
         PostgresConfig { url: database.url.clone(), schema: None, ..pipeline.postgres.clone() };
-    let transactions = transactions(20_000, 500, "p");
+    let transactions = mixed_log(20_000, 500, "p");
     pipeline.produce(&transactions[..5_000]).await;
     let shutdown = CancellationToken::new();
     let service = tokio::spawn(cezbek_rewarder::run(pipeline.config(&postgres), shutdown.clone()));

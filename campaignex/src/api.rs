@@ -1137,7 +1137,8 @@ pub(crate) async fn evaluate(
         }
     }
     let window = sample.window.unwrap_or_default();
-    let decision = cezbek_rules::evaluate(&transaction, &rules.snapshot(revision), &window);
+    let decision =
+        cezbek_rules::evaluate(&transaction, &rules.snapshot(revision), &window).decision;
     Ok(axum::Json(json!({ "decision": decision, "rejected_rules": rejected })).into_response())
 }
 

@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use utoipa::ToSchema;
 
-use cezbek_ledger::{DayCursor, HistoryQuery, Ledger, RewardRecord};
+use cezbek_ledger::{AnyLedger, DayCursor, HistoryQuery, Ledger, RewardRecord};
 use cezbek_platform::auth::AdminTokens;
 use cezbek_platform::http::{FieldError, Problem};
 use cezbek_platform::partner_auth::{self, PARTNER_HEADER, SIGNATURE_HEADER};
@@ -41,8 +41,8 @@ const DAY_PAGE: u32 = 1_000;
 /// "Cashback in the last 30 days" of the summary.
 const RECENT_DAYS: u64 = 30;
 
-pub struct ApiState<L> {
-    pub ledger: Arc<L>,
+pub struct ApiState {
+    pub ledger: Arc<AnyLedger>,
     pub rules: watch::Receiver<Option<Arc<RuleSnapshot>>>,
     pub tokens: AdminTokens,
     pub customer_tokens: CustomerTokenVerifier,
@@ -51,22 +51,22 @@ pub struct ApiState<L> {
     pub metrics: Metrics,
 }
 
-impl<L> std::fmt::Debug for ApiState<L> {
+impl std::fmt::Debug for ApiState {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter.debug_struct("ApiState").finish_non_exhaustive()
     }
 }
 
-type Shared<L> = State<Arc<ApiState<L>>>;
+type Shared = State<Arc<ApiState>>;
 
-pub fn router<L: Ledger + 'static>(state: ApiState<L>) -> Router {
+pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/openapi.json", get(openapi_document))
-        .route("/v1/partners/{partner}/customers/{msisdn}/rewards", get(history::<L>))
-        .route("/v1/partners/{partner}/customers/{msisdn}/summary", get(summary::<L>))
-        .route("/v1/partners/{partner}/transactions/{transaction_id}", get(transaction::<L>))
-        .route("/v1/partners/{partner}/reports/daily", get(daily_report::<L>))
-        .route("/v1/unsubscribe", get(unsubscribe_page::<L>).post(unsubscribe::<L>))
+        .route("/v1/partners/{partner}/customers/{msisdn}/rewards", get(history))
+        .route("/v1/partners/{partner}/customers/{msisdn}/summary", get(summary))
+        .route("/v1/partners/{partner}/transactions/{transaction_id}", get(transaction))
+        .route("/v1/partners/{partner}/reports/daily", get(daily_report))
+        .route("/v1/unsubscribe", get(unsubscribe_page).post(unsubscribe))
         .with_state(Arc::new(state))
 }
 
@@ -98,13 +98,10 @@ pub(crate) struct Authenticated {
     caller: Caller,
 }
 
-impl<L: Send + Sync + 'static> FromRequestParts<Arc<ApiState<L>>> for Authenticated {
+impl FromRequestParts<Arc<ApiState>> for Authenticated {
     type Rejection = Problem;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<ApiState<L>>,
-    ) -> Result<Self, Problem> {
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<ApiState>) -> Result<Self, Problem> {
         let rules = cezbek_platform::live_rules::current(&state.rules)?;
         let caller = authenticate(state, &rules, &parts.method, &parts.uri, &parts.headers).await?;
         Ok(Self { rules, caller })
@@ -112,8 +109,8 @@ impl<L: Send + Sync + 'static> FromRequestParts<Arc<ApiState<L>>> for Authentica
 }
 
 /// Who is calling, or the 401 to answer.
-async fn authenticate<L>(
-    state: &ApiState<L>,
+async fn authenticate(
+    state: &ApiState,
     rules: &RuleSnapshot,
     method: &Method,
     uri: &Uri,
@@ -292,8 +289,8 @@ fn customer_in_path(
         Unavailable,
     )
 )]
-pub(crate) async fn history<L: Ledger>(
-    State(state): Shared<L>,
+pub(crate) async fn history(
+    State(state): Shared,
     auth: Authenticated,
     Path(path): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
@@ -424,8 +421,8 @@ pub(crate) struct WindowView {
         Unavailable,
     )
 )]
-pub(crate) async fn summary<L: Ledger>(
-    State(state): Shared<L>,
+pub(crate) async fn summary(
+    State(state): Shared,
     auth: Authenticated,
     Path(path): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
@@ -494,8 +491,8 @@ pub(crate) async fn summary<L: Ledger>(
         Unavailable,
     )
 )]
-pub(crate) async fn transaction<L: Ledger>(
-    State(state): Shared<L>,
+pub(crate) async fn transaction(
+    State(state): Shared,
     Authenticated { caller, .. }: Authenticated,
     Path((partner, transaction_id)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
@@ -548,8 +545,8 @@ pub(crate) async fn transaction<L: Ledger>(
         Unavailable,
     )
 )]
-pub(crate) async fn daily_report<L: Ledger>(
-    State(state): Shared<L>,
+pub(crate) async fn daily_report(
+    State(state): Shared,
     Authenticated { rules, caller }: Authenticated,
     Path(partner): Path<String>,
     Query(query): Query<HashMap<String, String>>,
@@ -658,8 +655,8 @@ pub(crate) enum ReportFormat {
         (status = 400, description = "The link is not valid", body = String, content_type = "text/html"),
     )
 )]
-pub(crate) async fn unsubscribe_page<L: Ledger>(
-    State(state): Shared<L>,
+pub(crate) async fn unsubscribe_page(
+    State(state): Shared,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let token = query.get("token").map(String::as_str).unwrap_or_default();
@@ -683,8 +680,8 @@ pub(crate) async fn unsubscribe_page<L: Ledger>(
         (status = 503, description = "The opt-out cannot be recorded now", body = String, content_type = "text/html"),
     )
 )]
-pub(crate) async fn unsubscribe<L: Ledger>(
-    State(state): Shared<L>,
+pub(crate) async fn unsubscribe(
+    State(state): Shared,
     Query(query): Query<HashMap<String, String>>,
     body: Body,
 ) -> Response {

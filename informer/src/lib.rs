@@ -15,7 +15,7 @@ pub use openapi::document as openapi_document;
 
 use std::sync::Arc;
 
-use cezbek_ledger::{Ledger, LedgerChoice, PostgresLedger, ScyllaLedger};
+use cezbek_ledger::LedgerChoice;
 use cezbek_platform::auth::AdminTokens;
 use cezbek_platform::config::{EtcdConfig, HttpConfig, PostgresConfig};
 use cezbek_platform::etcd::EtcdHandle;
@@ -107,27 +107,16 @@ pub enum Error {
 }
 
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
-    match config.ledger.clone() {
-        LedgerChoice::Postgres => {
-            let readiness = Readiness::new(&["postgres", "etcd", "partners"]);
-            let pool = postgres::connect_lazy(&config.postgres)?;
-            postgres::watch_readiness(&readiness, &pool, &shutdown);
-            run_with(config, Arc::new(PostgresLedger::new(pool)), readiness, shutdown).await
-        }
-        LedgerChoice::Scylla(scylla) => {
-            let readiness = Readiness::new(&["etcd", "partners"]);
-            let ledger = ScyllaLedger::connect(&scylla).await?;
-            run_with(config, Arc::new(ledger), readiness, shutdown).await
-        }
-    }
-}
-
-async fn run_with<L: Ledger + 'static>(
-    config: Config,
-    ledger: Arc<L>,
-    readiness: Readiness,
-    shutdown: CancellationToken,
-) -> Result<(), Error> {
+    let postgres = async { postgres::connect_lazy(&config.postgres) };
+    let ledger = Arc::new(cezbek_ledger::open(&config.ledger, postgres).await?);
+    let readiness = Readiness::new(&[ledger.readiness_check(), "etcd", "partners"]);
+    http::watch_shared(
+        &readiness,
+        ledger.readiness_check(),
+        &shutdown,
+        &ledger,
+        |ledger| async move { ledger.check().await },
+    );
     let registry = prometheus::Registry::new();
     let metrics = Metrics::new(&registry)?;
     etcd::watch_readiness(&readiness, &config.etcd, &shutdown);

@@ -1,7 +1,7 @@
 //! Which backend a service reads and writes: chosen by configuration, shared by the rewarder
 //! (writes) and the informer and notifier (reads).
 
-use cezbek_platform::Env;
+use cezbek_env::Env;
 
 use crate::ScyllaConfig;
 

@@ -8,6 +8,7 @@
 //! rebalance can never let two instances decide from stale state. Tier windows are not
 //! stored: every decision is, and a customer's window is rebuilt from them when loaded.
 
+mod any;
 mod choice;
 pub mod copy_format;
 mod postgres;
@@ -22,6 +23,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use cezbek_rules::{CustomerWindow, OriginalPurchase};
 use cezbek_schemas::{Msisdn, PartnerCode, Transaction, TransactionId};
 
+pub use any::{AnyLedger, open};
 pub use choice::LedgerChoice;
 pub use postgres::PostgresLedger;
 pub use scylla::{ScyllaConfig, ScyllaLedger};

@@ -47,6 +47,11 @@ impl PostgresLedger {
         &self.pool
     }
 
+    /// Readiness: the database answers a query.
+    pub async fn check(&self) -> Result<(), String> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(|e| e.to_string())
+    }
+
     /// Some customers' decisions since `since` (the by-customer index, one range each), and
     /// the refunds of those purchases that are dated earlier: what their windows are rebuilt
     /// from. Without those refunds a rebuilt window would count a purchase as unrefunded that

@@ -81,6 +81,15 @@ impl std::fmt::Debug for ScyllaLedger {
 }
 
 impl ScyllaLedger {
+    /// Readiness: a node answers a query.
+    pub async fn check(&self) -> Result<(), String> {
+        self.session
+            .query_unpaged("SELECT release_version FROM system.local", ())
+            .await
+            .map(drop)
+            .map_err(|error| error.to_string())
+    }
+
     /// Connects, creates the keyspace and tables if needed, and prepares the statements.
     pub async fn connect(config: &ScyllaConfig) -> Result<Self, LedgerError> {
         let session =

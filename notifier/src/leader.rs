@@ -9,7 +9,6 @@ use std::time::Duration;
 use chrono::{NaiveDate, NaiveTime, Utc};
 use tokio::sync::watch;
 
-use cezbek_ledger::Ledger;
 use cezbek_platform::CancellationToken;
 use cezbek_platform::etcd::EtcdHandle;
 use cezbek_platform::retry;
@@ -21,8 +20,8 @@ use crate::coordination::Session;
 use crate::schedule::{Pass, due_passes};
 use crate::sender::{RunError, RunReport, Sender};
 
-pub(crate) struct Leader<L> {
-    pub sender: Sender<L>,
+pub(crate) struct Leader {
+    pub sender: Sender,
     pub etcd: EtcdHandle,
     pub rules: watch::Receiver<Option<Arc<RuleSnapshot>>>,
     pub names: CoordinationNames,
@@ -34,7 +33,7 @@ pub(crate) struct Leader<L> {
     pub lease_ttl: Duration,
 }
 
-impl<L: Ledger> Leader<L> {
+impl Leader {
     /// Campaigns, leads, and campaigns again, until shutdown.
     pub async fn run(self, shutdown: CancellationToken) {
         let (first, cap) = (Duration::from_millis(500), Duration::from_secs(10));
@@ -148,8 +147,8 @@ impl<L: Ledger> Leader<L> {
 
 /// Runs one partner-day holding its lock, so no other run (another pass, a backfill) works on
 /// it at the same time.
-pub(crate) async fn run_locked<L: Ledger>(
-    sender: &Sender<L>,
+pub(crate) async fn run_locked(
+    sender: &Sender,
     session: &Session,
     names: &CoordinationNames,
     partner: &PartnerCode,

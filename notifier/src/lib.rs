@@ -24,7 +24,7 @@ use chrono::{NaiveDate, NaiveTime};
 use lettre::message::Mailbox;
 use tokio::sync::watch;
 
-use cezbek_ledger::{Ledger, LedgerChoice, PostgresLedger, ScyllaLedger};
+use cezbek_ledger::{AnyLedger, LedgerChoice};
 use cezbek_platform::config::{EtcdConfig, HttpConfig, PostgresConfig};
 use cezbek_platform::etcd::EtcdHandle;
 use cezbek_platform::http::{HttpError, Router};
@@ -169,19 +169,21 @@ pub enum Error {
 
 /// The service: leader election and the nightly schedule; ops endpoints on `config.http`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
-    match config.ledger.clone() {
-        LedgerChoice::Postgres => {
-            let readiness = Readiness::new(&["postgres", "etcd", "partners"]);
-            let pool = postgres::connect_lazy(&config.postgres)?;
-            postgres::watch_readiness(&readiness, &pool, &shutdown);
-            serve(config, PostgresLedger::new(pool), readiness, shutdown).await
-        }
-        LedgerChoice::Scylla(scylla) => {
-            let readiness = Readiness::new(&["etcd", "partners"]);
-            let ledger = ScyllaLedger::connect(&scylla).await?;
-            serve(config, ledger, readiness, shutdown).await
-        }
-    }
+    let ledger = open_ledger(&config).await?;
+    let readiness = Readiness::new(&[ledger.readiness_check(), "etcd", "partners"]);
+    http::watch_shared(
+        &readiness,
+        ledger.readiness_check(),
+        &shutdown,
+        &ledger,
+        |ledger| async move { ledger.check().await },
+    );
+    serve(config, ledger, readiness, shutdown).await
+}
+
+async fn open_ledger(config: &Config) -> Result<Arc<AnyLedger>, Error> {
+    let postgres = async { postgres::connect_lazy(&config.postgres) };
+    Ok(Arc::new(cezbek_ledger::open(&config.ledger, postgres).await?))
 }
 
 fn parse_unsubscribe_url(raw: &str) -> Result<url::Url, String> {
@@ -191,7 +193,7 @@ fn parse_unsubscribe_url(raw: &str) -> Result<url::Url, String> {
     }
 }
 
-fn sender<L: Ledger>(config: &Config, ledger: L, metrics: Metrics) -> Result<Sender<L>, Error> {
+fn sender(config: &Config, ledger: Arc<AnyLedger>, metrics: Metrics) -> Result<Sender, Error> {
     let from = config.from.parse::<Mailbox>().map_err(|error| Error::Setting {
         name: "CEZBEK_NOTIFIER_FROM",
         reason: error.to_string(),
@@ -211,9 +213,9 @@ fn sender<L: Ledger>(config: &Config, ledger: L, metrics: Metrics) -> Result<Sen
     })
 }
 
-async fn serve<L: Ledger + 'static>(
+async fn serve(
     config: Config,
-    ledger: L,
+    ledger: Arc<AnyLedger>,
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
@@ -293,21 +295,13 @@ pub async fn backfill(
     request: Backfill,
     shutdown: CancellationToken,
 ) -> Result<Vec<(PartnerCode, RunReport)>, Error> {
-    match config.ledger.clone() {
-        LedgerChoice::Postgres => {
-            let pool = postgres::connect_lazy(&config.postgres)?;
-            Box::pin(backfill_with(config, PostgresLedger::new(pool), request, shutdown)).await
-        }
-        LedgerChoice::Scylla(scylla) => {
-            let ledger = ScyllaLedger::connect(&scylla).await?;
-            Box::pin(backfill_with(config, ledger, request, shutdown)).await
-        }
-    }
+    let ledger = open_ledger(&config).await?;
+    Box::pin(backfill_with(config, ledger, request, shutdown)).await
 }
 
-async fn backfill_with<L: Ledger + 'static>(
+async fn backfill_with(
     config: Config,
-    ledger: L,
+    ledger: Arc<AnyLedger>,
     request: Backfill,
     shutdown: CancellationToken,
 ) -> Result<Vec<(PartnerCode, RunReport)>, Error> {

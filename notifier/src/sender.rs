@@ -9,6 +9,7 @@
 //! the same partner-day at once: each holds the partner-day's etcd lock (see `coordination`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
@@ -18,7 +19,9 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 
-use cezbek_ledger::{CustomerState, DayCursor, DigestStatus, Ledger, LedgerError, RewardRecord};
+use cezbek_ledger::{
+    AnyLedger, CustomerState, DayCursor, DigestStatus, Ledger, LedgerError, RewardRecord,
+};
 use cezbek_platform::CancellationToken;
 use cezbek_platform::unsubscribe::UnsubscribeKey;
 use cezbek_rules::PartnerRules;
@@ -135,8 +138,8 @@ struct DayRun<'a> {
 
 /// Everything a run needs besides the partner-day.
 #[derive(Debug)]
-pub struct Sender<L> {
-    pub ledger: L,
+pub struct Sender {
+    pub ledger: Arc<AnyLedger>,
     pub transport: Transport,
     pub templates: TemplateSource,
     pub from: Mailbox,
@@ -150,7 +153,7 @@ pub struct Sender<L> {
     pub metrics: Metrics,
 }
 
-impl<L: Ledger> Sender<L> {
+impl Sender {
     /// Sends the digests of `partner`'s `day`. Stops before the next message when `shutdown`
     /// fires, and abandons even the one in flight when `fence` (the lease) does.
     ///

@@ -115,6 +115,24 @@ pub async fn serve(
 /// How often a dependency is re-checked for `/readyz`.
 pub const READINESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// [`spawn_readiness_check`] for a dependency the service holds shared: `check` is given it.
+pub fn watch_shared<T, Fut>(
+    readiness: &Readiness,
+    component: &'static str,
+    shutdown: &CancellationToken,
+    shared: &std::sync::Arc<T>,
+    check: fn(std::sync::Arc<T>) -> Fut,
+) -> tokio::task::JoinHandle<()>
+where
+    T: Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
+    let shared = std::sync::Arc::clone(shared);
+    spawn_readiness_check(readiness.clone(), component, shutdown.clone(), move || {
+        check(std::sync::Arc::clone(&shared))
+    })
+}
+
 /// Checks one dependency now and every [`READINESS_INTERVAL`] until shutdown, keeping its
 /// readiness current. A failing check is logged once when it starts failing, not every time.
 pub fn spawn_readiness_check<F, Fut>(

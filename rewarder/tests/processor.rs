@@ -17,53 +17,39 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 
 use cezbek_ledger::{Ledger, PostgresLedger};
-use cezbek_rewarder::process::{Incoming, ProcessMetrics, Processor};
-use cezbek_rules::{CustomerWindow, RuleSet, RuleSnapshot, evaluate, local_day};
+use cezbek_rewarder::Assignment;
+use cezbek_rewarder::process::{Incoming, ProcessMetrics, Processor, Shard};
+use cezbek_rules::{ExclusionTarget, Replay, RewardRule, Rule, RuleSnapshot};
 use cezbek_schemas::{
     Currency, Mcc, Msisdn, PartnerCode, Source, SourceChannel, Transaction, TransactionId,
     TransactionKind, encode,
 };
 use cezbek_testkit::TestContext;
-
-const PREFIX: &str = "/cezbek/v1/";
+use cezbek_testkit::fixtures::{
+    self, base, bonus, exclusion, mcc, on_mccs, partner, program, tier,
+};
 
 /// A base percent, a daily-capped bonus on coffee (MCC 5814), an exclusion of gambling and a
 /// two-day tier window: short enough that a week of backdating crosses it many times.
 fn snapshot() -> RuleSnapshot {
-    let rules = [
-        (
-            "partners/TOKO",
-            r#"{"code":"TOKO","status":"ACTIVE","currency":"IDR","time_zone":"Asia/Jakarta"}"#,
-        ),
-        (
-            "campaigns/TOKO/base",
-            r#"{"id":"base","partner":"TOKO","kind":"BASE","status":"ACTIVE",
-                "starts_at":"2026-01-01T00:00:00Z","ends_at":"2030-01-01T00:00:00Z",
-                "conditions":{"currency":"IDR"},"reward":{"percent_bp":100}}"#,
-        ),
-        (
-            "campaigns/TOKO/coffee",
-            r#"{"id":"coffee","partner":"TOKO","kind":"BONUS","status":"ACTIVE",
-                "starts_at":"2026-01-01T00:00:00Z","ends_at":"2030-01-01T00:00:00Z",
-                "conditions":{"currency":"IDR","mccs":[5814]},"reward":{"fixed":500},
-                "max_per_customer_per_day":1200}"#,
-        ),
-        (
-            "exclusions/TOKO/gambling",
-            r#"{"id":"gambling","partner":"TOKO","mcc":7995,"valid_from":"2026-01-01T00:00:00Z"}"#,
-        ),
-        (
-            "tiers/TOKO",
-            r#"{"partner":"TOKO","window_days":2,"tiers":[
-                {"name":"SILVER","min_purchases":2,"multiplier_bp":11000},
-                {"name":"GOLD","min_spend":150000,"multiplier_bp":12500}]}"#,
-        ),
-    ];
-    let mut set = RuleSet::new(PREFIX);
-    for (key, json) in rules {
-        set.put(&format!("{PREFIX}{key}"), json.as_bytes()).unwrap();
-    }
-    set.snapshot(7)
+    let mut coffee = on_mccs(bonus("coffee", RewardRule::Fixed(500)), &[5814]);
+    coffee.max_per_customer_per_day = Some(1_200);
+    fixtures::snapshot(
+        vec![
+            Rule::Partner(partner()),
+            Rule::Campaign(base("base", 100)),
+            Rule::Campaign(coffee),
+            Rule::Exclusion(exclusion("gambling", ExclusionTarget::Mcc(mcc(7995)))),
+            Rule::Tiers(program(
+                2,
+                vec![
+                    tier("SILVER", Some(2), None, 11_000, 0),
+                    tier("GOLD", None, Some(150_000), 12_500, 0),
+                ],
+            )),
+        ],
+        7,
+    )
 }
 
 /// One generated entry of the log: whose, what kind, how much, when (minutes from a start),
@@ -166,12 +152,10 @@ fn transactions(run: &Run, case: u32) -> Vec<Transaction> {
 /// What the engine decides with every customer's whole history in view, in log order: the
 /// definition of the right answer.
 fn expected(rules: &RuleSnapshot, log: &[Transaction]) -> HashMap<String, Decided> {
-    let mut windows: HashMap<Msisdn, CustomerWindow> = HashMap::new();
+    let mut replay = Replay::default();
     log.iter()
         .map(|transaction| {
-            let window = windows.entry(transaction.msisdn.clone()).or_default();
-            let decision = evaluate(transaction, rules, window);
-            window.apply(transaction, &decision, local_day(rules, transaction));
+            let decision = replay.decide(transaction, rules).decision;
             let applied = decision
                 .applied_campaigns
                 .iter()
@@ -197,8 +181,8 @@ fn new_processor(ledger: &Arc<PostgresLedger>, cache_limit: usize) -> Processor<
     Processor::new(
         Arc::clone(ledger),
         metrics(),
-        "transactions".into(),
-        Box::new(|_| true),
+        Shard { topic: "transactions".into(), partition: 0 },
+        Assignment::of(&[0]),
         cache_limit,
     )
 }

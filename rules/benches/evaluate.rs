@@ -163,7 +163,8 @@ fn setup() -> (RuleSnapshot, Vec<(Transaction, CustomerWindow)>) {
 
 fn bench(criterion: &mut Criterion) {
     let (snapshot, inputs) = setup();
-    let rewarded = inputs.iter().filter(|(t, w)| evaluate(t, &snapshot, w).cashback > 0).count();
+    let rewarded =
+        inputs.iter().filter(|(t, w)| evaluate(t, &snapshot, w).decision.cashback > 0).count();
     println!(
         "setup: {} campaigns, {} exclusions, {rewarded} of {} sample purchases earn cashback",
         PARTNERS * CAMPAIGNS_PER_PARTNER,

@@ -8,96 +8,44 @@ use std::fmt::Write;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use cezbek_schemas::{
-    AppliedCampaign, CampaignKind, PartnerCode, Reward, RewardOutcome, Transaction, TransactionKind,
+    AppliedCampaign, CampaignKind, PartnerCode, RewardOutcome, Transaction, TransactionKind,
 };
+
+use crate::decision::{Decision, Evaluated};
 
 use crate::model::{BP_WHOLE, Exclusion, RewardRule, Tier, TierProgram, normalize_merchant};
 use crate::snapshot::{IndexedCampaign, PartnerRules, RuleSnapshot};
 use crate::window::{CustomerWindow, WindowStats};
 
-/// The decision for one transaction: what the ledger records and the rewards topic carries.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct Decision {
-    pub outcome: RewardOutcome,
-    /// Signed minor units: > 0 earned, < 0 clawed back.
-    pub cashback: i64,
-    pub tier_before: Option<String>,
-    pub tier_after: Option<String>,
-    pub applied_campaigns: Vec<AppliedCampaign>,
-    pub exclusion_id: Option<String>,
-    pub rules_revision: i64,
-    /// One line a support agent can read.
-    pub explanation: String,
-}
-
-impl Decision {
-    /// The `Reward` event for this decision.
-    pub fn to_reward(
-        &self,
-        transaction: &Transaction,
-        decided_at: chrono::DateTime<chrono::Utc>,
-    ) -> Reward {
-        self.clone().into_reward(transaction, decided_at)
-    }
-
-    /// The `Reward` event for this decision, taking the decision's own fields rather than
-    /// copying them (the rewarder's path: one decision per transaction).
-    pub fn into_reward(
-        self,
-        transaction: &Transaction,
-        decided_at: chrono::DateTime<chrono::Utc>,
-    ) -> Reward {
-        Reward {
-            partner: transaction.partner.clone(),
-            transaction_id: transaction.transaction_id.clone(),
-            kind: transaction.kind,
-            original_transaction_id: transaction.original_transaction_id.clone(),
-            msisdn: transaction.msisdn.clone(),
-            amount: transaction.amount,
-            currency: transaction.currency,
-            merchant: transaction.merchant.clone(),
-            outcome: self.outcome,
-            cashback: self.cashback,
-            tier_before: self.tier_before,
-            tier_after: self.tier_after,
-            applied_campaigns: self.applied_campaigns,
-            exclusion_id: self.exclusion_id,
-            rules_revision: self.rules_revision,
-            explanation: self.explanation,
-            occurred_at: transaction.occurred_at,
-            decided_at,
-        }
-    }
-}
-
-/// The partner-local calendar day of a transaction: what daily caps count in.
-pub fn local_day(snapshot: &RuleSnapshot, transaction: &Transaction) -> NaiveDate {
-    local_day_at(snapshot, &transaction.partner, transaction.occurred_at)
-}
-
-/// The partner-local calendar day of a time.
-pub fn local_day_at(
+/// The partner-local calendar day of a time: what daily caps count in.
+pub(crate) fn local_day_at(
     snapshot: &RuleSnapshot,
     partner: &PartnerCode,
     at: DateTime<Utc>,
 ) -> NaiveDate {
-    let zone =
-        snapshot.partner_rules(partner).map(PartnerRules::time_zone).unwrap_or(chrono_tz::UTC);
+    local_day_in(snapshot.partner_rules(partner), at)
+}
+
+fn local_day_in(rules: Option<&PartnerRules>, at: DateTime<Utc>) -> NaiveDate {
+    let zone = rules.map(PartnerRules::time_zone).unwrap_or(chrono_tz::UTC);
     at.with_timezone(&zone).date_naive()
 }
 
 /// Decides the reward of one transaction. Pure: the same inputs always give the same decision.
+/// The answer carries the transaction's partner-local day too, which the caller records the
+/// decision under (daily caps count in it).
 pub fn evaluate(
     transaction: &Transaction,
     snapshot: &RuleSnapshot,
     window: &CustomerWindow,
-) -> Decision {
+) -> Evaluated {
     let rules = snapshot.partner_rules(&transaction.partner);
+    let local_day = local_day_in(rules, transaction.occurred_at);
     let decision = match transaction.kind {
-        TransactionKind::Purchase => evaluate_purchase(transaction, rules, window),
+        TransactionKind::Purchase => evaluate_purchase(transaction, rules, window, local_day),
         TransactionKind::Refund => evaluate_refund(transaction, rules, window),
     };
-    Decision { rules_revision: snapshot.revision(), ..decision }
+    Evaluated { decision: Decision { rules_revision: snapshot.revision(), ..decision }, local_day }
 }
 
 fn empty_decision(outcome: RewardOutcome, explanation: String) -> Decision {
@@ -117,6 +65,7 @@ fn evaluate_purchase(
     transaction: &Transaction,
     rules: Option<&PartnerRules>,
     window: &CustomerWindow,
+    day: NaiveDate,
 ) -> Decision {
     let Some(rules) = rules else {
         return empty_decision(
@@ -143,7 +92,6 @@ fn evaluate_purchase(
         };
     }
 
-    let day = transaction.occurred_at.with_timezone(&rules.time_zone()).date_naive();
     // Room for a base, a bonus and a tier, written once per transaction: growing the string
     // step by step was a visible share of the rewarder's CPU.
     let mut explanation = String::with_capacity(128);

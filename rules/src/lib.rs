@@ -3,19 +3,25 @@
 //! the same function, and replaying the transaction log with the same rule revisions gives the
 //! same decisions.
 
+mod decision;
 mod evaluate;
+mod kept;
 pub mod keys;
 mod live;
 pub mod model;
 pub mod openapi;
+mod replay;
 mod snapshot;
 mod window;
 
-pub use evaluate::{Decision, evaluate, local_day, local_day_at};
+pub use decision::{Decision, Evaluated};
+pub use evaluate::evaluate;
+pub use kept::KeptWindow;
 pub use live::{Rule, RuleError, RuleKey, RuleSet};
 pub use model::{
     Campaign, CampaignStatus, Conditions, CustomerTokens, Exclusion, ExclusionTarget, NextTier,
     Partner, PartnerKey, PartnerStatus, RewardRule, Tier, TierProgram, TierProgress, TokenKey,
 };
+pub use replay::Replay;
 pub use snapshot::{PartnerRules, RuleSnapshot, SnapshotBuilder};
 pub use window::{CustomerWindow, DailyEarned, OriginalPurchase, WindowPurchase, WindowStats};

@@ -85,7 +85,18 @@ impl RuleSnapshot {
     pub fn partners(&self) -> impl Iterator<Item = &PartnerRules> {
         self.partners.values()
     }
+
+    /// How many days of a customer's purchases a decision can read: the partner's tier window,
+    /// or a month for a partner without a tier program (what a decider keeps of them).
+    pub fn window_days(&self, partner: &PartnerCode) -> u32 {
+        self.partner_rules(partner)
+            .and_then(PartnerRules::tiers)
+            .map_or(DEFAULT_WINDOW_DAYS, |program| program.window_days)
+    }
 }
+
+/// How long purchases are kept for partners without a tier program.
+const DEFAULT_WINDOW_DAYS: u32 = 31;
 
 /// Collects rules (already validated) and indexes them.
 #[derive(Debug, Default)]

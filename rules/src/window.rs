@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use cezbek_schemas::{AppliedCampaign, Reward, RewardOutcome, Transaction, TransactionKind};
 
-use crate::evaluate::Decision;
+use crate::decision::Decision;
 
 /// A non-excluded purchase that may count towards a tier.
 ///

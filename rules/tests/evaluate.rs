@@ -6,7 +6,7 @@
 mod support;
 
 use cezbek_rules::{
-    CustomerWindow, Decision, ExclusionTarget, RewardRule, RuleSnapshot, evaluate, local_day,
+    CustomerWindow, Decision, Evaluated, ExclusionTarget, RewardRule, RuleSnapshot, evaluate,
 };
 use cezbek_schemas::{RewardOutcome, Transaction};
 use support::*;
@@ -18,7 +18,7 @@ fn snapshot(
 }
 
 fn decide(snapshot: &RuleSnapshot, transaction: &Transaction) -> Decision {
-    evaluate(transaction, snapshot, &CustomerWindow::default())
+    evaluate(transaction, snapshot, &CustomerWindow::default()).decision
 }
 
 /// Evaluates a sequence as the rewarder would, each decision feeding the next one's window.
@@ -27,8 +27,8 @@ fn run(snapshot: &RuleSnapshot, transactions: &[Transaction]) -> Vec<Decision> {
     transactions
         .iter()
         .map(|transaction| {
-            let decision = evaluate(transaction, snapshot, &window);
-            window.apply(transaction, &decision, local_day(snapshot, transaction));
+            let Evaluated { decision, local_day: day } = evaluate(transaction, snapshot, &window);
+            window.apply(transaction, &decision, day);
             decision
         })
         .collect()
@@ -389,8 +389,8 @@ fn pruning_keeps_what_the_window_and_today_need() {
         purchase("old", 10_000, at(2026, 1, 1, 0, 0)),
         purchase("new", 10_000, at(2026, 5, 1, 0, 0)),
     ] {
-        let decision = evaluate(&transaction, &rules, &window);
-        window.apply(&transaction, &decision, local_day(&rules, &transaction));
+        let Evaluated { decision, local_day: day } = evaluate(&transaction, &rules, &window);
+        window.apply(&transaction, &decision, day);
     }
     window.prune(at(2026, 4, 1, 0, 0), chrono::NaiveDate::from_ymd_opt(2026, 5, 1).unwrap());
     let kept: Vec<_> = window.purchases.iter().map(|p| p.transaction_id.as_str()).collect();
@@ -407,8 +407,8 @@ fn pruning_forgets_originals_without_a_kept_purchase_even_when_no_purchase_drops
     let mut window = CustomerWindow::default();
     let bet = Transaction { mcc: Some(mcc(7995)), ..purchase("bet", 10_000, at(2026, 5, 1, 0, 0)) };
     for transaction in [bet, purchase("shop", 10_000, at(2026, 5, 1, 1, 0))] {
-        let decision = evaluate(&transaction, &rules, &window);
-        window.apply(&transaction, &decision, local_day(&rules, &transaction));
+        let Evaluated { decision, local_day: day } = evaluate(&transaction, &rules, &window);
+        window.apply(&transaction, &decision, day);
     }
     // The excluded purchase has an original but no window purchase.
     assert_eq!((window.purchases.len(), window.originals.len()), (1, 2));
@@ -438,9 +438,9 @@ fn the_window_keeps_one_daily_total_per_campaign_and_round_trips_through_its_com
     let mut cashback = Vec::new();
     for (id, hour) in [("a", 1), ("b", 2), ("c", 3)] {
         let transaction = purchase(id, 10_000, at(2026, 5, 1, hour, 0));
-        let decision = evaluate(&transaction, &rules, &window);
+        let Evaluated { decision, local_day: day } = evaluate(&transaction, &rules, &window);
         cashback.push(decision.cashback);
-        window.apply(&transaction, &decision, local_day(&rules, &transaction));
+        window.apply(&transaction, &decision, day);
     }
     // The cap still sees the sum of the day: 1000 + 1000 + the 500 left.
     assert_eq!(cashback, vec![1_000, 1_000, 500]);

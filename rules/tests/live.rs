@@ -46,7 +46,7 @@ fn an_invalid_value_is_rejected_and_the_previous_rule_kept() {
     let error = rules.put(key, Rule::Campaign(elsewhere).to_json().as_bytes()).unwrap_err();
     assert!(matches!(error, RuleError::Mismatch { .. }), "{error}");
 
-    let kept = rules.get(&RuleKey::Campaign(code(), "b1".into())).unwrap();
+    let kept = rules.get(&RuleKey::Campaign(toko(), "b1".into())).unwrap();
     assert_eq!(kept, &Rule::Campaign(good));
     rules.delete(key);
     assert!(rules.is_empty());
@@ -64,6 +64,7 @@ fn a_snapshot_of_the_set_evaluates_with_its_revision() {
         &purchase("t", 10_000, at(2026, 5, 1, 0, 0)),
         &snapshot,
         &Default::default(),
-    );
+    )
+    .decision;
     assert_eq!((decision.cashback, decision.rules_revision), (200, 41));
 }

@@ -5,7 +5,7 @@
 
 mod support;
 
-use cezbek_rules::{Campaign, CustomerWindow, RewardRule, RuleSnapshot, evaluate, local_day};
+use cezbek_rules::{Campaign, CustomerWindow, Evaluated, RewardRule, RuleSnapshot, evaluate};
 use cezbek_schemas::{CampaignKind, Transaction};
 use proptest::prelude::*;
 use support::*;
@@ -101,14 +101,14 @@ proptest! {
         let rules = rules(campaigns, program);
         let mut window = CustomerWindow::default();
         for transaction in &history {
-            let decision = evaluate(transaction, &rules, &window);
+            let Evaluated { decision, local_day: day } = evaluate(transaction, &rules, &window);
             if transaction.kind == cezbek_schemas::TransactionKind::Purchase {
                 prop_assert!(decision.cashback >= 0, "{decision:?}");
                 prop_assert!(decision.cashback <= transaction.amount, "{decision:?}");
             } else {
                 prop_assert!(decision.cashback <= 0, "{decision:?}");
             }
-            window.apply(transaction, &decision, local_day(&rules, transaction));
+            window.apply(transaction, &decision, day);
         }
     }
 
@@ -124,8 +124,7 @@ proptest! {
         let mut window = CustomerWindow::default();
         let mut decided = Vec::new();
         for transaction in &history {
-            let decision = evaluate(transaction, &rules, &window);
-            let day = local_day(&rules, transaction);
+            let Evaluated { decision, local_day: day } = evaluate(transaction, &rules, &window);
             window.apply(transaction, &decision, day);
             decided.push((decision.to_reward(transaction, chrono::Utc::now()), day));
             // The ledger returns decisions in no particular order.
@@ -153,12 +152,12 @@ proptest! {
         let mut earned = std::collections::HashMap::<String, i64>::new();
         let mut clawed = std::collections::HashMap::<String, i64>::new();
         for transaction in &history {
-            let decision = evaluate(transaction, &rules, &window);
+            let Evaluated { decision, local_day: day } = evaluate(transaction, &rules, &window);
             match &transaction.original_transaction_id {
                 None => { earned.insert(transaction.transaction_id.to_string(), decision.cashback); }
                 Some(original) => *clawed.entry(original.to_string()).or_default() += -decision.cashback,
             }
-            window.apply(transaction, &decision, local_day(&rules, transaction));
+            window.apply(transaction, &decision, day);
         }
         for (original, total) in clawed {
             prop_assert!(total <= earned.get(&original).copied().unwrap_or(0), "{original}: clawed {total}");
@@ -177,10 +176,10 @@ proptest! {
         let reversed = rules(reversed_campaigns, program);
         let mut window = CustomerWindow::default();
         for transaction in &history {
-            let decision = evaluate(transaction, &forward, &window);
-            prop_assert_eq!(&decision, &evaluate(transaction, &forward, &window));
-            prop_assert_eq!(&decision, &evaluate(transaction, &reversed, &window));
-            window.apply(transaction, &decision, local_day(&forward, transaction));
+            let Evaluated { decision, local_day: day } = evaluate(transaction, &forward, &window);
+            prop_assert_eq!(&decision, &evaluate(transaction, &forward, &window).decision);
+            prop_assert_eq!(&decision, &evaluate(transaction, &reversed, &window).decision);
+            window.apply(transaction, &decision, day);
         }
     }
 
@@ -204,8 +203,8 @@ proptest! {
         let rules = rules(campaigns, program);
         let window = CustomerWindow::default();
         let when = at(2026, 5, 1, 0, 0);
-        let smaller = evaluate(&purchase("t", low, when), &rules, &window);
-        let larger = evaluate(&purchase("t", low + extra, when), &rules, &window);
+        let smaller = evaluate(&purchase("t", low, when), &rules, &window).decision;
+        let larger = evaluate(&purchase("t", low + extra, when), &rules, &window).decision;
         prop_assert!(smaller.cashback <= larger.cashback, "{smaller:?} vs {larger:?}");
     }
 }

@@ -8,6 +8,11 @@
 
 #![allow(clippy::missing_panics_doc)]
 
+pub mod fixtures;
+mod memory_ledger;
+
+pub use memory_ledger::MemoryLedger;
+
 use std::collections::HashMap;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};

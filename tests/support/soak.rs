@@ -24,7 +24,7 @@ use cezbek_ledger::content_hash;
 use cezbek_platform::config::{EtcdConfig, KafkaConfig, PostgresConfig, S3Config};
 use cezbek_platform::s3::S3Client;
 use cezbek_platform::{etcd, kafka, partner_auth};
-use cezbek_rules::{CustomerWindow, RuleSet, RuleSnapshot, evaluate, local_day};
+use cezbek_rules::{Replay, RuleSet, RuleSnapshot};
 use cezbek_schemas::{Transaction, decode_transaction, encode};
 use cezbek_testkit::{PrivateEtcd, PrivatePostgres, TestContext, free_port, service_env};
 
@@ -656,7 +656,7 @@ pub async fn run(plan: Plan, seed: u64) -> Report {
     report.ledger_rows = stored.len();
     let ledger: HashMap<String, (String, i64, Option<String>, i64)> =
         stored.into_iter().map(|(id, o, c, t, r)| (id, (o, c, t, r))).collect();
-    let mut windows: HashMap<String, CustomerWindow> = HashMap::new();
+    let mut replay = Replay::default();
     for transaction in &decided {
         let id = transaction.transaction_id.to_string();
         let Some((outcome, cashback, tier, revision)) = ledger.get(&id) else {
@@ -665,9 +665,7 @@ pub async fn run(plan: Plan, seed: u64) -> Report {
         };
         let rules =
             &snapshots.iter().rev().find(|(at, _)| at <= revision).unwrap_or(&snapshots[0]).1;
-        let window = windows.entry(transaction.key()).or_default();
-        let decision = evaluate(transaction, rules, window);
-        window.apply(transaction, &decision, local_day(rules, transaction));
+        let decision = replay.decide(transaction, rules).decision;
         let expected_outcome = serde_json::to_value(decision.outcome).unwrap();
         if (expected_outcome.as_str(), decision.cashback, &decision.tier_after)
             != (Some(outcome.as_str()), *cashback, tier)
