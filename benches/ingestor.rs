@@ -73,7 +73,8 @@ fn spawn_ingestor(setup: &Setup) -> Child {
         ("CEZBEK_INGESTOR_LISTEN", format!("127.0.0.1:{}", setup.port)),
         ("CEZBEK_INGESTOR_OPS_LISTEN", format!("127.0.0.1:{}", setup.ops_port)),
         ("CEZBEK_INGESTOR_LIST_INTERVAL", "200ms".into()),
-        ("CEZBEK_LOG", "warn".into()),
+        // `CEZBEK_BENCH_LOG=cezbek_ingestor=debug` shows where a job's time goes.
+        ("CEZBEK_LOG", std::env::var("CEZBEK_BENCH_LOG").unwrap_or_else(|_| "warn".into())),
     ] {
         command.env(name, value);
     }
