@@ -78,6 +78,11 @@ fn spawn_ingestor(setup: &Setup) -> Child {
     ] {
         command.env(name, value);
     }
+    // The ingestor's own settings pass through (e.g. `CEZBEK_INGESTOR_MAX_IN_FLIGHT`).
+    command.envs(
+        std::env::vars()
+            .filter(|(name, _)| name.starts_with("CEZBEK_INGESTOR_") && !name.ends_with("LISTEN")),
+    );
     command.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap()
 }
 
