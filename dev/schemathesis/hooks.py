@@ -57,9 +57,15 @@ def _with_current_version(session, request, **kwargs):
     if_match = request.headers.get("If-Match")
     if request.method != "PUT" or not isinstance(if_match, str) or not IF_MATCH.match(if_match):
         return
-    current = _signed_send(session, requests.Request(
-        "GET", request.url, headers={"Authorization": request.headers.get("Authorization", "")}
-    ).prepare(), **kwargs)
+    # Built by hand, not with Request.prepare(): preparing normalises the path, and a rule whose
+    # id is "." would be read at its collection's address instead (a stale If-Match, then 412).
+    read = requests.PreparedRequest()
+    read.method = "GET"
+    read.url = request.url
+    read.headers = requests.structures.CaseInsensitiveDict(
+        {"Authorization": request.headers.get("Authorization", "")})
+    read.body = None
+    current = _signed_send(session, read, **kwargs)
     if current.status_code == 200 and current.headers.get("ETag"):
         request.headers["If-Match"] = current.headers["ETag"]
 
