@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 
 use cezbek_schemas::{Currency, Msisdn, PartnerCode};
 
@@ -95,6 +95,9 @@ pub enum TransferKind {
     HoldRelease,
     PayoutReserve,
     PayoutSettle,
+    /// A payout that failed before any money left: the reservation goes back.
+    PayoutCancel,
+    /// A payout reversed after it succeeded: the money came back.
     PayoutReverse,
     Fee,
 }
@@ -107,6 +110,7 @@ impl TransferKind {
             Self::HoldRelease => "HOLD_RELEASE",
             Self::PayoutReserve => "PAYOUT_RESERVE",
             Self::PayoutSettle => "PAYOUT_SETTLE",
+            Self::PayoutCancel => "PAYOUT_CANCEL",
             Self::PayoutReverse => "PAYOUT_REVERSE",
             Self::Fee => "FEE",
         }
@@ -188,7 +192,7 @@ pub struct Discrepancy {
 
 #[derive(Debug, Clone)]
 pub struct Journal {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
 }
 
 impl Journal {
@@ -209,112 +213,10 @@ impl Journal {
     /// the same content is skipped (posting is idempotent); one posted with other content fails
     /// the batch with [`JournalError::Conflict`]. Returns the ids newly posted, in order.
     pub async fn post(&self, transfers: &[Transfer]) -> Result<Vec<String>, JournalError> {
-        let mut unique: Vec<&Transfer> = Vec::with_capacity(transfers.len());
-        let mut seen: HashMap<&str, &Transfer> = HashMap::new();
-        for transfer in transfers {
-            transfer.check()?;
-            match seen.get(transfer.id.as_str()) {
-                Some(earlier) if *earlier == transfer => {}
-                Some(_) => return Err(JournalError::Conflict { id: transfer.id.clone() }),
-                None => {
-                    seen.insert(&transfer.id, transfer);
-                    unique.push(transfer);
-                }
-            }
-        }
-        if unique.is_empty() {
-            return Ok(Vec::new());
-        }
-        let stored: Vec<Stored> = unique.iter().map(|t| Stored::of(t)).collect();
-        let column = |get: fn(&Stored) -> String| stored.iter().map(get).collect::<Vec<_>>();
-        let ids: Vec<String> = unique.iter().map(|t| t.id.clone()).collect();
         let mut transaction = self.pool.begin().await?;
-        let inserted: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO payout_transfers \
-               (id, kind, debit, credit, amount, currency, reference, effective_at) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], \
-                                  $6::text[], $7::text[], $8::timestamptz[]) \
-             ON CONFLICT (id) DO NOTHING RETURNING id",
-        )
-        .bind(&ids)
-        .bind(column(|s| s.kind.clone()))
-        .bind(column(|s| s.debit.clone()))
-        .bind(column(|s| s.credit.clone()))
-        .bind(stored.iter().map(|s| s.amount).collect::<Vec<_>>())
-        .bind(column(|s| s.currency.clone()))
-        .bind(column(|s| s.reference.clone()))
-        .bind(stored.iter().map(|s| s.effective_at).collect::<Vec<_>>())
-        .fetch_all(&mut *transaction)
-        .await?;
-        let fresh: std::collections::HashSet<&str> = inserted.iter().map(String::as_str).collect();
-        // Those posted before must be the same movement.
-        let repeated: Vec<String> =
-            ids.iter().filter(|id| !fresh.contains(id.as_str())).cloned().collect();
-        if !repeated.is_empty() {
-            let rows = sqlx::query(
-                "SELECT id, kind, debit, credit, amount, currency, reference, effective_at \
-                 FROM payout_transfers WHERE id = ANY($1::text[])",
-            )
-            .bind(&repeated)
-            .fetch_all(&mut *transaction)
-            .await?;
-            let posted: HashMap<String, Stored> = rows
-                .iter()
-                .map(|row| -> Result<(String, Stored), sqlx::Error> {
-                    Ok((
-                        row.try_get("id")?,
-                        Stored {
-                            kind: row.try_get("kind")?,
-                            debit: row.try_get("debit")?,
-                            credit: row.try_get("credit")?,
-                            amount: row.try_get("amount")?,
-                            currency: row.try_get("currency")?,
-                            reference: row.try_get("reference")?,
-                            effective_at: row.try_get("effective_at")?,
-                        },
-                    ))
-                })
-                .collect::<Result<_, _>>()?;
-            for (id, mine) in ids.iter().zip(&stored) {
-                if !fresh.contains(id.as_str()) && posted.get(id) != Some(mine) {
-                    return Err(JournalError::Conflict { id: id.clone() });
-                }
-            }
-        }
-        // The balances the new transfers change, in one statement in account order (two
-        // batches touching the same accounts lock them in the same order: no deadlock).
-        let mut deltas: BTreeMap<(String, String), i64> = BTreeMap::new();
-        for (transfer, row) in unique.iter().zip(&stored) {
-            if !fresh.contains(transfer.id.as_str()) {
-                continue;
-            }
-            let overflow = || JournalError::Invalid {
-                id: transfer.id.clone(),
-                field: "amount",
-                reason: "overflows a balance".into(),
-            };
-            let debit = deltas.entry((row.debit.clone(), row.currency.clone())).or_default();
-            *debit = debit.checked_sub(transfer.amount).ok_or_else(overflow)?;
-            let credit = deltas.entry((row.credit.clone(), row.currency.clone())).or_default();
-            *credit = credit.checked_add(transfer.amount).ok_or_else(overflow)?;
-        }
-        let (accounts, rest): (Vec<_>, Vec<_>) = deltas.into_iter().unzip();
-        let (currencies, amounts): (Vec<String>, Vec<i64>) =
-            (accounts.iter().map(|(_, c)| c.clone()).collect(), rest);
-        let names: Vec<String> = accounts.into_iter().map(|(a, _)| a).collect();
-        sqlx::query(
-            "INSERT INTO payout_balances (account, currency, balance) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[]) ORDER BY 1, 2 \
-             ON CONFLICT (account, currency) \
-             DO UPDATE SET balance = payout_balances.balance + EXCLUDED.balance",
-        )
-        .bind(&names)
-        .bind(&currencies)
-        .bind(&amounts)
-        .execute(&mut *transaction)
-        .await?;
+        let posted = post_in(&mut transaction, transfers).await?;
         transaction.commit().await?;
-        Ok(ids.into_iter().filter(|id| fresh.contains(id.as_str())).collect())
+        Ok(posted)
     }
 
     /// Cashback of `partner` earned up to `until` (its hold period over) whose hold has not
@@ -420,4 +322,116 @@ impl Journal {
         }
         Ok(discrepancies)
     }
+}
+
+/// [`Journal::post`] inside the caller's transaction: what a payout writes together with its
+/// balance reservation.
+pub(crate) async fn post_in(
+    connection: &mut PgConnection,
+    transfers: &[Transfer],
+) -> Result<Vec<String>, JournalError> {
+    let mut unique: Vec<&Transfer> = Vec::with_capacity(transfers.len());
+    let mut seen: HashMap<&str, &Transfer> = HashMap::new();
+    for transfer in transfers {
+        transfer.check()?;
+        match seen.get(transfer.id.as_str()) {
+            Some(earlier) if *earlier == transfer => {}
+            Some(_) => return Err(JournalError::Conflict { id: transfer.id.clone() }),
+            None => {
+                seen.insert(&transfer.id, transfer);
+                unique.push(transfer);
+            }
+        }
+    }
+    if unique.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stored: Vec<Stored> = unique.iter().map(|t| Stored::of(t)).collect();
+    let column = |get: fn(&Stored) -> String| stored.iter().map(get).collect::<Vec<_>>();
+    let ids: Vec<String> = unique.iter().map(|t| t.id.clone()).collect();
+    let inserted: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO payout_transfers \
+           (id, kind, debit, credit, amount, currency, reference, effective_at) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], \
+                              $6::text[], $7::text[], $8::timestamptz[]) \
+         ON CONFLICT (id) DO NOTHING RETURNING id",
+    )
+    .bind(&ids)
+    .bind(column(|s| s.kind.clone()))
+    .bind(column(|s| s.debit.clone()))
+    .bind(column(|s| s.credit.clone()))
+    .bind(stored.iter().map(|s| s.amount).collect::<Vec<_>>())
+    .bind(column(|s| s.currency.clone()))
+    .bind(column(|s| s.reference.clone()))
+    .bind(stored.iter().map(|s| s.effective_at).collect::<Vec<_>>())
+    .fetch_all(&mut *connection)
+    .await?;
+    let fresh: std::collections::HashSet<&str> = inserted.iter().map(String::as_str).collect();
+    // Those posted before must be the same movement.
+    let repeated: Vec<String> =
+        ids.iter().filter(|id| !fresh.contains(id.as_str())).cloned().collect();
+    if !repeated.is_empty() {
+        let rows = sqlx::query(
+            "SELECT id, kind, debit, credit, amount, currency, reference, effective_at \
+             FROM payout_transfers WHERE id = ANY($1::text[])",
+        )
+        .bind(&repeated)
+        .fetch_all(&mut *connection)
+        .await?;
+        let posted: HashMap<String, Stored> = rows
+            .iter()
+            .map(|row| -> Result<(String, Stored), sqlx::Error> {
+                Ok((
+                    row.try_get("id")?,
+                    Stored {
+                        kind: row.try_get("kind")?,
+                        debit: row.try_get("debit")?,
+                        credit: row.try_get("credit")?,
+                        amount: row.try_get("amount")?,
+                        currency: row.try_get("currency")?,
+                        reference: row.try_get("reference")?,
+                        effective_at: row.try_get("effective_at")?,
+                    },
+                ))
+            })
+            .collect::<Result<_, _>>()?;
+        for (id, mine) in ids.iter().zip(&stored) {
+            if !fresh.contains(id.as_str()) && posted.get(id) != Some(mine) {
+                return Err(JournalError::Conflict { id: id.clone() });
+            }
+        }
+    }
+    // The balances the new transfers change, in one statement in account order (two
+    // batches touching the same accounts lock them in the same order: no deadlock).
+    let mut deltas: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for (transfer, row) in unique.iter().zip(&stored) {
+        if !fresh.contains(transfer.id.as_str()) {
+            continue;
+        }
+        let overflow = || JournalError::Invalid {
+            id: transfer.id.clone(),
+            field: "amount",
+            reason: "overflows a balance".into(),
+        };
+        let debit = deltas.entry((row.debit.clone(), row.currency.clone())).or_default();
+        *debit = debit.checked_sub(transfer.amount).ok_or_else(overflow)?;
+        let credit = deltas.entry((row.credit.clone(), row.currency.clone())).or_default();
+        *credit = credit.checked_add(transfer.amount).ok_or_else(overflow)?;
+    }
+    let (accounts, rest): (Vec<_>, Vec<_>) = deltas.into_iter().unzip();
+    let (currencies, amounts): (Vec<String>, Vec<i64>) =
+        (accounts.iter().map(|(_, c)| c.clone()).collect(), rest);
+    let names: Vec<String> = accounts.into_iter().map(|(a, _)| a).collect();
+    sqlx::query(
+        "INSERT INTO payout_balances (account, currency, balance) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[]) ORDER BY 1, 2 \
+         ON CONFLICT (account, currency) \
+         DO UPDATE SET balance = payout_balances.balance + EXCLUDED.balance",
+    )
+    .bind(&names)
+    .bind(&currencies)
+    .bind(&amounts)
+    .execute(&mut *connection)
+    .await?;
+    Ok(ids.into_iter().filter(|id| fresh.contains(id.as_str())).collect())
 }

@@ -1,0 +1,383 @@
+//! Payouts and their states, each change posted to the journal in the same database
+//! transaction as the state it records.
+//!
+//! A payout is reserved before any provider is called: its row and the move of its amount from
+//! the customer's payable balance to in-flight are one transaction, so money can only leave
+//! for a payout that exists, and a customer's balance is reserved once per payout. At most one
+//! payout per customer and partner-local day: the id is `{partner}/{msisdn}/{day}`, so a
+//! second reservation of the day (another replica, a restart) finds the first. States only
+//! move forward; repeating a transition already made changes nothing (its transfers have
+//! deterministic ids), and any other backwards step is refused.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::Row;
+
+use cezbek_schemas::{Currency, Msisdn, PartnerCode};
+
+use crate::journal::{Account, Journal, JournalError, Transfer, TransferKind, post_in};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayoutState {
+    /// Written with its balance reservation; no provider called yet.
+    Reserved,
+    /// Handed to a provider; its outcome may still be unknown.
+    Submitted,
+    Succeeded,
+    /// Failed for certain before any money left: the reservation went back to payable.
+    Failed,
+    /// Succeeded, then undone by the provider: the money went back to payable.
+    Reversed,
+}
+
+impl PayoutState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reserved => "RESERVED",
+            Self::Submitted => "SUBMITTED",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::Reversed => "REVERSED",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        [Self::Reserved, Self::Submitted, Self::Succeeded, Self::Failed, Self::Reversed]
+            .into_iter()
+            .find(|state| state.as_str() == text)
+    }
+
+    /// The states a payout may reach this one from.
+    fn from(self) -> &'static [&'static str] {
+        match self {
+            Self::Reserved => &[],
+            Self::Submitted => &["RESERVED"],
+            Self::Succeeded => &["SUBMITTED"],
+            Self::Failed => &["RESERVED", "SUBMITTED"],
+            Self::Reversed => &["SUCCEEDED"],
+        }
+    }
+}
+
+/// A partner's limits on payouts (from its payout policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Below this, nothing is paid (a fee must never eat a payout).
+    pub minimum: i64,
+    pub maximum_per_day: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payout {
+    pub id: String,
+    pub partner: PartnerCode,
+    pub msisdn: Msisdn,
+    pub currency: Currency,
+    pub amount: i64,
+    pub wallet: String,
+    pub state: PayoutState,
+    pub provider: Option<String>,
+    pub fee: Option<i64>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a reservation found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// A payout reserved now.
+    New(Payout),
+    /// The day's payout of this customer, reserved before.
+    Existing(Payout),
+    /// Less is payable than the minimum: nothing reserved.
+    BelowMinimum { payable: i64 },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PayoutError {
+    #[error("payout {id}: no such payout")]
+    Unknown { id: String },
+    #[error("payout {id} is {from} and cannot become {to}: states only move forward, in order")]
+    Transition { id: String, from: &'static str, to: &'static str },
+    #[error("payout {id}: stored data is unreadable: {what}")]
+    Corrupt { id: String, what: String },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+impl From<sqlx::Error> for PayoutError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Journal(JournalError::Database(error))
+    }
+}
+
+/// The id of a customer's payout of a day.
+pub fn payout_id(partner: &PartnerCode, msisdn: &Msisdn, day: NaiveDate) -> String {
+    format!("{partner}/{msisdn}/{day}")
+}
+
+impl Journal {
+    /// Reserves the customer's payout of `day`: what is payable, up to the day's maximum, if it
+    /// reaches the minimum. The customer's payable balance is locked while it is read and
+    /// reserved, so two reservers of one customer take turns.
+    pub async fn reserve(
+        &self,
+        partner: &PartnerCode,
+        msisdn: &Msisdn,
+        currency: Currency,
+        day: NaiveDate,
+        wallet: &str,
+        limits: Limits,
+    ) -> Result<Reservation, PayoutError> {
+        let id = payout_id(partner, msisdn, day);
+        let payable_account =
+            Account::CustomerPayable { partner: partner.clone(), msisdn: msisdn.clone() };
+        let mut transaction = self.pool.begin().await?;
+        // The customer's balance rows are the customer's lock, taken in account-name order as
+        // every posting takes them (no deadlock with a posting under way); created at zero
+        // when missing, so a first reservation locks too.
+        let in_flight =
+            Account::CustomerInFlight { partner: partner.clone(), msisdn: msisdn.clone() };
+        let names = vec![in_flight.name(), payable_account.name()];
+        sqlx::query(
+            "INSERT INTO payout_balances (account, currency, balance) \
+             SELECT account, $2, 0 FROM UNNEST($1::text[]) AS account ORDER BY 1 \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&names)
+        .bind(currency.to_string())
+        .execute(&mut *transaction)
+        .await?;
+        let locked = sqlx::query(
+            "SELECT account, balance FROM payout_balances \
+             WHERE account = ANY($1::text[]) AND currency = $2 ORDER BY account FOR UPDATE",
+        )
+        .bind(&names)
+        .bind(currency.to_string())
+        .fetch_all(&mut *transaction)
+        .await?;
+        let mut payable = 0;
+        for row in &locked {
+            if row.try_get::<String, _>("account")? == names[1] {
+                payable = row.try_get("balance")?;
+            }
+        }
+        if let Some(existing) = read(&mut transaction, &id).await? {
+            return Ok(Reservation::Existing(existing));
+        }
+        if payable < limits.minimum || payable <= 0 {
+            return Ok(Reservation::BelowMinimum { payable });
+        }
+        let amount = payable.min(limits.maximum_per_day);
+        sqlx::query(
+            "INSERT INTO payouts (id, partner, msisdn, currency, amount, wallet, state) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'RESERVED')",
+        )
+        .bind(&id)
+        .bind(partner.as_str())
+        .bind(msisdn.as_str())
+        .bind(currency.to_string())
+        .bind(amount)
+        .bind(wallet)
+        .execute(&mut *transaction)
+        .await?;
+        let reserve = Transfer {
+            id: format!("{}/{id}", TransferKind::PayoutReserve.as_str()),
+            kind: TransferKind::PayoutReserve,
+            debit: payable_account,
+            credit: in_flight,
+            amount,
+            currency,
+            reference: id.clone(),
+            effective_at: Utc::now(),
+        };
+        post_in(&mut transaction, &[reserve]).await?;
+        let payout = read(&mut transaction, &id)
+            .await?
+            .ok_or_else(|| PayoutError::Unknown { id: id.clone() })?;
+        transaction.commit().await?;
+        Ok(Reservation::New(payout))
+    }
+
+    /// The payout was handed to `provider`.
+    pub async fn submitted(&self, id: &str, provider: &str) -> Result<Payout, PayoutError> {
+        self.advance(id, PayoutState::Submitted, Some(provider), None, |_| Vec::new()).await
+    }
+
+    /// The provider paid it, charging `fee` (borne by the partner): the in-flight amount and the
+    /// fee leave through the provider's float.
+    pub async fn succeeded(&self, id: &str, fee: i64) -> Result<Payout, PayoutError> {
+        self.advance(id, PayoutState::Succeeded, None, Some(fee), |payout| {
+            let provider = payout.provider.clone().unwrap_or_default();
+            let float = Account::ProviderFloat { provider };
+            let mut transfers = vec![movement(
+                payout,
+                TransferKind::PayoutSettle,
+                Account::CustomerInFlight {
+                    partner: payout.partner.clone(),
+                    msisdn: payout.msisdn.clone(),
+                },
+                float.clone(),
+                payout.amount,
+            )];
+            if fee > 0 {
+                transfers.push(movement(
+                    payout,
+                    TransferKind::Fee,
+                    Account::PartnerFunding { partner: payout.partner.clone() },
+                    float,
+                    fee,
+                ));
+            }
+            transfers
+        })
+        .await
+    }
+
+    /// It failed for certain before any money left: the reservation goes back to payable.
+    pub async fn failed(&self, id: &str) -> Result<Payout, PayoutError> {
+        self.advance(id, PayoutState::Failed, None, None, |payout| {
+            vec![movement(
+                payout,
+                TransferKind::PayoutCancel,
+                Account::CustomerInFlight {
+                    partner: payout.partner.clone(),
+                    msisdn: payout.msisdn.clone(),
+                },
+                Account::CustomerPayable {
+                    partner: payout.partner.clone(),
+                    msisdn: payout.msisdn.clone(),
+                },
+                payout.amount,
+            )]
+        })
+        .await
+    }
+
+    /// The provider undid it after it succeeded: the money is back, and payable again.
+    pub async fn reversed(&self, id: &str) -> Result<Payout, PayoutError> {
+        self.advance(id, PayoutState::Reversed, None, None, |payout| {
+            vec![movement(
+                payout,
+                TransferKind::PayoutReverse,
+                Account::ProviderFloat { provider: payout.provider.clone().unwrap_or_default() },
+                Account::CustomerPayable {
+                    partner: payout.partner.clone(),
+                    msisdn: payout.msisdn.clone(),
+                },
+                payout.amount,
+            )]
+        })
+        .await
+    }
+
+    pub async fn payout(&self, id: &str) -> Result<Option<Payout>, PayoutError> {
+        let mut connection = self.pool.acquire().await?;
+        read(&mut connection, id).await
+    }
+
+    /// Moves a payout to `to` with the transfers that change records, in one transaction.
+    /// Already there: nothing changes. From any state `to` does not directly follow: refused.
+    async fn advance(
+        &self,
+        id: &str,
+        to: PayoutState,
+        provider: Option<&str>,
+        fee: Option<i64>,
+        transfers: impl FnOnce(&Payout) -> Vec<Transfer>,
+    ) -> Result<Payout, PayoutError> {
+        let mut transaction = self.pool.begin().await?;
+        let Some(current) = read_for_update(&mut transaction, id).await? else {
+            return Err(PayoutError::Unknown { id: id.into() });
+        };
+        if current.state == to {
+            return Ok(current);
+        }
+        if !to.from().contains(&current.state.as_str()) {
+            return Err(PayoutError::Transition {
+                id: id.into(),
+                from: current.state.as_str(),
+                to: to.as_str(),
+            });
+        }
+        sqlx::query(
+            "UPDATE payouts SET state = $2, provider = coalesce($3, provider), \
+             fee = coalesce($4, fee), updated_at = now() WHERE id = $1",
+        )
+        .bind(id)
+        .bind(to.as_str())
+        .bind(provider)
+        .bind(fee)
+        .execute(&mut *transaction)
+        .await?;
+        let updated = read(&mut transaction, id)
+            .await?
+            .ok_or_else(|| PayoutError::Unknown { id: id.into() })?;
+        post_in(&mut transaction, &transfers(&updated)).await?;
+        transaction.commit().await?;
+        Ok(updated)
+    }
+}
+
+/// A transfer of a payout, its id derived from the payout's.
+fn movement(
+    payout: &Payout,
+    kind: TransferKind,
+    debit: Account,
+    credit: Account,
+    amount: i64,
+) -> Transfer {
+    Transfer {
+        id: format!("{}/{}", kind.as_str(), payout.id),
+        kind,
+        debit,
+        credit,
+        amount,
+        currency: payout.currency,
+        reference: payout.id.clone(),
+        effective_at: payout.updated_at,
+    }
+}
+
+const PAYOUT_COLUMNS: &str =
+    "id, partner, msisdn, currency, amount, wallet, state, provider, fee, updated_at";
+
+async fn read(
+    connection: &mut sqlx::PgConnection,
+    id: &str,
+) -> Result<Option<Payout>, PayoutError> {
+    let row = sqlx::query(&format!("SELECT {PAYOUT_COLUMNS} FROM payouts WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *connection)
+        .await?;
+    row.as_ref().map(|row| payout_of(id, row)).transpose()
+}
+
+async fn read_for_update(
+    connection: &mut sqlx::PgConnection,
+    id: &str,
+) -> Result<Option<Payout>, PayoutError> {
+    let row =
+        sqlx::query(&format!("SELECT {PAYOUT_COLUMNS} FROM payouts WHERE id = $1 FOR UPDATE"))
+            .bind(id)
+            .fetch_optional(&mut *connection)
+            .await?;
+    row.as_ref().map(|row| payout_of(id, row)).transpose()
+}
+
+fn payout_of(id: &str, row: &sqlx::postgres::PgRow) -> Result<Payout, PayoutError> {
+    let corrupt = |what: &str| PayoutError::Corrupt { id: id.into(), what: what.into() };
+    let text = |column: &str| -> Result<String, PayoutError> {
+        row.try_get(column).map_err(|_| corrupt(column))
+    };
+    Ok(Payout {
+        id: text("id")?,
+        partner: PartnerCode::parse(&text("partner")?).map_err(|_| corrupt("partner"))?,
+        msisdn: Msisdn::parse(&text("msisdn")?).map_err(|_| corrupt("msisdn"))?,
+        currency: Currency::parse(&text("currency")?).map_err(|_| corrupt("currency"))?,
+        amount: row.try_get("amount")?,
+        wallet: text("wallet")?,
+        state: PayoutState::parse(&text("state")?).ok_or_else(|| corrupt("state"))?,
+        provider: row.try_get("provider")?,
+        fee: row.try_get("fee")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}

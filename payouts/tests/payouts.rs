@@ -1,0 +1,201 @@
+//! Payouts against the stack's PostgreSQL: reserved once per customer-day with the balance in
+//! the same transaction, limits, states that only move forward, and the journal balanced after
+//! every outcome (success with a fee, failure, reversal, a clawback after a payout).
+
+// In a test a failed unwrap is a failed test, with its location: the clearest report.
+#![allow(clippy::unwrap_used)]
+
+use chrono::{NaiveDate, TimeZone, Utc};
+
+use cezbek_payouts::{
+    Account, Journal, Limits, PayoutError, PayoutState, Reservation, Transfer, TransferKind,
+};
+use cezbek_schemas::{Currency, Msisdn, PartnerCode};
+use cezbek_testkit::TestContext;
+
+const LIMITS: Limits = Limits { minimum: 10_000, maximum_per_day: 50_000 };
+
+fn idr() -> Currency {
+    Currency::parse("IDR").unwrap()
+}
+
+fn toko() -> PartnerCode {
+    PartnerCode::parse("TOKO").unwrap()
+}
+
+fn customer(n: u32) -> Msisdn {
+    Msisdn::parse(&format!("+62816{n:07}")).unwrap()
+}
+
+fn day(n: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 6, n).unwrap()
+}
+
+async fn journal(name: &str) -> Journal {
+    let context = TestContext::new(name);
+    let pool = cezbek_platform::postgres::connect(&context.postgres_config().await).await.unwrap();
+    let journal = Journal::new(pool);
+    journal.migrate().await.unwrap();
+    journal
+}
+
+/// Makes `amount` payable to customer `n` (earned and released), or takes it (a clawback) when
+/// negative.
+async fn payable_change(journal: &Journal, n: u32, id: &str, amount: i64) {
+    let funding = Account::PartnerFunding { partner: toko() };
+    let payable = Account::CustomerPayable { partner: toko(), msisdn: customer(n) };
+    let (kind, debit, credit) = if amount > 0 {
+        (TransferKind::HoldRelease, funding, payable)
+    } else {
+        (TransferKind::Clawback, payable, funding)
+    };
+    let transfer = Transfer {
+        id: format!("{}/TOKO/{id}", kind.as_str()),
+        kind,
+        debit,
+        credit,
+        amount: amount.abs(),
+        currency: idr(),
+        reference: id.into(),
+        effective_at: Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap(),
+    };
+    journal.post(&[transfer]).await.unwrap();
+}
+
+async fn balance(journal: &Journal, account: Account) -> i64 {
+    journal.balance(&account, idr()).await.unwrap()
+}
+
+async fn customer_balances(journal: &Journal, n: u32) -> (i64, i64) {
+    (
+        balance(journal, Account::CustomerPayable { partner: toko(), msisdn: customer(n) }).await,
+        balance(journal, Account::CustomerInFlight { partner: toko(), msisdn: customer(n) }).await,
+    )
+}
+
+async fn reserve(journal: &Journal, n: u32, on: NaiveDate) -> Reservation {
+    journal.reserve(&toko(), &customer(n), idr(), on, "OVO", LIMITS).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_payout_reserves_what_is_payable_within_the_limits_once_a_day() {
+    let journal = journal("payres").await;
+    payable_change(&journal, 1, "a", 80_000).await;
+    let Reservation::New(payout) = reserve(&journal, 1, day(8)).await else { panic!("not new") };
+    assert_eq!((payout.amount, payout.state), (50_000, PayoutState::Reserved), "the day's maximum");
+    assert_eq!(payout.id, "TOKO/+628160000001/2026-06-08");
+    assert_eq!(customer_balances(&journal, 1).await, (30_000, 50_000));
+    // The same day again (a restart, another replica): the same payout, nothing reserved twice.
+    assert_eq!(reserve(&journal, 1, day(8)).await, Reservation::Existing(payout));
+    assert_eq!(customer_balances(&journal, 1).await, (30_000, 50_000));
+    // The next day, the rest.
+    let Reservation::New(next) = reserve(&journal, 1, day(9)).await else { panic!("not new") };
+    assert_eq!(next.amount, 30_000);
+    // Below the minimum, nothing.
+    payable_change(&journal, 2, "b", 9_999).await;
+    assert_eq!(reserve(&journal, 2, day(8)).await, Reservation::BelowMinimum { payable: 9_999 });
+    assert_eq!(customer_balances(&journal, 2).await, (9_999, 0));
+    assert_eq!(journal.verify().await.unwrap(), vec![]);
+}
+
+#[tokio::test]
+async fn concurrent_reservers_of_one_customer_reserve_one_payout() {
+    let journal = journal("payconc").await;
+    payable_change(&journal, 1, "a", 20_000).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let journal = journal.clone();
+            tokio::spawn(async move { reserve(&journal, 1, day(8)).await })
+        })
+        .collect();
+    let mut new = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Reservation::New(_) => new += 1,
+            Reservation::Existing(payout) => assert_eq!(payout.amount, 20_000),
+            Reservation::BelowMinimum { .. } => panic!("the balance was reserved twice"),
+        }
+    }
+    assert_eq!(new, 1);
+    assert_eq!(customer_balances(&journal, 1).await, (0, 20_000));
+}
+
+#[tokio::test]
+async fn a_paid_payout_leaves_through_the_float_and_the_partner_bears_the_fee() {
+    let journal = journal("paypaid").await;
+    payable_change(&journal, 1, "a", 12_000).await;
+    let Reservation::New(payout) = reserve(&journal, 1, day(8)).await else { panic!("not new") };
+    // Not paid before it was handed to a provider.
+    let early = journal.succeeded(&payout.id, 2_500).await.unwrap_err();
+    assert!(matches!(early, PayoutError::Transition { from: "RESERVED", .. }), "{early}");
+    journal.submitted(&payout.id, "xendit").await.unwrap();
+    let paid = journal.succeeded(&payout.id, 2_500).await.unwrap();
+    assert_eq!(
+        (paid.state, paid.fee, paid.provider.as_deref()),
+        (PayoutState::Succeeded, Some(2_500), Some("xendit"))
+    );
+    // Told again (a duplicate callback): nothing changes.
+    journal.succeeded(&payout.id, 2_500).await.unwrap();
+    assert_eq!(customer_balances(&journal, 1).await, (0, 0));
+    let float = Account::ProviderFloat { provider: "xendit".into() };
+    assert_eq!(balance(&journal, float).await, 14_500, "the payout and its fee left the float");
+    let funding = Account::PartnerFunding { partner: toko() };
+    assert_eq!(balance(&journal, funding).await, -14_500, "the partner funds both");
+    // A success does not turn into a failure.
+    let late = journal.failed(&payout.id).await.unwrap_err();
+    assert!(
+        matches!(late, PayoutError::Transition { from: "SUCCEEDED", to: "FAILED", .. }),
+        "{late}"
+    );
+    assert_eq!(journal.verify().await.unwrap(), vec![]);
+}
+
+#[tokio::test]
+async fn a_failed_payout_gives_the_reservation_back_and_a_reversal_the_money() {
+    let journal = journal("payfail").await;
+    payable_change(&journal, 1, "a", 12_000).await;
+    let Reservation::New(first) = reserve(&journal, 1, day(8)).await else { panic!("not new") };
+    journal.submitted(&first.id, "iris").await.unwrap();
+    journal.failed(&first.id).await.unwrap();
+    assert_eq!(customer_balances(&journal, 1).await, (12_000, 0));
+    journal.failed(&first.id).await.unwrap();
+    assert_eq!(customer_balances(&journal, 1).await, (12_000, 0), "failing twice gives back once");
+
+    let Reservation::New(second) = reserve(&journal, 1, day(9)).await else { panic!("not new") };
+    journal.submitted(&second.id, "iris").await.unwrap();
+    journal.succeeded(&second.id, 0).await.unwrap();
+    assert_eq!(customer_balances(&journal, 1).await, (0, 0));
+    // The provider reverses it later: the money is payable again, once.
+    journal.reversed(&second.id).await.unwrap();
+    journal.reversed(&second.id).await.unwrap();
+    assert_eq!(customer_balances(&journal, 1).await, (12_000, 0));
+    assert_eq!(journal.payout(&second.id).await.unwrap().unwrap().state, PayoutState::Reversed);
+    let float = Account::ProviderFloat { provider: "iris".into() };
+    assert_eq!(balance(&journal, float).await, 0);
+    assert_eq!(journal.verify().await.unwrap(), vec![]);
+}
+
+#[tokio::test]
+async fn a_clawback_after_a_payout_is_netted_against_the_next_cashback() {
+    let journal = journal("paynet").await;
+    payable_change(&journal, 1, "a", 20_000).await;
+    let Reservation::New(payout) = reserve(&journal, 1, day(8)).await else { panic!("not new") };
+    journal.submitted(&payout.id, "snap").await.unwrap();
+    journal.succeeded(&payout.id, 1_000).await.unwrap();
+    // A refund after the payout: the balance goes negative, nothing is pulled from the wallet.
+    payable_change(&journal, 1, "refund", -6_000).await;
+    assert_eq!(customer_balances(&journal, 1).await, (-6_000, 0));
+    payable_change(&journal, 1, "b", 12_000).await;
+    assert_eq!(reserve(&journal, 1, day(9)).await, Reservation::BelowMinimum { payable: 6_000 });
+    payable_change(&journal, 1, "c", 5_000).await;
+    let Reservation::New(next) = reserve(&journal, 1, day(10)).await else { panic!("not new") };
+    assert_eq!(next.amount, 11_000, "the clawback was netted");
+    assert_eq!(journal.verify().await.unwrap(), vec![]);
+}
+
+#[tokio::test]
+async fn an_unknown_payout_is_an_error() {
+    let journal = journal("payunknown").await;
+    let error = journal.submitted("TOKO/+628160000001/2026-06-08", "xendit").await.unwrap_err();
+    assert!(matches!(error, PayoutError::Unknown { .. }), "{error}");
+}
