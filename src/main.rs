@@ -1,4 +1,4 @@
-//! `cezbek <service>` runs one service; `cezbek dev` runs all five in one process.
+//! `cezbek <service>` runs one service; `cezbek dev` runs all six in one process.
 //!
 //! The binary only reads configuration, installs logging and the signal handler, and hands
 //! over to the service libraries' `run(config, shutdown)`.
@@ -37,7 +37,9 @@ enum Command {
     Campaignex,
     /// Nightly digest emails: the service, or `notifier run` for a backfill.
     Notifier(NotifierArgs),
-    /// All five services in one process, for the demo and local development.
+    /// Pays customers' cashback into their e-wallets through the cheapest provider.
+    Payouts,
+    /// All six services in one process, for the demo and local development.
     Dev,
     /// Signs a request to a partner API: prints the four X-Cezbek-* headers, one per line,
     /// ready for `curl -H @headers.txt`. The secret is read from an environment variable so it
@@ -58,6 +60,7 @@ enum ApiService {
     Ingestor,
     Informer,
     Campaignex,
+    Payouts,
 }
 
 #[derive(Debug, clap::Args)]
@@ -211,7 +214,7 @@ fn parse_since(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     Ok(chrono::Utc::now() - ago)
 }
 
-/// The configuration of what `command` runs; `dev` reads all five, so every problem is
+/// The configuration of what `command` runs; `dev` reads all six, so every problem is
 /// reported at once.
 enum Service {
     // Boxed: the largest configuration, and it is read once.
@@ -221,6 +224,7 @@ enum Service {
     Campaignex(cezbek_campaignex::Config),
     Notifier(cezbek_notifier::Config),
     NotifierBackfill(cezbek_notifier::Config, cezbek_notifier::Backfill),
+    Payouts(cezbek_payouts::Config),
     Dev(Box<DevConfigs>),
 }
 
@@ -230,6 +234,7 @@ struct DevConfigs {
     informer: cezbek_informer::Config,
     campaignex: cezbek_campaignex::Config,
     notifier: cezbek_notifier::Config,
+    payouts: cezbek_payouts::Config,
 }
 
 fn read_config(command: &Command) -> Result<(LogConfig, Service), ConfigError> {
@@ -257,6 +262,7 @@ fn read_config(command: &Command) -> Result<(LogConfig, Service), ConfigError> {
                 }
             }
         }
+        Command::Payouts => Service::Payouts(cezbek_payouts::Config::from_env(&mut env)),
         Command::Sign(_) | Command::Events(_) | Command::Openapi { .. } => {
             unreachable!("sign, events and openapi read no service configuration")
         }
@@ -267,6 +273,7 @@ fn read_config(command: &Command) -> Result<(LogConfig, Service), ConfigError> {
             campaignex: cezbek_campaignex::Config::from_env(&mut env),
             // Under `cezbek dev` digests are .eml files to open, unless SMTP is asked for.
             notifier: cezbek_notifier::Config::from_env(&mut env, TransportKind::Files),
+            payouts: cezbek_payouts::Config::from_env(&mut env),
         })),
     };
     env.finish((log, service))
@@ -279,6 +286,7 @@ fn main() -> ExitCode {
             ApiService::Ingestor => cezbek_ingestor::openapi_document().to_pretty_json(),
             ApiService::Informer => cezbek_informer::openapi_document().to_pretty_json(),
             ApiService::Campaignex => cezbek_campaignex::openapi_document().to_pretty_json(),
+            ApiService::Payouts => cezbek_payouts::api::document().to_pretty_json(),
         };
         return match document {
             Ok(json) => {
@@ -375,6 +383,9 @@ async fn run(service: Service) -> anyhow::Result<()> {
                 .map_err(|e| named("notifier run", e))?;
             print_backfill(&backfill, &reports)
         }
+        Service::Payouts(config) => {
+            cezbek_payouts::run(config, shutdown).await.map_err(|e| named("payouts", e))
+        }
         Service::Dev(configs) => run_all(*configs, shutdown).await,
     }
 }
@@ -405,7 +416,7 @@ fn print_backfill(
     Ok(())
 }
 
-/// Runs the five services side by side. When one stops with an error the others are asked
+/// Runs the six services side by side. When one stops with an error the others are asked
 /// to stop too, so `cezbek dev` never limps on half-alive.
 async fn run_all(configs: DevConfigs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut services = JoinSet::new();
@@ -429,7 +440,11 @@ async fn run_all(configs: DevConfigs, shutdown: CancellationToken) -> anyhow::Re
     services.spawn(async move {
         cezbek_notifier::run(configs.notifier, token).await.map_err(|e| named("notifier", e))
     });
-    tracing::info!("cezbek dev: all five services started");
+    let token = shutdown.clone();
+    services.spawn(async move {
+        cezbek_payouts::run(configs.payouts, token).await.map_err(|e| named("payouts", e))
+    });
+    tracing::info!("cezbek dev: all six services started");
     let mut first_error = None;
     while let Some(joined) = services.join_next().await {
         let outcome = joined

@@ -281,6 +281,7 @@ fn partner_template() -> Partner {
         max_cashback_per_transaction: None,
         keys: Vec::new(),
         customer_tokens: None,
+        payout_policy: None,
     }
 }
 

@@ -8,6 +8,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 TOPICS = {
     "cezbek.transactions.v1": 6,
     "cezbek.rewards.v1": 6,
+    "cezbek.payouts.v1": 6,
     "cezbek.transactions.dlq.v1": 1,
 }
 

@@ -297,6 +297,7 @@ mod tests {
             max_cashback_per_transaction: None,
             keys: Vec::new(),
             customer_tokens,
+            payout_policy: None,
         }
     }
 

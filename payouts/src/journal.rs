@@ -200,7 +200,7 @@ impl Journal {
         Self { pool }
     }
 
-    /// Creates or upgrades the tables (30001…; the ledger's and campaignex's versions in the
+    /// Creates or upgrades the tables (40001…; the other services' versions in the
     /// same database are left to them).
     pub async fn migrate(&self) -> Result<(), JournalError> {
         let mut migrator = sqlx::migrate!("./migrations");

@@ -1,17 +1,217 @@
-//! Cezbek's payouts (issue #20): paying customers' cashback into their e-wallets, exactly once,
-//! reconciled.
+//! Cezbek's payouts (`cezbek payouts`): paying customers' cashback into their e-wallets at the
+//! lowest fee, exactly once.
 //!
-//! This crate starts with its foundation, the **journal**: money is kept in double-entry
-//! form, as payment ledgers do. Every movement (cashback earned, clawback, hold release, payout
-//! reserve, settlement, reversal, fee) is a balanced transfer between two accounts with a
-//! unique, deterministic id, so posting it twice is a no-op, and every balance is the sum of the
-//! transfers. On it, payouts are reserved once per customer-day and move through their states
-//! with their transfers. The service (`cezbek payouts`: balances fed from `cezbek.rewards.v1`,
-//! providers, routing, callbacks, reconciliation) is built on it and is not here yet.
+//! - `journal`: money in double-entry form; every movement a balanced transfer with a
+//!   deterministic id, so posting twice is a no-op and every balance is a sum of transfers.
+//! - `balances`: how reward decisions become transfers; `intake` feeds them from
+//!   `cezbek.rewards.v1` (and destinations from `cezbek.transactions.v1`).
+//! - `payout`: payouts reserved once per customer-day with their balance, forward-only states.
+//! - `payer`, `work`, `routing`, `providers`: releasing holds, reserving, choosing the cheapest
+//!   eligible provider, recording every attempt before its call, settling unknown outcomes by
+//!   status queries before any failover.
+//! - `events`: every payout state change as a `Payout` event on `cezbek.payouts.v1`, from an
+//!   outbox written in the change's own transaction.
+//! - `api`: the providers' callbacks.
 
+pub mod api;
 pub mod balances;
+pub mod events;
+pub mod intake;
 pub mod journal;
+pub mod metrics;
+pub mod payer;
 pub mod payout;
+pub mod providers;
+pub mod routing;
+pub mod work;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cezbek_platform::config::{EtcdConfig, HttpConfig, KafkaConfig, PostgresConfig};
+use cezbek_platform::etcd::EtcdHandle;
+use cezbek_platform::http::HttpError;
+use cezbek_platform::{CancellationToken, Env, Readiness, etcd, http, kafka, live_rules, postgres};
 
 pub use journal::{Account, Discrepancy, Journal, JournalError, Transfer, TransferKind};
+pub use payer::{Payer, PayerSettings};
 pub use payout::{Limits, Payout, PayoutError, PayoutState, Reservation, payout_id};
+pub use providers::{Provider, ProviderSpec};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub kafka: KafkaConfig,
+    pub etcd: EtcdConfig,
+    pub postgres: PostgresConfig,
+    /// `CEZBEK_PAYOUTS_PROVIDERS`: a JSON file of [`ProviderSpec`]s, credentials read from the
+    /// environment variables they name.
+    pub providers: Vec<Provider>,
+    pub payer: PayerSettings,
+}
+
+impl Config {
+    pub fn from_env(env: &mut Env) -> Self {
+        let providers = match env.optional("CEZBEK_PAYOUTS_PROVIDERS") {
+            None => Vec::new(),
+            Some(path) => match read_providers(&path) {
+                Ok(providers) => providers,
+                Err(reason) => {
+                    env.problem("CEZBEK_PAYOUTS_PROVIDERS", reason);
+                    Vec::new()
+                }
+            },
+        };
+        let owner =
+            env.string("CEZBEK_PAYOUTS_OWNER", &format!("{}-{}", hostname(), std::process::id()));
+        let payer = PayerSettings {
+            owner,
+            lease: env.duration("CEZBEK_PAYOUTS_LEASE", Duration::from_secs(30)),
+            tick: env.duration("CEZBEK_PAYOUTS_TICK", Duration::from_millis(100)),
+            scan_every: env.duration("CEZBEK_PAYOUTS_SCAN_EVERY", Duration::from_secs(5)),
+            poll_every: env.duration("CEZBEK_PAYOUTS_POLL_EVERY", Duration::from_secs(10)),
+            retry_after: env.duration("CEZBEK_PAYOUTS_RETRY_AFTER", Duration::from_secs(2)),
+            concurrency: env.parse("CEZBEK_PAYOUTS_CONCURRENCY", 256),
+            reserve_batch: env.parse("CEZBEK_PAYOUTS_RESERVE_BATCH", 1_000),
+            stuck_after: env.duration("CEZBEK_PAYOUTS_STUCK_AFTER", Duration::from_secs(3600)),
+        };
+        env.check(payer.concurrency >= 1, "CEZBEK_PAYOUTS_CONCURRENCY", "must be at least 1");
+        let longest_call =
+            providers.iter().map(|provider| provider.timeout()).max().unwrap_or_default();
+        env.check(
+            payer.lease > longest_call * 2,
+            "CEZBEK_PAYOUTS_LEASE",
+            "must be more than twice the longest provider timeout",
+        );
+        Self {
+            http: HttpConfig::api_from_env(
+                env,
+                "CEZBEK_PAYOUTS_LISTEN",
+                "127.0.0.1:8086",
+                "CEZBEK_PAYOUTS_OPS_LISTEN",
+                "127.0.0.1:9086",
+            ),
+            kafka: KafkaConfig::from_env(env, "cezbek-payouts"),
+            etcd: EtcdConfig::from_env(env),
+            postgres: PostgresConfig::from_env(env),
+            providers,
+            payer,
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "payouts".into())
+}
+
+/// Reads the providers' file and the credentials its entries name.
+pub fn read_providers(path: &str) -> Result<Vec<Provider>, String> {
+    let text = std::fs::read_to_string(path).map_err(|error| format!("{path}: {error}"))?;
+    parse_providers(&text, |name| std::env::var(name).ok())
+}
+
+/// Parses a providers' document; `secret` reads a credential by the name it is given under.
+pub fn parse_providers(
+    text: &str,
+    secret: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<Provider>, String> {
+    let specs: Vec<ProviderSpec> =
+        serde_json::from_str(text).map_err(|error| format!("not a list of providers: {error}"))?;
+    let mut providers = Vec::with_capacity(specs.len());
+    for (index, spec) in specs.into_iter().enumerate() {
+        let at = |field: &str| format!("[{index}].{field}");
+        if providers.iter().any(|provider: &Provider| provider.spec.name == spec.name) {
+            return Err(format!("{}: {:?} is named twice", at("name"), spec.name));
+        }
+        for (wallet, terms) in &spec.channels {
+            if cezbek_rules::payout_policy::wallet_code(wallet) != Some(wallet.as_str()) {
+                return Err(format!("{}: {wallet:?} is not a wallet code", at("channels")));
+            }
+            let fee = terms.fee;
+            if fee.fixed < 0 || fee.basis_points < 0 || fee.vat_basis_points < 0 {
+                return Err(format!("{}: fees cannot be negative", at("channels")));
+            }
+            if terms.min_amount <= 0 || terms.max_amount < terms.min_amount {
+                return Err(format!("{}: 0 < min_amount ≤ max_amount", at("channels")));
+            }
+        }
+        let secret_value = secret(&spec.secret_env)
+            .ok_or_else(|| format!("{}: set {}", at("secret_env"), spec.secret_env))?;
+        let callback_token = secret(&spec.callback_token_env).ok_or_else(|| {
+            format!("{}: set {}", at("callback_token_env"), spec.callback_token_env)
+        })?;
+        providers.push(Provider { spec, secret: secret_value, callback_token });
+    }
+    Ok(providers)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("bad PostgreSQL settings: {0}")]
+    Postgres(#[from] cezbek_platform::postgres::Error),
+    #[error("the payouts journal: {0}")]
+    Journal(#[from] JournalError),
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+}
+
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    let pool = postgres::connect(&config.postgres).await?;
+    let journal = Journal::new(pool.clone());
+    journal.migrate().await?;
+    let readiness = Readiness::new(&["postgres", "etcd", "partners"]);
+    postgres::watch_readiness(&readiness, &pool, &shutdown);
+    etcd::watch_readiness(&readiness, &config.etcd, &shutdown);
+    let registry = prometheus::Registry::new();
+    let metrics = metrics::Metrics::new(&registry)?;
+    let rules = live_rules::spawn_rules_watch(
+        EtcdHandle::new(config.etcd.clone()),
+        metrics.rules.clone(),
+        &readiness,
+        "partners",
+        &shutdown,
+    );
+    if config.providers.is_empty() {
+        tracing::warn!(
+            "no payment providers configured (CEZBEK_PAYOUTS_PROVIDERS): nothing is paid"
+        );
+    }
+    let intake = intake::Intake {
+        consumer: kafka::consumer(&config.kafka, "cezbek-payouts")?,
+        rewards_topic: config.kafka.rewards_topic.clone(),
+        transactions_topic: config.kafka.transactions_topic.clone(),
+        journal: journal.clone(),
+        metrics: metrics.clone(),
+    };
+    let providers = Arc::new(config.providers.clone());
+    let payer = Payer::new(
+        journal.clone(),
+        config.providers.clone(),
+        config.payer.clone(),
+        rules,
+        metrics.clone(),
+    );
+    let publisher = events::Publisher {
+        journal: journal.clone(),
+        producer: kafka::producer(&config.kafka)?,
+        topic: config.kafka.payouts_topic.clone(),
+    };
+    let api = api::router(api::ApiState { providers, journal, metrics });
+    let publisher = tokio::spawn(publisher.run(shutdown.clone()));
+    let intake = tokio::spawn(intake.run(shutdown.clone()));
+    let payer = tokio::spawn(payer.run(shutdown.clone()));
+    let served =
+        http::serve_with_ops(&config.http, api, registry, readiness, shutdown.clone()).await;
+    shutdown.cancel();
+    if let Ok(Err(error)) = intake.await {
+        tracing::error!(%error, "the intake stopped");
+    }
+    let _ = payer.await;
+    let _ = publisher.await;
+    served?;
+    Ok(())
+}

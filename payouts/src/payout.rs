@@ -12,7 +12,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::Row;
 
-use cezbek_schemas::{Currency, Msisdn, PartnerCode};
+use cezbek_rules::FeeBearer;
+use cezbek_schemas::{Currency, Msisdn, PartnerCode, PayoutStatus};
 
 use crate::journal::{Account, Journal, JournalError, Transfer, TransferKind, post_in};
 
@@ -40,7 +41,7 @@ impl PayoutState {
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         [Self::Reserved, Self::Submitted, Self::Succeeded, Self::Failed, Self::Reversed]
             .into_iter()
             .find(|state| state.as_str() == text)
@@ -64,6 +65,9 @@ pub struct Limits {
     /// Below this, nothing is paid (a fee must never eat a payout).
     pub minimum: i64,
     pub maximum_per_day: i64,
+    /// Payouts are whole multiples of this (wallets take whole currency units: 100 for IDR);
+    /// the rest stays payable.
+    pub unit: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +81,53 @@ pub struct Payout {
     pub state: PayoutState,
     pub provider: Option<String>,
     pub fee: Option<i64>,
+    /// The provider attempt it is at; 0 before the first.
+    pub attempt: i32,
+    /// Why it could not be paid, when it could not.
+    pub failure: Option<String>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl Payout {
+    /// Its current state as the event on `cezbek.payouts.v1`.
+    pub fn event(&self) -> cezbek_schemas::Payout {
+        cezbek_schemas::Payout {
+            payout_id: self.id.clone(),
+            partner: self.partner.clone(),
+            msisdn: self.msisdn.clone(),
+            currency: self.currency,
+            amount: self.amount,
+            wallet: self.wallet.clone(),
+            state: match self.state {
+                PayoutState::Reserved => PayoutStatus::Reserved,
+                PayoutState::Submitted => PayoutStatus::Submitted,
+                PayoutState::Succeeded => PayoutStatus::Succeeded,
+                PayoutState::Failed => PayoutStatus::Failed,
+                PayoutState::Reversed => PayoutStatus::Reversed,
+            },
+            provider: self.provider.clone(),
+            fee: self.fee,
+            attempt: i64::from(self.attempt),
+            failure: self.failure.clone(),
+            changed_at: self.updated_at,
+        }
+    }
+}
+
+/// Queues the payout's current state as its event, in the caller's transaction.
+pub(crate) async fn record_event(
+    connection: &mut sqlx::PgConnection,
+    payout: &Payout,
+) -> Result<(), PayoutError> {
+    let event = payout.event();
+    let payload = cezbek_schemas::encode(&event)
+        .map_err(|error| PayoutError::Corrupt { id: payout.id.clone(), what: error.to_string() })?;
+    sqlx::query("INSERT INTO payout_outbox (key, payload) VALUES ($1, $2)")
+        .bind(event.key())
+        .bind(payload)
+        .execute(&mut *connection)
+        .await?;
+    Ok(())
 }
 
 /// What a reservation found.
@@ -163,10 +213,11 @@ impl Journal {
         if let Some(existing) = read(&mut transaction, &id).await? {
             return Ok(Reservation::Existing(existing));
         }
-        if payable < limits.minimum || payable <= 0 {
+        let unit = limits.unit.max(1);
+        let amount = payable.min(limits.maximum_per_day) / unit * unit;
+        if amount < limits.minimum || amount <= 0 {
             return Ok(Reservation::BelowMinimum { payable });
         }
-        let amount = payable.min(limits.maximum_per_day);
         sqlx::query(
             "INSERT INTO payouts (id, partner, msisdn, currency, amount, wallet, state) \
              VALUES ($1, $2, $3, $4, $5, $6, 'RESERVED')",
@@ -193,6 +244,7 @@ impl Journal {
         let payout = read(&mut transaction, &id)
             .await?
             .ok_or_else(|| PayoutError::Unknown { id: id.clone() })?;
+        record_event(&mut transaction, &payout).await?;
         transaction.commit().await?;
         Ok(Reservation::New(payout))
     }
@@ -202,30 +254,33 @@ impl Journal {
         self.advance(id, PayoutState::Submitted, Some(provider), None, |_| Vec::new()).await
     }
 
-    /// The provider paid it, charging `fee` (borne by the partner): the in-flight amount and the
-    /// fee leave through the provider's float.
-    pub async fn succeeded(&self, id: &str, fee: i64) -> Result<Payout, PayoutError> {
+    /// The provider paid it, charging `fee`. The partner bears it: the in-flight amount leaves
+    /// through the provider's float, the fee from the partner's funding beside it. The
+    /// customer bears it: the wallet received the amount less the fee, and both leave from
+    /// in-flight.
+    pub async fn succeeded(
+        &self,
+        id: &str,
+        fee: i64,
+        bearer: FeeBearer,
+    ) -> Result<Payout, PayoutError> {
         self.advance(id, PayoutState::Succeeded, None, Some(fee), |payout| {
             let provider = payout.provider.clone().unwrap_or_default();
             let float = Account::ProviderFloat { provider };
-            let mut transfers = vec![movement(
-                payout,
-                TransferKind::PayoutSettle,
-                Account::CustomerInFlight {
-                    partner: payout.partner.clone(),
-                    msisdn: payout.msisdn.clone(),
-                },
-                float.clone(),
-                payout.amount,
-            )];
+            let in_flight = Account::CustomerInFlight {
+                partner: payout.partner.clone(),
+                msisdn: payout.msisdn.clone(),
+            };
+            let (sent, fee_from) = match bearer {
+                FeeBearer::Partner => {
+                    (payout.amount, Account::PartnerFunding { partner: payout.partner.clone() })
+                }
+                FeeBearer::Customer => (payout.amount - fee, in_flight.clone()),
+            };
+            let mut transfers =
+                vec![movement(payout, TransferKind::PayoutSettle, in_flight, float.clone(), sent)];
             if fee > 0 {
-                transfers.push(movement(
-                    payout,
-                    TransferKind::Fee,
-                    Account::PartnerFunding { partner: payout.partner.clone() },
-                    float,
-                    fee,
-                ));
+                transfers.push(movement(payout, TransferKind::Fee, fee_from, float, fee));
             }
             transfers
         })
@@ -312,6 +367,7 @@ impl Journal {
             .await?
             .ok_or_else(|| PayoutError::Unknown { id: id.into() })?;
         post_in(&mut transaction, &transfers(&updated)).await?;
+        record_event(&mut transaction, &updated).await?;
         transaction.commit().await?;
         Ok(updated)
     }
@@ -337,10 +393,10 @@ fn movement(
     }
 }
 
-const PAYOUT_COLUMNS: &str =
-    "id, partner, msisdn, currency, amount, wallet, state, provider, fee, updated_at";
+const PAYOUT_COLUMNS: &str = "id, partner, msisdn, currency, amount, wallet, state, provider, fee, \
+     attempt, failure, updated_at";
 
-async fn read(
+pub(crate) async fn read(
     connection: &mut sqlx::PgConnection,
     id: &str,
 ) -> Result<Option<Payout>, PayoutError> {
@@ -378,6 +434,8 @@ fn payout_of(id: &str, row: &sqlx::postgres::PgRow) -> Result<Payout, PayoutErro
         state: PayoutState::parse(&text("state")?).ok_or_else(|| corrupt("state"))?,
         provider: row.try_get("provider")?,
         fee: row.try_get("fee")?,
+        attempt: row.try_get("attempt")?,
+        failure: row.try_get("failure")?,
         updated_at: row.try_get("updated_at")?,
     })
 }

@@ -10,10 +10,11 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use cezbek_payouts::{
     Account, Journal, Limits, PayoutError, PayoutState, Reservation, Transfer, TransferKind,
 };
+use cezbek_rules::FeeBearer;
 use cezbek_schemas::{Currency, Msisdn, PartnerCode};
 use cezbek_testkit::TestContext;
 
-const LIMITS: Limits = Limits { minimum: 10_000, maximum_per_day: 50_000 };
+const LIMITS: Limits = Limits { minimum: 10_000, maximum_per_day: 50_000, unit: 1 };
 
 fn idr() -> Currency {
     Currency::parse("IDR").unwrap()
@@ -126,16 +127,16 @@ async fn a_paid_payout_leaves_through_the_float_and_the_partner_bears_the_fee() 
     payable_change(&journal, 1, "a", 12_000).await;
     let Reservation::New(payout) = reserve(&journal, 1, day(8)).await else { panic!("not new") };
     // Not paid before it was handed to a provider.
-    let early = journal.succeeded(&payout.id, 2_500).await.unwrap_err();
+    let early = journal.succeeded(&payout.id, 2_500, FeeBearer::Partner).await.unwrap_err();
     assert!(matches!(early, PayoutError::Transition { from: "RESERVED", .. }), "{early}");
     journal.submitted(&payout.id, "xendit").await.unwrap();
-    let paid = journal.succeeded(&payout.id, 2_500).await.unwrap();
+    let paid = journal.succeeded(&payout.id, 2_500, FeeBearer::Partner).await.unwrap();
     assert_eq!(
         (paid.state, paid.fee, paid.provider.as_deref()),
         (PayoutState::Succeeded, Some(2_500), Some("xendit"))
     );
     // Told again (a duplicate callback): nothing changes.
-    journal.succeeded(&payout.id, 2_500).await.unwrap();
+    journal.succeeded(&payout.id, 2_500, FeeBearer::Partner).await.unwrap();
     assert_eq!(customer_balances(&journal, 1).await, (0, 0));
     let float = Account::ProviderFloat { provider: "xendit".into() };
     assert_eq!(balance(&journal, float).await, 14_500, "the payout and its fee left the float");
@@ -163,7 +164,7 @@ async fn a_failed_payout_gives_the_reservation_back_and_a_reversal_the_money() {
 
     let Reservation::New(second) = reserve(&journal, 1, day(9)).await else { panic!("not new") };
     journal.submitted(&second.id, "iris").await.unwrap();
-    journal.succeeded(&second.id, 0).await.unwrap();
+    journal.succeeded(&second.id, 0, FeeBearer::Partner).await.unwrap();
     assert_eq!(customer_balances(&journal, 1).await, (0, 0));
     // The provider reverses it later: the money is payable again, once.
     journal.reversed(&second.id).await.unwrap();
@@ -181,7 +182,7 @@ async fn a_clawback_after_a_payout_is_netted_against_the_next_cashback() {
     payable_change(&journal, 1, "a", 20_000).await;
     let Reservation::New(payout) = reserve(&journal, 1, day(8)).await else { panic!("not new") };
     journal.submitted(&payout.id, "snap").await.unwrap();
-    journal.succeeded(&payout.id, 1_000).await.unwrap();
+    journal.succeeded(&payout.id, 1_000, FeeBearer::Partner).await.unwrap();
     // A refund after the payout: the balance goes negative, nothing is pulled from the wallet.
     payable_change(&journal, 1, "refund", -6_000).await;
     assert_eq!(customer_balances(&journal, 1).await, (-6_000, 0));

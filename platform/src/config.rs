@@ -40,6 +40,7 @@ pub struct KafkaConfig {
     pub transactions_topic: String,
     pub rewards_topic: String,
     pub dead_letter_topic: String,
+    pub payouts_topic: String,
 }
 
 impl KafkaConfig {
@@ -63,6 +64,7 @@ impl KafkaConfig {
             rewards_topic: env.string("CEZBEK_REWARDS_TOPIC", "cezbek.rewards.v1"),
             dead_letter_topic: env
                 .string("CEZBEK_TRANSACTIONS_DLQ_TOPIC", "cezbek.transactions.dlq.v1"),
+            payouts_topic: env.string("CEZBEK_PAYOUTS_TOPIC", "cezbek.payouts.v1"),
         }
     }
 }

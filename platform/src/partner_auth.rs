@@ -264,6 +264,7 @@ mod tests {
             max_cashback_per_transaction: None,
             keys: vec![PartnerKey { key_id: "k1".into(), secret: SECRET_B64.into(), not_after }],
             customer_tokens: None,
+            payout_policy: None,
         };
         RuleSnapshot::builder().partner(partner).build(7)
     }

@@ -55,6 +55,7 @@ fn setup() -> (RuleSnapshot, Vec<(Transaction, CustomerWindow)>) {
             max_cashback_per_transaction: Some(1_000_000),
             keys: Vec::new(),
             customer_tokens: None,
+            payout_policy: None,
         });
         for index in 0..CAMPAIGNS_PER_PARTNER {
             let mccs = if index % 10 == 0 {

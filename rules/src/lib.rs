@@ -10,6 +10,7 @@ pub mod keys;
 mod live;
 pub mod model;
 pub mod openapi;
+pub mod payout_policy;
 mod replay;
 mod snapshot;
 mod window;
@@ -22,6 +23,7 @@ pub use model::{
     Campaign, CampaignStatus, Conditions, CustomerTokens, Exclusion, ExclusionTarget, NextTier,
     Partner, PartnerKey, PartnerStatus, RewardRule, Tier, TierProgram, TierProgress, TokenKey,
 };
+pub use payout_policy::{FeeBearer, PayoutPolicy};
 pub use replay::Replay;
 pub use snapshot::{PartnerRules, RuleSnapshot, SnapshotBuilder};
 pub use window::{CustomerWindow, DailyEarned, OriginalPurchase, WindowPurchase, WindowStats};

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::payout_policy::PayoutPolicy;
 use crate::window::WindowStats;
 use cezbek_schemas::{CampaignKind, Currency, Mcc, Msisdn, PartnerCode, ValueError};
 
@@ -84,6 +85,10 @@ pub struct Partner {
     #[serde(default)]
     #[schema(schema_with = crate::openapi::customer_tokens)]
     pub customer_tokens: Option<CustomerTokens>,
+    /// How its customers' cashback is paid into their e-wallets; none: not paid out.
+    #[serde(default)]
+    #[schema(nullable = true)]
+    pub payout_policy: Option<PayoutPolicy>,
 }
 
 /// How the bearer tokens (JWTs) that a partner's identity provider issues to its customers are
@@ -254,6 +259,9 @@ impl Partner {
         }
         if let Some(tokens) = &self.customer_tokens {
             tokens.validate(&mut problems);
+        }
+        if let Some(policy) = &self.payout_policy {
+            policy.validate(&mut problems);
         }
         finish(problems)
     }

@@ -1,4 +1,4 @@
-//! Avro binary for the current `Transaction` and `Reward` schemas, written and read directly.
+//! Avro binary for the current `Transaction`, `Reward` and `Payout` schemas, written and read directly.
 //!
 //! apache-avro goes through a generic `Value` and rebuilds its resolved schema on every call,
 //! which dominated the rewarder's profile. The layout here follows the `.avsc` files field by
@@ -9,8 +9,8 @@
 use chrono::{DateTime, Utc};
 
 use crate::event::{
-    AppliedCampaign, CampaignKind, Reward, RewardOutcome, Source, SourceChannel, Transaction,
-    TransactionKind,
+    AppliedCampaign, CampaignKind, Payout, PayoutStatus, Reward, RewardOutcome, Source,
+    SourceChannel, Transaction, TransactionKind,
 };
 use crate::value::{Currency, Mcc, Msisdn, PartnerCode, TransactionId, ValueError};
 
@@ -369,5 +369,56 @@ pub(crate) fn read_reward(reader: &mut Reader<'_>) -> Result<Reward, BinaryError
         explanation: reader.str("explanation")?.to_owned(),
         occurred_at: reader.millis("occurred_at")?,
         decided_at: reader.millis("decided_at")?,
+    })
+}
+
+const PAYOUT_STATES: [PayoutStatus; 5] = [
+    PayoutStatus::Reserved,
+    PayoutStatus::Submitted,
+    PayoutStatus::Succeeded,
+    PayoutStatus::Failed,
+    PayoutStatus::Reversed,
+];
+
+pub(crate) fn write_payout(out: &mut Vec<u8>, p: &Payout) {
+    put_str(out, &p.payout_id);
+    put_str(out, p.partner.as_str());
+    put_str(out, p.msisdn.as_str());
+    put_str(out, p.currency.as_str());
+    put_long(out, p.amount);
+    put_str(out, &p.wallet);
+    let state = PAYOUT_STATES.iter().position(|state| *state == p.state).unwrap_or_default();
+    put_long(out, i64::try_from(state).unwrap_or_default());
+    put_opt_str(out, p.provider.as_deref());
+    put_opt_long(out, p.fee);
+    put_long(out, p.attempt);
+    put_opt_str(out, p.failure.as_deref());
+    put_millis(out, p.changed_at);
+}
+
+pub(crate) fn read_payout(reader: &mut Reader<'_>) -> Result<Payout, BinaryError> {
+    let invalid = |field: &'static str| {
+        move |error: ValueError| BinaryError::Malformed { field, reason: error.reason }
+    };
+    let payout_id = reader.str("payout_id")?.to_owned();
+    let partner = PartnerCode::parse(reader.str("partner")?).map_err(invalid("partner"))?;
+    let msisdn = Msisdn::parse(reader.str("msisdn")?).map_err(invalid("msisdn"))?;
+    let currency = Currency::parse(reader.str("currency")?).map_err(invalid("currency"))?;
+    let amount = reader.long("amount")?;
+    let wallet = reader.str("wallet")?.to_owned();
+    let state = PAYOUT_STATES[usize::try_from(reader.index("state", 5)?).unwrap_or_default()];
+    Ok(Payout {
+        payout_id,
+        partner,
+        msisdn,
+        currency,
+        amount,
+        wallet,
+        state,
+        provider: reader.opt_str("provider")?.map(str::to_owned),
+        fee: reader.opt_long("fee")?,
+        attempt: reader.long("attempt")?,
+        failure: reader.opt_str("failure")?.map(str::to_owned),
+        changed_at: reader.millis("changed_at")?,
     })
 }

@@ -12,7 +12,7 @@ use apache_avro::Schema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::event::{Reward, Transaction};
+use crate::event::{Payout, Reward, Transaction};
 use crate::value::ValueError;
 
 /// The two marker bytes that open every single-object encoded message.
@@ -190,6 +190,7 @@ pub fn crc64_avro(data: &[u8]) -> u64 {
 
 pub const TRANSACTION_AVSC: &str = include_str!("../avro/transaction.avsc");
 pub const REWARD_AVSC: &str = include_str!("../avro/reward.avsc");
+pub const PAYOUT_AVSC: &str = include_str!("../avro/payout.avsc");
 
 /// An event type bound to its schema versions, with direct Avro binary for its current
 /// schema (see [`crate::binary`]).
@@ -247,6 +248,22 @@ impl Event for Reward {
     }
 }
 
+impl Event for Payout {
+    fn schema_versions() -> &'static SchemaVersions {
+        static VERSIONS: OnceLock<SchemaVersions> = OnceLock::new();
+        known(&VERSIONS, "Payout", PAYOUT_AVSC)
+    }
+
+    fn write_current(&self, out: &mut Vec<u8>) {
+        crate::binary::write_payout(out, self);
+    }
+
+    fn read_current(body: &[u8]) -> Result<(Self, usize), crate::binary::BinaryError> {
+        let mut reader = crate::binary::Reader::new(body);
+        Ok((crate::binary::read_payout(&mut reader)?, reader.remaining()))
+    }
+}
+
 /// Encodes an event with its current schema.
 pub fn encode<T: Event>(event: &T) -> Result<Vec<u8>, CodecError> {
     let versions = T::schema_versions();
@@ -279,6 +296,7 @@ pub fn decode<T: Event>(message: &[u8]) -> Result<T, CodecError> {
 pub enum AnyEvent {
     Transaction(Transaction),
     Reward(Reward),
+    Payout(Payout),
 }
 
 /// Decodes a message of any event type this build knows.
@@ -289,6 +307,9 @@ pub fn decode_any(message: &[u8]) -> Result<AnyEvent, CodecError> {
     }
     if Transaction::schema_versions().knows(&fingerprint) {
         return decode::<Transaction>(message).map(AnyEvent::Transaction);
+    }
+    if Payout::schema_versions().knows(&fingerprint) {
+        return decode::<Payout>(message).map(AnyEvent::Payout);
     }
     Err(CodecError::UnknownFingerprint { schema: "any event", fingerprint })
 }

@@ -9,6 +9,7 @@ use crate::value::{Currency, Mcc, Money, Msisdn, PartnerCode, TransactionId, Val
 pub const TRANSACTIONS_TOPIC: &str = "cezbek.transactions.v1";
 pub const REWARDS_TOPIC: &str = "cezbek.rewards.v1";
 pub const TRANSACTIONS_DLQ_TOPIC: &str = "cezbek.transactions.dlq.v1";
+pub const PAYOUTS_TOPIC: &str = "cezbek.payouts.v1";
 
 /// The earliest time a transaction may carry (1970-01-01T00:00:00Z, inclusive).
 ///
@@ -207,6 +208,41 @@ pub struct Reward {
 }
 
 impl Reward {
+    pub fn key(&self) -> String {
+        customer_key(&self.partner, &self.msisdn)
+    }
+}
+
+/// Where a payout is (see the payouts service): states only move forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PayoutStatus {
+    Reserved,
+    Submitted,
+    Succeeded,
+    Failed,
+    Reversed,
+}
+
+/// A payout's state change, as published on `cezbek.payouts.v1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payout {
+    pub payout_id: String,
+    pub partner: PartnerCode,
+    pub msisdn: Msisdn,
+    pub currency: Currency,
+    pub amount: i64,
+    pub wallet: String,
+    pub state: PayoutStatus,
+    pub provider: Option<String>,
+    pub fee: Option<i64>,
+    pub attempt: i64,
+    pub failure: Option<String>,
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub changed_at: DateTime<Utc>,
+}
+
+impl Payout {
     pub fn key(&self) -> String {
         customer_key(&self.partner, &self.msisdn)
     }

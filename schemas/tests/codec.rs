@@ -8,7 +8,7 @@ mod support;
 use cezbek_schemas::codec::{
     self, CodecError, SINGLE_OBJECT_MAGIC, SchemaVersions, TRANSACTION_AVSC,
 };
-use cezbek_schemas::{Reward, Transaction, decode, decode_transaction, encode};
+use cezbek_schemas::{Payout, Reward, Transaction, decode, decode_any, decode_transaction, encode};
 use proptest::prelude::*;
 
 proptest! {
@@ -29,6 +29,16 @@ proptest! {
         let theirs = versions.encode(&reward).unwrap();
         prop_assert_eq!(&ours, &theirs);
         prop_assert_eq!(decode::<Reward>(&theirs).unwrap(), reward);
+    }
+
+    #[test]
+    fn direct_binary_matches_apache_avro_for_payouts(payout in support::payout()) {
+        let versions = <Payout as codec::Event>::schema_versions();
+        let ours = encode(&payout).unwrap();
+        let theirs = versions.encode(&payout).unwrap();
+        prop_assert_eq!(&ours, &theirs);
+        prop_assert_eq!(decode::<Payout>(&theirs).unwrap(), payout.clone());
+        prop_assert_eq!(decode_any(&ours).unwrap(), codec::AnyEvent::Payout(payout));
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub fn partner() -> Partner {
         max_cashback_per_transaction: None,
         keys: Vec::new(),
         customer_tokens: None,
+        payout_policy: None,
     }
 }
 

@@ -157,6 +157,7 @@ impl TestContext {
         config.transactions_topic = format!("test.{}.transactions", self.id);
         config.rewards_topic = format!("test.{}.rewards", self.id);
         config.dead_letter_topic = format!("test.{}.dlq", self.id);
+        config.payouts_topic = format!("test.{}.payouts", self.id);
         config
     }
 
@@ -166,6 +167,7 @@ impl TestContext {
             (config.transactions_topic.as_str(), partitions),
             (config.rewards_topic.as_str(), partitions),
             (config.dead_letter_topic.as_str(), 1),
+            (config.payouts_topic.as_str(), partitions),
         ];
         if let Err(error) = kafka::ensure_topics(config, &topics).await {
             panic!("cannot create test topics on {}: {error}", config.brokers);
@@ -275,6 +277,7 @@ pub fn service_env(
             ("CEZBEK_TRANSACTIONS_TOPIC", kafka.transactions_topic.clone()),
             ("CEZBEK_REWARDS_TOPIC", kafka.rewards_topic.clone()),
             ("CEZBEK_TRANSACTIONS_DLQ_TOPIC", kafka.dead_letter_topic.clone()),
+            ("CEZBEK_PAYOUTS_TOPIC", kafka.payouts_topic.clone()),
         ]);
     }
     if let Some(schema) = &postgres.schema {

@@ -1,8 +1,8 @@
 //! Generators shared by the schema tests.
 
 use cezbek_schemas::{
-    AppliedCampaign, CampaignKind, Currency, Mcc, Msisdn, PartnerCode, Reward, RewardOutcome,
-    Source, SourceChannel, Transaction, TransactionId, TransactionKind,
+    AppliedCampaign, CampaignKind, Currency, Mcc, Msisdn, PartnerCode, Payout, PayoutStatus,
+    Reward, RewardOutcome, Source, SourceChannel, Transaction, TransactionId, TransactionKind,
 };
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
@@ -117,6 +117,41 @@ prop_compose! {
             explanation,
             occurred_at: transaction.occurred_at,
             decided_at,
+        }
+    }
+}
+
+prop_compose! {
+    pub fn payout()(
+        transaction in transaction(),
+        wallet in "[A-Z]{3,9}",
+        state in 0usize..5,
+        provider in prop::option::of("[a-z]{3,10}"),
+        fee in prop::option::of(0i64..10_000_000),
+        attempt in 0i64..5,
+        failure in prop::option::of("\\PC{0,40}"),
+        changed_at in instant(),
+    ) -> Payout {
+        let states = [
+            PayoutStatus::Reserved,
+            PayoutStatus::Submitted,
+            PayoutStatus::Succeeded,
+            PayoutStatus::Failed,
+            PayoutStatus::Reversed,
+        ];
+        Payout {
+            payout_id: format!("{}/{}/2026-12-07", transaction.partner, transaction.msisdn),
+            partner: transaction.partner,
+            msisdn: transaction.msisdn,
+            currency: transaction.currency,
+            amount: transaction.amount,
+            wallet,
+            state: states[state],
+            provider,
+            fee,
+            attempt,
+            failure,
+            changed_at,
         }
     }
 }

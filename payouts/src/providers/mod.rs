@@ -1,0 +1,285 @@
+//! The payment providers payouts go through: how each is configured (channels, fees, limits,
+//! hours) and what an adapter answers. An adapter speaks one provider's API; every answer is
+//! sorted into *accepted*, *refused for certain* (nothing was created: another provider may be
+//! tried) or *unknown* (a timeout, a 5xx: the payout may exist, so only a status query may
+//! settle it).
+
+pub mod xendit;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveTime, Utc};
+use serde::Deserialize;
+
+use cezbek_schemas::{Currency, Msisdn};
+
+/// A provider as configured (`CEZBEK_PAYOUTS_PROVIDERS`, a JSON file). Credentials are given
+/// by reference (the name of an environment variable holding them), never in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSpec {
+    /// Unique; names the provider's float and fee accounts in the journal.
+    pub name: String,
+    pub adapter: AdapterKind,
+    pub base_url: String,
+    /// The environment variable holding the API secret key.
+    pub secret_env: String,
+    /// The environment variable holding the token callbacks must carry.
+    pub callback_token_env: String,
+    /// By wallet code (`OVO`, `DANA`, …): what a payout to that wallet costs and may be.
+    pub channels: BTreeMap<String, ChannelTerms>,
+    /// When it pays; always when left out.
+    #[serde(default)]
+    pub hours: Option<Hours>,
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// A call unanswered after this has an unknown outcome.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdapterKind {
+    Xendit,
+}
+
+/// A channel's terms at one provider; amounts in minor units of the payout's currency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelTerms {
+    pub fee: FeeSchedule,
+    pub min_amount: i64,
+    pub max_amount: i64,
+}
+
+/// Fixed + basis points of the amount, and VAT in basis points of that fee. Each part is
+/// rounded up to the currency's whole unit, as providers bill in whole units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeeSchedule {
+    #[serde(default)]
+    pub fixed: i64,
+    #[serde(default)]
+    pub basis_points: i64,
+    #[serde(default)]
+    pub vat_basis_points: i64,
+}
+
+impl FeeSchedule {
+    /// The fee with its VAT for a payout of `amount`, minor units; `unit` is the currency's
+    /// whole unit in minor units (100 for IDR).
+    pub fn fee(&self, amount: i64, unit: i64) -> i64 {
+        let unit = i128::from(unit.max(1));
+        // Amounts and rates are never negative here (validated), so ceil is (a + b - 1) / b.
+        let ceil_div =
+            |numerator: i128, denominator: i128| (numerator.max(0) + denominator - 1) / denominator;
+        let whole = |minor: i128| ceil_div(minor, unit) * unit;
+        let share = ceil_div(i128::from(amount) * i128::from(self.basis_points), 10_000);
+        let fee = whole(i128::from(self.fixed)) + whole(share);
+        let vat = whole(ceil_div(fee * i128::from(self.vat_basis_points), 10_000));
+        i64::try_from(fee + vat).unwrap_or(i64::MAX)
+    }
+}
+
+/// Operating hours in a time zone: open from `open` until `close` (exclusive); `close` before
+/// `open` spans midnight.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hours {
+    pub open: NaiveTime,
+    pub close: NaiveTime,
+    /// An IANA name, e.g. `Asia/Jakarta`.
+    #[serde(deserialize_with = "time_zone")]
+    pub time_zone: chrono_tz::Tz,
+}
+
+fn time_zone<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<chrono_tz::Tz, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    name.parse().map_err(|_| serde::de::Error::custom(format!("{name:?} is not an IANA time zone")))
+}
+
+impl Hours {
+    pub fn is_open(&self, at: DateTime<Utc>) -> bool {
+        let local = at.with_timezone(&self.time_zone).time();
+        if self.open <= self.close {
+            self.open <= local && local < self.close
+        } else {
+            local >= self.open || local < self.close
+        }
+    }
+}
+
+/// A provider ready to call: its spec with the credentials read.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub spec: ProviderSpec,
+    pub secret: String,
+    pub callback_token: String,
+}
+
+impl Provider {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.spec.timeout_ms)
+    }
+}
+
+/// What to pay, as every adapter needs it.
+#[derive(Debug, Clone)]
+pub struct PayoutRequest {
+    /// Deterministic per attempt (`{payout id}#{attempt}`): the same on every retry, so the
+    /// provider creates the payout at most once.
+    pub idempotency_key: String,
+    /// What the wallet receives, minor units (a whole number of currency units).
+    pub amount: i64,
+    pub currency: Currency,
+    /// The wallet code (`OVO`, …).
+    pub wallet: String,
+    pub msisdn: Msisdn,
+    pub description: String,
+}
+
+/// Where a payout is at the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderStatus {
+    /// Accepted, requested, processing: not finished.
+    Pending,
+    Succeeded,
+    /// Finished without paying; the reason is the provider's code.
+    Failed {
+        reason: String,
+    },
+    /// Paid, then undone by the network.
+    Reversed,
+}
+
+/// The answer to a create call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    Accepted {
+        reference: String,
+        status: ProviderStatus,
+    },
+    /// Nothing was created (a validation or authentication refusal): another provider may
+    /// be tried.
+    Refused {
+        reason: String,
+    },
+    /// It may or may not exist: settle with a status query (or the same call again).
+    Unknown {
+        reason: String,
+    },
+}
+
+/// The answer to a status query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Looked {
+    Found {
+        reference: String,
+        status: ProviderStatus,
+    },
+    /// The provider has no payout with this key.
+    NotFound,
+    Unknown {
+        reason: String,
+    },
+}
+
+/// A callback that passed authentication: which attempt it is about. Its content is not
+/// trusted: the state only changes after a status query agrees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub idempotency_key: String,
+}
+
+/// Why a callback was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackRefused {
+    #[error("the callback token is missing or wrong")]
+    Unauthenticated,
+    #[error("the callback body is unreadable: {0}")]
+    Unreadable(String),
+}
+
+/// Compares secrets in time that does not depend on where they differ.
+pub fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
+    if left.len() != right.len() {
+        return false;
+    }
+    left.iter().zip(right).fold(0u8, |difference, (a, b)| difference | (a ^ b)) == 0
+}
+
+impl Provider {
+    pub async fn submit(&self, http: &reqwest::Client, request: &PayoutRequest) -> Submitted {
+        match self.spec.adapter {
+            AdapterKind::Xendit => xendit::submit(self, http, request).await,
+        }
+    }
+
+    pub async fn status(
+        &self,
+        http: &reqwest::Client,
+        idempotency_key: &str,
+        reference: Option<&str>,
+    ) -> Looked {
+        match self.spec.adapter {
+            AdapterKind::Xendit => xendit::status(self, http, idempotency_key, reference).await,
+        }
+    }
+
+    pub fn verify_callback(
+        &self,
+        headers: &axum::http::HeaderMap,
+        body: &[u8],
+    ) -> Result<Notice, CallbackRefused> {
+        match self.spec.adapter {
+            AdapterKind::Xendit => xendit::verify_callback(self, headers, body),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fees_are_whole_units_rounded_up_with_vat_on_the_fee() {
+        let flat = FeeSchedule { fixed: 250_000, basis_points: 0, vat_basis_points: 1_100 };
+        assert_eq!(flat.fee(5_000_000, 100), 277_500);
+        // 1.5 % of Rp 10,001 is Rp 150.015 → Rp 151; 11 % VAT of Rp 151 is 16.61 → Rp 17.
+        let share = FeeSchedule { fixed: 0, basis_points: 150, vat_basis_points: 1_100 };
+        assert_eq!(share.fee(1_000_100, 100), 16_800);
+        assert_eq!(FeeSchedule { fixed: 0, basis_points: 0, vat_basis_points: 0 }.fee(1, 100), 0);
+    }
+
+    #[test]
+    fn hours_may_span_midnight() {
+        let at = |text: &str| text.parse::<DateTime<Utc>>().unwrap();
+        let day = Hours {
+            open: NaiveTime::from_hms_opt(8, 0, 0).unwrap(),
+            close: NaiveTime::from_hms_opt(20, 0, 0).unwrap(),
+            time_zone: chrono_tz::Asia::Jakarta,
+        };
+        assert!(day.is_open(at("2026-12-07T01:00:00Z")), "08:00 in Jakarta");
+        assert!(!day.is_open(at("2026-12-07T13:00:00Z")), "20:00 in Jakarta");
+        let night = Hours { open: day.close, close: day.open, ..day };
+        assert!(night.is_open(at("2026-12-07T16:00:00Z")), "23:00 in Jakarta");
+        assert!(!night.is_open(at("2026-12-07T03:00:00Z")), "10:00 in Jakarta");
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(constant_time_eq(b"token", b"token"));
+        assert!(!constant_time_eq(b"token", b"tokem"));
+        assert!(!constant_time_eq(b"token", b"token2"));
+    }
+}

@@ -1,0 +1,532 @@
+//! `cezbek payouts` against the real stack (Kafka-API broker, etcd, PostgreSQL) and the
+//! Xendit-style provider simulators, which keep their own record of the money they moved: the
+//! truth each test compares the journal with. Rewards go in through the topic, as the rewarder
+//! writes them; the processes are SIGKILLed and restarted; faults are scripted per customer.
+
+// In a test a failed unwrap is a failed test, with its location: the clearest report.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rdkafka::producer::FutureRecord;
+use serde_json::{Value, json};
+use sqlx::{PgPool, Row};
+
+use cezbek_payouts::{Account, Journal, Limits, Reservation};
+use cezbek_paysim::{Ending, Fault, Faults, FeeRule, RandomFaults, XenditConfig, XenditSim};
+use cezbek_platform::config::{EtcdConfig, KafkaConfig, PostgresConfig};
+use cezbek_platform::{CancellationToken, etcd, kafka};
+use cezbek_rules::{FeeBearer, Partner, PayoutPolicy, Rule};
+use cezbek_schemas::codec::encode;
+use cezbek_schemas::{Msisdn, Reward, RewardOutcome, TransactionId, TransactionKind};
+use cezbek_testkit::fixtures::{customer, idr, partner, purchase, toko};
+use cezbek_testkit::{TestContext, free_port, service_env};
+
+/// Rp 1 in minor units.
+const RP: i64 = 100;
+
+fn policy() -> PayoutPolicy {
+    PayoutPolicy {
+        hold_days: 7,
+        minimum: 10_000 * RP,
+        maximum_per_day: 500_000 * RP,
+        pay_at: "00:00".into(),
+        fee_bearer: FeeBearer::Partner,
+        default_wallet: Some("OVO".into()),
+    }
+}
+
+fn msisdn(n: u32) -> Msisdn {
+    customer("857", n)
+}
+
+/// A simulated provider of a test: its name, flat fee in whole rupiah, and wallets.
+struct SimSpec {
+    name: &'static str,
+    fee: i64,
+    wallets: &'static [&'static str],
+}
+
+struct Setup {
+    context: TestContext,
+    kafka: KafkaConfig,
+    etcd: EtcdConfig,
+    postgres: PostgresConfig,
+    pool: PgPool,
+    journal: Journal,
+    sims: BTreeMap<&'static str, XenditSim>,
+    providers_file: std::path::PathBuf,
+    /// Where callbacks go: the first process's API.
+    api_port: u16,
+    http: reqwest::Client,
+    stop_sims: CancellationToken,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        self.stop_sims.cancel();
+    }
+}
+
+impl Setup {
+    async fn new(name: &str, sims: &[SimSpec]) -> Self {
+        let context = TestContext::new(name);
+        let kafka = context.kafka_config();
+        context.create_topics(&kafka, 4).await;
+        let etcd_config = context.etcd_config();
+        let mut client = etcd::connect(&etcd_config).await.unwrap();
+        let toko = Rule::Partner(Partner { payout_policy: Some(policy()), ..partner() });
+        client.put(toko.key().path(&etcd_config.prefix), toko.to_json(), None).await.unwrap();
+        let postgres = context.postgres_config().await;
+        let pool = cezbek_platform::postgres::connect(&postgres).await.unwrap();
+        let journal = Journal::new(pool.clone());
+        journal.migrate().await.unwrap();
+
+        let api_port = free_port();
+        let stop_sims = CancellationToken::new();
+        let mut started = BTreeMap::new();
+        let mut specs = Vec::new();
+        for sim in sims {
+            let mut config = XenditConfig::local(&secret(sim.name), &token(sim.name));
+            config.callback_url =
+                Some(format!("http://127.0.0.1:{api_port}/v1/callbacks/{}", sim.name));
+            config.fee = FeeRule { fixed: sim.fee, basis_points: 0, vat_basis_points: 1_100 };
+            let running = XenditSim::start(config, stop_sims.clone()).await.unwrap();
+            let channels: serde_json::Map<String, Value> = sim
+                .wallets
+                .iter()
+                .map(|wallet| {
+                    let terms = json!({
+                        "fee": {"fixed": sim.fee * RP, "vat_basis_points": 1_100},
+                        "min_amount": 10_000 * RP,
+                        "max_amount": 2_000_000 * RP,
+                    });
+                    ((*wallet).to_owned(), terms)
+                })
+                .collect();
+            specs.push(json!({
+                "name": sim.name,
+                "adapter": "xendit",
+                "base_url": running.url,
+                "secret_env": format!("TEST_{}_SECRET", sim.name.to_uppercase()),
+                "callback_token_env": format!("TEST_{}_TOKEN", sim.name.to_uppercase()),
+                "channels": channels,
+                "timeout_ms": 1_000,
+            }));
+            started.insert(sim.name, running);
+        }
+        let providers_file =
+            context.stack.root.join(format!("var/tmp/test-payouts-{}-providers.json", context.id));
+        std::fs::create_dir_all(providers_file.parent().unwrap()).unwrap();
+        std::fs::write(&providers_file, serde_json::to_vec_pretty(&specs).unwrap()).unwrap();
+        Self {
+            context,
+            kafka,
+            etcd: etcd_config,
+            postgres,
+            pool,
+            journal,
+            sims: started,
+            providers_file,
+            api_port,
+            http: reqwest::Client::new(),
+            stop_sims,
+        }
+    }
+
+    /// A `cezbek payouts` process serving callbacks on `api_port`.
+    fn spawn(&self, label: &str, api_port: u16) -> Running {
+        let mut vars = service_env(Some(&self.kafka), &self.etcd, None, &self.postgres);
+        vars.extend([
+            ("CEZBEK_PAYOUTS_PROVIDERS", self.providers_file.display().to_string()),
+            ("CEZBEK_PAYOUTS_LISTEN", format!("127.0.0.1:{api_port}")),
+            ("CEZBEK_PAYOUTS_OPS_LISTEN", format!("127.0.0.1:{}", free_port())),
+            ("CEZBEK_PAYOUTS_OWNER", label.to_owned()),
+            ("CEZBEK_PAYOUTS_TICK", "50ms".to_owned()),
+            ("CEZBEK_PAYOUTS_SCAN_EVERY", "200ms".to_owned()),
+            ("CEZBEK_PAYOUTS_POLL_EVERY", "300ms".to_owned()),
+            ("CEZBEK_PAYOUTS_RETRY_AFTER", "200ms".to_owned()),
+            ("CEZBEK_PAYOUTS_LEASE", "3s".to_owned()),
+            ("CEZBEK_LOG", "info".to_owned()),
+        ]);
+        for name in self.sims.keys() {
+            let upper = name.to_uppercase();
+            vars.push((leak(format!("TEST_{upper}_SECRET")), secret(name)));
+            vars.push((leak(format!("TEST_{upper}_TOKEN")), token(name)));
+        }
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cezbek"));
+        command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        command.envs(vars.iter().map(|(name, value)| (*name, value.as_str())));
+        let log = self
+            .context
+            .stack
+            .root
+            .join(format!("var/log/test-payouts-{}-{label}.log", self.context.id));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        command.stderr(log).stdout(Stdio::null()).arg("payouts");
+        Running(command.spawn().unwrap())
+    }
+
+    async fn publish_rewards(&self, rewards: &[Reward]) {
+        let producer = kafka::producer(&self.kafka).unwrap();
+        let mut sends = Vec::new();
+        for reward in rewards {
+            let key = reward.key();
+            let payload = encode(reward).unwrap();
+            let record = FutureRecord::to(&self.kafka.rewards_topic).key(&key).payload(&payload);
+            sends.push(producer.send_result(record).map_err(|(error, _)| error).unwrap());
+        }
+        for send in sends {
+            send.await.unwrap().map_err(|(error, _)| error).unwrap();
+        }
+    }
+
+    /// A purchase naming the customer's wallet, on the transactions topic.
+    async fn publish_wallet(&self, who: &Msisdn, wallet: &str) {
+        let producer = kafka::producer(&self.kafka).unwrap();
+        let mut transaction = purchase(&format!("w-{}", who.as_str()), 10_000 * RP, ago(1));
+        transaction.msisdn = who.clone();
+        transaction.wallet = Some(wallet.to_owned());
+        let key = transaction.key();
+        let payload = encode(&transaction).unwrap();
+        let record = FutureRecord::to(&self.kafka.transactions_topic).key(&key).payload(&payload);
+        producer.send(record, Duration::from_secs(10)).await.map_err(|(error, _)| error).unwrap();
+    }
+
+    /// Every payout: id → (state, amount, provider).
+    async fn payouts(&self) -> HashMap<String, (String, i64, Option<String>)> {
+        let rows = sqlx::query("SELECT id, state, amount, provider FROM payouts")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|row| {
+                (
+                    row.get::<String, _>("id"),
+                    (row.get("state"), row.get("amount"), row.get("provider")),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until `count` payouts exist and none is unfinished.
+    async fn wait_settled(&self, count: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let payouts = self.payouts().await;
+            let open = payouts
+                .values()
+                .filter(|(state, ..)| state == "RESERVED" || state == "SUBMITTED")
+                .count();
+            if payouts.len() >= count && open == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {count} payouts, {open} unfinished, after {within:?}",
+                payouts.len()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn payable(&self, who: &Msisdn) -> i64 {
+        let account = Account::CustomerPayable { partner: toko(), msisdn: who.clone() };
+        self.journal.balance(&account, idr()).await.unwrap()
+    }
+
+    /// The simulators' executions agree with the journal: every payout executed at most once
+    /// over all providers, a succeeded one exactly once and for its amount, a reversed one
+    /// executed and reversed; and the journal balances.
+    async fn assert_exactly_once(&self) {
+        let payouts = self.payouts().await;
+        let mut executed: HashMap<String, Vec<(&str, i64, bool)>> = HashMap::new();
+        for (name, sim) in &self.sims {
+            for run in sim.executed() {
+                let payout = run.reference_id.rsplit_once('#').unwrap().0.to_owned();
+                executed.entry(payout).or_default().push((name, run.amount * RP, run.reversed));
+            }
+        }
+        for (id, runs) in &executed {
+            assert_eq!(runs.len(), 1, "payout {id} executed {runs:?}");
+            assert!(payouts.contains_key(id), "executed {id} unknown to the journal");
+        }
+        let mut paid_total = 0;
+        for (id, (state, amount, provider)) in &payouts {
+            let runs = executed.get(id).cloned().unwrap_or_default();
+            match state.as_str() {
+                "SUCCEEDED" => {
+                    assert_eq!(runs.len(), 1, "{id} succeeded without one execution");
+                    let (at, sent, reversed) = runs[0];
+                    assert_eq!((Some(at), sent, reversed), (provider.as_deref(), *amount, false));
+                    paid_total += amount;
+                }
+                "REVERSED" => assert!(runs.len() == 1 && runs[0].2, "{id}: {runs:?}"),
+                "FAILED" => assert!(runs.is_empty(), "{id} failed yet executed: {runs:?}"),
+                other => panic!("{id} is still {other}"),
+            }
+        }
+        let sent: i64 = executed.values().flatten().filter(|run| !run.2).map(|run| run.1).sum();
+        assert_eq!(sent, paid_total, "the simulators' sum equals the journal's");
+        assert!(self.journal.verify().await.unwrap().is_empty(), "the journal balances");
+    }
+
+    /// Posts a callback to the first process's API.
+    async fn callback(&self, provider: &str, token: &str, body: &Value) -> u16 {
+        self.http
+            .post(format!("http://127.0.0.1:{}/v1/callbacks/{provider}", self.api_port))
+            .header("x-callback-token", token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+fn secret(name: &str) -> String {
+    format!("xnd_development_{name}_secret")
+}
+
+fn token(name: &str) -> String {
+    format!("{name}-callback-token")
+}
+
+/// Variable names are built per test; the process table wants `&'static str`.
+fn leak(name: String) -> &'static str {
+    Box::leak(name.into_boxed_str())
+}
+
+fn ago(days: i64) -> DateTime<Utc> {
+    Utc::now() - chrono::Duration::days(days) - chrono::Duration::hours(1)
+}
+
+/// A rewarded purchase (`cashback` > 0) or a clawback (< 0) of `who`, `days` ago.
+fn reward(who: &Msisdn, id: &str, cashback: i64, days: i64) -> Reward {
+    let clawback = cashback < 0;
+    Reward {
+        partner: toko(),
+        transaction_id: TransactionId::parse(id).unwrap(),
+        kind: if clawback { TransactionKind::Refund } else { TransactionKind::Purchase },
+        original_transaction_id: None,
+        msisdn: who.clone(),
+        amount: 1_000_000 * RP,
+        currency: idr(),
+        merchant: None,
+        outcome: if clawback { RewardOutcome::Clawback } else { RewardOutcome::Rewarded },
+        cashback,
+        tier_before: None,
+        tier_after: None,
+        applied_campaigns: Vec::new(),
+        exclusion_id: None,
+        rules_revision: 1,
+        explanation: "test".into(),
+        occurred_at: ago(days),
+        decided_at: ago(days),
+    }
+}
+
+/// A `cezbek` process killed when dropped.
+struct Running(Child);
+
+impl Running {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn today_id(who: &Msisdn) -> String {
+    let day = Utc::now().with_timezone(&chrono_tz::Asia::Jakarta).date_naive();
+    cezbek_payouts::payout_id(&toko(), who, day)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_faults_limits_and_callbacks_each_behave_and_money_moves_once() {
+    let setup = Setup::new(
+        "payoutsrouting",
+        &[
+            SimSpec { name: "cheap", fee: 1_500, wallets: &["OVO"] },
+            SimSpec { name: "dear", fee: 2_500, wallets: &["OVO", "DANA"] },
+        ],
+    )
+    .await;
+    let c = |n: u32| msisdn(n);
+    let fault = |n: u32, fault: Fault| (c(n).as_str().to_owned(), fault);
+    let code = |code: &str| Fault::Fail { code: code.into() };
+    setup.sims["cheap"].set_faults(Faults {
+        by_account: HashMap::from([
+            fault(2, code("RECIPIENT_ACCOUNT_NUMBER_ERROR")),
+            fault(3, Fault::ServerError { times: 3 }),
+            fault(4, Fault::AcceptThenNoAnswer { times: 1, delay_ms: 0 }),
+            fault(5, Fault::PendingFor { ms: 1_500, then: Ending::Succeeded }),
+            fault(6, code("MAXIMUM_TRANSFER_LIMIT_ERROR")),
+            fault(7, Fault::ReverseAfter { after_ms: 500 }),
+            fault(8, Fault::DuplicateCallbacks),
+            fault(9, Fault::OutOfOrderCallbacks),
+        ]),
+        ..Faults::default()
+    });
+    setup.sims["dear"].set_faults(Faults {
+        by_account: HashMap::from([fault(6, code("DESTINATION_MAINTENANCE"))]),
+        ..Faults::default()
+    });
+    let mut rewards: Vec<Reward> =
+        (1..=11).map(|n| reward(&c(n), &format!("r-{n}"), 20_000 * RP, 10)).collect();
+    rewards.extend([
+        reward(&c(12), "r-12", 20_000 * RP, 2),       // still held
+        reward(&c(13), "r-13", 5_000 * RP, 10),       // below the minimum
+        reward(&c(14), "r-14", 700_000 * RP, 10),     // above the daily maximum
+        reward(&c(15), "r-15", 20_000 * RP + 50, 10), // not whole rupiah
+        reward(&c(16), "r-16", 20_000 * RP, 10),      // paid, then clawed back
+    ]);
+    setup.publish_wallet(&c(11), "dana").await;
+    setup.publish_rewards(&rewards).await;
+    let _first = setup.spawn("routing-a", setup.api_port);
+    let _second = setup.spawn("routing-b", free_port());
+    setup.wait_settled(14, Duration::from_secs(90)).await;
+    // Late callbacks (reversals) settle too.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    setup.wait_settled(14, Duration::from_secs(30)).await;
+
+    let payouts = setup.payouts().await;
+    let of = |n: u32| payouts.get(&today_id(&c(n))).cloned();
+    let at = |n: u32| of(n).map(|(state, _, provider)| (state, provider.unwrap_or_default()));
+    let succeeded = |provider: &str| Some(("SUCCEEDED".to_owned(), provider.to_owned()));
+    assert_eq!(at(1), succeeded("cheap"), "the cheapest eligible provider");
+    assert_eq!(at(2), succeeded("dear"), "after a definitive failure, the next cheapest");
+    assert_eq!(at(3), succeeded("cheap"), "5xx is unknown: no failover, asked again");
+    assert_eq!(at(4), succeeded("cheap"), "accepted without an answer: found, not re-sent");
+    assert_eq!(at(5), succeeded("cheap"), "pending, then success");
+    assert_eq!(at(6).unwrap().0, "FAILED", "every provider failed it for certain");
+    assert_eq!(at(7).unwrap().0, "REVERSED", "a late reversal");
+    assert_eq!(at(8), succeeded("cheap"), "duplicate callbacks");
+    assert_eq!(at(9).unwrap().0, "REVERSED", "the reversal's callback came first");
+    assert_eq!(at(11), succeeded("dear"), "DANA, named by a transaction, only at dear");
+    assert_eq!(of(12), None, "held for 7 days");
+    assert_eq!(of(13), None, "below the minimum");
+    assert_eq!(of(14).unwrap().1, 500_000 * RP, "the daily maximum");
+    assert_eq!(of(15).unwrap().1, 20_000 * RP, "whole rupiah");
+    setup.assert_exactly_once().await;
+
+    // Balances: restored where nothing was paid, the rest kept.
+    assert_eq!(setup.payable(&c(6)).await, 20_000 * RP);
+    assert_eq!(setup.payable(&c(7)).await, 20_000 * RP);
+    assert_eq!(setup.payable(&c(9)).await, 20_000 * RP);
+    assert_eq!(setup.payable(&c(1)).await, 0);
+    assert_eq!(setup.payable(&c(14)).await, 200_000 * RP);
+    assert_eq!(setup.payable(&c(15)).await, 50);
+    assert_eq!(setup.payable(&c(12)).await, 0);
+    let held = Account::CustomerHeld { partner: toko(), msisdn: c(12) };
+    assert_eq!(setup.journal.balance(&held, idr()).await.unwrap(), 20_000 * RP);
+
+    // The route is recorded with the fee it was chosen over.
+    let chosen_over: Value =
+        sqlx::query("SELECT chosen_over FROM payout_attempts WHERE payout_id = $1 AND attempt = 1")
+            .bind(today_id(&c(1)))
+            .fetch_one(&setup.pool)
+            .await
+            .unwrap()
+            .get("chosen_over");
+    assert_eq!(chosen_over, json!([{"provider": "dear", "fee": 277_500}]));
+    let fee: i64 = sqlx::query("SELECT fee FROM payouts WHERE id = $1")
+        .bind(today_id(&c(1)))
+        .fetch_one(&setup.pool)
+        .await
+        .unwrap()
+        .get("fee");
+    assert_eq!(fee, 166_500, "Rp 1,500 and 11 % VAT");
+
+    // Callbacks: a forged one is refused, a replayed one changes nothing.
+    let paid = &setup.sims["cheap"].payouts()[0];
+    let body = json!({"event": "payout.failed", "data": {"reference_id": format!("{}#1", today_id(&c(1))), "status": "FAILED"}});
+    assert_eq!(setup.callback("cheap", "forged", &body).await, 401);
+    assert_eq!(setup.callback("nobody", "forged", &body).await, 404);
+    assert_eq!(setup.callback("cheap", &token("cheap"), &body).await, 200, "{paid:?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(at(1), succeeded("cheap"), "a callback alone changes nothing");
+
+    // A clawback after the payout: the balance goes negative and nets against the next.
+    setup.publish_rewards(&[reward(&c(16), "r-16-refund", -5_000 * RP, 0)]).await;
+    setup.publish_rewards(&[reward(&c(16), "r-16-more", 30_000 * RP, 9)]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while setup.payable(&c(16)).await != 25_000 * RP {
+        assert!(Instant::now() < deadline, "payable {}", setup.payable(&c(16)).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let tomorrow = Utc::now().with_timezone(&chrono_tz::Asia::Jakarta).date_naive().succ_opt();
+    let limits = Limits { minimum: 10_000 * RP, maximum_per_day: 500_000 * RP, unit: RP };
+    let next = setup
+        .journal
+        .reserve(&toko(), &c(16), idr(), tomorrow.unwrap(), "OVO", limits)
+        .await
+        .unwrap();
+    let Reservation::New(next) = next else { panic!("{next:?}") };
+    assert_eq!(next.amount, 25_000 * RP, "Rp 30,000 earned less the Rp 5,000 clawed back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_under_random_faults_with_two_replicas_and_sigkills() {
+    let customers: u32 = std::env::var("CEZBEK_TEST_PAYOUTS")
+        .ok()
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(2_000);
+    let setup = Setup::new(
+        "payoutssoak",
+        &[
+            SimSpec { name: "first", fee: 1_500, wallets: &["OVO"] },
+            SimSpec { name: "second", fee: 2_000, wallets: &["OVO"] },
+        ],
+    )
+    .await;
+    for (seed, sim) in setup.sims.values().enumerate() {
+        sim.set_faults(Faults {
+            latency_ms: 5,
+            random: Some(RandomFaults {
+                seed: seed as u64 + 1,
+                server_error: 0.05,
+                accept_then_no_answer: 0.05,
+                pending: 0.05,
+                pending_ms: 400,
+                fail: 0.02,
+                duplicate_callbacks: 0.05,
+            }),
+            ..Faults::default()
+        });
+    }
+    let rewards: Vec<Reward> = (0..customers)
+        .map(|n| reward(&msisdn(n), &format!("s-{n}"), (20_000 + i64::from(n % 1_000)) * RP, 10))
+        .collect();
+    setup.publish_rewards(&rewards).await;
+
+    let started = Instant::now();
+    let mut replica_a = setup.spawn("soak-a", setup.api_port);
+    let _replica_b = setup.spawn("soak-b", free_port());
+    // SIGKILL one replica three times while it pays, restarting it each time.
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1_500 + 700 * round)).await;
+        replica_a.kill();
+        replica_a = setup.spawn("soak-a", setup.api_port);
+    }
+    setup.wait_settled(customers as usize, Duration::from_secs(600)).await;
+    let seconds = started.elapsed().as_secs_f64();
+    setup.assert_exactly_once().await;
+    let payouts = setup.payouts().await;
+    let succeeded = payouts.values().filter(|(state, ..)| state == "SUCCEEDED").count();
+    assert!(succeeded * 10 > payouts.len() * 9, "{succeeded} of {} succeeded", payouts.len());
+    eprintln!(
+        "{} payouts in {seconds:.1} s through 3 SIGKILLs ({:.0}/s), {succeeded} succeeded",
+        payouts.len(),
+        payouts.len() as f64 / seconds
+    );
+}
