@@ -17,10 +17,11 @@ use sqlx::{PgPool, Row};
 
 use cezbek_payouts::{Account, Journal, Limits, Reservation};
 use cezbek_paysim::{Ending, Fault, Faults, FeeRule, RandomFaults, XenditConfig, XenditSim};
+use cezbek_platform::auth::sha256;
 use cezbek_platform::config::{EtcdConfig, KafkaConfig, PostgresConfig};
 use cezbek_platform::{CancellationToken, etcd, kafka};
 use cezbek_rules::{FeeBearer, Partner, PayoutPolicy, Rule};
-use cezbek_schemas::codec::encode;
+use cezbek_schemas::codec::{decode, encode};
 use cezbek_schemas::{Msisdn, Reward, RewardOutcome, TransactionId, TransactionKind};
 use cezbek_testkit::fixtures::{customer, idr, partner, purchase, toko};
 use cezbek_testkit::{TestContext, free_port, service_env};
@@ -145,12 +146,15 @@ impl Setup {
             ("CEZBEK_PAYOUTS_LISTEN", format!("127.0.0.1:{api_port}")),
             ("CEZBEK_PAYOUTS_OPS_LISTEN", format!("127.0.0.1:{}", free_port())),
             ("CEZBEK_PAYOUTS_OWNER", label.to_owned()),
+            // A group of this test's: the members other tests killed are not waited for.
+            ("CEZBEK_PAYOUTS_GROUP", format!("payouts-{}", self.context.id)),
             ("CEZBEK_PAYOUTS_TICK", "50ms".to_owned()),
             ("CEZBEK_PAYOUTS_SCAN_EVERY", "200ms".to_owned()),
             ("CEZBEK_PAYOUTS_POLL_EVERY", "300ms".to_owned()),
             ("CEZBEK_PAYOUTS_RETRY_AFTER", "200ms".to_owned()),
             ("CEZBEK_PAYOUTS_LEASE", "3s".to_owned()),
             ("CEZBEK_LOG", "info".to_owned()),
+            ("CEZBEK_ADMIN_TOKENS", format!("tester:admin:{}", hex(&sha256(ADMIN.as_bytes())))),
         ]);
         for name in self.sims.keys() {
             let upper = name.to_uppercase();
@@ -210,6 +214,14 @@ impl Setup {
                 )
             })
             .collect()
+    }
+
+    /// Whether fewer than `count` payouts exist or some is unfinished.
+    async fn unfinished_or_missing(&self, count: usize) -> bool {
+        let payouts = self.payouts().await;
+        let open =
+            payouts.values().filter(|(state, ..)| state == "RESERVED" || state == "SUBMITTED");
+        payouts.len() < count || open.count() > 0
     }
 
     /// Waits until `count` payouts exist and none is unfinished.
@@ -274,6 +286,63 @@ impl Setup {
         assert!(self.journal.verify().await.unwrap().is_empty(), "the journal balances");
     }
 
+    /// An admin read of the first process's API, as JSON (or the CSV text as a JSON string).
+    async fn admin_get(&self, path_and_query: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("http://127.0.0.1:{}{path_and_query}", self.api_port))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path_and_query}");
+        let csv = response.headers()["content-type"].to_str().unwrap().starts_with("text/csv");
+        let text = response.text().await.unwrap();
+        if csv { Value::String(text) } else { serde_json::from_str(&text).unwrap() }
+    }
+
+    /// The `Payout` events on this test's topic, by payout id, in order.
+    async fn events(
+        &self,
+        want: impl Fn(&HashMap<String, Vec<String>>) -> bool,
+    ) -> HashMap<String, Vec<String>> {
+        use rdkafka::consumer::{Consumer, StreamConsumer};
+        use rdkafka::message::Message;
+        let group = format!("test-events-{}", self.context.id);
+        let consumer: StreamConsumer = kafka::consumer(&self.kafka, &group).unwrap();
+        // Read directly from each partition's start: no group to join.
+        let mut partitions = rdkafka::TopicPartitionList::new();
+        for partition in 0..4 {
+            partitions
+                .add_partition_offset(
+                    &self.kafka.payouts_topic,
+                    partition,
+                    rdkafka::Offset::Beginning,
+                )
+                .unwrap();
+        }
+        consumer.assign(&partitions).unwrap();
+        let mut states: HashMap<String, Vec<String>> = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !want(&states) {
+            assert!(Instant::now() < deadline, "events so far: {states:?}");
+            let Ok(Ok(message)) =
+                tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await
+            else {
+                continue;
+            };
+            let event: cezbek_schemas::Payout = decode(message.payload().unwrap()).unwrap();
+            assert_eq!(message.key(), Some(event.key().as_bytes()), "keyed per customer");
+            let state = serde_json::to_value(event.state).unwrap().as_str().unwrap().to_owned();
+            let seen = states.entry(event.payout_id).or_default();
+            // At least once: a repeated state is a redelivery.
+            if seen.last() != Some(&state) {
+                seen.push(state);
+            }
+        }
+        states
+    }
+
     /// Posts a callback to the first process's API.
     async fn callback(&self, provider: &str, token: &str, body: &Value) -> u16 {
         self.http
@@ -286,6 +355,12 @@ impl Setup {
             .status()
             .as_u16()
     }
+}
+
+const ADMIN: &str = "payouts-test-admin-token";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 fn secret(name: &str) -> String {
@@ -456,6 +531,41 @@ async fn routing_faults_limits_and_callbacks_each_behave_and_money_moves_once() 
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(at(1), succeeded("cheap"), "a callback alone changes nothing");
 
+    // Reconciliation: today's attempts at `cheap` match its report; an amount changed in the
+    // report is found, and named with its payout.
+    let today = Utc::now().date_naive();
+    let path = format!("/v1/providers/cheap/reconciliation?date={today}");
+    let clean = setup.admin_get(&path).await;
+    assert_eq!(clean["mismatched"], 0, "{clean}");
+    assert!(clean["matched"].as_u64().unwrap() >= 8, "{clean}");
+    let executed_before = setup.sims["cheap"].executed().len();
+    let c1_key = format!("{}#1", today_id(&c(1)));
+    setup.sims["cheap"].tamper_report(&c1_key, json!({"amount": 19_000}));
+    let tampered = setup.admin_get(&path).await;
+    assert_eq!(tampered["mismatched"], 1, "{tampered}");
+    assert_eq!(tampered["lines"][0]["finding"], "amount_mismatch");
+    assert_eq!(tampered["lines"][0]["payout_id"], today_id(&c(1)));
+    assert_eq!(tampered["lines"][0]["provider_amount"], 19_000 * RP);
+    let csv = setup.admin_get(&format!("{path}&format=csv")).await;
+    assert!(csv.as_str().unwrap().lines().nth(1).unwrap().starts_with("amount_mismatch,"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let executed_after = setup.sims["cheap"].executed().len();
+    assert_eq!(executed_after, executed_before, "a mismatch pays nothing");
+
+    // The events: each payout's states in order, keyed per customer.
+    let want = [(1, "SUCCEEDED"), (7, "REVERSED"), (6, "FAILED")];
+    let events = setup
+        .events(|states| {
+            want.iter().all(|(n, last)| {
+                states.get(&today_id(&c(*n))).and_then(|seen| seen.last()).map(String::as_str)
+                    == Some(*last)
+            })
+        })
+        .await;
+    assert_eq!(events[&today_id(&c(1))], ["RESERVED", "SUBMITTED", "SUCCEEDED"]);
+    assert_eq!(events[&today_id(&c(7))], ["RESERVED", "SUBMITTED", "SUCCEEDED", "REVERSED"]);
+    assert_eq!(events[&today_id(&c(6))], ["RESERVED", "SUBMITTED", "FAILED"]);
+
     // A clawback after the payout: the balance goes negative and nets against the next.
     setup.publish_rewards(&[reward(&c(16), "r-16-refund", -5_000 * RP, 0)]).await;
     setup.publish_rewards(&[reward(&c(16), "r-16-more", 30_000 * RP, 9)]).await;
@@ -473,6 +583,27 @@ async fn routing_faults_limits_and_callbacks_each_behave_and_money_moves_once() 
         .unwrap();
     let Reservation::New(next) = next else { panic!("{next:?}") };
     assert_eq!(next.amount, 25_000 * RP, "Rp 30,000 earned less the Rp 5,000 clawed back");
+
+    // The partner's statement adds up to the journal.
+    let payouts = setup.payouts().await;
+    let settled = |state: &str| state == "SUCCEEDED" || state == "REVERSED";
+    let paid: i64 = payouts.values().filter(|p| settled(&p.0)).map(|p| p.1).sum();
+    let reversed: i64 = payouts.values().filter(|p| p.0 == "REVERSED").map(|p| p.1).sum();
+    let earned: i64 = rewards.iter().map(|reward| reward.cashback).sum::<i64>() + 30_000 * RP;
+    let from = today - chrono::Duration::days(30);
+    let statement =
+        setup.admin_get(&format!("/v1/partners/TOKO/statement?from={from}&to={today}")).await;
+    assert_eq!(statement["cashback_earned"], earned, "{statement}");
+    assert_eq!(statement["clawed_back"], 5_000 * RP);
+    assert_eq!(statement["paid_out"], paid);
+    assert_eq!(statement["reversed"], reversed);
+    let owed = ["held", "payable", "in_flight"].map(|part| statement[part].as_i64().unwrap());
+    assert_eq!(statement["outstanding"], owed.iter().sum::<i64>());
+    assert_eq!(
+        statement["outstanding"].as_i64().unwrap(),
+        earned - 5_000 * RP - paid + reversed,
+        "what is owed is what was earned less what was clawed back and paid"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -480,7 +611,7 @@ async fn exactly_once_under_random_faults_with_two_replicas_and_sigkills() {
     let customers: u32 = std::env::var("CEZBEK_TEST_PAYOUTS")
         .ok()
         .and_then(|count| count.parse().ok())
-        .unwrap_or(2_000);
+        .unwrap_or(20_000);
     let setup = Setup::new(
         "payoutssoak",
         &[
@@ -512,20 +643,30 @@ async fn exactly_once_under_random_faults_with_two_replicas_and_sigkills() {
     let started = Instant::now();
     let mut replica_a = setup.spawn("soak-a", setup.api_port);
     let _replica_b = setup.spawn("soak-b", free_port());
-    // SIGKILL one replica three times while it pays, restarting it each time.
-    for round in 0..3 {
-        tokio::time::sleep(Duration::from_millis(1_500 + 700 * round)).await;
+    // Once payouts are under way, SIGKILL one replica five times at pseudo-random moments,
+    // restarting it each time.
+    while setup.payouts().await.is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(300), "no payout after 5 minutes");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut kills = 0;
+    let mut draw = 0x5EED_u64;
+    while kills < 5 && setup.unfinished_or_missing(customers as usize).await {
+        draw = draw.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        tokio::time::sleep(Duration::from_millis(1_000 + (draw >> 33) % 4_000)).await;
         replica_a.kill();
+        kills += 1;
         replica_a = setup.spawn("soak-a", setup.api_port);
     }
-    setup.wait_settled(customers as usize, Duration::from_secs(600)).await;
+    assert!(kills >= 3, "only {kills} SIGKILLs happened while paying");
+    setup.wait_settled(customers as usize, Duration::from_secs(900)).await;
     let seconds = started.elapsed().as_secs_f64();
     setup.assert_exactly_once().await;
     let payouts = setup.payouts().await;
     let succeeded = payouts.values().filter(|(state, ..)| state == "SUCCEEDED").count();
     assert!(succeeded * 10 > payouts.len() * 9, "{succeeded} of {} succeeded", payouts.len());
     eprintln!(
-        "{} payouts in {seconds:.1} s through 3 SIGKILLs ({:.0}/s), {succeeded} succeeded",
+        "{} payouts in {seconds:.1} s through {kills} SIGKILLs ({:.0}/s), {succeeded} succeeded",
         payouts.len(),
         payouts.len() as f64 / seconds
     );

@@ -22,12 +22,15 @@ pub mod metrics;
 pub mod payer;
 pub mod payout;
 pub mod providers;
+pub mod reconcile;
 pub mod routing;
+pub mod statement;
 pub mod work;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use cezbek_platform::auth::AdminTokens;
 use cezbek_platform::config::{EtcdConfig, HttpConfig, KafkaConfig, PostgresConfig};
 use cezbek_platform::etcd::EtcdHandle;
 use cezbek_platform::http::HttpError;
@@ -42,12 +45,19 @@ pub use providers::{Provider, ProviderSpec};
 pub struct Config {
     pub http: HttpConfig,
     pub kafka: KafkaConfig,
+    /// `CEZBEK_PAYOUTS_GROUP`: the consumer group taking rewards and wallets in.
+    pub group: String,
     pub etcd: EtcdConfig,
     pub postgres: PostgresConfig,
     /// `CEZBEK_PAYOUTS_PROVIDERS`: a JSON file of [`ProviderSpec`]s, credentials read from the
     /// environment variables they name.
     pub providers: Vec<Provider>,
     pub payer: PayerSettings,
+    /// Admin and viewer tokens (`CEZBEK_ADMIN_TOKENS`): reconciliations and statements.
+    pub tokens: AdminTokens,
+    /// `CEZBEK_PAYOUTS_RECONCILE_EVERY`: how often today's and yesterday's reconciliation of
+    /// each provider is run for the mismatch metric.
+    pub reconcile_every: Duration,
 }
 
 impl Config {
@@ -92,10 +102,14 @@ impl Config {
                 "127.0.0.1:9086",
             ),
             kafka: KafkaConfig::from_env(env, "cezbek-payouts"),
+            group: env.string("CEZBEK_PAYOUTS_GROUP", "cezbek-payouts"),
             etcd: EtcdConfig::from_env(env),
             postgres: PostgresConfig::from_env(env),
             providers,
             payer,
+            tokens: AdminTokens::from_env(env),
+            reconcile_every: env
+                .duration("CEZBEK_PAYOUTS_RECONCILE_EVERY", Duration::from_secs(3600)),
         }
     }
 }
@@ -181,7 +195,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         );
     }
     let intake = intake::Intake {
-        consumer: kafka::consumer(&config.kafka, "cezbek-payouts")?,
+        consumer: kafka::consumer_config(&config.kafka, &config.group)
+            // A replica that stopped without leaving (killed) holds its partitions until its
+            // session times out: 10 s rather than 45 s of rewards not taken in.
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .create()?,
         rewards_topic: config.kafka.rewards_topic.clone(),
         transactions_topic: config.kafka.transactions_topic.clone(),
         journal: journal.clone(),
@@ -192,7 +211,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         journal.clone(),
         config.providers.clone(),
         config.payer.clone(),
-        rules,
+        rules.clone(),
         metrics.clone(),
     );
     let publisher = events::Publisher {
@@ -200,7 +219,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         producer: kafka::producer(&config.kafka)?,
         topic: config.kafka.payouts_topic.clone(),
     };
-    let api = api::router(api::ApiState { providers, journal, metrics });
+    let reconciling = tokio::spawn(reconcile_until(
+        journal.clone(),
+        providers.clone(),
+        rules.clone(),
+        metrics.clone(),
+        config.reconcile_every,
+        shutdown.clone(),
+    ));
+    let api = api::router(api::ApiState {
+        providers,
+        journal,
+        metrics,
+        tokens: config.tokens.clone(),
+        rules,
+        http: reqwest::Client::new(),
+    });
     let publisher = tokio::spawn(publisher.run(shutdown.clone()));
     let intake = tokio::spawn(intake.run(shutdown.clone()));
     let payer = tokio::spawn(payer.run(shutdown.clone()));
@@ -212,6 +246,55 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     }
     let _ = payer.await;
     let _ = publisher.await;
+    let _ = reconciling.await;
     served?;
     Ok(())
+}
+
+/// Reconciles every provider's yesterday and today (UTC) now and then, in each currency a
+/// partner with a payout policy pays in, for `cezbek_payouts_reconciliation_mismatches`.
+async fn reconcile_until(
+    journal: Journal,
+    providers: Arc<Vec<Provider>>,
+    rules: tokio::sync::watch::Receiver<Option<Arc<cezbek_rules::RuleSnapshot>>>,
+    metrics: metrics::Metrics,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let http = reqwest::Client::new();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let snapshot = rules.borrow().clone();
+        let mut currencies: Vec<cezbek_schemas::Currency> = snapshot
+            .iter()
+            .flat_map(|snapshot| snapshot.partners())
+            .filter_map(|rules| rules.partner())
+            .filter(|partner| partner.payout_policy.is_some())
+            .map(|partner| partner.currency)
+            .collect();
+        currencies.sort_by_key(|currency| currency.as_str().to_owned());
+        currencies.dedup();
+        let today = chrono::Utc::now().date_naive();
+        for provider in providers.iter() {
+            let mut mismatched = 0;
+            for currency in &currencies {
+                for day in [today.pred_opt().unwrap_or(today), today] {
+                    match reconcile::reconcile(&journal, provider, &http, *currency, day).await {
+                        Ok(result) => mismatched += result.mismatched,
+                        Err(error) => tracing::warn!(provider = %provider.spec.name, %error,
+                            "the periodic reconciliation failed"),
+                    }
+                }
+            }
+            let mismatched = i64::try_from(mismatched).unwrap_or(i64::MAX);
+            metrics.mismatches.with_label_values(&[&provider.spec.name]).set(mismatched);
+            if mismatched > 0 {
+                tracing::warn!(provider = %provider.spec.name, mismatched,
+                    "reconciliation found mismatches; see /v1/providers/{{provider}}/reconciliation");
+            }
+        }
+    }
 }

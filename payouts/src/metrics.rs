@@ -1,6 +1,6 @@
 //! The payouts service's metrics.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use cezbek_platform::live_rules::RuleMetrics;
 
@@ -21,6 +21,8 @@ pub struct Metrics {
     pub callbacks: IntCounterVec,
     /// Reward and transaction messages read, by what was done with them.
     pub intake: IntCounterVec,
+    /// Mismatches found by the last reconciliation of each provider: alert on > 0.
+    pub mismatches: IntGaugeVec,
     pub rules: RuleMetrics,
 }
 
@@ -50,6 +52,13 @@ impl Metrics {
             Opts::new("cezbek_payouts_intake_total", "messages read from the topics, by outcome"),
             &["outcome"],
         )?;
+        let mismatches = IntGaugeVec::new(
+            Opts::new(
+                "cezbek_payouts_reconciliation_mismatches",
+                "lines not matched by the last reconciliation, by provider",
+            ),
+            &["provider"],
+        )?;
         let revision =
             IntGauge::new("cezbek_payouts_rules_revision", "etcd revision of the rules in use")?;
         let rejected =
@@ -60,6 +69,7 @@ impl Metrics {
         registry.register(Box::new(no_wallet.clone()))?;
         registry.register(Box::new(callbacks.clone()))?;
         registry.register(Box::new(intake.clone()))?;
+        registry.register(Box::new(mismatches.clone()))?;
         registry.register(Box::new(revision.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
         Ok(Self {
@@ -69,6 +79,7 @@ impl Metrics {
             no_wallet,
             callbacks,
             intake,
+            mismatches,
             rules: RuleMetrics { revision, rejected },
         })
     }

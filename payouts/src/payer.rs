@@ -52,6 +52,9 @@ pub struct PayerSettings {
     pub stuck_after: Duration,
 }
 
+/// Reservations made at once per replica.
+const RESERVING_AT_ONCE: usize = 16;
+
 /// What a step leaves to do.
 enum Next {
     Done,
@@ -118,14 +121,9 @@ impl Payer {
         let settings = self.inner.settings.clone();
         let permits = Arc::new(Semaphore::new(settings.concurrency));
         let mut driving = JoinSet::new();
-        let mut last_scan: Option<tokio::time::Instant> = None;
+        // Releasing and reserving run beside the driving, which never waits for a scan.
+        let scanner = tokio::spawn(self.clone().scan_until(shutdown.clone()));
         while !shutdown.is_cancelled() {
-            if last_scan.is_none_or(|at| at.elapsed() >= settings.scan_every) {
-                last_scan = Some(tokio::time::Instant::now());
-                if let Err(error) = self.scan().await {
-                    tracing::warn!(%error, "releasing and reserving payouts failed; retrying");
-                }
-            }
             let free = permits.available_permits();
             if free > 0 {
                 let limit = i64::try_from(free).unwrap_or(i64::MAX);
@@ -152,6 +150,19 @@ impl Payer {
             }
         }
         while driving.join_next().await.is_some() {}
+        let _ = scanner.await;
+    }
+
+    async fn scan_until(self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            if let Err(error) = self.scan().await {
+                tracing::warn!(%error, "releasing and reserving payouts failed; retrying");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = tokio::time::sleep(self.inner.settings.scan_every) => {}
+            }
+        }
     }
 
     /// Releases cashback whose hold is over and reserves the payouts due now, per partner
@@ -199,18 +210,49 @@ impl Payer {
             unit: whole_unit(currency),
         };
         let batch = self.inner.settings.reserve_batch;
-        let due = journal.due_customers(partner, currency, policy.minimum, day, batch).await?;
-        for customer in due {
-            let wallet = customer.wallet.as_deref().or(policy.default_wallet.as_deref());
-            let Some(wallet) = wallet else {
-                self.inner.metrics.no_wallet.inc();
-                continue;
-            };
-            let reservation =
-                journal.reserve(partner, &customer.msisdn, currency, day, wallet, limits).await?;
-            if let Reservation::New(payout) = reservation {
-                self.inner.metrics.changed(&payout);
+        loop {
+            let due = journal.due_customers(partner, currency, policy.minimum, day, batch).await?;
+            let found = due.len();
+            // A few reservations at once: each is a short transaction of its own customer's.
+            let mut reserving = JoinSet::new();
+            for customer in due {
+                let wallet = customer.wallet.or_else(|| policy.default_wallet.clone());
+                let Some(wallet) = wallet else {
+                    self.inner.metrics.no_wallet.inc();
+                    continue;
+                };
+                if reserving.len() >= RESERVING_AT_ONCE
+                    && let Some(joined) = reserving.join_next().await
+                {
+                    self.reserved(joined)?;
+                }
+                let journal = journal.clone();
+                let partner = partner.clone();
+                reserving.spawn(async move {
+                    journal
+                        .reserve(&partner, &customer.msisdn, currency, day, &wallet, limits)
+                        .await
+                });
             }
+            while let Some(joined) = reserving.join_next().await {
+                self.reserved(joined)?;
+            }
+            if i64::try_from(found).unwrap_or(i64::MAX) < batch {
+                return Ok(());
+            }
+        }
+    }
+
+    fn reserved(
+        &self,
+        joined: Result<Result<Reservation, PayoutError>, tokio::task::JoinError>,
+    ) -> Result<(), PayoutError> {
+        let reservation = joined.map_err(|error| PayoutError::Corrupt {
+            id: "reservation".into(),
+            what: error.to_string(),
+        })??;
+        if let Reservation::New(payout) = reservation {
+            self.inner.metrics.changed(&payout);
         }
         Ok(())
     }

@@ -393,7 +393,7 @@ fn movement(
     }
 }
 
-const PAYOUT_COLUMNS: &str = "id, partner, msisdn, currency, amount, wallet, state, provider, fee, \
+pub(crate) const PAYOUT_COLUMNS: &str = "id, partner, msisdn, currency, amount, wallet, state, provider, fee, \
      attempt, failure, updated_at";
 
 pub(crate) async fn read(
@@ -419,7 +419,7 @@ async fn read_for_update(
     row.as_ref().map(|row| payout_of(id, row)).transpose()
 }
 
-fn payout_of(id: &str, row: &sqlx::postgres::PgRow) -> Result<Payout, PayoutError> {
+pub(crate) fn payout_of(id: &str, row: &sqlx::postgres::PgRow) -> Result<Payout, PayoutError> {
     let corrupt = |what: &str| PayoutError::Corrupt { id: id.into(), what: what.into() };
     let text = |column: &str| -> Result<String, PayoutError> {
         row.try_get(column).map_err(|_| corrupt(column))

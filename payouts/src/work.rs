@@ -16,7 +16,7 @@ use sqlx::Row;
 use cezbek_schemas::{Currency, Msisdn, PartnerCode};
 
 use crate::journal::{Journal, JournalError};
-use crate::payout::{Payout, PayoutError, PayoutState};
+use crate::payout::{PAYOUT_COLUMNS, Payout, PayoutError, PayoutState, payout_of};
 use crate::routing::PassedOver;
 
 /// The state of one provider attempt.
@@ -42,7 +42,7 @@ impl AttemptState {
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         [Self::Sending, Self::Pending, Self::Succeeded, Self::Failed, Self::Reversed]
             .into_iter()
             .find(|state| state.as_str() == text)
@@ -116,7 +116,7 @@ impl Journal {
         lease: Duration,
         limit: i64,
     ) -> Result<Vec<Claimed>, PayoutError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "UPDATE payouts SET claimed_by = $1, \
                  claimed_until = now() + $2 * interval '1 millisecond' \
              WHERE id IN (SELECT id FROM payouts \
@@ -124,8 +124,8 @@ impl Journal {
                             AND next_check_at <= now() \
                             AND (claimed_until IS NULL OR claimed_until < now()) \
                           ORDER BY next_check_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, attempt, recheck",
-        )
+             RETURNING {PAYOUT_COLUMNS}, recheck",
+        ))
         .bind(owner)
         .bind(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
         .bind(limit)
@@ -134,10 +134,10 @@ impl Journal {
         let mut claimed = Vec::with_capacity(rows.len());
         for row in rows {
             let id: String = row.try_get("id")?;
-            let payout = self.payout(&id).await?.ok_or_else(|| PayoutError::Unknown { id })?;
+            let payout = payout_of(&id, &row)?;
             claimed.push(Claimed {
+                attempt: payout.attempt,
                 payout,
-                attempt: row.try_get("attempt")?,
                 recheck: row.try_get("recheck")?,
             });
         }
@@ -365,7 +365,7 @@ impl Journal {
                AND b.balance >= $3 \
                AND NOT EXISTS (SELECT 1 FROM payouts p \
                                WHERE p.id = $1 || '/' || split_part(b.account, '/', 3) || '/' || $4) \
-             LIMIT $5",
+             ORDER BY random() LIMIT $5",
         )
         .bind(partner.as_str())
         .bind(currency.to_string())

@@ -194,6 +194,20 @@ pub enum Looked {
     },
 }
 
+/// One payout as the provider's transaction report shows it, in minor units.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportLine {
+    /// The attempt's idempotency key (sent as the provider's reference).
+    pub idempotency_key: String,
+    pub provider_reference: String,
+    pub amount: i64,
+    /// The provider's fee, and the VAT on it, as separate balance movements.
+    pub fee: i64,
+    pub vat: i64,
+    pub status: ProviderStatus,
+    pub created: DateTime<Utc>,
+}
+
 /// A callback that passed authentication: which attempt it is about. Its content is not
 /// trusted: the state only changes after a status query agrees.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,6 +247,19 @@ impl Provider {
     ) -> Looked {
         match self.spec.adapter {
             AdapterKind::Xendit => xendit::status(self, http, idempotency_key, reference).await,
+        }
+    }
+
+    /// The provider's report of payouts created in [`from`, `to`).
+    pub async fn report(
+        &self,
+        http: &reqwest::Client,
+        currency: Currency,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<ReportLine>, String> {
+        match self.spec.adapter {
+            AdapterKind::Xendit => xendit::report(self, http, currency, from, to).await,
         }
     }
 

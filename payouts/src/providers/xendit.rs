@@ -6,9 +6,13 @@
 use serde::Deserialize;
 use serde_json::json;
 
+use chrono::{DateTime, Utc};
+
+use cezbek_schemas::Currency;
+
 use super::{
-    CallbackRefused, Looked, Notice, PayoutRequest, Provider, ProviderStatus, Submitted,
-    constant_time_eq,
+    CallbackRefused, Looked, Notice, PayoutRequest, Provider, ProviderStatus, ReportLine,
+    Submitted, constant_time_eq,
 };
 
 #[derive(Debug, Deserialize)]
@@ -188,4 +192,93 @@ pub fn verify_callback(
     let webhook: Webhook = serde_json::from_slice(body)
         .map_err(|error| CallbackRefused::Unreadable(error.to_string()))?;
     Ok(Notice { idempotency_key: webhook.data.reference_id })
+}
+
+#[derive(Debug, Deserialize)]
+struct TransactionsPage {
+    data: Vec<TransactionLine>,
+    #[serde(default)]
+    has_more: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct TransactionLine {
+    id: String,
+    product_id: String,
+    reference_id: String,
+    amount: i64,
+    status: String,
+    fee: TransactionFee,
+    created: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TransactionFee {
+    xendit_fee: i64,
+    value_added_tax: i64,
+}
+
+/// The transactions list (`GET /transactions?types=DISBURSEMENT`), page by page.
+pub async fn report(
+    provider: &Provider,
+    http: &reqwest::Client,
+    currency: Currency,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<ReportLine>, String> {
+    let unit = 10i64.pow(u32::from(currency.exponent()));
+    let mut lines = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let address = format!("{}/transactions", provider.spec.base_url);
+        let mut query = vec![
+            ("types", "DISBURSEMENT".to_owned()),
+            ("currency", currency.as_str().to_owned()),
+            ("created[gte]", from.to_rfc3339()),
+            ("created[lt]", to.to_rfc3339()),
+            ("limit", "500".to_owned()),
+        ];
+        if let Some(after) = &after {
+            query.push(("after_id", after.clone()));
+        }
+        let url = reqwest::Url::parse_with_params(&address, &query)
+            .map_err(|error| format!("{address}: {error}"))?;
+        let response = http
+            .get(url)
+            .basic_auth(&provider.secret, Some(""))
+            .timeout(provider.timeout())
+            .send()
+            .await
+            .map_err(|error| format!("the transactions report: {error}"))?;
+        if !response.status().is_success() {
+            return Err(format!("the transactions report: {}", response.status()));
+        }
+        let page: TransactionsPage =
+            response.json().await.map_err(|error| format!("the transactions report: {error}"))?;
+        after = page.data.last().map(|line| line.id.clone());
+        for line in page.data {
+            // The simulator, like any provider, may list more than asked: the period is ours.
+            if line.created < from || line.created >= to {
+                continue;
+            }
+            let status = match line.status.as_str() {
+                "SUCCESS" | "SETTLED" => ProviderStatus::Succeeded,
+                "REVERSED" => ProviderStatus::Reversed,
+                "FAILED" | "VOIDED" => ProviderStatus::Failed { reason: line.status.clone() },
+                _ => ProviderStatus::Pending,
+            };
+            lines.push(ReportLine {
+                idempotency_key: line.reference_id,
+                provider_reference: line.product_id,
+                amount: line.amount * unit,
+                fee: line.fee.xendit_fee * unit,
+                vat: line.fee.value_added_tax * unit,
+                status,
+                created: line.created,
+            });
+        }
+        if !page.has_more || after.is_none() {
+            return Ok(lines);
+        }
+    }
 }

@@ -1,0 +1,211 @@
+//! `cargo bench --bench payouts`: payouts per second end to end — rewards on the topic, into the
+//! journal, held cashback released, each customer's payout reserved, sent to a Xendit-style
+//! simulator that answers every call after 50 ms, confirmed by a status query or a callback,
+//! settled in the journal — with `cezbek payouts` (release build) against the local stack, and
+//! its peak resident memory for two numbers of customers (flat: nothing is kept per customer).
+//!
+//! `CEZBEK_BENCH_PAYOUTS` sets the larger number of customers (default 20,000; the smaller run
+//! is a quarter of it). Needs `dev/stack up`.
+
+// A benchmark's failed unwrap is a failed run, with its location.
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rdkafka::producer::FutureRecord;
+use serde_json::json;
+use sqlx::Row;
+
+use cezbek_paysim::{Faults, FeeRule, XenditConfig, XenditSim};
+use cezbek_platform::{CancellationToken, etcd, kafka};
+use cezbek_rules::{FeeBearer, Partner, PayoutPolicy, Rule};
+use cezbek_schemas::codec::encode;
+use cezbek_schemas::{Reward, RewardOutcome, TransactionId, TransactionKind};
+use cezbek_testkit::fixtures::{customer, idr, partner, toko};
+use cezbek_testkit::{TestContext, free_port, service_env};
+
+const RP: i64 = 100;
+const LATENCY_MS: u64 = 50;
+
+struct Run {
+    customers: usize,
+    /// From the first payout reserved to the last settled.
+    paying_seconds: f64,
+    /// From the process start (rewards already on the topic) to the last settled.
+    total_seconds: f64,
+    peak_rss_mib: f64,
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+fn reward(n: usize) -> Reward {
+    let at = Utc::now() - chrono::Duration::days(10);
+    Reward {
+        partner: toko(),
+        transaction_id: TransactionId::parse(&format!("b-{n}")).unwrap(),
+        kind: TransactionKind::Purchase,
+        original_transaction_id: None,
+        msisdn: customer("858", u32::try_from(n).unwrap()),
+        amount: 1_000_000 * RP,
+        currency: idr(),
+        merchant: None,
+        outcome: RewardOutcome::Rewarded,
+        cashback: (20_000 + (n % 1_000) as i64) * RP,
+        tier_before: None,
+        tier_after: None,
+        applied_campaigns: Vec::new(),
+        exclusion_id: None,
+        rules_revision: 1,
+        explanation: "bench".into(),
+        occurred_at: at,
+        decided_at: at,
+    }
+}
+
+async fn run(customers: usize) -> Run {
+    let context = TestContext::new("benchpayouts");
+    let kafka_config = context.kafka_config();
+    context.create_topics(&kafka_config, 6).await;
+    let etcd_config = context.etcd_config();
+    let policy = PayoutPolicy {
+        hold_days: 7,
+        minimum: 10_000 * RP,
+        maximum_per_day: 500_000 * RP,
+        pay_at: "00:00".into(),
+        fee_bearer: FeeBearer::Partner,
+        default_wallet: Some("OVO".into()),
+    };
+    let toko = Rule::Partner(Partner { payout_policy: Some(policy), ..partner() });
+    let mut client = etcd::connect(&etcd_config).await.unwrap();
+    client.put(toko.key().path(&etcd_config.prefix), toko.to_json(), None).await.unwrap();
+    let postgres = context.postgres_config().await;
+
+    let api_port = free_port();
+    let stop = CancellationToken::new();
+    let mut config = XenditConfig::local("bench_secret", "bench_token");
+    config.callback_url = Some(format!("http://127.0.0.1:{api_port}/v1/callbacks/xendit"));
+    config.fee = FeeRule { fixed: 2_500, basis_points: 0, vat_basis_points: 1_100 };
+    config.processing = Duration::from_millis(LATENCY_MS);
+    let sim = XenditSim::start(config, stop.clone()).await.unwrap();
+    sim.set_faults(Faults { latency_ms: LATENCY_MS, ..Faults::default() });
+    let providers = json!([{
+        "name": "xendit", "adapter": "xendit", "base_url": sim.url,
+        "secret_env": "BENCH_XENDIT_SECRET", "callback_token_env": "BENCH_XENDIT_TOKEN",
+        "channels": {"OVO": {"fee": {"fixed": 250_000, "vat_basis_points": 1_100},
+                              "min_amount": 10_000 * RP, "max_amount": 2_000_000 * RP}},
+        "timeout_ms": 5_000,
+    }]);
+    let providers_file =
+        context.stack.root.join(format!("var/tmp/bench-payouts-{}.json", context.id));
+    std::fs::create_dir_all(providers_file.parent().unwrap()).unwrap();
+    std::fs::write(&providers_file, providers.to_string()).unwrap();
+
+    let producer = kafka::producer(&kafka_config).unwrap();
+    let messages: Vec<(String, Vec<u8>)> =
+        (0..customers).map(reward).map(|reward| (reward.key(), encode(&reward).unwrap())).collect();
+    let mut acknowledgements = Vec::with_capacity(customers);
+    for (key, payload) in &messages {
+        let record = FutureRecord::to(&kafka_config.rewards_topic).key(key).payload(payload);
+        acknowledgements.push(producer.send_result(record).map_err(|(error, _)| error).unwrap());
+    }
+    for acknowledgement in acknowledgements {
+        acknowledgement.await.unwrap().map_err(|(error, _)| error).unwrap();
+    }
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cezbek"));
+    command.arg("payouts").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command.envs(service_env(Some(&kafka_config), &etcd_config, None, &postgres));
+    for (name, value) in [
+        ("CEZBEK_PAYOUTS_PROVIDERS", providers_file.display().to_string()),
+        ("BENCH_XENDIT_SECRET", "bench_secret".into()),
+        ("BENCH_XENDIT_TOKEN", "bench_token".into()),
+        ("CEZBEK_PAYOUTS_LISTEN", format!("127.0.0.1:{api_port}")),
+        ("CEZBEK_PAYOUTS_OPS_LISTEN", format!("127.0.0.1:{}", free_port())),
+        ("CEZBEK_PAYOUTS_GROUP", format!("payouts-{}", context.id)),
+        ("CEZBEK_PAYOUTS_TICK", "20ms".into()),
+        ("CEZBEK_PAYOUTS_SCAN_EVERY", "500ms".into()),
+        ("CEZBEK_PAYOUTS_POLL_EVERY", "2s".into()),
+        ("CEZBEK_PAYOUTS_RETRY_AFTER", "500ms".into()),
+        ("CEZBEK_PAYOUTS_LEASE", "30s".into()),
+        ("CEZBEK_LOG", std::env::var("CEZBEK_BENCH_LOG").unwrap_or_else(|_| "warn".into())),
+    ] {
+        command.env(name, value);
+    }
+    // The payer's own settings pass through (e.g. `CEZBEK_PAYOUTS_CONCURRENCY`).
+    command.envs(std::env::vars().filter(|(name, _)| {
+        name.starts_with("CEZBEK_PAYOUTS_")
+            && !name.ends_with("LISTEN")
+            && name != "CEZBEK_PAYOUTS_PROVIDERS"
+    }));
+    let started = Instant::now();
+    let mut process: Child =
+        command.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap();
+    let pid = process.id();
+
+    let pool = sqlx::PgPool::connect(&postgres.url).await.unwrap();
+    let schema = postgres.schema.clone().unwrap();
+    let mut first_reserved: Option<Instant> = None;
+    let mut peak = 0.0f64;
+    loop {
+        peak = peak.max(peak_rss_mib(pid));
+        let counts = sqlx::query(&format!(
+            "SELECT count(*) AS all, count(*) FILTER (WHERE state = 'SUCCEEDED') AS paid \
+             FROM {schema}.payouts"
+        ))
+        .fetch_one(&pool)
+        .await;
+        if let Ok(row) = counts {
+            let (all, paid): (i64, i64) = (row.get("all"), row.get("paid"));
+            if all > 0 && first_reserved.is_none() {
+                first_reserved = Some(Instant::now());
+            }
+            if usize::try_from(paid).unwrap() == customers {
+                break;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(1_800), "not done in 30 minutes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let total_seconds = started.elapsed().as_secs_f64();
+    let paying_seconds = first_reserved.unwrap().elapsed().as_secs_f64();
+    peak = peak.max(peak_rss_mib(pid));
+    process.kill().unwrap();
+    process.wait().unwrap();
+    assert_eq!(sim.executed().len(), customers, "each payout executed once");
+    stop.cancel();
+    pool.close().await;
+    context.drop_postgres_schema().await;
+    Run { customers, paying_seconds, total_seconds, peak_rss_mib: peak }
+}
+
+#[tokio::main]
+async fn main() {
+    let customers: usize = std::env::var("CEZBEK_BENCH_PAYOUTS")
+        .ok()
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(20_000);
+    println!("payouts end to end, provider answering every call after {LATENCY_MS} ms:");
+    for size in [customers / 4, customers] {
+        let run = run(size).await;
+        println!(
+            "  {:>7} customers: {:>6.0} payouts/s paying ({:.1} s from the first reservation), \
+             {:>6.0}/s from the start ({:.1} s, rewards already on the topic), peak RSS {:.0} MiB",
+            run.customers,
+            run.customers as f64 / run.paying_seconds,
+            run.paying_seconds,
+            run.customers as f64 / run.total_seconds,
+            run.total_seconds,
+            run.peak_rss_mib,
+        );
+    }
+}
