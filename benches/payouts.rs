@@ -141,9 +141,10 @@ async fn run(customers: usize) -> Run {
     ] {
         command.env(name, value);
     }
-    // The payer's own settings pass through (e.g. `CEZBEK_PAYOUTS_CONCURRENCY`).
+    // The payer's own settings and the pool's size pass through (e.g.
+    // `CEZBEK_PAYOUTS_CONCURRENCY`, `CEZBEK_POSTGRES_MAX_CONNECTIONS`).
     command.envs(std::env::vars().filter(|(name, _)| {
-        name.starts_with("CEZBEK_PAYOUTS_")
+        (name.starts_with("CEZBEK_PAYOUTS_") || name == "CEZBEK_POSTGRES_MAX_CONNECTIONS")
             && !name.ends_with("LISTEN")
             && name != "CEZBEK_PAYOUTS_PROVIDERS"
     }));

@@ -230,13 +230,11 @@ impl Journal {
     ) -> Result<Vec<Transfer>, JournalError> {
         let rows = sqlx::query(
             "SELECT e.credit, e.amount, e.currency, e.reference, e.effective_at \
-             FROM payout_transfers e \
-             WHERE e.kind = 'CASHBACK_EARNED' AND e.reference LIKE $1 AND e.effective_at <= $2 \
-               AND NOT EXISTS (SELECT 1 FROM payout_transfers r \
-                               WHERE r.id = 'HOLD_RELEASE/' || e.reference) \
-             ORDER BY e.effective_at, e.reference LIMIT $3",
+             FROM payout_holds h JOIN payout_transfers e ON e.id = 'CASHBACK_EARNED/' || h.reference \
+             WHERE h.partner = $1 AND h.effective_at <= $2 \
+             ORDER BY h.effective_at, h.reference LIMIT $3",
         )
-        .bind(format!("{partner}/%"))
+        .bind(partner.as_str())
         .bind(until)
         .bind(limit)
         .fetch_all(&self.pool)
@@ -433,5 +431,46 @@ pub(crate) async fn post_in(
     .bind(&amounts)
     .execute(&mut *connection)
     .await?;
+    track_holds(connection, &unique, &fresh).await?;
     Ok(ids.into_iter().filter(|id| fresh.contains(id.as_str())).collect())
+}
+
+/// Keeps `payout_holds` in step with the new transfers: an earning is held until released.
+async fn track_holds(
+    connection: &mut PgConnection,
+    posted: &[&Transfer],
+    fresh: &std::collections::HashSet<&str>,
+) -> Result<(), JournalError> {
+    let new = |kind: TransferKind| {
+        posted
+            .iter()
+            .filter(move |t| t.kind == kind && fresh.contains(t.id.as_str()))
+            .collect::<Vec<_>>()
+    };
+    let earned = new(TransferKind::CashbackEarned);
+    if !earned.is_empty() {
+        let references: Vec<&str> = earned.iter().map(|t| t.reference.as_str()).collect();
+        let partners: Vec<&str> =
+            earned.iter().map(|t| t.reference.split('/').next().unwrap_or_default()).collect();
+        let times: Vec<DateTime<Utc>> = earned.iter().map(|t| t.effective_at).collect();
+        sqlx::query(
+            "INSERT INTO payout_holds (reference, partner, effective_at) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[]) \
+             ON CONFLICT (reference) DO NOTHING",
+        )
+        .bind(&references)
+        .bind(&partners)
+        .bind(&times)
+        .execute(&mut *connection)
+        .await?;
+    }
+    let released = new(TransferKind::HoldRelease);
+    if !released.is_empty() {
+        let references: Vec<&str> = released.iter().map(|t| t.reference.as_str()).collect();
+        sqlx::query("DELETE FROM payout_holds WHERE reference = ANY($1::text[])")
+            .bind(&references)
+            .execute(&mut *connection)
+            .await?;
+    }
+    Ok(())
 }

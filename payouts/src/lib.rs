@@ -200,6 +200,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             // session times out: 10 s rather than 45 s of rewards not taken in.
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
+            // Prefetch a few MiB per partition, not librdkafka's 64 MiB: the intake posts
+            // batches of 2,000, and memory should not grow with the backlog.
+            .set("queued.max.messages.kbytes", "4096")
             .create()?,
         rewards_topic: config.kafka.rewards_topic.clone(),
         transactions_topic: config.kafka.transactions_topic.clone(),

@@ -122,6 +122,21 @@ async fn concurrent_reservers_of_one_customer_reserve_one_payout() {
 }
 
 #[tokio::test]
+async fn a_fee_the_customer_bears_comes_out_of_the_payout() {
+    let journal = journal("paycustfee").await;
+    payable_change(&journal, 1, "a", 12_000).await;
+    let Reservation::New(payout) = reserve(&journal, 1, day(8)).await else { panic!("not new") };
+    journal.submitted(&payout.id, "xendit").await.unwrap();
+    journal.succeeded(&payout.id, 2_500, FeeBearer::Customer).await.unwrap();
+    assert_eq!(customer_balances(&journal, 1).await, (0, 0), "all 12,000 left in flight");
+    let float = Account::ProviderFloat { provider: "xendit".into() };
+    assert_eq!(balance(&journal, float).await, 12_000, "9,500 to the wallet and 2,500 in fees");
+    let funding = Account::PartnerFunding { partner: toko() };
+    assert_eq!(balance(&journal, funding).await, -12_000, "the partner funds only the cashback");
+    assert!(journal.verify().await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn a_paid_payout_leaves_through_the_float_and_the_partner_bears_the_fee() {
     let journal = journal("paypaid").await;
     payable_change(&journal, 1, "a", 12_000).await;
