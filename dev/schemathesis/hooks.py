@@ -79,6 +79,8 @@ def _between_fields(path, item):
         _after(item, "valid_from", "valid_until")
     elif path == "/v1/partners/{partner}/tiers":
         _tiers(item)
+    elif path in ("/v1/partners", "/v1/partners/{partner}"):
+        _payout_policy(item)
 
 
 # The stateful phase fills bodies from earlier answers after the case hooks ran: the rules
@@ -87,6 +89,8 @@ TEMPLATES = [
     (re.compile(r"^/v1/partners/[^/]+/campaigns(/[^/]+)?$"), "/v1/partners/{partner}/campaigns"),
     (re.compile(r"^/v1/partners/[^/]+/exclusions(/[^/]+)?$"), "/v1/partners/{partner}/exclusions"),
     (re.compile(r"^/v1/partners/[^/]+/tiers$"), "/v1/partners/{partner}/tiers"),
+    (re.compile(r"^/v1/partners$"), "/v1/partners"),
+    (re.compile(r"^/v1/partners/[^/]+$"), "/v1/partners/{partner}"),
 ]
 
 
@@ -165,6 +169,16 @@ def _campaign(body):
         numbers = all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in (low, high))
         if numbers and low > high:
             conditions["min_amount"], conditions["max_amount"] = high, low
+
+
+def _payout_policy(body):
+    policy = body.get("payout_policy")
+    if not isinstance(policy, dict):
+        return
+    low, high = policy.get("minimum"), policy.get("maximum_per_day")
+    numbers = all(isinstance(n, int) and not isinstance(n, bool) for n in (low, high))
+    if numbers and low > high:
+        policy["minimum"], policy["maximum_per_day"] = high, low
 
 
 def _tiers(body):

@@ -61,6 +61,19 @@ pub fn time_zone() -> RefOr<Schema> {
         .into()
 }
 
+/// A wallet payouts go to, or none (`null`).
+pub fn optional_wallet() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some(
+            crate::payout_policy::WALLETS
+                .iter()
+                .map(|wallet| serde_json::Value::from(*wallet))
+                .chain([serde_json::Value::Null]),
+        ))
+        .into()
+}
+
 /// A partner's signing keys, shown without their secrets and never accepted in a request.
 pub fn signing_keys() -> RefOr<Schema> {
     let mut keys = ArrayBuilder::new()

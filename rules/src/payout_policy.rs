@@ -24,7 +24,8 @@ pub struct PayoutPolicy {
     /// Nothing below this is paid (a fee must never eat a payout), minor units.
     #[schema(minimum = 1)]
     pub minimum: i64,
-    /// At most this much to one customer per partner-local day, minor units.
+    /// At most this much to one customer per partner-local day, minor units; at least
+    /// `minimum`.
     #[schema(minimum = 1)]
     pub maximum_per_day: i64,
     /// The partner-local time from which a day's payouts are made, `HH:MM`.
@@ -37,7 +38,7 @@ pub struct PayoutPolicy {
     pub fee_bearer: FeeBearer,
     /// Where a customer is paid when none of their transactions named a wallet.
     #[serde(default)]
-    #[schema(value_type = Option<String>, nullable = true)]
+    #[schema(schema_with = crate::openapi::optional_wallet)]
     pub default_wallet: Option<String>,
 }
 
