@@ -176,7 +176,8 @@ def _payout_policy(body):
     if not isinstance(policy, dict):
         return
     low, high = policy.get("minimum"), policy.get("maximum_per_day")
-    numbers = all(isinstance(n, int) and not isinstance(n, bool) for n in (low, high))
+    # Whole numbers may come as 231.0, which the API reads as 231.
+    numbers = all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in (low, high))
     if numbers and low > high:
         policy["minimum"], policy["maximum_per_day"] = high, low
 
