@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
@@ -27,7 +27,7 @@ use cezbek_schemas::{
     TransactionKind,
 };
 use cezbek_testkit::fixtures::{at, base, customer, idr, partner, program, tier, toko};
-use cezbek_testkit::{TestContext, free_port, service_env};
+use cezbek_testkit::{Running, TestContext, free_port, service_env};
 
 const UNSUBSCRIBE_SECRET: &str = "notifier-test-unsubscribe-secret-0123456789";
 
@@ -255,23 +255,6 @@ impl Setup {
             assert!(Instant::now() < deadline, "only {sent} of {count} digests sent in time");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    }
-}
-
-/// A `cezbek` process killed when dropped, so a failing test leaves none behind.
-struct Running(Child);
-
-impl Running {
-    /// SIGKILL: no goodbye; a leader's lease just stops being renewed.
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

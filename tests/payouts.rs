@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -24,7 +24,7 @@ use cezbek_rules::{FeeBearer, Partner, PayoutPolicy, Rule};
 use cezbek_schemas::codec::{decode, encode};
 use cezbek_schemas::{Msisdn, Reward, RewardOutcome, TransactionId, TransactionKind};
 use cezbek_testkit::fixtures::{customer, idr, partner, purchase, toko};
-use cezbek_testkit::{TestContext, free_port, service_env};
+use cezbek_testkit::{Running, TestContext, free_port, service_env};
 
 /// Rp 1 in minor units.
 const RP: i64 = 100;
@@ -402,22 +402,6 @@ fn reward(who: &Msisdn, id: &str, cashback: i64, days: i64) -> Reward {
         explanation: "test".into(),
         occurred_at: ago(days),
         decided_at: ago(days),
-    }
-}
-
-/// A `cezbek` process killed when dropped.
-struct Running(Child);
-
-impl Running {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

@@ -521,3 +521,22 @@ impl Drop for PrivatePostgres {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A spawned process (a `cezbek` service under test) killed when dropped, so a failing test
+/// leaves none behind.
+#[derive(Debug)]
+pub struct Running(pub std::process::Child);
+
+impl Running {
+    /// SIGKILL: no goodbye (no shutdown, no leaving a consumer group, no lease given back).
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
