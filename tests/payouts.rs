@@ -148,6 +148,7 @@ impl Setup {
             ("CEZBEK_PAYOUTS_OWNER", label.to_owned()),
             // A group of this test's: the members other tests killed are not waited for.
             ("CEZBEK_PAYOUTS_GROUP", format!("payouts-{}", self.context.id)),
+            ("CEZBEK_PAYOUTS_DLQ_TOPIC", self.kafka.dead_letter_topic.clone()),
             ("CEZBEK_PAYOUTS_TICK", "50ms".to_owned()),
             ("CEZBEK_PAYOUTS_SCAN_EVERY", "200ms".to_owned()),
             ("CEZBEK_PAYOUTS_POLL_EVERY", "300ms".to_owned()),
@@ -343,6 +344,35 @@ impl Setup {
         states
     }
 
+    /// The first `count` dead letters: (payload, reason).
+    async fn dead_letters(&self, count: usize) -> Vec<(Vec<u8>, String)> {
+        use rdkafka::consumer::{Consumer, StreamConsumer};
+        use rdkafka::message::{Headers, Message};
+        let group = format!("test-dlq-{}", self.context.id);
+        let consumer: StreamConsumer = kafka::consumer(&self.kafka, &group).unwrap();
+        let mut partitions = rdkafka::TopicPartitionList::new();
+        partitions
+            .add_partition_offset(&self.kafka.dead_letter_topic, 0, rdkafka::Offset::Beginning)
+            .unwrap();
+        consumer.assign(&partitions).unwrap();
+        let mut letters = Vec::new();
+        while letters.len() < count {
+            let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+                .await
+                .expect("a dead letter within 30 s")
+                .unwrap();
+            let headers = message.headers().unwrap();
+            let reason = headers
+                .iter()
+                .find(|header| header.key == "cezbek-reason")
+                .and_then(|header| header.value)
+                .map(|value| String::from_utf8_lossy(value).into_owned())
+                .unwrap_or_default();
+            letters.push((message.payload().unwrap().to_vec(), reason));
+        }
+        letters
+    }
+
     /// Posts a callback to the first process's API.
     async fn callback(&self, provider: &str, token: &str, body: &Value) -> u16 {
         self.http
@@ -450,6 +480,10 @@ async fn routing_faults_limits_and_callbacks_each_behave_and_money_moves_once() 
         reward(&c(16), "r-16", 20_000 * RP, 10),      // paid, then clawed back
     ]);
     setup.publish_wallet(&c(11), "dana").await;
+    // Poison among the rewards: dead-lettered with its reason, nothing valid held back.
+    let producer = kafka::producer(&setup.kafka).unwrap();
+    let poison = FutureRecord::to(&setup.kafka.rewards_topic).key("TOKO:+62").payload("not avro");
+    producer.send(poison, Duration::from_secs(10)).await.map_err(|(error, _)| error).unwrap();
     setup.publish_rewards(&rewards).await;
     let _first = setup.spawn("routing-a", setup.api_port);
     let _second = setup.spawn("routing-b", free_port());
@@ -488,6 +522,10 @@ async fn routing_faults_limits_and_callbacks_each_behave_and_money_moves_once() 
     assert_eq!(setup.payable(&c(12)).await, 0);
     let held = Account::CustomerHeld { partner: toko(), msisdn: c(12) };
     assert_eq!(setup.journal.balance(&held, idr()).await.unwrap(), 20_000 * RP);
+
+    let dead = setup.dead_letters(1).await;
+    assert_eq!(dead[0].0, b"not avro");
+    assert_eq!(dead[0].1, "unreadable_reward");
 
     // The route is recorded with the fee it was chosen over.
     let chosen_over: Value =

@@ -9,6 +9,7 @@ TOPICS = {
     "cezbek.transactions.v1": 6,
     "cezbek.rewards.v1": 6,
     "cezbek.payouts.v1": 6,
+    "cezbek.payouts.dlq.v1": 1,
     "cezbek.transactions.dlq.v1": 1,
 }
 

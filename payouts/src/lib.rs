@@ -47,6 +47,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// `CEZBEK_PAYOUTS_GROUP`: the consumer group taking rewards and wallets in.
     pub group: String,
+    /// `CEZBEK_PAYOUTS_DLQ_TOPIC`: where rewards the payouts cannot take go, with why.
+    pub dead_letter_topic: String,
     pub etcd: EtcdConfig,
     pub postgres: PostgresConfig,
     /// `CEZBEK_PAYOUTS_PROVIDERS`: a JSON file of [`ProviderSpec`]s, credentials read from the
@@ -103,6 +105,7 @@ impl Config {
             ),
             kafka: KafkaConfig::from_env(env, "cezbek-payouts"),
             group: env.string("CEZBEK_PAYOUTS_GROUP", "cezbek-payouts"),
+            dead_letter_topic: env.string("CEZBEK_PAYOUTS_DLQ_TOPIC", "cezbek.payouts.dlq.v1"),
             etcd: EtcdConfig::from_env(env),
             postgres: PostgresConfig::from_env(env),
             providers,
@@ -208,6 +211,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         transactions_topic: config.kafka.transactions_topic.clone(),
         journal: journal.clone(),
         metrics: metrics.clone(),
+        producer: cezbek_platform::producer::Producer::new(
+            kafka::producer(&config.kafka)?,
+            metrics.in_flight.clone(),
+        ),
+        dead_letter_topic: config.dead_letter_topic.clone(),
     };
     let providers = Arc::new(config.providers.clone());
     let payer = Payer::new(

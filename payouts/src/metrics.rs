@@ -23,6 +23,8 @@ pub struct Metrics {
     pub intake: IntCounterVec,
     /// Mismatches found by the last reconciliation of each provider: alert on > 0.
     pub mismatches: IntGaugeVec,
+    /// Dead letters handed to the producer and not yet acknowledged.
+    pub in_flight: IntGauge,
     pub rules: RuleMetrics,
 }
 
@@ -59,6 +61,10 @@ impl Metrics {
             ),
             &["provider"],
         )?;
+        let in_flight = IntGauge::new(
+            "cezbek_payouts_in_flight_messages",
+            "dead letters handed to the producer and not yet acknowledged",
+        )?;
         let revision =
             IntGauge::new("cezbek_payouts_rules_revision", "etcd revision of the rules in use")?;
         let rejected =
@@ -70,6 +76,7 @@ impl Metrics {
         registry.register(Box::new(callbacks.clone()))?;
         registry.register(Box::new(intake.clone()))?;
         registry.register(Box::new(mismatches.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(revision.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
         Ok(Self {
@@ -80,6 +87,7 @@ impl Metrics {
             callbacks,
             intake,
             mismatches,
+            in_flight,
             rules: RuleMetrics { revision, rejected },
         })
     }
