@@ -465,9 +465,11 @@ fn keep_token_secrets(object: &mut Map<String, Value>, existing: &Partner) {
         return;
     };
     for key in keys.iter_mut().filter_map(Value::as_object_mut) {
-        let given = |name: &str| key.get(name).is_some_and(|value| !value.is_null());
-        // A key given with its secret, or now a public key, takes nothing from the stored one.
-        if given("secret") || given("pem") {
+        // A key given with a secret (even `null`, which the schema refuses and validation then
+        // names), or now with a public key, takes nothing from the stored one. A read partner
+        // shows `"pem": null` and no `secret`: written back, it keeps its secret.
+        let public = key.get("pem").is_some_and(|value| !value.is_null());
+        if key.contains_key("secret") || public {
             continue;
         }
         let kid = key.get("kid").and_then(Value::as_str);

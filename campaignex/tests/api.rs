@@ -743,6 +743,15 @@ async fn customer_token_keys_are_validated_kept_and_never_shown() {
         .await
         .unwrap();
     assert_eq!(live["customer_tokens"]["keys"][0]["secret"], secret);
+
+    // A secret given as null is not "left out": refused, the stored one untouched.
+    let (_, etag, mut read) = service.admin(Method::GET, "/v1/partners/TOKO", None, None).await;
+    read.as_object_mut().unwrap().remove("keys");
+    read["customer_tokens"]["keys"][0]["secret"] = Value::Null;
+    let (status, _, refused) =
+        service.admin(Method::PUT, "/v1/partners/TOKO", Some(read), etag.as_deref()).await;
+    assert!(status.is_client_error(), "{status} {refused}");
+    assert!(refused.to_string().contains("customer_tokens.keys[0]"), "{refused}");
     let (_, _, audit) =
         service.admin(Method::GET, "/v1/audit?entity=partner&id=TOKO", None, None).await;
     assert!(!audit.to_string().contains(secret), "the audit trail holds no secret: {audit}");
