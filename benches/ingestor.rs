@@ -30,7 +30,7 @@ use cezbek_schemas::{
     Currency, Mcc, Msisdn, PartnerCode, Source, SourceChannel, Transaction, TransactionId,
     TransactionKind, encode,
 };
-use cezbek_testkit::{TestContext, free_port, service_env};
+use cezbek_testkit::{TestContext, free_port, peak_rss_mib, service_env};
 use chrono::{TimeZone, Utc};
 use rdkafka::producer::FutureRecord;
 
@@ -84,17 +84,6 @@ fn spawn_ingestor(setup: &Setup) -> Child {
             .filter(|(name, _)| name.starts_with("CEZBEK_INGESTOR_") && !name.ends_with("LISTEN")),
     );
     command.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap()
-}
-
-/// Peak resident memory of a process, in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
 }
 
 fn row(index: usize) -> (String, Transaction) {

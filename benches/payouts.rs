@@ -24,7 +24,7 @@ use cezbek_rules::{FeeBearer, Partner, PayoutPolicy, Rule};
 use cezbek_schemas::codec::encode;
 use cezbek_schemas::{Reward, RewardOutcome, TransactionId, TransactionKind};
 use cezbek_testkit::fixtures::{customer, idr, partner, toko};
-use cezbek_testkit::{TestContext, free_port, service_env};
+use cezbek_testkit::{TestContext, free_port, peak_rss_mib, service_env};
 
 const RP: i64 = 100;
 const LATENCY_MS: u64 = 50;
@@ -36,16 +36,6 @@ struct Run {
     /// From the process start (rewards already on the topic) to the last settled.
     total_seconds: f64,
     peak_rss_mib: f64,
-}
-
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
 }
 
 fn reward(n: usize) -> Reward {

@@ -540,3 +540,14 @@ impl Drop for Running {
         self.kill();
     }
 }
+
+/// Peak resident memory of a process (its `VmHWM`), in MiB; 0 once it is gone.
+pub fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
