@@ -18,7 +18,7 @@ use rdkafka::producer::FutureRecord;
 use serde_json::json;
 use sqlx::Row;
 
-use cezbek_paysim::{Faults, FeeRule, XenditConfig, XenditSim};
+use cezbek_paysim::{Api, Faults, FeeRule, SimConfig, Simulator, XenditKeys};
 use cezbek_platform::{CancellationToken, etcd, kafka};
 use cezbek_rules::{FeeBearer, Partner, PayoutPolicy, Rule};
 use cezbek_schemas::codec::encode;
@@ -82,15 +82,18 @@ async fn run(customers: usize) -> Run {
 
     let api_port = free_port();
     let stop = CancellationToken::new();
-    let mut config = XenditConfig::local("bench_secret", "bench_token");
+    let mut config = SimConfig::local();
     config.callback_url = Some(format!("http://127.0.0.1:{api_port}/v1/callbacks/xendit"));
     config.fee = FeeRule { fixed: 2_500, basis_points: 0, vat_basis_points: 1_100 };
     config.processing = Duration::from_millis(LATENCY_MS);
-    let sim = XenditSim::start(config, stop.clone()).await.unwrap();
+    let keys =
+        XenditKeys { secret_key: "bench_secret".into(), callback_token: "bench_token".into() };
+    let sim = Simulator::start(config, Api::Xendit(keys), stop.clone()).await.unwrap();
     sim.set_faults(Faults { latency_ms: LATENCY_MS, ..Faults::default() });
     let providers = json!([{
         "name": "xendit", "adapter": "xendit", "base_url": sim.url,
-        "secret_env": "BENCH_XENDIT_SECRET", "callback_token_env": "BENCH_XENDIT_TOKEN",
+        "credentials": {"secret_key": "BENCH_XENDIT_SECRET",
+                        "callback_token": "BENCH_XENDIT_TOKEN"},
         "channels": {"OVO": {"fee": {"fixed": 250_000, "vat_basis_points": 1_100},
                               "min_amount": 10_000 * RP, "max_amount": 2_000_000 * RP}},
         "timeout_ms": 5_000,

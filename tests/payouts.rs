@@ -16,7 +16,10 @@ use serde_json::{Value, json};
 use sqlx::{PgPool, Row};
 
 use cezbek_payouts::{Account, Journal, Limits, Reservation};
-use cezbek_paysim::{Ending, Fault, Faults, FeeRule, RandomFaults, XenditConfig, XenditSim};
+use cezbek_paysim::{
+    Api, Ending, Fault, Faults, FeeRule, IrisKeys, RandomFaults, SimConfig, Simulator, SnapKeys,
+    XenditKeys,
+};
 use cezbek_platform::auth::sha256;
 use cezbek_platform::config::{EtcdConfig, KafkaConfig, PostgresConfig};
 use cezbek_platform::{CancellationToken, etcd, kafka};
@@ -44,11 +47,40 @@ fn msisdn(n: u32) -> Msisdn {
     customer("857", n)
 }
 
-/// A simulated provider of a test: its name, flat fee in whole rupiah, and wallets.
+/// A simulated provider of a test: its name, API (`xendit`, `iris`, `snap`), flat fee in
+/// whole rupiah, and wallets.
 struct SimSpec {
     name: &'static str,
+    api: &'static str,
     fee: i64,
     wallets: &'static [&'static str],
+}
+
+/// The credential of `role` a test gives the simulator `name` and the service alike.
+fn credential(name: &str, role: &str) -> String {
+    format!("{name}-{role}-test-value")
+}
+
+/// The partner's RSA key for SNAP simulators, made once per test process by openssl: (the
+/// private key as PEM, the public key as PKCS#1 DER).
+fn snap_key() -> (String, Vec<u8>) {
+    use base64::Engine;
+    use ring::signature::KeyPair;
+    static KEY: std::sync::OnceLock<(String, Vec<u8>)> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let made = Command::new("openssl")
+            .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "openssl genpkey failed");
+        let pem = String::from_utf8(made.stdout).unwrap();
+        let der: String = pem.lines().filter(|line| !line.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD.decode(der).unwrap();
+        let key = ring::signature::RsaKeyPair::from_pkcs8(&der).unwrap();
+        (pem, key.public_key().as_ref().to_vec())
+    })
+    .clone()
 }
 
 struct Setup {
@@ -58,7 +90,9 @@ struct Setup {
     postgres: PostgresConfig,
     pool: PgPool,
     journal: Journal,
-    sims: BTreeMap<&'static str, XenditSim>,
+    sims: BTreeMap<&'static str, Simulator>,
+    /// Every credential variable the service is given: (name, value).
+    credentials: Vec<(String, String)>,
     providers_file: std::path::PathBuf,
     /// Where callbacks go: the first process's API.
     api_port: u16,
@@ -90,12 +124,53 @@ impl Setup {
         let stop_sims = CancellationToken::new();
         let mut started = BTreeMap::new();
         let mut specs = Vec::new();
+        let mut credentials = Vec::new();
         for sim in sims {
-            let mut config = XenditConfig::local(&secret(sim.name), &token(sim.name));
+            let mut config = SimConfig::local();
             config.callback_url =
                 Some(format!("http://127.0.0.1:{api_port}/v1/callbacks/{}", sim.name));
             config.fee = FeeRule { fixed: sim.fee, basis_points: 0, vat_basis_points: 1_100 };
-            let running = XenditSim::start(config, stop_sims.clone()).await.unwrap();
+            let value = |role: &str| credential(sim.name, role);
+            let (api, roles): (Api, Vec<(&str, String)>) = match sim.api {
+                "xendit" => (
+                    Api::Xendit(XenditKeys {
+                        secret_key: value("secret_key"),
+                        callback_token: value("callback_token"),
+                    }),
+                    ["secret_key", "callback_token"].map(|role| (role, value(role))).to_vec(),
+                ),
+                "iris" => (
+                    Api::Iris(IrisKeys {
+                        creator_key: value("creator_key"),
+                        approver_key: value("approver_key"),
+                        merchant_key: value("merchant_key"),
+                    }),
+                    ["creator_key", "approver_key", "merchant_key"]
+                        .map(|role| (role, value(role)))
+                        .to_vec(),
+                ),
+                _ => {
+                    let (pem, public_key_der) = snap_key();
+                    let keys = SnapKeys {
+                        client_key: value("client_key"),
+                        client_secret: value("client_secret"),
+                        public_key_der,
+                    };
+                    let roles = vec![
+                        ("client_key", value("client_key")),
+                        ("client_secret", value("client_secret")),
+                        ("private_key", pem),
+                    ];
+                    (Api::Snap(keys), roles)
+                }
+            };
+            let mut references = serde_json::Map::new();
+            for (role, secret) in roles {
+                let variable = format!("TEST_{}_{}", sim.name.to_uppercase(), role.to_uppercase());
+                references.insert(role.to_owned(), json!(variable));
+                credentials.push((variable, secret));
+            }
+            let running = Simulator::start(config, api, stop_sims.clone()).await.unwrap();
             let channels: serde_json::Map<String, Value> = sim
                 .wallets
                 .iter()
@@ -110,10 +185,9 @@ impl Setup {
                 .collect();
             specs.push(json!({
                 "name": sim.name,
-                "adapter": "xendit",
+                "adapter": sim.api,
                 "base_url": running.url,
-                "secret_env": format!("TEST_{}_SECRET", sim.name.to_uppercase()),
-                "callback_token_env": format!("TEST_{}_TOKEN", sim.name.to_uppercase()),
+                "credentials": references,
                 "channels": channels,
                 "timeout_ms": 1_000,
             }));
@@ -131,6 +205,7 @@ impl Setup {
             pool,
             journal,
             sims: started,
+            credentials,
             providers_file,
             api_port,
             http: reqwest::Client::new(),
@@ -157,10 +232,8 @@ impl Setup {
             ("CEZBEK_LOG", "info".to_owned()),
             ("CEZBEK_ADMIN_TOKENS", format!("tester:admin:{}", hex(&sha256(ADMIN.as_bytes())))),
         ]);
-        for name in self.sims.keys() {
-            let upper = name.to_uppercase();
-            vars.push((leak(format!("TEST_{upper}_SECRET")), secret(name)));
-            vars.push((leak(format!("TEST_{upper}_TOKEN")), token(name)));
+        for (variable, value) in &self.credentials {
+            vars.push((leak(variable.clone()), value.clone()));
         }
         let mut command = Command::new(env!("CARGO_BIN_EXE_cezbek"));
         command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
@@ -189,16 +262,41 @@ impl Setup {
         }
     }
 
-    /// A purchase naming the customer's wallet, on the transactions topic.
-    async fn publish_wallet(&self, who: &Msisdn, wallet: &str) {
+    /// A purchase of each customer naming their wallet, on the transactions topic.
+    async fn publish_wallets(&self, wallets: &[(Msisdn, &str)]) {
         let producer = kafka::producer(&self.kafka).unwrap();
-        let mut transaction = purchase(&format!("w-{}", who.as_str()), 10_000 * RP, ago(1));
-        transaction.msisdn = who.clone();
-        transaction.wallet = Some(wallet.to_owned());
-        let key = transaction.key();
-        let payload = encode(&transaction).unwrap();
-        let record = FutureRecord::to(&self.kafka.transactions_topic).key(&key).payload(&payload);
-        producer.send(record, Duration::from_secs(10)).await.map_err(|(error, _)| error).unwrap();
+        let mut sends = Vec::new();
+        for (who, wallet) in wallets {
+            let mut transaction = purchase(&format!("w-{}", who.as_str()), 10_000 * RP, ago(1));
+            transaction.msisdn = who.clone();
+            transaction.wallet = Some((*wallet).to_owned());
+            let key = transaction.key();
+            let payload = encode(&transaction).unwrap();
+            let record =
+                FutureRecord::to(&self.kafka.transactions_topic).key(&key).payload(&payload);
+            sends.push(producer.send_result(record).map_err(|(error, _)| error).unwrap());
+        }
+        for send in sends {
+            send.await.unwrap().map_err(|(error, _)| error).unwrap();
+        }
+    }
+
+    /// Waits until the service recorded `count` customers' wallets: rewards published after
+    /// that are paid to the wallets named, not the partner's default.
+    async fn wait_destinations(&self, count: i64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let known: i64 = sqlx::query("SELECT count(*) AS known FROM payout_destinations")
+                .fetch_one(&self.pool)
+                .await
+                .unwrap()
+                .get("known");
+            if known >= count {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{known} of {count} wallets recorded");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Every payout: id → (state, amount, provider).
@@ -259,7 +357,7 @@ impl Setup {
         let mut executed: HashMap<String, Vec<(&str, i64, bool)>> = HashMap::new();
         for (name, sim) in &self.sims {
             for run in sim.executed() {
-                let payout = run.reference_id.rsplit_once('#').unwrap().0.to_owned();
+                let payout = run.reference.rsplit_once('#').unwrap().0.to_owned();
                 executed.entry(payout).or_default().push((name, run.amount * RP, run.reversed));
             }
         }
@@ -373,11 +471,11 @@ impl Setup {
         letters
     }
 
-    /// Posts a callback to the first process's API.
-    async fn callback(&self, provider: &str, token: &str, body: &Value) -> u16 {
+    /// Posts a callback to the first process's API with one header.
+    async fn callback(&self, provider: &str, header: (&str, &str), body: &Value) -> u16 {
         self.http
             .post(format!("http://127.0.0.1:{}/v1/callbacks/{provider}", self.api_port))
-            .header("x-callback-token", token)
+            .header(header.0, header.1)
             .json(body)
             .send()
             .await
@@ -391,14 +489,6 @@ const ADMIN: &str = "payouts-test-admin-token";
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-fn secret(name: &str) -> String {
-    format!("xnd_development_{name}_secret")
-}
-
-fn token(name: &str) -> String {
-    format!("{name}-callback-token")
 }
 
 /// Variable names are built per test; the process table wants `&'static str`.
@@ -445,8 +535,8 @@ async fn routing_faults_limits_and_callbacks_each_behave_and_money_moves_once() 
     let setup = Setup::new(
         "payoutsrouting",
         &[
-            SimSpec { name: "cheap", fee: 1_500, wallets: &["OVO"] },
-            SimSpec { name: "dear", fee: 2_500, wallets: &["OVO", "DANA"] },
+            SimSpec { name: "cheap", api: "xendit", fee: 1_500, wallets: &["OVO"] },
+            SimSpec { name: "dear", api: "xendit", fee: 2_500, wallets: &["OVO", "DANA"] },
         ],
     )
     .await;
@@ -479,14 +569,15 @@ async fn routing_faults_limits_and_callbacks_each_behave_and_money_moves_once() 
         reward(&c(15), "r-15", 20_000 * RP + 50, 10), // not whole rupiah
         reward(&c(16), "r-16", 20_000 * RP, 10),      // paid, then clawed back
     ]);
-    setup.publish_wallet(&c(11), "dana").await;
+    setup.publish_wallets(&[(c(11), "dana")]).await;
+    let _first = setup.spawn("routing-a", setup.api_port);
+    let _second = setup.spawn("routing-b", free_port());
+    setup.wait_destinations(1).await;
     // Poison among the rewards: dead-lettered with its reason, nothing valid held back.
     let producer = kafka::producer(&setup.kafka).unwrap();
     let poison = FutureRecord::to(&setup.kafka.rewards_topic).key("TOKO:+62").payload("not avro");
     producer.send(poison, Duration::from_secs(10)).await.map_err(|(error, _)| error).unwrap();
     setup.publish_rewards(&rewards).await;
-    let _first = setup.spawn("routing-a", setup.api_port);
-    let _second = setup.spawn("routing-b", free_port());
     setup.wait_settled(14, Duration::from_secs(90)).await;
     // Late callbacks (reversals) settle too.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -545,11 +636,14 @@ async fn routing_faults_limits_and_callbacks_each_behave_and_money_moves_once() 
     assert_eq!(fee, 166_500, "Rp 1,500 and 11 % VAT");
 
     // Callbacks: a forged one is refused, a replayed one changes nothing.
-    let paid = &setup.sims["cheap"].payouts()[0];
+    let paid = &setup.sims["cheap"].transfers()[0];
+    let token = credential("cheap", "callback_token");
     let body = json!({"event": "payout.failed", "data": {"reference_id": format!("{}#1", today_id(&c(1))), "status": "FAILED"}});
-    assert_eq!(setup.callback("cheap", "forged", &body).await, 401);
-    assert_eq!(setup.callback("nobody", "forged", &body).await, 404);
-    assert_eq!(setup.callback("cheap", &token("cheap"), &body).await, 200, "{paid:?}");
+    let forged = ("x-callback-token", "forged");
+    assert_eq!(setup.callback("cheap", forged, &body).await, 401);
+    assert_eq!(setup.callback("nobody", forged, &body).await, 404);
+    let genuine = ("x-callback-token", token.as_str());
+    assert_eq!(setup.callback("cheap", genuine, &body).await, 200, "{paid:?}");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(at(1), succeeded("cheap"), "a callback alone changes nothing");
 
@@ -637,11 +731,19 @@ async fn exactly_once_under_random_faults_with_two_replicas_and_sigkills() {
     let setup = Setup::new(
         "payoutssoak",
         &[
-            SimSpec { name: "first", fee: 1_500, wallets: &["OVO"] },
-            SimSpec { name: "second", fee: 2_000, wallets: &["OVO"] },
+            SimSpec { name: "first", api: "xendit", fee: 1_500, wallets: &["OVO"] },
+            SimSpec { name: "second", api: "iris", fee: 2_000, wallets: &["OVO", "DANA"] },
+            SimSpec { name: "third", api: "snap", fee: 2_500, wallets: &["OVO", "DANA", "GOPAY"] },
         ],
     )
     .await;
+    // A third of the customers each on OVO (paid through the Xendit-style API, failing over to
+    // Iris), DANA (Iris, then SNAP) and GoPay (SNAP only): every adapter under the same faults.
+    let wallets: Vec<(Msisdn, &str)> = (0..customers)
+        .filter(|n| n % 3 != 0)
+        .map(|n| (msisdn(n), if n % 3 == 1 { "DANA" } else { "GOPAY" }))
+        .collect();
+    setup.publish_wallets(&wallets).await;
     for (seed, sim) in setup.sims.values().enumerate() {
         sim.set_faults(Faults {
             latency_ms: 5,
@@ -660,11 +762,11 @@ async fn exactly_once_under_random_faults_with_two_replicas_and_sigkills() {
     let rewards: Vec<Reward> = (0..customers)
         .map(|n| reward(&msisdn(n), &format!("s-{n}"), (20_000 + i64::from(n % 1_000)) * RP, 10))
         .collect();
-    setup.publish_rewards(&rewards).await;
-
-    let started = Instant::now();
     let mut replica_a = setup.spawn("soak-a", setup.api_port);
     let _replica_b = setup.spawn("soak-b", free_port());
+    setup.wait_destinations(wallets.len() as i64).await;
+    let started = Instant::now();
+    setup.publish_rewards(&rewards).await;
     // Once payouts are under way, SIGKILL one replica five times at pseudo-random moments,
     // restarting it each time.
     while setup.payouts().await.is_empty() {
@@ -687,9 +789,154 @@ async fn exactly_once_under_random_faults_with_two_replicas_and_sigkills() {
     let payouts = setup.payouts().await;
     let succeeded = payouts.values().filter(|(state, ..)| state == "SUCCEEDED").count();
     assert!(succeeded * 10 > payouts.len() * 9, "{succeeded} of {} succeeded", payouts.len());
+    for (name, sim) in &setup.sims {
+        let paid = sim.executed().len();
+        assert!(paid * 4 > customers as usize, "{name} paid only {paid} of {customers}");
+    }
     eprintln!(
         "{} payouts in {seconds:.1} s through {kills} SIGKILLs ({:.0}/s), {succeeded} succeeded",
         payouts.len(),
         payouts.len() as f64 / seconds
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iris_and_snap_adapters_route_fail_over_inquire_and_reconcile_paying_once() {
+    let setup = Setup::new(
+        "payoutsadapters",
+        &[
+            SimSpec { name: "iris", api: "iris", fee: 1_000, wallets: &["OVO", "GOPAY"] },
+            SimSpec { name: "snap", api: "snap", fee: 1_200, wallets: &["OVO", "DANA"] },
+            SimSpec { name: "xendit", api: "xendit", fee: 2_500, wallets: &["OVO", "DANA"] },
+        ],
+    )
+    .await;
+    let c = |n: u32| msisdn(n);
+    let fault = |n: u32, fault: Fault| (c(n).as_str().to_owned(), fault);
+    setup.sims["iris"].set_faults(Faults {
+        by_account: HashMap::from([
+            fault(2, Fault::InvalidAccount),
+            fault(3, Fault::ServerError { times: 2 }),
+            fault(4, Fault::AcceptThenNoAnswer { times: 1, delay_ms: 0 }),
+            fault(5, Fault::ReverseAfter { after_ms: 500 }),
+            fault(6, Fault::DuplicateCallbacks),
+        ]),
+        ..Faults::default()
+    });
+    setup.sims["snap"].set_faults(Faults {
+        by_account: HashMap::from([
+            fault(12, Fault::PendingFor { ms: 1_000, then: Ending::Succeeded }),
+            fault(13, Fault::Fail { code: "Exceeds Transaction Amount Limit".into() }),
+            fault(14, Fault::InvalidAccount),
+            fault(15, Fault::ServerError { times: 2 }),
+            fault(16, Fault::AcceptThenNoAnswer { times: 1, delay_ms: 0 }),
+        ]),
+        ..Faults::default()
+    });
+    let on_ovo = [1, 2, 3, 4, 5, 6];
+    let on_dana = [11, 12, 13, 14, 15, 16];
+    let mut rewards = Vec::new();
+    for n in on_ovo.into_iter().chain(on_dana) {
+        rewards.push(reward(&c(n), &format!("a-{n}"), 20_000 * RP, 10));
+    }
+    let wallets: Vec<(Msisdn, &str)> = on_dana.iter().map(|n| (c(*n), "DANA")).collect();
+    setup.publish_wallets(&wallets).await;
+    let _first = setup.spawn("adapters-a", setup.api_port);
+    let _second = setup.spawn("adapters-b", free_port());
+    setup.wait_destinations(wallets.len() as i64).await;
+    setup.publish_rewards(&rewards).await;
+    setup.wait_settled(12, Duration::from_secs(90)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    setup.wait_settled(12, Duration::from_secs(30)).await;
+
+    let payouts = setup.payouts().await;
+    let at = |n: u32| {
+        let (state, _, provider) = payouts.get(&today_id(&c(n))).cloned().unwrap();
+        (state, provider.unwrap_or_default())
+    };
+    let succeeded = |provider: &str| ("SUCCEEDED".to_owned(), provider.to_owned());
+    assert_eq!(at(1), succeeded("iris"), "Iris, the cheapest for OVO: created, then approved");
+    assert_eq!(at(2), succeeded("snap"), "Iris's account inquiry said no: the next cheapest");
+    assert_eq!(at(3), succeeded("iris"), "5xx is unknown: asked again, no failover");
+    assert_eq!(at(4), succeeded("iris"), "the same idempotency key answered the first create");
+    assert_eq!(at(5).0, "REVERSED", "completed, then failed at Iris: a reversal");
+    assert_eq!(at(6), succeeded("iris"), "duplicate signed notifications");
+    assert_eq!(at(11), succeeded("snap"), "SNAP, the cheapest for DANA");
+    assert_eq!(at(12), succeeded("snap"), "pending (03), then success (00)");
+    assert_eq!(at(13), succeeded("xendit"), "failed (06) for certain: the next cheapest");
+    assert_eq!(at(14), succeeded("xendit"), "an invalid account is refused (4043811)");
+    assert_eq!(at(15), succeeded("snap"), "5xx is unknown: asked again");
+    assert_eq!(at(16), succeeded("snap"), "the duplicate reference (4093801) was looked up");
+    setup.assert_exactly_once().await;
+    assert_eq!(setup.payable(&c(5)).await, 20_000 * RP, "the reversal restored the balance");
+
+    // The inquiry before the first payout to a destination: the holder's name is kept.
+    let holder: Option<String> = sqlx::query(
+        "SELECT holder_name FROM payout_destination_checks WHERE msisdn = $1 AND wallet = 'OVO'",
+    )
+    .bind(c(1).as_str())
+    .fetch_optional(&setup.pool)
+    .await
+    .unwrap()
+    .map(|row| row.get("holder_name"));
+    let first = c(1);
+    let tail = &first.as_str()[first.as_str().len() - 4..];
+    assert_eq!(holder, Some(format!("Customer {tail}")));
+    let failure: String = sqlx::query(
+        "SELECT failure FROM payout_attempts WHERE payout_id = $1 AND provider = 'iris'",
+    )
+    .bind(today_id(&c(2)))
+    .fetch_one(&setup.pool)
+    .await
+    .unwrap()
+    .get("failure");
+    assert!(failure.starts_with("account inquiry:"), "{failure}");
+    let iris_transfers = setup.sims["iris"].transfers();
+    let to = |n: u32| iris_transfers.iter().filter(|t| t.account == c(n).as_str()).count();
+    assert_eq!((to(2), to(4)), (0, 1), "nothing sent to an invalid account; one create per key");
+
+    // Iris notifications: signed with the merchant key or refused.
+    let merchant_key = credential("iris", "merchant_key");
+    let body = json!({"reference_no": iris_transfers[0].id, "status": "failed"});
+    let signature = cezbek_paysim::iris::signature(body.to_string().as_bytes(), &merchant_key);
+    assert_eq!(setup.callback("iris", ("iris-signature", "0f"), &body).await, 401);
+    let forged = cezbek_paysim::iris::signature(body.to_string().as_bytes(), "guessed");
+    assert_eq!(setup.callback("iris", ("iris-signature", &forged), &body).await, 401);
+    assert_eq!(setup.callback("iris", ("iris-signature", &signature), &body).await, 200);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(at(1), succeeded("iris"), "a notification alone changes nothing");
+    assert_eq!(setup.callback("snap", ("x-signature", "x"), &body).await, 401, "SNAP: none");
+
+    // Reconciliation against each API's own statement; a tampered line is found.
+    let today = Utc::now().date_naive();
+    for provider in ["iris", "snap"] {
+        let path = format!("/v1/providers/{provider}/reconciliation?date={today}");
+        let clean = setup.admin_get(&path).await;
+        assert_eq!(clean["mismatched"], 0, "{clean}");
+        assert!(clean["matched"].as_u64().unwrap() >= 4, "{clean}");
+    }
+    let key = format!("{}#1", today_id(&c(11)));
+    setup.sims["snap"].tamper_report(&key, json!({"amount": {"value": "1.00", "currency": "IDR"}}));
+    let path = format!("/v1/providers/snap/reconciliation?date={today}");
+    let tampered = setup.admin_get(&path).await;
+    assert_eq!(tampered["mismatched"], 1, "{tampered}");
+    assert_eq!(tampered["lines"][0]["finding"], "amount_mismatch");
+    assert_eq!(tampered["lines"][0]["provider_amount"], RP);
+
+    // A float that cannot cover a payout: the provider is passed over, not tried.
+    setup.sims["iris"].set_balance(100);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    setup.publish_rewards(&[reward(&c(7), "a-7", 20_000 * RP, 10)]).await;
+    setup.wait_settled(13, Duration::from_secs(60)).await;
+    let rows =
+        sqlx::query("SELECT provider, chosen_over FROM payout_attempts WHERE payout_id = $1")
+            .bind(today_id(&c(7)))
+            .fetch_all(&setup.pool)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 1, "one attempt, at a provider that could pay");
+    assert_eq!(rows[0].get::<String, _>("provider"), "snap");
+    let chosen_over: Value = rows[0].get("chosen_over");
+    let iris = chosen_over.as_array().unwrap().iter().find(|over| over["provider"] == "iris");
+    assert!(iris.unwrap()["reason"].as_str().unwrap().contains("float"), "{chosen_over}");
 }

@@ -36,6 +36,15 @@ def call(base, partner, key, method, path, body=b""):
         return error.code, json.loads(error.read() or b"null")
 
 
+WALLETS = ["OVO", "GOPAY", "DANA"]
+
+
+def wallet_of(msisdn):
+    """Each customer's e-wallet, the same in every transaction: the providers are cheapest for
+    different wallets, so the payouts show the routing."""
+    return WALLETS[int("".join(ch for ch in msisdn if ch.isdigit())) % len(WALLETS)]
+
+
 def sample_rows(count, rng):
     rows = []
     for index in range(count):
@@ -50,6 +59,7 @@ def sample_rows(count, rng):
             "mcc": rng.choice(["5814", "5411", "5999"]),
             "email": f"customer{index % 7}@example.com",
         })
+        rows[-1]["wallet"] = wallet_of(rows[-1]["msisdn"])
     # Lines the ingestor will reject, each for its own reason.
     rows[3]["msisdn"] = "0812-CALL-ME"
     rows[5]["amount"] = "-100"
@@ -104,6 +114,8 @@ def batches(args, keys, rng):
             "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "merchant": "Warung Sate", "mcc": 5812, "email": f"wallet{index}@example.com",
         } for index in range(10)]
+        for item in items:
+            item["wallet"] = wallet_of(item["msisdn"])
         items[4]["amount"] = 12.5
         body = json.dumps(items).encode()
         status, outcome = call(args.ingestor, partner, keys[partner], "POST", "/v1/transactions", body)

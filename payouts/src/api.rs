@@ -28,7 +28,7 @@ use cezbek_schemas::{Currency, PartnerCode};
 
 use crate::journal::Journal;
 use crate::metrics::Metrics;
-use crate::providers::{CallbackRefused, Provider};
+use crate::providers::{CallbackRefused, Notice, Provider};
 use crate::reconcile::{Finding, Line, ReconcileError, Reconciliation, reconcile};
 use crate::statement::Statement;
 
@@ -122,7 +122,11 @@ async fn callback(
             return Problem::bad_request(vec![error]).into_response();
         }
     };
-    match state.journal.notice(&notice.idempotency_key).await {
+    let noticed = match &notice {
+        Notice::Key(key) => state.journal.notice(key).await,
+        Notice::Reference(reference) => state.journal.notice_by_reference(&name, reference).await,
+    };
+    match noticed {
         Ok(true) => counter("accepted"),
         Ok(false) => counter("unknown_payout"),
         Err(error) => {

@@ -152,12 +152,19 @@ pub fn parse_providers(
                 return Err(format!("{}: 0 < min_amount ≤ max_amount", at("channels")));
             }
         }
-        let secret_value = secret(&spec.secret_env)
-            .ok_or_else(|| format!("{}: set {}", at("secret_env"), spec.secret_env))?;
-        let callback_token = secret(&spec.callback_token_env).ok_or_else(|| {
-            format!("{}: set {}", at("callback_token_env"), spec.callback_token_env)
-        })?;
-        providers.push(Provider { spec, secret: secret_value, callback_token });
+        let mut credentials = std::collections::BTreeMap::new();
+        for role in spec.adapter.credentials() {
+            let Some(variable) = spec.credentials.get(*role) else {
+                let field = at(&format!("credentials.{role}"));
+                return Err(format!("{field}: name the environment variable holding it"));
+            };
+            let value = secret(variable)
+                .ok_or_else(|| format!("{}: set {variable}", at(&format!("credentials.{role}"))))?;
+            credentials.insert((*role).to_owned(), value);
+        }
+        let provider = Provider::new(spec, credentials)
+            .map_err(|reason| format!("{}: {reason}", at("credentials")))?;
+        providers.push(provider);
     }
     Ok(providers)
 }

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub mismatches: IntGaugeVec,
     /// Dead letters handed to the producer and not yet acknowledged.
     pub in_flight: IntGauge,
+    /// Each provider's float as it last answered, minor units, by currency: alert when low.
+    pub floats: IntGaugeVec,
     pub rules: RuleMetrics,
 }
 
@@ -65,6 +67,13 @@ impl Metrics {
             "cezbek_payouts_in_flight_messages",
             "dead letters handed to the producer and not yet acknowledged",
         )?;
+        let floats = IntGaugeVec::new(
+            Opts::new(
+                "cezbek_payouts_provider_float",
+                "each provider's balance to pay from as it last answered, minor units",
+            ),
+            &["provider", "currency"],
+        )?;
         let revision =
             IntGauge::new("cezbek_payouts_rules_revision", "etcd revision of the rules in use")?;
         let rejected =
@@ -77,6 +86,7 @@ impl Metrics {
         registry.register(Box::new(intake.clone()))?;
         registry.register(Box::new(mismatches.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(floats.clone()))?;
         registry.register(Box::new(revision.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
         Ok(Self {
@@ -88,6 +98,7 @@ impl Metrics {
             intake,
             mismatches,
             in_flight,
+            floats,
             rules: RuleMetrics { revision, rejected },
         })
     }

@@ -26,8 +26,8 @@ use cezbek_schemas::{Currency, PartnerCode};
 use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::payout::{Limits, Payout, PayoutError, PayoutState, Reservation};
-use crate::providers::{Looked, PayoutRequest, Provider, ProviderStatus, Submitted};
-use crate::routing::{Health, Need, route};
+use crate::providers::{Inquiry, Looked, PayoutRequest, Provider, ProviderStatus, Submitted};
+use crate::routing::{Floats, Health, Need, route};
 use crate::work::{Attempt, AttemptState, Claimed};
 
 #[derive(Debug, Clone)]
@@ -65,6 +65,7 @@ struct Inner {
     journal: Journal,
     providers: Vec<Provider>,
     health: Health,
+    floats: Floats,
     http: reqwest::Client,
     settings: PayerSettings,
     rules: watch::Receiver<Option<Arc<RuleSnapshot>>>,
@@ -99,6 +100,7 @@ impl Payer {
             journal,
             providers,
             health: Health::default(),
+            floats: Floats::default(),
             http: reqwest::Client::new(),
             settings,
             rules,
@@ -170,6 +172,15 @@ impl Payer {
     async fn scan(&self) -> Result<(), PayoutError> {
         let Some(snapshot) = self.inner.rules.borrow().clone() else { return Ok(()) };
         let now = Utc::now();
+        let mut currencies: Vec<Currency> = snapshot
+            .partners()
+            .filter_map(|rules| rules.partner())
+            .filter(|partner| partner.payout_policy.is_some())
+            .map(|partner| partner.currency)
+            .collect();
+        currencies.sort_unstable();
+        currencies.dedup();
+        self.read_floats(&currencies).await;
         for rules in snapshot.partners() {
             let Some(partner) = rules.partner() else { continue };
             let Some(policy) = &partner.payout_policy else { continue };
@@ -194,6 +205,29 @@ impl Payer {
         let stuck = self.inner.journal.stuck(self.inner.settings.stuck_after).await?;
         self.inner.metrics.stuck.set(stuck);
         Ok(())
+    }
+
+    /// Asks each enabled provider for its float in each currency paid out.
+    async fn read_floats(&self, currencies: &[Currency]) {
+        let inner = &self.inner;
+        for provider in inner.providers.iter().filter(|provider| provider.spec.enabled) {
+            let name = provider.spec.name.as_str();
+            for currency in currencies {
+                match provider.float(&inner.http, *currency).await {
+                    Ok(float) => {
+                        inner.floats.set(name, *currency, float);
+                        inner
+                            .metrics
+                            .floats
+                            .with_label_values(&[name, currency.as_str()])
+                            .set(float);
+                    }
+                    Err(reason) => {
+                        tracing::debug!(provider = name, %reason, "the float could not be read");
+                    }
+                }
+            }
+        }
     }
 
     async fn reserve_due(
@@ -316,7 +350,11 @@ impl Payer {
             .status(&self.inner.http, &paid.idempotency_key, paid.provider_reference.as_deref())
             .await;
         match looked {
-            Looked::Found { status: ProviderStatus::Reversed, reference } => {
+            // Returned by the network after it was paid: Iris says `failed`, others `REVERSED`.
+            Looked::Found {
+                status: ProviderStatus::Reversed | ProviderStatus::Failed { .. },
+                reference,
+            } => {
                 let journal = &self.inner.journal;
                 journal
                     .attempt_answered(paid, AttemptState::Reversed, Some(&reference), None)
@@ -359,7 +397,28 @@ impl Payer {
             let name = provider.spec.name.as_str();
             let answer = match (attempt.state, attempt.provider_reference.as_deref()) {
                 (AttemptState::Sending, None) => {
-                    let request = self.request(&payout, &attempt);
+                    let holder_name = match self.inquire(provider, &payout, &attempt).await? {
+                        Ok(holder_name) => holder_name,
+                        Err(Some(reason)) => {
+                            // The account cannot receive at this provider: definitive.
+                            self.inner.health.answered(name);
+                            journal
+                                .attempt_answered(
+                                    &attempt,
+                                    AttemptState::Failed,
+                                    None,
+                                    Some(&reason),
+                                )
+                                .await?;
+                            attempts = journal.attempts(&payout.id).await?;
+                            continue;
+                        }
+                        Err(None) => {
+                            self.inner.health.unknown(name);
+                            return Ok(Next::After(settings.retry_after));
+                        }
+                    };
+                    let request = self.request(&payout, &attempt, holder_name);
                     match provider.submit(&self.inner.http, &request).await {
                         Submitted::Accepted { reference, status } => Some((reference, status)),
                         Submitted::Refused { reason } => {
@@ -456,8 +515,16 @@ impl Payer {
         let tried: Vec<String> = attempts.iter().map(|attempt| attempt.provider.clone()).collect();
         let unit = whole_unit(payout.currency);
         let now = Utc::now();
-        let need = Need { wallet: &payout.wallet, amount: payout.amount, unit, now, tried: &tried };
-        let chosen = match route(&self.inner.providers, &self.inner.health, need) {
+        let need = Need {
+            wallet: &payout.wallet,
+            amount: payout.amount,
+            currency: payout.currency,
+            unit,
+            now,
+            tried: &tried,
+        };
+        let inner = &self.inner;
+        let chosen = match route(&inner.providers, &inner.health, &inner.floats, need) {
             Ok(chosen) => chosen,
             Err(no_route) if no_route.later => {
                 return Ok(Err(Next::After(
@@ -511,10 +578,51 @@ impl Payer {
                 &chosen.passed_over,
             )
             .await?;
+        inner.floats.spend(&provider.spec.name, payout.currency, sent + chosen.fee);
         Ok(Ok(attempt))
     }
 
-    fn request(&self, payout: &Payout, attempt: &Attempt) -> PayoutRequest {
+    /// Before the first payout to a destination, where the provider has an inquiry of its
+    /// own: whether the account exists, and its holder's name (recorded). `Err(Some)` is a
+    /// definitive no, `Err(None)` an unknown answer.
+    async fn inquire(
+        &self,
+        provider: &Provider,
+        payout: &Payout,
+        attempt: &Attempt,
+    ) -> Result<Result<Option<String>, Option<String>>, PayoutError> {
+        if !provider.has_separate_inquiry() {
+            return Ok(Ok(None));
+        }
+        let journal = &self.inner.journal;
+        let (partner, msisdn, wallet) = (&payout.partner, &payout.msisdn, &payout.wallet);
+        if let Some(holder) = journal.destination_holder(partner, msisdn, wallet).await? {
+            return Ok(Ok(Some(holder)));
+        }
+        let http = &self.inner.http;
+        let answer = provider.inquire(http, wallet, msisdn, attempt.amount, payout.currency).await;
+        match answer {
+            Inquiry::Holder { name } => {
+                let provider = &provider.spec.name;
+                journal.record_destination_holder(partner, msisdn, wallet, provider, &name).await?;
+                Ok(Ok(Some(name)))
+            }
+            Inquiry::Invalid { reason } => Ok(Err(Some(format!("account inquiry: {reason}")))),
+            Inquiry::Unsupported => Ok(Ok(None)),
+            Inquiry::Unknown { reason } => {
+                tracing::info!(payout = %payout.id, provider = %provider.spec.name, %reason,
+                    "the account inquiry has no answer; asking again later");
+                Ok(Err(None))
+            }
+        }
+    }
+
+    fn request(
+        &self,
+        payout: &Payout,
+        attempt: &Attempt,
+        holder_name: Option<String>,
+    ) -> PayoutRequest {
         PayoutRequest {
             idempotency_key: attempt.idempotency_key.clone(),
             amount: attempt.amount,
@@ -522,6 +630,8 @@ impl Payer {
             wallet: payout.wallet.clone(),
             msisdn: payout.msisdn.clone(),
             description: format!("Cashback {}", payout.id),
+            fee: attempt.fee,
+            holder_name,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Which provider pays a payout: the cheapest eligible one. Eligible: enabled, serves the
-//! wallet, the amount within its limits for that wallet, open now, healthy, and not already
-//! tried for this payout with a definitive failure. The choice is recorded with every other
+//! wallet, the amount within its limits for that wallet, open now, healthy, its float covers
+//! the amount and the fee, and not already tried for this payout with a definitive failure. The choice is recorded with every other
 //! provider's fee or the reason it was passed over.
 
 use std::collections::HashMap;
@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+
+use cezbek_schemas::Currency;
 
 use crate::providers::Provider;
 
@@ -44,6 +46,7 @@ pub struct Need<'a> {
     pub wallet: &'a str,
     /// What the wallet is to receive, minor units (the provider's limits apply to it).
     pub amount: i64,
+    pub currency: Currency,
     /// The currency's whole unit in minor units.
     pub unit: i64,
     pub now: DateTime<Utc>,
@@ -51,7 +54,12 @@ pub struct Need<'a> {
     pub tried: &'a [String],
 }
 
-pub fn route(providers: &[Provider], health: &Health, need: Need<'_>) -> Result<Route, NoRoute> {
+pub fn route(
+    providers: &[Provider],
+    health: &Health,
+    floats: &Floats,
+    need: Need<'_>,
+) -> Result<Route, NoRoute> {
     let mut passed_over = Vec::new();
     let mut best: Option<(usize, i64)> = None;
     let mut later = false;
@@ -92,6 +100,14 @@ pub fn route(providers: &[Provider], health: &Health, need: Need<'_>) -> Result<
             continue;
         }
         let fee = terms.fee.fee(need.amount, need.unit);
+        if let Some(float) = floats.get(name, need.currency)
+            && float < need.amount.saturating_add(fee)
+        {
+            // A top-up may come: wait rather than fail.
+            later = true;
+            pass(format!("its float {float} does not cover {} and the fee {fee}", need.amount));
+            continue;
+        }
         match best {
             Some((_, best_fee)) if best_fee <= fee => {
                 passed_over.push(PassedOver {
@@ -114,6 +130,35 @@ pub fn route(providers: &[Provider], health: &Health, need: Need<'_>) -> Result<
     match best {
         Some((provider, fee)) => Ok(Route { provider, fee, passed_over }),
         None => Err(NoRoute { later, passed_over }),
+    }
+}
+
+/// What each provider last said its float was, less what was sent through it since: a
+/// provider that cannot cover a payout is not chosen for it. Unknown until first read (the
+/// provider refuses for want of funds itself, a definitive failure).
+#[derive(Debug, Default)]
+pub struct Floats {
+    known: Mutex<HashMap<(String, Currency), i64>>,
+}
+
+impl Floats {
+    pub fn get(&self, provider: &str, currency: Currency) -> Option<i64> {
+        let known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        known.get(&(provider.to_owned(), currency)).copied()
+    }
+
+    /// The provider's own answer replaces whatever was counted down.
+    pub fn set(&self, provider: &str, currency: Currency, float: i64) {
+        let mut known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        known.insert((provider.to_owned(), currency), float);
+    }
+
+    /// An attempt of `amount` (fee included) was recorded at the provider.
+    pub fn spend(&self, provider: &str, currency: Currency, amount: i64) {
+        let mut known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(float) = known.get_mut(&(provider.to_owned(), currency)) {
+            *float -= amount;
+        }
     }
 }
 
@@ -167,28 +212,31 @@ mod tests {
             min_amount: 1_000_000,
             max_amount: 200_000_000,
         };
-        Provider {
-            spec: ProviderSpec {
-                name: name.into(),
-                adapter: AdapterKind::Xendit,
-                base_url: "http://127.0.0.1:1".into(),
-                secret_env: "X".into(),
-                callback_token_env: "Y".into(),
-                channels: wallets
-                    .iter()
-                    .map(|wallet| ((*wallet).to_owned(), terms))
-                    .collect::<BTreeMap<_, _>>(),
-                hours: None,
-                enabled: true,
-                timeout_ms: 1_000,
-            },
-            secret: String::new(),
-            callback_token: String::new(),
-        }
+        let spec = ProviderSpec {
+            name: name.into(),
+            adapter: AdapterKind::Xendit,
+            base_url: "http://127.0.0.1:1".into(),
+            credentials: BTreeMap::new(),
+            channels: wallets
+                .iter()
+                .map(|wallet| ((*wallet).to_owned(), terms))
+                .collect::<BTreeMap<_, _>>(),
+            hours: None,
+            enabled: true,
+            timeout_ms: 1_000,
+        };
+        let credentials = [("secret_key", "x"), ("callback_token", "y")]
+            .map(|(role, value)| (role.to_owned(), value.to_owned()));
+        Provider::new(spec, credentials.into_iter().collect()).unwrap()
+    }
+
+    fn idr() -> Currency {
+        Currency::parse("IDR").unwrap()
     }
 
     fn need<'a>(wallet: &'a str, amount: i64, tried: &'a [String]) -> Need<'a> {
-        Need { wallet, amount, unit: 100, now: "2026-12-07T03:00:00Z".parse().unwrap(), tried }
+        let now = "2026-12-07T03:00:00Z".parse().unwrap();
+        Need { wallet, amount, currency: idr(), unit: 100, now, tried }
     }
 
     #[test]
@@ -199,17 +247,22 @@ mod tests {
             provider("middle", 200_000, &["OVO", "DANA"]),
         ];
         let health = Health::default();
-        let route = route(&providers, &health, need("OVO", 5_000_000, &[])).unwrap();
+        let route =
+            route(&providers, &health, &Floats::default(), need("OVO", 5_000_000, &[])).unwrap();
         assert_eq!((route.provider, route.fee), (1, 150_000));
         let fees: Vec<(String, Option<i64>)> =
             route.passed_over.iter().map(|p| (p.provider.clone(), p.fee)).collect();
         assert_eq!(fees, [("dear".into(), Some(300_000)), ("middle".into(), Some(200_000))]);
 
-        let on_dana = super::route(&providers, &health, need("DANA", 5_000_000, &[])).unwrap();
+        let on_dana =
+            super::route(&providers, &health, &Floats::default(), need("DANA", 5_000_000, &[]))
+                .unwrap();
         assert_eq!(on_dana.provider, 2, "cheap does not serve DANA");
 
         let tried = ["cheap".to_owned()];
-        let fallback = super::route(&providers, &health, need("OVO", 5_000_000, &tried)).unwrap();
+        let fallback =
+            super::route(&providers, &health, &Floats::default(), need("OVO", 5_000_000, &tried))
+                .unwrap();
         assert_eq!(fallback.provider, 2, "the next cheapest after a definitive failure");
     }
 
@@ -227,15 +280,43 @@ mod tests {
         for _ in 0..Health::THRESHOLD {
             health.unknown("flaky");
         }
-        let refused = route(&providers, &health, need("OVO", 5_000_000, &[])).unwrap_err();
+        let refused = route(&providers, &health, &Floats::default(), need("OVO", 5_000_000, &[]))
+            .unwrap_err();
         assert!(refused.later, "closed and unhealthy providers are waited for");
         health.answered("flaky");
-        assert_eq!(route(&providers, &health, need("OVO", 5_000_000, &[])).unwrap().provider, 1);
+        assert_eq!(
+            route(&providers, &health, &Floats::default(), need("OVO", 5_000_000, &[]))
+                .unwrap()
+                .provider,
+            1
+        );
 
-        let too_big = route(&providers, &health, need("OVO", 300_000_000, &[])).unwrap_err();
+        let too_big = route(&providers, &health, &Floats::default(), need("OVO", 300_000_000, &[]))
+            .unwrap_err();
         assert!(!too_big.later);
-        let nobody = route(&providers, &health, need("GOPAY", 5_000_000, &[])).unwrap_err();
+        let nobody = route(&providers, &health, &Floats::default(), need("GOPAY", 5_000_000, &[]))
+            .unwrap_err();
         assert!(!nobody.later);
         assert!(nobody.passed_over[0].reason.as_deref().unwrap().contains("does not serve"));
+    }
+
+    #[test]
+    fn a_float_that_cannot_cover_amount_and_fee_passes_over_until_topped_up() {
+        let providers = [provider("cheap", 100_000, &["OVO"]), provider("dear", 200_000, &["OVO"])];
+        let health = Health::default();
+        let floats = Floats::default();
+        // Rp 50,000 + the Rp 1,000 fee is 5,100,000 minor units; Rp 1 short.
+        floats.set("cheap", idr(), 5_099_999);
+        let chosen = route(&providers, &health, &floats, need("OVO", 5_000_000, &[])).unwrap();
+        assert_eq!(chosen.provider, 1, "the dearer one, whose float is unknown");
+        assert!(chosen.passed_over[0].reason.as_deref().unwrap().contains("float"));
+        floats.set("dear", idr(), 1_000);
+        let none = route(&providers, &health, &floats, need("OVO", 5_000_000, &[])).unwrap_err();
+        assert!(none.later, "a top-up may come: wait, do not fail");
+        floats.set("cheap", idr(), 5_100_000);
+        let chosen = route(&providers, &health, &floats, need("OVO", 5_000_000, &[])).unwrap();
+        assert_eq!(chosen.provider, 0);
+        floats.spend("cheap", idr(), 1);
+        assert!(route(&providers, &health, &floats, need("OVO", 5_000_000, &[])).is_err());
     }
 }

@@ -181,6 +181,66 @@ impl Journal {
         Ok(updated.rows_affected() > 0)
     }
 
+    /// A callback named an attempt by the provider's reference (Iris): as [`Self::notice`].
+    pub async fn notice_by_reference(
+        &self,
+        provider: &str,
+        reference: &str,
+    ) -> Result<bool, PayoutError> {
+        let updated = sqlx::query(
+            "UPDATE payouts SET recheck = true, next_check_at = now() \
+             WHERE id = (SELECT payout_id FROM payout_attempts \
+                         WHERE provider = $1 AND provider_reference = $2 LIMIT 1)",
+        )
+        .bind(provider)
+        .bind(reference)
+        .execute(&self.pool)
+        .await?;
+        Ok(updated.rows_affected() > 0)
+    }
+
+    /// The holder's name an account inquiry found for the destination, if one was asked.
+    pub async fn destination_holder(
+        &self,
+        partner: &PartnerCode,
+        msisdn: &Msisdn,
+        wallet: &str,
+    ) -> Result<Option<String>, PayoutError> {
+        let row = sqlx::query(
+            "SELECT holder_name FROM payout_destination_checks \
+             WHERE partner = $1 AND msisdn = $2 AND wallet = $3",
+        )
+        .bind(partner.as_str())
+        .bind(msisdn.as_str())
+        .bind(wallet)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| row.get("holder_name")))
+    }
+
+    /// Records what an account inquiry at `provider` found for the destination.
+    pub async fn record_destination_holder(
+        &self,
+        partner: &PartnerCode,
+        msisdn: &Msisdn,
+        wallet: &str,
+        provider: &str,
+        holder_name: &str,
+    ) -> Result<(), PayoutError> {
+        sqlx::query(
+            "INSERT INTO payout_destination_checks (partner, msisdn, wallet, provider, holder_name) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (partner, msisdn, wallet) DO NOTHING",
+        )
+        .bind(partner.as_str())
+        .bind(msisdn.as_str())
+        .bind(wallet)
+        .bind(provider)
+        .bind(holder_name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     pub async fn attempts(&self, payout_id: &str) -> Result<Vec<Attempt>, PayoutError> {
         let rows = sqlx::query(&format!(
             "SELECT {ATTEMPT_COLUMNS} FROM payout_attempts WHERE payout_id = $1 ORDER BY attempt"

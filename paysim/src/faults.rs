@@ -31,6 +31,9 @@ pub enum Fault {
     /// Ends FAILED with this Xendit failure code (`RECIPIENT_ACCOUNT_NUMBER_ERROR`,
     /// `MAXIMUM_TRANSFER_LIMIT_ERROR`, `DESTINATION_MAINTENANCE`, …).
     Fail { code: String },
+    /// The account does not exist at the wallet: an account inquiry says so, and a transfer to
+    /// it fails (`INVALID_ACCOUNT`), or is refused where the API checks at once.
+    InvalidAccount,
     /// Succeeds, then is REVERSED by the network `after_ms` later.
     ReverseAfter { after_ms: u64 },
     /// Every callback of the payout is sent twice.

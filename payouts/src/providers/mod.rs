@@ -4,9 +4,12 @@
 //! tried) or *unknown* (a timeout, a 5xx: the payout may exist, so only a status query may
 //! settle it).
 
+pub mod iris;
+pub mod snap;
 pub mod xendit;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveTime, Utc};
@@ -15,7 +18,7 @@ use serde::Deserialize;
 use cezbek_schemas::{Currency, Msisdn};
 
 /// A provider as configured (`CEZBEK_PAYOUTS_PROVIDERS`, a JSON file). Credentials are given
-/// by reference (the name of an environment variable holding them), never in the file.
+/// by reference (the name of the environment variable holding each), never in the file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderSpec {
@@ -23,10 +26,9 @@ pub struct ProviderSpec {
     pub name: String,
     pub adapter: AdapterKind,
     pub base_url: String,
-    /// The environment variable holding the API secret key.
-    pub secret_env: String,
-    /// The environment variable holding the token callbacks must carry.
-    pub callback_token_env: String,
+    /// Each credential the adapter needs ([`AdapterKind::credentials`]) → the environment
+    /// variable holding it.
+    pub credentials: BTreeMap<String, String>,
     /// By wallet code (`OVO`, `DANA`, …): what a payout to that wallet costs and may be.
     pub channels: BTreeMap<String, ChannelTerms>,
     /// When it pays; always when left out.
@@ -50,7 +52,23 @@ fn default_timeout_ms() -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AdapterKind {
+    /// Xendit's payouts API.
     Xendit,
+    /// Midtrans Iris: create, then approve.
+    Iris,
+    /// A wallet's direct top-up in Bank Indonesia's SNAP standard.
+    Snap,
+}
+
+impl AdapterKind {
+    /// The credentials its API needs, by role.
+    pub fn credentials(self) -> &'static [&'static str] {
+        match self {
+            Self::Xendit => &["secret_key", "callback_token"],
+            Self::Iris => &["creator_key", "approver_key", "merchant_key"],
+            Self::Snap => &["client_key", "client_secret", "private_key"],
+        }
+    }
 }
 
 /// A channel's terms at one provider; amounts in minor units of the payout's currency.
@@ -119,15 +137,47 @@ impl Hours {
     }
 }
 
-/// A provider ready to call: its spec with the credentials read.
-#[derive(Debug, Clone)]
+/// A provider ready to call: its spec with the credentials read, and what its adapter keeps
+/// between calls (a SNAP access token).
+#[derive(Clone)]
 pub struct Provider {
     pub spec: ProviderSpec,
-    pub secret: String,
-    pub callback_token: String,
+    credentials: BTreeMap<String, String>,
+    session: Arc<snap::Session>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the credentials.
+        f.debug_struct("Provider").field("spec", &self.spec).finish_non_exhaustive()
+    }
 }
 
 impl Provider {
+    /// The provider with its credentials (role → value); refused when one is missing or
+    /// unusable, naming it.
+    pub fn new(spec: ProviderSpec, credentials: BTreeMap<String, String>) -> Result<Self, String> {
+        for role in spec.adapter.credentials() {
+            if credentials.get(*role).is_none_or(|value| value.is_empty()) {
+                return Err(format!("credentials.{role} is missing"));
+            }
+        }
+        let session = match spec.adapter {
+            AdapterKind::Snap => {
+                let pem = credentials.get("private_key").map(String::as_str).unwrap_or_default();
+                snap::Session::new(pem)
+                    .map_err(|reason| format!("credentials.private_key: {reason}"))?
+            }
+            AdapterKind::Xendit | AdapterKind::Iris => snap::Session::default(),
+        };
+        Ok(Self { spec, credentials, session: Arc::new(session) })
+    }
+
+    /// A credential its adapter declared (checked present when built).
+    pub(crate) fn credential(&self, role: &str) -> &str {
+        self.credentials.get(role).map(String::as_str).unwrap_or_default()
+    }
+
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.spec.timeout_ms)
     }
@@ -146,6 +196,28 @@ pub struct PayoutRequest {
     pub wallet: String,
     pub msisdn: Msisdn,
     pub description: String,
+    /// The fee this attempt was routed at, minor units: a provider quoting more is refused.
+    pub fee: i64,
+    /// The account holder's name, when an inquiry told it.
+    pub holder_name: Option<String>,
+}
+
+/// The answer to an account inquiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inquiry {
+    /// The account exists; its holder's name.
+    Holder {
+        name: String,
+    },
+    /// The account does not exist (or cannot receive): a definitive failure at this provider.
+    Invalid {
+        reason: String,
+    },
+    /// The provider has no inquiry.
+    Unsupported,
+    Unknown {
+        reason: String,
+    },
 }
 
 /// Where a payout is at the provider.
@@ -208,11 +280,13 @@ pub struct ReportLine {
     pub created: DateTime<Utc>,
 }
 
-/// A callback that passed authentication: which attempt it is about. Its content is not
-/// trusted: the state only changes after a status query agrees.
+/// A callback that passed authentication: which attempt it is about, by our key or by the
+/// provider's reference. Its content is not trusted: the state only changes after a status
+/// query agrees.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notice {
-    pub idempotency_key: String,
+pub enum Notice {
+    Key(String),
+    Reference(String),
 }
 
 /// Why a callback was refused.
@@ -236,6 +310,8 @@ impl Provider {
     pub async fn submit(&self, http: &reqwest::Client, request: &PayoutRequest) -> Submitted {
         match self.spec.adapter {
             AdapterKind::Xendit => xendit::submit(self, http, request).await,
+            AdapterKind::Iris => iris::submit(self, http, request).await,
+            AdapterKind::Snap => snap::submit(self, http, request).await,
         }
     }
 
@@ -247,6 +323,39 @@ impl Provider {
     ) -> Looked {
         match self.spec.adapter {
             AdapterKind::Xendit => xendit::status(self, http, idempotency_key, reference).await,
+            AdapterKind::Iris => iris::status(self, http, idempotency_key, reference).await,
+            AdapterKind::Snap => snap::status(self, http, idempotency_key, reference).await,
+        }
+    }
+
+    /// Whether an account inquiry is a call of its own before a payout (Iris); SNAP's is part
+    /// of every top-up, Xendit has none.
+    pub fn has_separate_inquiry(&self) -> bool {
+        self.spec.adapter == AdapterKind::Iris
+    }
+
+    /// Whether the account can receive, and whose it is, where the provider can tell.
+    pub async fn inquire(
+        &self,
+        http: &reqwest::Client,
+        wallet: &str,
+        msisdn: &Msisdn,
+        amount: i64,
+        currency: Currency,
+    ) -> Inquiry {
+        match self.spec.adapter {
+            AdapterKind::Xendit => Inquiry::Unsupported,
+            AdapterKind::Iris => iris::inquire(self, http, wallet, msisdn).await,
+            AdapterKind::Snap => snap::inquire(self, http, msisdn, amount, currency).await,
+        }
+    }
+
+    /// The money left at the provider to pay from, minor units.
+    pub async fn float(&self, http: &reqwest::Client, currency: Currency) -> Result<i64, String> {
+        match self.spec.adapter {
+            AdapterKind::Xendit => xendit::float(self, http, currency).await,
+            AdapterKind::Iris => iris::float(self, http, currency).await,
+            AdapterKind::Snap => snap::float(self, http, currency).await,
         }
     }
 
@@ -260,6 +369,8 @@ impl Provider {
     ) -> Result<Vec<ReportLine>, String> {
         match self.spec.adapter {
             AdapterKind::Xendit => xendit::report(self, http, currency, from, to).await,
+            AdapterKind::Iris => iris::report(self, http, currency, from, to).await,
+            AdapterKind::Snap => snap::report(self, http, currency, from, to).await,
         }
     }
 
@@ -270,8 +381,68 @@ impl Provider {
     ) -> Result<Notice, CallbackRefused> {
         match self.spec.adapter {
             AdapterKind::Xendit => xendit::verify_callback(self, headers, body),
+            AdapterKind::Iris => iris::verify_callback(self, headers, body),
+            // SNAP top-ups are learned by status inquiry; nothing calls back.
+            AdapterKind::Snap => Err(CallbackRefused::Unauthenticated),
         }
     }
+}
+
+/// The currency's whole unit in minor units (providers speak whole units or decimals).
+pub(crate) fn unit_of(currency: Currency) -> i64 {
+    10i64.pow(u32::from(currency.exponent()))
+}
+
+/// The provider's address of `path` with a query.
+pub(crate) fn address<'a>(
+    provider: &Provider,
+    path: &str,
+    query: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<reqwest::Url, String> {
+    let address = format!("{}{path}", provider.spec.base_url);
+    reqwest::Url::parse_with_params(&address, query).map_err(|error| format!("{address}: {error}"))
+}
+
+/// Minor units from a provider's decimal string (`"50000.00"`, `"-12.5"`), exactly; more
+/// decimals than the currency has is no amount.
+pub(crate) fn minor(text: &str, currency: Currency) -> Option<i64> {
+    let exponent = usize::from(currency.exponent());
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (units, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let all_digits = |part: &str| part.chars().all(|digit| digit.is_ascii_digit());
+    if units.is_empty() || fraction.len() > exponent || !all_digits(units) || !all_digits(fraction)
+    {
+        return None;
+    }
+    let fraction: i64 =
+        if fraction.is_empty() { 0 } else { format!("{fraction:0<exponent$}").parse().ok()? };
+    let value = units.parse::<i64>().ok()?.checked_mul(unit_of(currency))?.checked_add(fraction)?;
+    Some(if negative { -value } else { value })
+}
+
+/// A provider's decimal string of minor units: `"50000.00"` for Rp 50,000.
+pub(crate) fn decimal(amount: i64, currency: Currency) -> String {
+    let exponent = usize::from(currency.exponent());
+    if exponent == 0 {
+        return amount.to_string();
+    }
+    let unit = unit_of(currency);
+    let sign = if amount < 0 { "-" } else { "" };
+    format!("{sign}{}.{:0exponent$}", (amount / unit).abs(), (amount % unit).abs())
+}
+
+/// Sorts an HTTP answer to a create call that was not a success: a refusal only when the
+/// provider said for certain that nothing was created (a 4xx other than a timeout or a rate
+/// limit), else unknown.
+pub(crate) fn refused_or_unknown(status: reqwest::StatusCode, reason: String) -> Submitted {
+    let retryable = matches!(status.as_u16(), 408 | 409 | 429);
+    if status.is_client_error() && !retryable {
+        return Submitted::Refused { reason };
+    }
+    Submitted::Unknown { reason }
 }
 
 #[cfg(test)]
@@ -301,6 +472,24 @@ mod tests {
         let night = Hours { open: day.close, close: day.open, ..day };
         assert!(night.is_open(at("2026-12-07T16:00:00Z")), "23:00 in Jakarta");
         assert!(!night.is_open(at("2026-12-07T03:00:00Z")), "10:00 in Jakarta");
+    }
+
+    #[test]
+    fn decimal_strings_are_exact_minor_units() {
+        let idr = cezbek_schemas::Currency::parse("IDR").unwrap();
+        assert_eq!(minor("50000.00", idr), Some(5_000_000));
+        assert_eq!(minor("50000", idr), Some(5_000_000));
+        assert_eq!(minor("0.5", idr), Some(50));
+        assert_eq!(minor("-12.34", idr), Some(-1_234));
+        assert_eq!(minor("1.234", idr), None);
+        assert_eq!(minor("1.x", idr), None);
+        assert_eq!(minor(".5", idr), None);
+        assert_eq!(decimal(5_000_000, idr), "50000.00");
+        assert_eq!(decimal(1_205, idr), "12.05");
+        assert_eq!(decimal(-50, idr), "-0.50");
+        for amount in [-1_234_567, -1, 0, 7, 99, 100, 123_456_789] {
+            assert_eq!(minor(&decimal(amount, idr), idr), Some(amount));
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use cezbek_schemas::Currency;
 
 use super::{
     CallbackRefused, Looked, Notice, PayoutRequest, Provider, ProviderStatus, ReportLine,
-    Submitted, constant_time_eq,
+    Submitted, address, constant_time_eq, refused_or_unknown, unit_of,
 };
 
 #[derive(Debug, Deserialize)]
@@ -44,8 +44,31 @@ fn status_of(body: &PayoutBody) -> ProviderStatus {
     }
 }
 
-fn unit(request: &PayoutRequest) -> i64 {
-    10i64.pow(u32::from(request.currency.exponent()))
+#[derive(Debug, Deserialize)]
+struct Balance {
+    balance: i64,
+}
+
+/// `GET /balance`: the cash balance, whole units.
+pub async fn float(
+    provider: &Provider,
+    http: &reqwest::Client,
+    currency: Currency,
+) -> Result<i64, String> {
+    let url =
+        address(provider, "/balance", [("account_type", "CASH"), ("currency", currency.as_str())])?;
+    let response = http
+        .get(url)
+        .basic_auth(provider.credential("secret_key"), Some(""))
+        .timeout(provider.timeout())
+        .send()
+        .await
+        .map_err(|error| format!("balance: {error}"))?;
+    if !response.status().is_success() {
+        return Err(format!("balance: {}", response.status()));
+    }
+    let balance: Balance = response.json().await.map_err(|error| format!("balance: {error}"))?;
+    Ok(balance.balance.saturating_mul(unit_of(currency)))
 }
 
 pub async fn submit(
@@ -53,7 +76,7 @@ pub async fn submit(
     http: &reqwest::Client,
     request: &PayoutRequest,
 ) -> Submitted {
-    let unit = unit(request);
+    let unit = unit_of(request.currency);
     if request.amount % unit != 0 {
         // Reservations are whole units; this is a defect, and nothing was sent.
         let reason = format!("{} minor units is not a whole amount", request.amount);
@@ -69,7 +92,7 @@ pub async fn submit(
     });
     let sent = http
         .post(format!("{}/v2/payouts", provider.spec.base_url))
-        .basic_auth(&provider.secret, Some(""))
+        .basic_auth(provider.credential("secret_key"), Some(""))
         .header("Idempotency-key", &request.idempotency_key)
         .json(&body)
         .timeout(provider.timeout())
@@ -100,10 +123,7 @@ pub async fn submit(
             Looked::Unknown { reason } => Submitted::Unknown { reason },
         };
     }
-    if status.is_client_error() && status.as_u16() != 429 && status.as_u16() != 408 {
-        return Submitted::Refused { reason };
-    }
-    Submitted::Unknown { reason }
+    refused_or_unknown(status, reason)
 }
 
 pub async fn status(
@@ -117,7 +137,7 @@ pub async fn status(
     };
     let sent = http
         .get(format!("{}/v2/payouts/{reference}", provider.spec.base_url))
-        .basic_auth(&provider.secret, Some(""))
+        .basic_auth(provider.credential("secret_key"), Some(""))
         .timeout(provider.timeout())
         .send()
         .await;
@@ -147,7 +167,7 @@ async fn status_by_reference(
     };
     let sent = http
         .get(url)
-        .basic_auth(&provider.secret, Some(""))
+        .basic_auth(provider.credential("secret_key"), Some(""))
         .timeout(provider.timeout())
         .send()
         .await;
@@ -186,12 +206,12 @@ pub fn verify_callback(
         .get("x-callback-token")
         .map(|value| value.as_bytes())
         .ok_or(CallbackRefused::Unauthenticated)?;
-    if !constant_time_eq(token, provider.callback_token.as_bytes()) {
+    if !constant_time_eq(token, provider.credential("callback_token").as_bytes()) {
         return Err(CallbackRefused::Unauthenticated);
     }
     let webhook: Webhook = serde_json::from_slice(body)
         .map_err(|error| CallbackRefused::Unreadable(error.to_string()))?;
-    Ok(Notice { idempotency_key: webhook.data.reference_id })
+    Ok(Notice::Key(webhook.data.reference_id))
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,7 +246,7 @@ pub async fn report(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<ReportLine>, String> {
-    let unit = 10i64.pow(u32::from(currency.exponent()));
+    let unit = unit_of(currency);
     let mut lines = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -245,7 +265,7 @@ pub async fn report(
             .map_err(|error| format!("{address}: {error}"))?;
         let response = http
             .get(url)
-            .basic_auth(&provider.secret, Some(""))
+            .basic_auth(provider.credential("secret_key"), Some(""))
             .timeout(provider.timeout())
             .send()
             .await
