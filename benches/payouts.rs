@@ -90,18 +90,17 @@ async fn run(customers: usize) -> Run {
         XenditKeys { secret_key: "bench_secret".into(), callback_token: "bench_token".into() };
     let sim = Simulator::start(config, Api::Xendit(keys), stop.clone()).await.unwrap();
     sim.set_faults(Faults { latency_ms: LATENCY_MS, ..Faults::default() });
-    let providers = json!([{
+    // The provider as campaignex publishes it: live in etcd, credentials by name.
+    let provider = json!({
         "name": "xendit", "adapter": "xendit", "base_url": sim.url,
         "credentials": {"secret_key": "BENCH_XENDIT_SECRET",
                         "callback_token": "BENCH_XENDIT_TOKEN"},
         "channels": {"OVO": {"fee": {"fixed": 250_000, "vat_basis_points": 1_100},
                               "min_amount": 10_000 * RP, "max_amount": 2_000_000 * RP}},
         "timeout_ms": 5_000,
-    }]);
-    let providers_file =
-        context.stack.root.join(format!("var/tmp/bench-payouts-{}.json", context.id));
-    std::fs::create_dir_all(providers_file.parent().unwrap()).unwrap();
-    std::fs::write(&providers_file, providers.to_string()).unwrap();
+    });
+    let provider = Rule::Provider(serde_json::from_value(provider).unwrap());
+    client.put(provider.key().path(&etcd_config.prefix), provider.to_json(), None).await.unwrap();
 
     let producer = kafka::producer(&kafka_config).unwrap();
     let messages: Vec<(String, Vec<u8>)> =
@@ -119,7 +118,6 @@ async fn run(customers: usize) -> Run {
     command.arg("payouts").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     command.envs(service_env(Some(&kafka_config), &etcd_config, None, &postgres));
     for (name, value) in [
-        ("CEZBEK_PAYOUTS_PROVIDERS", providers_file.display().to_string()),
         ("BENCH_XENDIT_SECRET", "bench_secret".into()),
         ("BENCH_XENDIT_TOKEN", "bench_token".into()),
         ("CEZBEK_PAYOUTS_LISTEN", format!("127.0.0.1:{api_port}")),
@@ -139,7 +137,6 @@ async fn run(customers: usize) -> Run {
     command.envs(std::env::vars().filter(|(name, _)| {
         (name.starts_with("CEZBEK_PAYOUTS_") || name == "CEZBEK_POSTGRES_MAX_CONNECTIONS")
             && !name.ends_with("LISTEN")
-            && name != "CEZBEK_PAYOUTS_PROVIDERS"
     }));
     let started = Instant::now();
     let mut process: Child =

@@ -93,7 +93,6 @@ struct Setup {
     sims: BTreeMap<&'static str, Simulator>,
     /// Every credential variable the service is given: (name, value).
     credentials: Vec<(String, String)>,
-    providers_file: std::path::PathBuf,
     /// Where callbacks go: the first process's API.
     api_port: u16,
     http: reqwest::Client,
@@ -193,10 +192,15 @@ impl Setup {
             }));
             started.insert(sim.name, running);
         }
-        let providers_file =
-            context.stack.root.join(format!("var/tmp/test-payouts-{}-providers.json", context.id));
-        std::fs::create_dir_all(providers_file.parent().unwrap()).unwrap();
-        std::fs::write(&providers_file, serde_json::to_vec_pretty(&specs).unwrap()).unwrap();
+        // The providers as campaignex publishes them: live in etcd, credentials by name.
+        for spec in specs {
+            let provider = Rule::Provider(serde_json::from_value(spec).unwrap());
+            assert_eq!(provider.validate(), Ok(()));
+            client
+                .put(provider.key().path(&etcd_config.prefix), provider.to_json(), None)
+                .await
+                .unwrap();
+        }
         Self {
             context,
             kafka,
@@ -206,7 +210,6 @@ impl Setup {
             journal,
             sims: started,
             credentials,
-            providers_file,
             api_port,
             http: reqwest::Client::new(),
             stop_sims,
@@ -217,7 +220,6 @@ impl Setup {
     fn spawn(&self, label: &str, api_port: u16) -> Running {
         let mut vars = service_env(Some(&self.kafka), &self.etcd, None, &self.postgres);
         vars.extend([
-            ("CEZBEK_PAYOUTS_PROVIDERS", self.providers_file.display().to_string()),
             ("CEZBEK_PAYOUTS_LISTEN", format!("127.0.0.1:{api_port}")),
             ("CEZBEK_PAYOUTS_OPS_LISTEN", format!("127.0.0.1:{}", free_port())),
             ("CEZBEK_PAYOUTS_OWNER", label.to_owned()),

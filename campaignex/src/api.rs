@@ -1,5 +1,5 @@
-//! The admin API: partners, campaigns, exclusions and tier programs, the audit trail, and a
-//! dry-run evaluation against the live rules.
+//! The admin API: partners, campaigns, exclusions and tier programs, the payment providers
+//! payouts route through, the audit trail, and a dry-run evaluation against the live rules.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +21,9 @@ use cezbek_platform::auth::{AdminTokens, Principal, Role};
 use cezbek_platform::etcd::EtcdHandle;
 use cezbek_platform::http::{FieldError, Problem, ProblemQuery};
 use cezbek_rules::{
-    Campaign, CampaignStatus, Conditions, CustomerWindow, Exclusion, ExclusionTarget, Partner,
-    PartnerKey, PartnerStatus, RewardRule, Rule, RuleKey, RuleSet, Tier, TierProgram,
+    AdapterKind, Campaign, CampaignStatus, Conditions, CustomerWindow, Exclusion, ExclusionTarget,
+    Partner, PartnerKey, PartnerStatus, PaymentProvider, RewardRule, Rule, RuleKey, RuleSet, Tier,
+    TierProgram,
 };
 use cezbek_schemas::{
     CampaignKind, Currency, Mcc, Msisdn, PartnerCode, Source, SourceChannel, Transaction,
@@ -34,8 +35,8 @@ use crate::openapi::{
     AuditPage, BadIfMatch, BadQuery, CampaignList, CampaignReplacement, CampaignShown, Conflict,
     Evaluation, ExclusionList, ExclusionReplacement, ExclusionShown, Forbidden, IdPath, IfMatch,
     IfMatchRequired, Invalid, NotFound, OptionalIfMatch, PartnerList, PartnerPath,
-    PartnerReplacement, PartnerShown, PartnerWithKey, Stale, TierProgramShown, Unauthenticated,
-    Unavailable,
+    PartnerReplacement, PartnerShown, PartnerWithKey, ProviderList, ProviderPath,
+    ProviderReplacement, ProviderShown, Stale, TierProgramShown, Unauthenticated, Unavailable,
 };
 use crate::publish::Publisher;
 use crate::store::{Kind, Store, StoreError, Stored, redacted};
@@ -73,6 +74,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/partners/{partner}/exclusions/{id}",
             get(get_exclusion).put(replace_exclusion).delete(delete_exclusion),
+        )
+        .route("/v1/providers", get(list_providers).post(create_provider))
+        .route(
+            "/v1/providers/{name}",
+            get(get_provider).put(replace_provider).delete(delete_provider),
         )
         .with_state(state)
 }
@@ -873,6 +879,97 @@ pub(crate) async fn delete_exclusion(
     delete_scoped(EXCLUSIONS, &admin, &state, path, &headers).await
 }
 
+// ---------------------------------------------------------------- payment providers
+
+fn provider_template() -> PaymentProvider {
+    PaymentProvider {
+        name: "sample".into(),
+        adapter: AdapterKind::Xendit,
+        base_url: "https://provider.example".into(),
+        credentials: Default::default(),
+        channels: Default::default(),
+        hours: None,
+        enabled: true,
+        timeout_ms: 10_000,
+    }
+}
+
+fn read_provider(body: &Bytes, path_fields: &PathFields<'_>) -> Result<Rule, Problem> {
+    read_rule(body, path_fields, |_| provider_template(), Rule::Provider)
+}
+
+#[utoipa::path(get, path = "/v1/providers", tag = "providers",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Every payment provider", body = ProviderList), Unauthenticated))]
+pub(crate) async fn list_providers(
+    _: Viewer,
+    State(state): State<AppState>,
+) -> Result<Response, Problem> {
+    Ok(list(state.store.list(Kind::Provider, None).await.map_err(store_problem)?))
+}
+
+/// A payment provider payouts may route through; live within a second. Credentials are named
+/// by the environment variables holding them, never given.
+#[utoipa::path(post, path = "/v1/providers", tag = "providers",
+    security(("bearer" = [])), request_body = PaymentProvider,
+    responses((status = 201, description = "Created; live within a second", body = ProviderShown,
+        headers(("ETag" = String, description = "the version, quoted"))),
+        Unauthenticated, Forbidden, Conflict, Invalid))]
+pub(crate) async fn create_provider(
+    admin: Admin,
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let rule = read_provider(&body, &[])?;
+    create(&state, &admin, rule).await
+}
+
+#[utoipa::path(get, path = "/v1/providers/{name}", tag = "providers",
+    security(("bearer" = [])), params(ProviderPath),
+    responses((status = 200, description = "The provider", body = ProviderShown,
+        headers(("ETag" = String, description = "the version, quoted"))),
+        Unauthenticated, NotFound))]
+pub(crate) async fn get_provider(
+    _: Viewer,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, Problem> {
+    fetch(&state, RuleKey::Provider(name)).await
+}
+
+/// Replaces a provider (to disable one, send it with `"enabled": false`).
+#[utoipa::path(put, path = "/v1/providers/{name}", tag = "providers",
+    security(("bearer" = [])), params(ProviderPath, IfMatch), request_body = ProviderReplacement,
+    responses((status = 200, description = "Replaced; live within a second", body = ProviderShown,
+        headers(("ETag" = String, description = "the new version, quoted"))),
+        BadIfMatch, Unauthenticated, Forbidden, NotFound, Stale, Invalid, IfMatchRequired))]
+pub(crate) async fn replace_provider(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let expected = if_match(&headers)?;
+    let rule = read_provider(&body, &[("name", &name)])?;
+    update(&state, &admin, rule, expected).await
+}
+
+/// Removes a provider: no new payout is routed to it (payouts already sent to it are still
+/// asked about only while it is configured: disable a provider instead while any are open).
+#[utoipa::path(delete, path = "/v1/providers/{name}", tag = "providers",
+    security(("bearer" = [])), params(ProviderPath, IfMatch),
+    responses((status = 204, description = "Deleted; gone from the live rules within a second"),
+        BadIfMatch, Unauthenticated, Forbidden, NotFound, Stale, IfMatchRequired))]
+pub(crate) async fn delete_provider(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    remove(&state, &admin, RuleKey::Provider(name), &headers).await
+}
+
 // ---------------------------------------------------------------- tier program (one per partner)
 
 #[utoipa::path(get, path = "/v1/partners/{partner}/tiers", tag = "tiers",
@@ -937,8 +1034,8 @@ pub(crate) struct AuditQuery {
     /// Only changes of this kind.
     #[param(value_type = Option<AuditEntity>)]
     entity: Option<String>,
-    /// Only changes of this rule: a partner's code (`TOKO`), or a partner's code and a rule id
-    /// (`TOKO/weekday-1.5`).
+    /// Only changes of this rule: a partner's code (`TOKO`), a partner's code and a rule id
+    /// (`TOKO/weekday-1.5`), or a provider's name.
     id: Option<String>,
     /// At most this many, newest first (default 100).
     #[param(value_type = Option<u16>, minimum = 1, maximum = 1000)]
@@ -954,6 +1051,7 @@ pub(crate) enum AuditEntity {
     Campaign,
     Exclusion,
     Tiers,
+    Provider,
 }
 
 const AUDIT_LIMIT: std::ops::RangeInclusive<i64> = 1..=1000;

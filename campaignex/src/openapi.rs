@@ -14,11 +14,11 @@ use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema, ToSchema
 
 use cezbek_platform::http::{FieldError, Problem};
 use cezbek_platform::openapi::SecuritySchemes;
-use cezbek_rules::Decision;
 use cezbek_rules::model::{
     Campaign, CampaignStatus, Conditions, Exclusion, ExclusionTarget, Partner, PartnerKey,
     PartnerStatus, Tier, TierProgram,
 };
+use cezbek_rules::{AdapterKind, ChannelTerms, Decision, FeeSchedule, Hours, PaymentProvider};
 
 use crate::api;
 use crate::store::Revision;
@@ -87,6 +87,14 @@ pub struct PartnerPath {
 
 #[derive(IntoParams)]
 #[into_params(parameter_in = Path)]
+pub struct ProviderPath {
+    /// The provider's name.
+    #[param(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    name: String,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
 pub struct IdPath {
     /// The rule's id.
     #[param(pattern = "^[A-Za-z0-9._-]{1,64}$")]
@@ -144,6 +152,17 @@ fn shown(model: &str, with_updated_at: bool) -> RefOr<Schema> {
         .into()
 }
 
+/// A model that allows no other properties (`additionalProperties: false`), as shown: its own
+/// schema with the store's fields added to it (an `allOf` of the two could match nothing).
+fn shown_closed(mut model: RefOr<Schema>, with_updated_at: bool) -> RefOr<Schema> {
+    let stored = stored_fields(with_updated_at).build();
+    if let RefOr::T(Schema::Object(object)) = &mut model {
+        object.properties.extend(stored.properties);
+        object.required.extend(stored.required);
+    }
+    model
+}
+
 /// `{"items": [...]}` of rules as listed (no `updated_at`).
 fn listed(model: &str) -> RefOr<Schema> {
     ObjectBuilder::new()
@@ -186,7 +205,28 @@ schema!(PartnerShown, "A partner as shown (signing secrets never are).", shown("
 schema!(CampaignShown, "A campaign as shown.", shown("Campaign", true));
 schema!(ExclusionShown, "An exclusion as shown.", shown("Exclusion", true));
 schema!(TierProgramShown, "A tier program as shown.", shown("TierProgram", true));
+schema!(
+    ProviderShown,
+    "A payment provider as shown.",
+    shown_closed(PaymentProvider::schema(), true)
+);
 schema!(PartnerList, "All partners.", listed("Partner"));
+schema!(
+    ProviderList,
+    "All payment providers.",
+    ObjectBuilder::new()
+        .property(
+            "items",
+            ArrayBuilder::new().items(shown_closed(PaymentProvider::schema(), false))
+        )
+        .required("items")
+        .into()
+);
+schema!(
+    ProviderReplacement,
+    "A provider's new content; `name` is the path's.",
+    replacement::<PaymentProvider>("name")
+);
 schema!(CampaignList, "A partner's campaigns.", listed("Campaign"));
 schema!(ExclusionList, "A partner's exclusions.", listed("Exclusion"));
 schema!(
@@ -315,6 +355,11 @@ pub struct Evaluation {
         api::get_tiers,
         api::put_tiers,
         api::delete_tiers,
+        api::list_providers,
+        api::create_provider,
+        api::get_provider,
+        api::replace_provider,
+        api::delete_provider,
     ),
     components(schemas(
         Problem,
@@ -338,6 +383,13 @@ pub struct Evaluation {
         PartnerReplacement,
         CampaignReplacement,
         ExclusionReplacement,
+        PaymentProvider,
+        AdapterKind,
+        ChannelTerms,
+        FeeSchedule,
+        Hours,
+        ProviderShown,
+        ProviderReplacement,
         PartnerWithKey,
         api::RotateRequest,
         api::Sample,

@@ -61,17 +61,19 @@ pub enum Kind {
     Campaign,
     Exclusion,
     Tiers,
+    /// A payment provider of the payouts (not a partner's).
+    Provider,
 }
 
 impl Kind {
-    pub const ALL: [Self; 4] = [Self::Partner, Self::Campaign, Self::Exclusion, Self::Tiers];
+    pub const ALL: [Self; 5] =
+        [Self::Partner, Self::Campaign, Self::Exclusion, Self::Tiers, Self::Provider];
 
     /// The kind an audit filter names.
     pub fn parse(name: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == name)
-            .ok_or_else(|| format!("{name:?} is not one of partner, campaign, exclusion, tiers"))
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name).ok_or_else(|| {
+            format!("{name:?} is not one of partner, campaign, exclusion, tiers, provider")
+        })
     }
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +82,7 @@ impl Kind {
             Self::Campaign => "campaign",
             Self::Exclusion => "exclusion",
             Self::Tiers => "tiers",
+            Self::Provider => "provider",
         }
     }
 }
@@ -90,17 +93,22 @@ fn storable(text: &str) -> bool {
     !text.contains('\0')
 }
 
-/// `(kind, partner, id)` of a key; `id` is empty for partners and tier programs.
-fn columns(key: &RuleKey) -> (Kind, &PartnerCode, &str) {
+/// `(kind, partner, id)` of a key; `id` is empty for partners and tier programs, `partner`
+/// for payment providers (which belong to no partner).
+fn columns(key: &RuleKey) -> (Kind, &str, &str) {
     match key {
-        RuleKey::Partner(partner) => (Kind::Partner, partner, ""),
-        RuleKey::Campaign(partner, id) => (Kind::Campaign, partner, id),
-        RuleKey::Exclusion(partner, id) => (Kind::Exclusion, partner, id),
-        RuleKey::Tiers(partner) => (Kind::Tiers, partner, ""),
+        RuleKey::Partner(partner) => (Kind::Partner, partner.as_str(), ""),
+        RuleKey::Campaign(partner, id) => (Kind::Campaign, partner.as_str(), id),
+        RuleKey::Exclusion(partner, id) => (Kind::Exclusion, partner.as_str(), id),
+        RuleKey::Tiers(partner) => (Kind::Tiers, partner.as_str(), ""),
+        RuleKey::Provider(name) => (Kind::Provider, "", name),
     }
 }
 
 fn key_of(kind: &str, partner: &str, id: &str) -> Option<RuleKey> {
+    if kind == "provider" {
+        return partner.is_empty().then(|| RuleKey::Provider(id.to_owned()));
+    }
     let partner = PartnerCode::parse(partner).ok()?;
     Some(match kind {
         "partner" => RuleKey::Partner(partner),
@@ -111,10 +119,13 @@ fn key_of(kind: &str, partner: &str, id: &str) -> Option<RuleKey> {
     })
 }
 
-/// How the audit trail names a rule: `TOKO` or `TOKO/weekday-1.5`.
+/// How the audit trail names a rule: `TOKO`, `TOKO/weekday-1.5`, or a provider's name.
 pub fn entity_id(key: &RuleKey) -> String {
-    let (_, partner, id) = columns(key);
-    if id.is_empty() { partner.to_string() } else { format!("{partner}/{id}") }
+    match columns(key) {
+        (_, partner, "") => partner.to_owned(),
+        (_, "", id) => id.to_owned(),
+        (_, partner, id) => format!("{partner}/{id}"),
+    }
 }
 
 /// The JSON the audit trail and API show: a partner's key secrets (signing keys, and the HMAC
@@ -203,7 +214,7 @@ impl Store {
         }
         let row = sqlx::query(&format!("{SELECT} WHERE kind = $1 AND partner = $2 AND id = $3"))
             .bind(kind.as_str())
-            .bind(partner.as_str())
+            .bind(partner)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -230,7 +241,7 @@ impl Store {
              ON CONFLICT DO NOTHING RETURNING updated_at",
         )
         .bind(kind.as_str())
-        .bind(partner.as_str())
+        .bind(partner)
         .bind(id)
         .bind(rule.to_json())
         .fetch_optional(&mut *transaction)
@@ -257,7 +268,7 @@ impl Store {
              WHERE kind = $1 AND partner = $2 AND id = $3 RETURNING version, updated_at",
         )
         .bind(kind.as_str())
-        .bind(partner.as_str())
+        .bind(partner)
         .bind(id)
         .bind(rule.to_json())
         .fetch_one(&mut *transaction)
@@ -286,7 +297,7 @@ impl Store {
         let before = lock(&mut transaction, key, expected).await?;
         sqlx::query("DELETE FROM rules WHERE kind = $1 AND partner = $2 AND id = $3")
             .bind(kind.as_str())
-            .bind(partner.as_str())
+            .bind(partner)
             .bind(id)
             .execute(&mut *transaction)
             .await?;
@@ -343,7 +354,7 @@ async fn lock(
     let row =
         sqlx::query(&format!("{SELECT} WHERE kind = $1 AND partner = $2 AND id = $3 FOR UPDATE"))
             .bind(kind.as_str())
-            .bind(partner.as_str())
+            .bind(partner)
             .bind(id)
             .fetch_optional(&mut **transaction)
             .await?;

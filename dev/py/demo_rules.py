@@ -44,9 +44,19 @@ def main():
     parser.add_argument("--campaignex", required=True)
     parser.add_argument("--token", required=True)
     parser.add_argument("--keys-out", required=True, help="where to write each partner's signing key (JSON)")
+    parser.add_argument("--providers", help="payment providers to register (a JSON list)")
     args = parser.parse_args()
     api = Api(args.campaignex, args.token)
     keys = {}
+
+    # The payment providers payouts route through (the stack's simulators): credentials are
+    # named by the environment variables holding them, never sent.
+    if args.providers:
+        with open(args.providers) as source:
+            for provider in json.load(source):
+                api.ensure("/v1/providers", f"/v1/providers/{provider['name']}", provider)
+                wallets = ", ".join(sorted(provider["channels"]))
+                print(f"  provider {provider['name']} ({provider['adapter']}): {wallets}")
 
     # Payouts: the demo pays at once (no hold), anything from Rp 100, into OVO unless a
     # transaction named another wallet. (The sample's cashback is small; a real policy's minimum

@@ -55,7 +55,7 @@ IF_MATCH = re.compile(r'^(W/)?"[0-9]{1,18}"$|^[0-9]{1,18}$')
 
 def _with_current_version(session, request, **kwargs):
     if_match = request.headers.get("If-Match")
-    if request.method != "PUT" or not isinstance(if_match, str) or not IF_MATCH.match(if_match):
+    if request.method not in ("PUT", "DELETE") or not isinstance(if_match, str) or not IF_MATCH.match(if_match):
         return
     # Built by hand, not with Request.prepare(): preparing normalises the path, and a rule whose
     # id is "." would be read at its collection's address instead (a stale If-Match, then 412).
@@ -81,6 +81,8 @@ def _between_fields(path, item):
         _tiers(item)
     elif path in ("/v1/partners", "/v1/partners/{partner}"):
         _payout_policy(item)
+    elif path in ("/v1/providers", "/v1/providers/{name}"):
+        _provider(item)
 
 
 # The stateful phase fills bodies from earlier answers after the case hooks ran: the rules
@@ -91,6 +93,8 @@ TEMPLATES = [
     (re.compile(r"^/v1/partners/[^/]+/tiers$"), "/v1/partners/{partner}/tiers"),
     (re.compile(r"^/v1/partners$"), "/v1/partners"),
     (re.compile(r"^/v1/partners/[^/]+$"), "/v1/partners/{partner}"),
+    (re.compile(r"^/v1/providers$"), "/v1/providers"),
+    (re.compile(r"^/v1/providers/[^/]+$"), "/v1/providers/{name}"),
 ]
 
 
@@ -107,7 +111,26 @@ def _between_fields_on_the_wire(request):
         return
     if isinstance(body, dict):
         _between_fields(template, body)
+        _path_names(request.method, path, body)
         request.prepare_body(data=None, files=None, json=body)
+
+
+# A replacement's id (or a provider's name) may be left out, or must be the path's. The stateful
+# phase fills bodies from other rules' answers: a schema-valid id naming another rule is set to
+# the path's, as a client replacing the rule it read would send.
+PATH_NAMES = [
+    (re.compile(r"^/v1/partners/[^/]+/(campaigns|exclusions)/([^/]+)$"), "id"),
+    (re.compile(r"^/v1/providers/([^/]+)$"), "name"),
+]
+
+
+def _path_names(method, path, body):
+    if method != "PUT":
+        return
+    for pattern, field in PATH_NAMES:
+        match = pattern.match(path)
+        if match and isinstance(body.get(field), str) and re.fullmatch(r"[A-Za-z0-9._-]{1,64}", body[field]):
+            body[field] = requests.utils.unquote(match.groups()[-1])
 
 
 def _send_current(session, request, **kwargs):
@@ -180,6 +203,53 @@ def _payout_policy(body):
     numbers = all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in (low, high))
     if numbers and low > high:
         policy["minimum"], policy["maximum_per_day"] = high, low
+
+
+# The credentials each adapter names (no more, no fewer), as the description of the schema says.
+CREDENTIALS = {
+    "xendit": ["secret_key", "callback_token"],
+    "iris": ["creator_key", "approver_key", "merchant_key"],
+    "snap": ["client_key", "client_secret", "private_key"],
+}
+
+
+VARIABLE = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+
+
+def _clock(text):
+    """A time of day `HH:MM[:SS]` as seconds, or None."""
+    match = re.fullmatch(r"([01][0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9]))?", text) if isinstance(text, str) else None
+    if match is None:
+        return None
+    return int(match[1]) * 3600 + int(match[2]) * 60 + int(match[3] or 0)
+
+
+def _provider(body):
+    """A provider's credentials are exactly its adapter's roles (missing ones named, others'
+    dropped, but only where that cannot mend a value that breaks the schema); a channel's
+    maximum is at least its minimum; hours never open and close at the same time."""
+    adapter = body.get("adapter")
+    roles = CREDENTIALS.get(adapter) if isinstance(adapter, str) else None
+    credentials = body.get("credentials")
+    if roles is not None and isinstance(credentials, dict):
+        for role in list(credentials):
+            if role not in roles and isinstance(credentials[role], str) and VARIABLE.match(credentials[role]):
+                del credentials[role]
+        for role in roles:
+            credentials.setdefault(role, f"{role.upper()}_VARIABLE")
+    channels = body.get("channels")
+    for terms in (channels.values() if isinstance(channels, dict) else []):
+        if not isinstance(terms, dict):
+            continue
+        low, high = terms.get("min_amount"), terms.get("max_amount")
+        numbers = all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in (low, high))
+        if numbers and low > high:
+            terms["min_amount"], terms["max_amount"] = high, low
+    hours = body.get("hours")
+    if isinstance(hours, dict):
+        opened, closed = _clock(hours.get("open")), _clock(hours.get("close"))
+        if opened is not None and opened == closed:
+            hours["close"] = "12:00" if opened == 0 else "00:00"
 
 
 def _tiers(body):

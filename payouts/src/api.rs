@@ -28,13 +28,14 @@ use cezbek_schemas::{Currency, PartnerCode};
 
 use crate::journal::Journal;
 use crate::metrics::Metrics;
-use crate::providers::{CallbackRefused, Notice, Provider};
+use crate::providers::{CallbackRefused, Notice};
 use crate::reconcile::{Finding, Line, ReconcileError, Reconciliation, reconcile};
+use crate::registry::Registry;
 use crate::statement::Statement;
 
 #[derive(Clone)]
 pub struct ApiState {
-    pub providers: Arc<Vec<Provider>>,
+    pub providers: Registry,
     pub journal: Journal,
     pub metrics: Metrics,
     pub tokens: AdminTokens,
@@ -103,7 +104,7 @@ async fn callback(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(provider) = state.providers.iter().find(|provider| provider.spec.name == name) else {
+    let Some(provider) = state.providers.get(&name) else {
         return Problem::new(StatusCode::NOT_FOUND, format!("no provider named {name:?}"))
             .into_response();
     };
@@ -270,10 +271,10 @@ async fn reconciliation(
     let (Some(date), Some(currency)) = (date, currency) else {
         return Err(Problem::bad_request(vec![field("date", "is required")]));
     };
-    let Some(provider) = state.providers.iter().find(|provider| provider.spec.name == name) else {
+    let Some(provider) = state.providers.get(&name) else {
         return Err(Problem::new(StatusCode::NOT_FOUND, format!("no provider named {name:?}")));
     };
-    let result = reconcile(&state.journal, provider, &state.http, currency, date).await;
+    let result = reconcile(&state.journal, &provider, &state.http, currency, date).await;
     let reconciliation = result.map_err(|error| match error {
         ReconcileError::Report(reason) => {
             Problem::unavailable(format!("the provider's report cannot be read now: {reason}"))

@@ -23,6 +23,7 @@ pub mod payer;
 pub mod payout;
 pub mod providers;
 pub mod reconcile;
+pub mod registry;
 pub mod routing;
 pub mod statement;
 pub mod work;
@@ -51,9 +52,6 @@ pub struct Config {
     pub dead_letter_topic: String,
     pub etcd: EtcdConfig,
     pub postgres: PostgresConfig,
-    /// `CEZBEK_PAYOUTS_PROVIDERS`: a JSON file of [`ProviderSpec`]s, credentials read from the
-    /// environment variables they name.
-    pub providers: Vec<Provider>,
     pub payer: PayerSettings,
     /// Admin and viewer tokens (`CEZBEK_ADMIN_TOKENS`): reconciliations and statements.
     pub tokens: AdminTokens,
@@ -64,16 +62,12 @@ pub struct Config {
 
 impl Config {
     pub fn from_env(env: &mut Env) -> Self {
-        let providers = match env.optional("CEZBEK_PAYOUTS_PROVIDERS") {
-            None => Vec::new(),
-            Some(path) => match read_providers(&path) {
-                Ok(providers) => providers,
-                Err(reason) => {
-                    env.problem("CEZBEK_PAYOUTS_PROVIDERS", reason);
-                    Vec::new()
-                }
-            },
-        };
+        if env.optional("CEZBEK_PAYOUTS_PROVIDERS").is_some() {
+            env.problem(
+                "CEZBEK_PAYOUTS_PROVIDERS",
+                "providers are managed in campaignex now (POST /v1/providers); remove this file",
+            );
+        }
         let owner =
             env.string("CEZBEK_PAYOUTS_OWNER", &format!("{}-{}", hostname(), std::process::id()));
         let payer = PayerSettings {
@@ -88,13 +82,6 @@ impl Config {
             stuck_after: env.duration("CEZBEK_PAYOUTS_STUCK_AFTER", Duration::from_secs(3600)),
         };
         env.check(payer.concurrency >= 1, "CEZBEK_PAYOUTS_CONCURRENCY", "must be at least 1");
-        let longest_call =
-            providers.iter().map(|provider| provider.timeout()).max().unwrap_or_default();
-        env.check(
-            payer.lease > longest_call * 2,
-            "CEZBEK_PAYOUTS_LEASE",
-            "must be more than twice the longest provider timeout",
-        );
         Self {
             http: HttpConfig::api_from_env(
                 env,
@@ -108,7 +95,6 @@ impl Config {
             dead_letter_topic: env.string("CEZBEK_PAYOUTS_DLQ_TOPIC", "cezbek.payouts.dlq.v1"),
             etcd: EtcdConfig::from_env(env),
             postgres: PostgresConfig::from_env(env),
-            providers,
             payer,
             tokens: AdminTokens::from_env(env),
             reconcile_every: env
@@ -119,54 +105,6 @@ impl Config {
 
 fn hostname() -> String {
     std::env::var("HOSTNAME").unwrap_or_else(|_| "payouts".into())
-}
-
-/// Reads the providers' file and the credentials its entries name.
-pub fn read_providers(path: &str) -> Result<Vec<Provider>, String> {
-    let text = std::fs::read_to_string(path).map_err(|error| format!("{path}: {error}"))?;
-    parse_providers(&text, |name| std::env::var(name).ok())
-}
-
-/// Parses a providers' document; `secret` reads a credential by the name it is given under.
-pub fn parse_providers(
-    text: &str,
-    secret: impl Fn(&str) -> Option<String>,
-) -> Result<Vec<Provider>, String> {
-    let specs: Vec<ProviderSpec> =
-        serde_json::from_str(text).map_err(|error| format!("not a list of providers: {error}"))?;
-    let mut providers = Vec::with_capacity(specs.len());
-    for (index, spec) in specs.into_iter().enumerate() {
-        let at = |field: &str| format!("[{index}].{field}");
-        if providers.iter().any(|provider: &Provider| provider.spec.name == spec.name) {
-            return Err(format!("{}: {:?} is named twice", at("name"), spec.name));
-        }
-        for (wallet, terms) in &spec.channels {
-            if cezbek_rules::payout_policy::wallet_code(wallet) != Some(wallet.as_str()) {
-                return Err(format!("{}: {wallet:?} is not a wallet code", at("channels")));
-            }
-            let fee = terms.fee;
-            if fee.fixed < 0 || fee.basis_points < 0 || fee.vat_basis_points < 0 {
-                return Err(format!("{}: fees cannot be negative", at("channels")));
-            }
-            if terms.min_amount <= 0 || terms.max_amount < terms.min_amount {
-                return Err(format!("{}: 0 < min_amount ≤ max_amount", at("channels")));
-            }
-        }
-        let mut credentials = std::collections::BTreeMap::new();
-        for role in spec.adapter.credentials() {
-            let Some(variable) = spec.credentials.get(*role) else {
-                let field = at(&format!("credentials.{role}"));
-                return Err(format!("{field}: name the environment variable holding it"));
-            };
-            let value = secret(variable)
-                .ok_or_else(|| format!("{}: set {variable}", at(&format!("credentials.{role}"))))?;
-            credentials.insert((*role).to_owned(), value);
-        }
-        let provider = Provider::new(spec, credentials)
-            .map_err(|reason| format!("{}: {reason}", at("credentials")))?;
-        providers.push(provider);
-    }
-    Ok(providers)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -199,11 +137,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         "partners",
         &shutdown,
     );
-    if config.providers.is_empty() {
-        tracing::warn!(
-            "no payment providers configured (CEZBEK_PAYOUTS_PROVIDERS): nothing is paid"
-        );
-    }
+    let providers = registry::Registry::new(
+        rules.clone(),
+        Arc::new(|name: &str| std::env::var(name).ok()),
+        config.payer.lease,
+        metrics.providers_refused.clone(),
+    );
     let intake = intake::Intake {
         consumer: kafka::consumer_config(&config.kafka, &config.group)
             // A replica that stopped without leaving (killed) holds its partitions until its
@@ -224,10 +163,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         ),
         dead_letter_topic: config.dead_letter_topic.clone(),
     };
-    let providers = Arc::new(config.providers.clone());
     let payer = Payer::new(
         journal.clone(),
-        config.providers.clone(),
+        providers.clone(),
         config.payer.clone(),
         rules.clone(),
         metrics.clone(),
@@ -273,7 +211,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
 /// partner with a payout policy pays in, for `cezbek_payouts_reconciliation_mismatches`.
 async fn reconcile_until(
     journal: Journal,
-    providers: Arc<Vec<Provider>>,
+    providers: registry::Registry,
     rules: tokio::sync::watch::Receiver<Option<Arc<cezbek_rules::RuleSnapshot>>>,
     metrics: metrics::Metrics,
     every: Duration,
@@ -296,7 +234,7 @@ async fn reconcile_until(
         currencies.sort_by_key(|currency| currency.as_str().to_owned());
         currencies.dedup();
         let today = chrono::Utc::now().date_naive();
-        for provider in providers.iter() {
+        for provider in providers.current().iter() {
             let mut mismatched = 0;
             for currency in &currencies {
                 for day in [today.pred_opt().unwrap_or(today), today] {

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub mismatches: IntGaugeVec,
     /// Dead letters handed to the producer and not yet acknowledged.
     pub in_flight: IntGauge,
+    /// Providers configured but unusable (credentials missing, timeout too long): alert on > 0.
+    pub providers_refused: IntGauge,
     /// Each provider's float as it last answered, minor units, by currency: alert when low.
     pub floats: IntGaugeVec,
     pub rules: RuleMetrics,
@@ -67,6 +69,10 @@ impl Metrics {
             "cezbek_payouts_in_flight_messages",
             "dead letters handed to the producer and not yet acknowledged",
         )?;
+        let providers_refused = IntGauge::new(
+            "cezbek_payouts_providers_refused",
+            "configured payment providers that cannot be used (see the log for why)",
+        )?;
         let floats = IntGaugeVec::new(
             Opts::new(
                 "cezbek_payouts_provider_float",
@@ -87,6 +93,7 @@ impl Metrics {
         registry.register(Box::new(mismatches.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(floats.clone()))?;
+        registry.register(Box::new(providers_refused.clone()))?;
         registry.register(Box::new(revision.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
         Ok(Self {
@@ -98,6 +105,7 @@ impl Metrics {
             intake,
             mismatches,
             in_flight,
+            providers_refused,
             floats,
             rules: RuleMetrics { revision, rejected },
         })

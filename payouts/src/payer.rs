@@ -27,6 +27,7 @@ use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::payout::{Limits, Payout, PayoutError, PayoutState, Reservation};
 use crate::providers::{Inquiry, Looked, PayoutRequest, Provider, ProviderStatus, Submitted};
+use crate::registry::Registry;
 use crate::routing::{Floats, Health, Need, route};
 use crate::work::{Attempt, AttemptState, Claimed};
 
@@ -63,7 +64,7 @@ enum Next {
 
 struct Inner {
     journal: Journal,
-    providers: Vec<Provider>,
+    providers: Registry,
     health: Health,
     floats: Floats,
     http: reqwest::Client,
@@ -91,7 +92,7 @@ pub fn whole_unit(currency: Currency) -> i64 {
 impl Payer {
     pub fn new(
         journal: Journal,
-        providers: Vec<Provider>,
+        providers: Registry,
         settings: PayerSettings,
         rules: watch::Receiver<Option<Arc<RuleSnapshot>>>,
         metrics: Metrics,
@@ -109,8 +110,9 @@ impl Payer {
         Self { inner: Arc::new(inner) }
     }
 
-    pub fn providers(&self) -> &[Provider] {
-        &self.inner.providers
+    /// The providers usable now.
+    pub fn providers(&self) -> Arc<Vec<Provider>> {
+        self.inner.providers.current()
     }
 
     pub fn journal(&self) -> &Journal {
@@ -210,7 +212,8 @@ impl Payer {
     /// Asks each enabled provider for its float in each currency paid out.
     async fn read_floats(&self, currencies: &[Currency]) {
         let inner = &self.inner;
-        for provider in inner.providers.iter().filter(|provider| provider.spec.enabled) {
+        let providers = inner.providers.current();
+        for provider in providers.iter().filter(|provider| provider.spec.enabled) {
             let name = provider.spec.name.as_str();
             for currency in currencies {
                 match provider.float(&inner.http, *currency).await {
@@ -318,8 +321,8 @@ impl Payer {
         snapshot.partner_rules(partner)?.partner()?.payout_policy.clone()
     }
 
-    fn provider(&self, name: &str) -> Option<&Provider> {
-        self.inner.providers.iter().find(|provider| provider.spec.name == name)
+    fn provider(&self, name: &str) -> Option<Provider> {
+        self.inner.providers.get(name)
     }
 
     async fn step(&self, claimed: Claimed) -> Result<Next, PayoutError> {
@@ -380,7 +383,7 @@ impl Payer {
         let settings = &self.inner.settings;
         // Each round either ends the step or records a definitive failure, and each provider
         // fails a payout at most once: bounded by the number of providers.
-        for _ in 0..=self.inner.providers.len() {
+        for _ in 0..=self.inner.providers.current().len() {
             let live = attempts.last().filter(|attempt| attempt.state != AttemptState::Failed);
             let attempt = match live {
                 Some(attempt) => attempt.clone(),
@@ -397,7 +400,7 @@ impl Payer {
             let name = provider.spec.name.as_str();
             let answer = match (attempt.state, attempt.provider_reference.as_deref()) {
                 (AttemptState::Sending, None) => {
-                    let holder_name = match self.inquire(provider, &payout, &attempt).await? {
+                    let holder_name = match self.inquire(&provider, &payout, &attempt).await? {
                         Ok(holder_name) => holder_name,
                         Err(Some(reason)) => {
                             // The account cannot receive at this provider: definitive.
@@ -524,7 +527,8 @@ impl Payer {
             tried: &tried,
         };
         let inner = &self.inner;
-        let chosen = match route(&inner.providers, &inner.health, &inner.floats, need) {
+        let providers = inner.providers.current();
+        let chosen = match route(&providers, &inner.health, &inner.floats, need) {
             Ok(chosen) => chosen,
             Err(no_route) if no_route.later => {
                 return Ok(Err(Next::After(
@@ -553,7 +557,7 @@ impl Payer {
                 return Ok(Err(Next::Done));
             }
         };
-        let provider = &self.inner.providers[chosen.provider];
+        let provider = &providers[chosen.provider];
         let sent = match bearer {
             FeeBearer::Partner => payout.amount,
             FeeBearer::Customer => payout.amount - chosen.fee,

@@ -31,6 +31,14 @@ pub fn tiers(prefix: &str, partner: &PartnerCode) -> String {
     format!("{prefix}tiers/{partner}")
 }
 
+pub fn providers(prefix: &str) -> String {
+    format!("{prefix}providers/")
+}
+
+pub fn provider(prefix: &str, name: &str) -> String {
+    format!("{prefix}providers/{name}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,6 +51,8 @@ mod tests {
         assert_eq!(campaign(prefix, &code, "c1"), "/cezbek/v1/campaigns/TOKO/c1");
         assert_eq!(exclusion(prefix, &code, "x1"), "/cezbek/v1/exclusions/TOKO/x1");
         assert_eq!(tiers(prefix, &code), "/cezbek/v1/tiers/TOKO");
+        assert_eq!(provider(prefix, "xendit"), "/cezbek/v1/providers/xendit");
+        assert!(provider(prefix, "xendit").starts_with(&providers(prefix)));
         assert!(campaign(prefix, &code, "c1").starts_with(&campaigns(prefix, &code)));
         assert!(partner(prefix, &code).starts_with(&partners(prefix)));
     }

@@ -10,6 +10,7 @@ pub mod keys;
 mod live;
 pub mod model;
 pub mod openapi;
+pub mod payment_provider;
 pub mod payout_policy;
 mod replay;
 mod snapshot;
@@ -23,6 +24,7 @@ pub use model::{
     Campaign, CampaignStatus, Conditions, CustomerTokens, Exclusion, ExclusionTarget, NextTier,
     Partner, PartnerKey, PartnerStatus, RewardRule, Tier, TierProgram, TierProgress, TokenKey,
 };
+pub use payment_provider::{AdapterKind, ChannelTerms, FeeSchedule, Hours, PaymentProvider};
 pub use payout_policy::{FeeBearer, PayoutPolicy};
 pub use replay::Replay;
 pub use snapshot::{PartnerRules, RuleSnapshot, SnapshotBuilder};

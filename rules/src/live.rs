@@ -8,6 +8,7 @@ use cezbek_schemas::{PartnerCode, ValueError};
 
 use crate::keys;
 use crate::model::{Campaign, Exclusion, Partner, TierProgram, validate_rule_id};
+use crate::payment_provider::PaymentProvider;
 use crate::snapshot::RuleSnapshot;
 
 /// Which rule a key names.
@@ -17,6 +18,8 @@ pub enum RuleKey {
     Campaign(PartnerCode, String),
     Exclusion(PartnerCode, String),
     Tiers(PartnerCode),
+    /// A payment provider, by name (not a partner's).
+    Provider(String),
 }
 
 /// A rule value.
@@ -26,6 +29,7 @@ pub enum Rule {
     Campaign(Campaign),
     Exclusion(Exclusion),
     Tiers(TierProgram),
+    Provider(PaymentProvider),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,7 +48,7 @@ pub enum RuleError {
 
 impl RuleKey {
     /// Reads a key of the layout `{prefix}partners/{p}`, `{prefix}campaigns/{p}/{id}`,
-    /// `{prefix}exclusions/{p}/{id}`, `{prefix}tiers/{p}`.
+    /// `{prefix}exclusions/{p}/{id}`, `{prefix}tiers/{p}`, `{prefix}providers/{name}`.
     pub fn parse(prefix: &str, key: &str) -> Result<Self, RuleError> {
         let unknown = || RuleError::UnknownKey(key.to_owned());
         let rest = key.strip_prefix(prefix).ok_or_else(unknown)?;
@@ -62,6 +66,7 @@ impl RuleKey {
             ["tiers", code] => Ok(Self::Tiers(partner(code)?)),
             ["campaigns", code, campaign] => Ok(Self::Campaign(partner(code)?, id(campaign)?)),
             ["exclusions", code, exclusion] => Ok(Self::Exclusion(partner(code)?, id(exclusion)?)),
+            ["providers", name] => Ok(Self::Provider(id(name)?)),
             _ => Err(unknown()),
         }
     }
@@ -73,6 +78,7 @@ impl RuleKey {
             Self::Campaign(partner, id) => keys::campaign(prefix, partner, id),
             Self::Exclusion(partner, id) => keys::exclusion(prefix, partner, id),
             Self::Tiers(partner) => keys::tiers(prefix, partner),
+            Self::Provider(name) => keys::provider(prefix, name),
         }
     }
 }
@@ -89,6 +95,7 @@ impl Rule {
                 RuleKey::Exclusion(exclusion.partner.clone(), exclusion.id.clone())
             }
             Self::Tiers(program) => RuleKey::Tiers(program.partner.clone()),
+            Self::Provider(provider) => RuleKey::Provider(provider.name.clone()),
         }
     }
 
@@ -98,6 +105,7 @@ impl Rule {
             Self::Campaign(campaign) => campaign.validate(),
             Self::Exclusion(exclusion) => exclusion.validate(),
             Self::Tiers(program) => program.validate(),
+            Self::Provider(provider) => provider.validate(),
         }
     }
 
@@ -108,6 +116,7 @@ impl Rule {
             Self::Campaign(campaign) => serde_json::to_string(campaign),
             Self::Exclusion(exclusion) => serde_json::to_string(exclusion),
             Self::Tiers(program) => serde_json::to_string(program),
+            Self::Provider(provider) => serde_json::to_string(provider),
         };
         // Plain structs of strings and numbers always serialise.
         json.unwrap_or_default()
@@ -137,6 +146,7 @@ impl Rule {
             RuleKey::Campaign(..) => serde_json::from_slice(value).map(Self::Campaign),
             RuleKey::Exclusion(..) => serde_json::from_slice(value).map(Self::Exclusion),
             RuleKey::Tiers(_) => serde_json::from_slice(value).map(Self::Tiers),
+            RuleKey::Provider(_) => serde_json::from_slice(value).map(Self::Provider),
         };
         rule.map_err(|error| error.to_string())
     }
@@ -193,6 +203,7 @@ impl RuleSet {
                 Rule::Campaign(campaign) => builder.campaign(campaign),
                 Rule::Exclusion(exclusion) => builder.exclusion(exclusion),
                 Rule::Tiers(program) => builder.tiers(program),
+                Rule::Provider(provider) => builder.provider(provider),
             };
         }
         builder.build(revision)

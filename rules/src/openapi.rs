@@ -74,6 +74,45 @@ pub fn optional_wallet() -> RefOr<Schema> {
         .into()
 }
 
+/// A provider's channels: an object whose properties are wallet codes, each with its terms;
+/// at least one, no other names.
+pub fn provider_channels() -> RefOr<Schema> {
+    let mut channels = ObjectBuilder::new().min_properties(Some(1)).additional_properties(Some(
+        utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+    ));
+    for wallet in crate::payout_policy::WALLETS {
+        channels = channels.property(*wallet, Ref::from_schema_name("ChannelTerms"));
+    }
+    channels.into()
+}
+
+/// A provider's credentials: role → the name of the environment variable holding it. Which
+/// roles depends on the adapter (stated in the description); only names, never secrets.
+pub fn provider_credentials() -> RefOr<Schema> {
+    let name = || {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(r"^[A-Z_][A-Z0-9_]{0,127}$"))
+            .description(Some("an environment variable's name"))
+    };
+    let mut roles: Vec<&str> = crate::payment_provider::AdapterKind::ALL
+        .iter()
+        .flat_map(|adapter| adapter.credentials().iter().copied())
+        .collect();
+    roles.sort_unstable();
+    roles.dedup();
+    let mut credentials = ObjectBuilder::new()
+        .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(false)))
+        .description(Some(
+            "Exactly the adapter's roles: xendit secret_key, callback_token; iris creator_key, \
+             approver_key, merchant_key; snap client_key, client_secret, private_key",
+        ));
+    for role in roles {
+        credentials = credentials.property(role, name());
+    }
+    credentials.into()
+}
+
 /// A partner's signing keys, shown without their secrets and never accepted in a request.
 pub fn signing_keys() -> RefOr<Schema> {
     let mut keys = ArrayBuilder::new()

@@ -2,7 +2,7 @@
 //! once here, so `evaluate()` only looks things up: campaigns by partner and MCC, exclusions by
 //! MCC, merchant and msisdn.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono_tz::Tz;
 
@@ -11,6 +11,7 @@ use cezbek_schemas::{Mcc, Msisdn, PartnerCode};
 use crate::model::{
     Campaign, CampaignStatus, Exclusion, ExclusionTarget, Partner, TierProgram, normalize_merchant,
 };
+use crate::payment_provider::PaymentProvider;
 
 /// A campaign with its merchant list normalised once.
 #[derive(Debug, Clone)]
@@ -66,6 +67,8 @@ impl PartnerRules {
 pub struct RuleSnapshot {
     revision: i64,
     partners: HashMap<PartnerCode, PartnerRules>,
+    /// The payment providers, by name (in name order: routing ties never depend on arrival).
+    providers: BTreeMap<String, PaymentProvider>,
 }
 
 impl RuleSnapshot {
@@ -84,6 +87,11 @@ impl RuleSnapshot {
 
     pub fn partners(&self) -> impl Iterator<Item = &PartnerRules> {
         self.partners.values()
+    }
+
+    /// The payment providers, in name order.
+    pub fn providers(&self) -> impl Iterator<Item = &PaymentProvider> {
+        self.providers.values()
     }
 
     /// How many days of a customer's purchases a decision can read: the partner's tier window,
@@ -105,9 +113,15 @@ pub struct SnapshotBuilder {
     campaigns: Vec<Campaign>,
     exclusions: Vec<Exclusion>,
     tiers: Vec<TierProgram>,
+    providers: Vec<PaymentProvider>,
 }
 
 impl SnapshotBuilder {
+    pub fn provider(mut self, provider: PaymentProvider) -> Self {
+        self.providers.push(provider);
+        self
+    }
+
     pub fn partner(mut self, partner: Partner) -> Self {
         self.partners.push(partner);
         self
@@ -180,6 +194,8 @@ impl SnapshotBuilder {
             let partner = program.partner.clone();
             partners.entry(partner).or_default().tiers = Some(program);
         }
-        RuleSnapshot { revision, partners }
+        let providers =
+            self.providers.into_iter().map(|provider| (provider.name.clone(), provider)).collect();
+        RuleSnapshot { revision, partners, providers }
     }
 }

@@ -147,6 +147,7 @@ pub fn snapshot(rules: Vec<Rule>, revision: i64) -> RuleSnapshot {
             Rule::Campaign(campaign) => builder.campaign(campaign),
             Rule::Exclusion(exclusion) => builder.exclusion(exclusion),
             Rule::Tiers(program) => builder.tiers(program),
+            Rule::Provider(provider) => builder.provider(provider),
         })
         .build(revision)
 }

@@ -12,130 +12,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveTime, Utc};
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
 
 use cezbek_schemas::{Currency, Msisdn};
 
-/// A provider as configured (`CEZBEK_PAYOUTS_PROVIDERS`, a JSON file). Credentials are given
-/// by reference (the name of the environment variable holding each), never in the file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderSpec {
-    /// Unique; names the provider's float and fee accounts in the journal.
-    pub name: String,
-    pub adapter: AdapterKind,
-    pub base_url: String,
-    /// Each credential the adapter needs ([`AdapterKind::credentials`]) → the environment
-    /// variable holding it.
-    pub credentials: BTreeMap<String, String>,
-    /// By wallet code (`OVO`, `DANA`, …): what a payout to that wallet costs and may be.
-    pub channels: BTreeMap<String, ChannelTerms>,
-    /// When it pays; always when left out.
-    #[serde(default)]
-    pub hours: Option<Hours>,
-    #[serde(default = "enabled")]
-    pub enabled: bool,
-    /// A call unanswered after this has an unknown outcome.
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
-}
-
-fn enabled() -> bool {
-    true
-}
-
-fn default_timeout_ms() -> u64 {
-    10_000
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AdapterKind {
-    /// Xendit's payouts API.
-    Xendit,
-    /// Midtrans Iris: create, then approve.
-    Iris,
-    /// A wallet's direct top-up in Bank Indonesia's SNAP standard.
-    Snap,
-}
-
-impl AdapterKind {
-    /// The credentials its API needs, by role.
-    pub fn credentials(self) -> &'static [&'static str] {
-        match self {
-            Self::Xendit => &["secret_key", "callback_token"],
-            Self::Iris => &["creator_key", "approver_key", "merchant_key"],
-            Self::Snap => &["client_key", "client_secret", "private_key"],
-        }
-    }
-}
-
-/// A channel's terms at one provider; amounts in minor units of the payout's currency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChannelTerms {
-    pub fee: FeeSchedule,
-    pub min_amount: i64,
-    pub max_amount: i64,
-}
-
-/// Fixed + basis points of the amount, and VAT in basis points of that fee. Each part is
-/// rounded up to the currency's whole unit, as providers bill in whole units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeeSchedule {
-    #[serde(default)]
-    pub fixed: i64,
-    #[serde(default)]
-    pub basis_points: i64,
-    #[serde(default)]
-    pub vat_basis_points: i64,
-}
-
-impl FeeSchedule {
-    /// The fee with its VAT for a payout of `amount`, minor units; `unit` is the currency's
-    /// whole unit in minor units (100 for IDR).
-    pub fn fee(&self, amount: i64, unit: i64) -> i64 {
-        let unit = i128::from(unit.max(1));
-        // Amounts and rates are never negative here (validated), so ceil is (a + b - 1) / b.
-        let ceil_div =
-            |numerator: i128, denominator: i128| (numerator.max(0) + denominator - 1) / denominator;
-        let whole = |minor: i128| ceil_div(minor, unit) * unit;
-        let share = ceil_div(i128::from(amount) * i128::from(self.basis_points), 10_000);
-        let fee = whole(i128::from(self.fixed)) + whole(share);
-        let vat = whole(ceil_div(fee * i128::from(self.vat_basis_points), 10_000));
-        i64::try_from(fee + vat).unwrap_or(i64::MAX)
-    }
-}
-
-/// Operating hours in a time zone: open from `open` until `close` (exclusive); `close` before
-/// `open` spans midnight.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Hours {
-    pub open: NaiveTime,
-    pub close: NaiveTime,
-    /// An IANA name, e.g. `Asia/Jakarta`.
-    #[serde(deserialize_with = "time_zone")]
-    pub time_zone: chrono_tz::Tz,
-}
-
-fn time_zone<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<chrono_tz::Tz, D::Error> {
-    let name = String::deserialize(deserializer)?;
-    name.parse().map_err(|_| serde::de::Error::custom(format!("{name:?} is not an IANA time zone")))
-}
-
-impl Hours {
-    pub fn is_open(&self, at: DateTime<Utc>) -> bool {
-        let local = at.with_timezone(&self.time_zone).time();
-        if self.open <= self.close {
-            self.open <= local && local < self.close
-        } else {
-            local >= self.open || local < self.close
-        }
-    }
-}
+/// A provider as admins configure it in campaignex (live in etcd): adapter, address, the
+/// credentials' variable names, channels with fees and limits, hours, enabled.
+pub use cezbek_rules::PaymentProvider as ProviderSpec;
+pub use cezbek_rules::{AdapterKind, ChannelTerms, FeeSchedule, Hours};
 
 /// A provider ready to call: its spec with the credentials read, and what its adapter keeps
 /// between calls (a SNAP access token).
@@ -448,31 +332,6 @@ pub(crate) fn refused_or_unknown(status: reqwest::StatusCode, reason: String) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fees_are_whole_units_rounded_up_with_vat_on_the_fee() {
-        let flat = FeeSchedule { fixed: 250_000, basis_points: 0, vat_basis_points: 1_100 };
-        assert_eq!(flat.fee(5_000_000, 100), 277_500);
-        // 1.5 % of Rp 10,001 is Rp 150.015 → Rp 151; 11 % VAT of Rp 151 is 16.61 → Rp 17.
-        let share = FeeSchedule { fixed: 0, basis_points: 150, vat_basis_points: 1_100 };
-        assert_eq!(share.fee(1_000_100, 100), 16_800);
-        assert_eq!(FeeSchedule { fixed: 0, basis_points: 0, vat_basis_points: 0 }.fee(1, 100), 0);
-    }
-
-    #[test]
-    fn hours_may_span_midnight() {
-        let at = |text: &str| text.parse::<DateTime<Utc>>().unwrap();
-        let day = Hours {
-            open: NaiveTime::from_hms_opt(8, 0, 0).unwrap(),
-            close: NaiveTime::from_hms_opt(20, 0, 0).unwrap(),
-            time_zone: chrono_tz::Asia::Jakarta,
-        };
-        assert!(day.is_open(at("2026-12-07T01:00:00Z")), "08:00 in Jakarta");
-        assert!(!day.is_open(at("2026-12-07T13:00:00Z")), "20:00 in Jakarta");
-        let night = Hours { open: day.close, close: day.open, ..day };
-        assert!(night.is_open(at("2026-12-07T16:00:00Z")), "23:00 in Jakarta");
-        assert!(!night.is_open(at("2026-12-07T03:00:00Z")), "10:00 in Jakarta");
-    }
 
     #[test]
     fn decimal_strings_are_exact_minor_units() {
