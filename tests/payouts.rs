@@ -473,6 +473,40 @@ impl Setup {
         letters
     }
 
+    /// An informer over this test's store and rules, with the admin token; its address.
+    async fn informer(&self) -> String {
+        use cezbek_ledger::LedgerChoice;
+        use cezbek_platform::auth::{AdminTokens, Role};
+        use cezbek_platform::config::HttpConfig;
+        let (port, ops_port) = (free_port(), free_port());
+        let config = cezbek_informer::Config {
+            http: HttpConfig::api(
+                format!("127.0.0.1:{port}").parse().unwrap(),
+                format!("127.0.0.1:{ops_port}").parse().unwrap(),
+            ),
+            postgres: self.postgres.clone(),
+            etcd: self.etcd.clone(),
+            ledger: LedgerChoice::Postgres,
+            tokens: AdminTokens::default().with_token("ops", Role::Viewer, ADMIN),
+            unsubscribe: cezbek_platform::unsubscribe::UnsubscribeKey::new(b"unsubscribe-secret"),
+            cursor_secret: Some("cursor-secret".into()),
+        };
+        tokio::spawn(cezbek_informer::run(config, self.stop_sims.clone()));
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self
+            .http
+            .get(format!("http://127.0.0.1:{ops_port}/readyz"))
+            .send()
+            .await
+            .map_or(true, |r| !r.status().is_success())
+        {
+            assert!(Instant::now() < deadline, "the informer did not become ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        base
+    }
+
     /// Posts a callback to the first process's API with one header.
     async fn callback(&self, provider: &str, header: (&str, &str), body: &Value) -> u16 {
         self.http
@@ -924,6 +958,38 @@ async fn iris_and_snap_adapters_route_fail_over_inquire_and_reconcile_paying_onc
     assert_eq!(tampered["mismatched"], 1, "{tampered}");
     assert_eq!(tampered["lines"][0]["finding"], "amount_mismatch");
     assert_eq!(tampered["lines"][0]["provider_amount"], RP);
+
+    // Customers and partners read balances and payouts through the informer.
+    let informer = setup.informer().await;
+    let read = |n: u32| {
+        let url = format!("{informer}/v1/partners/TOKO/customers/{}/payouts", c(n).as_str());
+        let http = setup.http.clone();
+        async move {
+            let response = http.get(url).bearer_auth(ADMIN).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let paid = read(1).await;
+    assert_eq!(
+        paid["balances"],
+        json!([{"currency": "IDR", "held": 0, "payable": 0, "in_flight": 0, "paid": 20_000 * RP}])
+    );
+    assert_eq!(paid["payouts"][0]["id"], today_id(&c(1)));
+    assert_eq!(paid["payouts"][0]["state"], "SUCCEEDED");
+    assert_eq!(paid["payouts"][0]["provider"], "iris");
+    assert_eq!(paid["payouts"][0]["fee"], 111_000, "Rp 1,000 and 11 % VAT");
+    let reversed = read(5).await;
+    assert_eq!(reversed["balances"][0]["payable"], 20_000 * RP, "the reversal gave it back");
+    assert_eq!(reversed["balances"][0]["paid"], 0, "a reversed payout is not paid");
+    assert_eq!(reversed["payouts"][0]["state"], "REVERSED");
+    let stranger = setup
+        .http
+        .get(format!("{informer}/v1/partners/TOKO/customers/{}/payouts", c(1).as_str()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), 401, "the same authentication as the rest of the informer");
 
     // A float that cannot cover a payout: the provider is passed over, not tried.
     setup.sims["iris"].set_balance(100);

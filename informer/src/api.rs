@@ -1,5 +1,5 @@
-//! The informer's HTTP API: history, summary, one transaction's explanation, the daily report,
-//! and the unsubscribe link of the digests.
+//! The informer's HTTP API: history, summary, payouts, one transaction's explanation, the
+//! daily report, and the unsubscribe link of the digests.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +32,7 @@ use crate::cursor::{CursorCodec, QueryScope};
 use crate::customer_tokens::{CustomerTokenVerifier, Refusal};
 use crate::metrics::Metrics;
 use crate::openapi::{BadParameter, NotFound, Unauthenticated, Unavailable};
+use crate::payouts::{PayoutBalance, PayoutView};
 use crate::report::{DailyReport, DailyTotals};
 
 pub const DEFAULT_LIMIT: u32 = 50;
@@ -43,6 +44,8 @@ const RECENT_DAYS: u64 = 30;
 
 pub struct ApiState {
     pub ledger: Arc<AnyLedger>,
+    /// The payouts' store (PostgreSQL): balances and payout history.
+    pub payouts: sqlx::PgPool,
     pub rules: watch::Receiver<Option<Arc<RuleSnapshot>>>,
     pub tokens: AdminTokens,
     pub customer_tokens: CustomerTokenVerifier,
@@ -64,6 +67,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/openapi.json", get(openapi_document))
         .route("/v1/partners/{partner}/customers/{msisdn}/rewards", get(history))
         .route("/v1/partners/{partner}/customers/{msisdn}/summary", get(summary))
+        .route("/v1/partners/{partner}/customers/{msisdn}/payouts", get(payouts))
         .route("/v1/partners/{partner}/transactions/{transaction_id}", get(transaction))
         .route("/v1/partners/{partner}/reports/daily", get(daily_report))
         .route("/v1/unsubscribe", get(unsubscribe_page).post(unsubscribe))
@@ -470,6 +474,89 @@ pub(crate) async fn summary(
         refunds: totals.refunds,
         rewarded_purchases: totals.rewarded,
         opted_out_of_digests: customer.opted_out,
+    })
+    .into_response())
+}
+
+// ---------------------------------------------------------------- payouts
+
+/// A customer's payout balances and a page of their payouts, newest first.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Payouts)]
+pub(crate) struct PayoutsResponse<'a> {
+    partner: &'a str,
+    msisdn: &'a str,
+    /// One per currency the customer earned or was paid in.
+    balances: Vec<PayoutBalance>,
+    payouts: Vec<PayoutView>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    next_before: Option<DateTime<Utc>>,
+}
+
+/// A customer's balances (held, payable, in flight, paid) and payout history.
+#[utoipa::path(
+    get,
+    path = "/v1/partners/{partner}/customers/{msisdn}/payouts",
+    security(("partnerSignature" = []), ("bearer" = [])),
+    params(
+        ("partner" = String, Path, pattern = "^[A-Z0-9_]{2,16}$"),
+        ("msisdn" = String, Path, description = "any accepted form: +62812…, 0812…, 62812…", pattern = r"^(\+[1-9][0-9]{7,14}|00[1-9][0-9]{7,14}|0[1-9][0-9]{5,12}|[1-9][0-9]{7,14})$"),
+        ("before" = Option<DateTime<Utc>>, Query, description = "only payouts made before this time (RFC 3339): `next_before` of the previous page"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "default 50"),
+    ),
+    responses(
+        (status = 200, description = "Balances and a page of payouts; `next_before` is absent on the last", body = PayoutsResponse),
+        BadParameter,
+        Unauthenticated,
+        (status = 403, description = "This caller may not read this customer", body = Problem, content_type = "application/problem+json"),
+        NotFound,
+        Unavailable,
+    )
+)]
+pub(crate) async fn payouts(
+    State(state): Shared,
+    auth: Authenticated,
+    Path(path): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, Problem> {
+    let (partner, msisdn) = customer_in_path(&auth, &path)?;
+    let mut errors = unknown_parameters(&query, &["before", "limit"]);
+    let before = match query.get("before").map(|text| DateTime::parse_from_rfc3339(text)) {
+        None => None,
+        Some(Ok(at)) => Some(at.with_timezone(&Utc)),
+        Some(Err(error)) => {
+            errors.push(field("before", format!("is not an RFC 3339 time: {error}")));
+            None
+        }
+    };
+    let limit = match query.get("limit").map(|text| text.parse::<u32>()) {
+        None => DEFAULT_LIMIT,
+        Some(Ok(limit)) if (1..=MAX_LIMIT).contains(&limit) => limit,
+        Some(_) => {
+            errors.push(field("limit", format!("must be a whole number from 1 to {MAX_LIMIT}")));
+            DEFAULT_LIMIT
+        }
+    };
+    if !errors.is_empty() {
+        return Err(Problem::bad_request(errors));
+    }
+    let before = before.unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let (balances, payouts) = tokio::join!(
+        crate::payouts::balances(&state.payouts, &partner, &msisdn),
+        crate::payouts::history(&state.payouts, &partner, &msisdn, before, limit),
+    );
+    let (balances, payouts) = match (balances, payouts) {
+        (Ok(balances), Ok(payouts)) => (balances, payouts),
+        (Err(error), _) | (_, Err(error)) => return Err(unavailable("the payouts", &error)),
+    };
+    let full = payouts.len() == usize::try_from(limit).unwrap_or(usize::MAX);
+    let next_before = payouts.last().filter(|_| full).map(|payout| payout.created_at);
+    Ok(Json(PayoutsResponse {
+        partner: partner.as_str(),
+        msisdn: msisdn.as_str(),
+        balances,
+        payouts,
+        next_before,
     })
     .into_response())
 }

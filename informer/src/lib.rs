@@ -9,6 +9,7 @@ pub mod cursor;
 pub mod customer_tokens;
 pub mod metrics;
 mod openapi;
+mod payouts;
 pub mod report;
 
 pub use openapi::document as openapi_document;
@@ -138,8 +139,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             key
         }
     };
+    // The payouts keep their money in PostgreSQL whichever ledger holds the rewards.
+    let payouts = postgres::connect_lazy(&config.postgres)?;
     let state = api::ApiState {
         ledger,
+        payouts,
         rules,
         tokens: config.tokens.clone(),
         customer_tokens: CustomerTokenVerifier::new(),

@@ -42,8 +42,8 @@ pub struct Unavailable(Problem);
     info(
         title = "Cezbek informer",
         version = "1",
-        description = "Reads of the reward ledger: a customer's history and summary, one \
-            transaction's explanation, a partner's daily report, and the digests' unsubscribe \
+        description = "Reads of the reward ledger: a customer's history and summary, their \
+            payout balances and payouts, one transaction's explanation, a partner's daily report, and the digests' unsubscribe \
             link. Partners sign their requests (as for the ingestor); admins and customers \
             send bearer tokens. Money is integer minor units. Errors are \
             application/problem+json (RFC 9457)."
@@ -52,6 +52,7 @@ pub struct Unavailable(Problem);
         api::openapi_document,
         api::history,
         api::summary,
+        api::payouts,
         api::transaction,
         api::daily_report,
         api::unsubscribe_page,

@@ -591,6 +591,26 @@ async fn the_summary_shows_tier_progress_and_cashback() {
     assert_eq!(status, 200);
     assert_eq!((body["tier"].clone(), body["cashback_lifetime"].clone()), (Value::Null, json!(0)));
     assert_eq!(body["next_tier"]["name"], "SILVER");
+
+    // Payouts: the payouts service never ran against this store, so nothing is owed or paid
+    // yet (tests/payouts.rs reads real balances through the informer); the parameters are
+    // checked all the same, and a customer reads only their own.
+    let target = "/v1/partners/TOKO/customers/081200000001/payouts";
+    let (status, body) = harness.with_bearer(&token, target).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"partner": "TOKO", "msisdn": "+6281200000001", "balances": [], "payouts": [], "next_before": null})
+    );
+    let (status, body) =
+        harness.with_bearer(&token, &format!("{target}?limit=0&before=today&x=1")).await;
+    assert_eq!(status, 400, "{body}");
+    let fields: Vec<&str> =
+        body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["x", "before", "limit"]);
+    let (status, _) =
+        harness.with_bearer(&token, "/v1/partners/TOKO/customers/081200000009/payouts").await;
+    assert_eq!(status, 403, "another customer's payouts");
 }
 
 #[tokio::test]
