@@ -352,10 +352,20 @@ impl Setup {
     }
 
     /// The simulators' executions agree with the journal: every payout executed at most once
-    /// over all providers, a succeeded one exactly once and for its amount, a reversed one
-    /// executed and reversed; and the journal balances.
+    /// over all providers, a succeeded one exactly once and for what its paying attempt sent
+    /// (the payout's amount, less the fee when the customer bears it), a reversed one executed
+    /// and reversed; and the journal balances.
     async fn assert_exactly_once(&self) {
         let payouts = self.payouts().await;
+        let sent_by: HashMap<String, i64> = sqlx::query(
+            "SELECT payout_id, amount FROM payout_attempts WHERE state IN ('SUCCEEDED', 'REVERSED')",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get("payout_id"), row.get("amount")))
+        .collect();
         let mut executed: HashMap<String, Vec<(&str, i64, bool)>> = HashMap::new();
         for (name, sim) in &self.sims {
             for run in sim.executed() {
@@ -374,8 +384,10 @@ impl Setup {
                 "SUCCEEDED" => {
                     assert_eq!(runs.len(), 1, "{id} succeeded without one execution");
                     let (at, sent, reversed) = runs[0];
-                    assert_eq!((Some(at), sent, reversed), (provider.as_deref(), *amount, false));
-                    paid_total += amount;
+                    let attempt = sent_by[id];
+                    assert!(attempt <= *amount, "{id} sent {attempt}, more than its {amount}");
+                    assert_eq!((Some(at), sent, reversed), (provider.as_deref(), attempt, false));
+                    paid_total += attempt;
                 }
                 "REVERSED" => assert!(runs.len() == 1 && runs[0].2, "{id}: {runs:?}"),
                 "FAILED" => assert!(runs.is_empty(), "{id} failed yet executed: {runs:?}"),
@@ -1007,4 +1019,27 @@ async fn iris_and_snap_adapters_route_fail_over_inquire_and_reconcile_paying_onc
     let chosen_over: Value = rows[0].get("chosen_over");
     let iris = chosen_over.as_array().unwrap().iter().find(|over| over["provider"] == "iris");
     assert!(iris.unwrap()["reason"].as_str().unwrap().contains("float"), "{chosen_over}");
+
+    // The partner switches its policy to the customer bearing the fee: the next payout sends
+    // the amount less the fee, and the customer's balance gives up the whole amount.
+    let customer_pays = PayoutPolicy { fee_bearer: FeeBearer::Customer, ..policy() };
+    let toko = Rule::Partner(Partner { payout_policy: Some(customer_pays), ..partner() });
+    let mut client = etcd::connect(&setup.etcd).await.unwrap();
+    client.put(toko.key().path(&setup.etcd.prefix), toko.to_json(), None).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    setup.publish_rewards(&[reward(&c(8), "a-8", 20_000 * RP, 10)]).await;
+    setup.wait_settled(14, Duration::from_secs(60)).await;
+    let fee = 133_200; // SNAP's Rp 1,200 and 11 % VAT, through OVO now that Iris has no float.
+    let (state, amount, provider) = setup.payouts().await[&today_id(&c(8))].clone();
+    assert_eq!(
+        (state.as_str(), amount, provider.as_deref()),
+        ("SUCCEEDED", 20_000 * RP, Some("snap"))
+    );
+    let sent = setup.sims["snap"].executed().into_iter().find(|run| run.account == c(8).as_str());
+    assert_eq!(
+        sent.map(|run| (run.amount, run.fee + run.vat)),
+        Some((20_000 - fee / RP, fee / RP))
+    );
+    assert_eq!(setup.payable(&c(8)).await, 0, "the whole amount left the balance");
+    setup.assert_exactly_once().await;
 }
