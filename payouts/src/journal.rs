@@ -268,14 +268,16 @@ impl Journal {
         account: &Account,
         currency: Currency,
     ) -> Result<i64, JournalError> {
-        let balance: Option<i64> = sqlx::query_scalar(
-            "SELECT balance FROM payout_balances WHERE account = $1 AND currency = $2",
+        // The sum of its slots (one for a customer's account).
+        let balance: i64 = sqlx::query_scalar(
+            "SELECT coalesce(sum(balance), 0)::int8 FROM payout_balances \
+             WHERE account = $1 AND currency = $2",
         )
         .bind(account.name())
         .bind(currency.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(balance.unwrap_or(0))
+        Ok(balance)
     }
 
     /// Checks the journal against itself: every stored balance is the sum of its transfers,
@@ -291,7 +293,9 @@ impl Journal {
              SELECT coalesce(b.account, s.account) AS account, \
                     coalesce(b.currency, s.currency) AS currency, \
                     coalesce(b.balance, 0) AS stored, coalesce(s.expected, 0) AS expected \
-             FROM payout_balances b FULL JOIN sums s USING (account, currency) \
+             FROM (SELECT account, currency, sum(balance)::int8 AS balance FROM payout_balances \
+                   GROUP BY account, currency) b \
+             FULL JOIN sums s USING (account, currency) \
              WHERE coalesce(b.balance, 0) <> coalesce(s.expected, 0)",
         )
         .fetch_all(&self.pool)
@@ -400,8 +404,10 @@ pub(crate) async fn post_in(
         }
     }
     // The balances the new transfers change, in one statement in account order (two
-    // batches touching the same accounts lock them in the same order: no deadlock).
-    let mut deltas: BTreeMap<(String, String), i64> = BTreeMap::new();
+    // batches touching the same accounts lock them in the same order: no deadlock). A shared
+    // account's change goes to one of its slots, chosen by this batch's first transfer.
+    let slot = shared_account_slot(&unique[0].id);
+    let mut deltas: BTreeMap<(String, String, i16), i64> = BTreeMap::new();
     for (transfer, row) in unique.iter().zip(&stored) {
         if !fresh.contains(transfer.id.as_str()) {
             continue;
@@ -411,28 +417,52 @@ pub(crate) async fn post_in(
             field: "amount",
             reason: "overflows a balance".into(),
         };
-        let debit = deltas.entry((row.debit.clone(), row.currency.clone())).or_default();
+        let slot_of = |account: &str| if account.starts_with("customer/") { 0 } else { slot };
+        let debit = deltas
+            .entry((row.debit.clone(), row.currency.clone(), slot_of(&row.debit)))
+            .or_default();
         *debit = debit.checked_sub(transfer.amount).ok_or_else(overflow)?;
-        let credit = deltas.entry((row.credit.clone(), row.currency.clone())).or_default();
+        let credit = deltas
+            .entry((row.credit.clone(), row.currency.clone(), slot_of(&row.credit)))
+            .or_default();
         *credit = credit.checked_add(transfer.amount).ok_or_else(overflow)?;
     }
-    let (accounts, rest): (Vec<_>, Vec<_>) = deltas.into_iter().unzip();
-    let (currencies, amounts): (Vec<String>, Vec<i64>) =
-        (accounts.iter().map(|(_, c)| c.clone()).collect(), rest);
-    let names: Vec<String> = accounts.into_iter().map(|(a, _)| a).collect();
+    let mut names = Vec::with_capacity(deltas.len());
+    let mut currencies = Vec::with_capacity(deltas.len());
+    let mut slots = Vec::with_capacity(deltas.len());
+    let mut amounts = Vec::with_capacity(deltas.len());
+    for ((name, currency, slot), amount) in deltas {
+        names.push(name);
+        currencies.push(currency);
+        slots.push(slot);
+        amounts.push(amount);
+    }
     sqlx::query(
-        "INSERT INTO payout_balances (account, currency, balance) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[]) ORDER BY 1, 2 \
-         ON CONFLICT (account, currency) \
+        "INSERT INTO payout_balances (account, currency, slot, balance) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int8[]) ORDER BY 1, 2, 3 \
+         ON CONFLICT (account, currency, slot) \
          DO UPDATE SET balance = payout_balances.balance + EXCLUDED.balance",
     )
     .bind(&names)
     .bind(&currencies)
+    .bind(&slots)
     .bind(&amounts)
     .execute(&mut *connection)
     .await?;
     track_holds(connection, &unique, &fresh).await?;
     Ok(ids.into_iter().filter(|id| fresh.contains(id.as_str())).collect())
+}
+
+/// Slots a shared account's balance is spread over (see migration 40008).
+const SHARED_ACCOUNT_SLOTS: u64 = 16;
+
+/// The slot a batch posts a shared account's change to: spread by the batch's first transfer
+/// id (FNV-1a), so concurrent payouts seldom wait for one another.
+fn shared_account_slot(first_transfer: &str) -> i16 {
+    let hash = first_transfer.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    i16::try_from(hash % SHARED_ACCOUNT_SLOTS).unwrap_or(0)
 }
 
 /// Keeps `payout_holds` in step with the new transfers: an earning is held until released.

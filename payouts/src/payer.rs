@@ -25,7 +25,7 @@ use cezbek_schemas::{Currency, PartnerCode};
 
 use crate::journal::Journal;
 use crate::metrics::Metrics;
-use crate::payout::{Limits, Payout, PayoutError, PayoutState, Reservation};
+use crate::payout::{Answered, Limits, Payout, PayoutError, PayoutState, Reservation};
 use crate::providers::{Inquiry, Looked, PayoutRequest, Provider, ProviderStatus, Submitted};
 use crate::registry::Registry;
 use crate::routing::{Floats, Health, Need, route};
@@ -60,6 +60,8 @@ const RESERVING_AT_ONCE: usize = 16;
 enum Next {
     Done,
     After(Duration),
+    /// The step ended the claim itself, with its last write.
+    Released,
 }
 
 struct Inner {
@@ -308,6 +310,7 @@ impl Payer {
         let (after, done) = match next {
             Next::Done => (Duration::ZERO, true),
             Next::After(after) => (after, false),
+            Next::Released => return,
         };
         let owner = &self.inner.settings.owner;
         if let Err(error) = self.inner.journal.release_claim(&id, owner, after, done).await {
@@ -330,7 +333,12 @@ impl Payer {
         let payout = claimed.payout;
         let bearer = self.policy(&payout.partner).map(|policy| policy.fee_bearer);
         let bearer = bearer.unwrap_or_default();
-        let attempts = journal.attempts(&payout.id).await?;
+        // A payout never sent has no attempts: no need to ask.
+        let attempts = if payout.state == PayoutState::Reserved && payout.attempt == 0 {
+            Vec::new()
+        } else {
+            journal.attempts(&payout.id).await?
+        };
         match payout.state {
             PayoutState::Failed | PayoutState::Reversed => Ok(Next::Done),
             PayoutState::Succeeded => {
@@ -466,18 +474,24 @@ impl Payer {
             self.inner.metrics.call(name, "answered");
             match status {
                 ProviderStatus::Pending => {
+                    let owner = &settings.owner;
                     journal
-                        .attempt_answered(&attempt, AttemptState::Pending, Some(&reference), None)
+                        .attempt_pending(&attempt, &reference, owner, settings.poll_every)
                         .await?;
-                    return Ok(Next::After(settings.poll_every));
+                    return Ok(Next::Released);
                 }
                 ProviderStatus::Succeeded => {
-                    journal
-                        .attempt_answered(&attempt, AttemptState::Succeeded, Some(&reference), None)
-                        .await?;
-                    let paid = journal.succeeded(&payout.id, attempt.fee, bearer).await?;
+                    // The answer, the settlement and the end of the claim: one transaction.
+                    let answered = Answered {
+                        attempt: &attempt,
+                        state: AttemptState::Succeeded,
+                        reference: Some(&reference),
+                        owner: &settings.owner,
+                    };
+                    let (paid, released) =
+                        journal.settled(&payout.id, attempt.fee, bearer, Some(answered)).await?;
                     self.inner.metrics.changed(&paid);
-                    return Ok(Next::Done);
+                    return Ok(if released { Next::Released } else { Next::Done });
                 }
                 ProviderStatus::Reversed => {
                     journal

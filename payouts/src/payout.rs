@@ -218,18 +218,19 @@ impl Journal {
         if amount < limits.minimum || amount <= 0 {
             return Ok(Reservation::BelowMinimum { payable });
         }
-        sqlx::query(
+        let row = sqlx::query(&format!(
             "INSERT INTO payouts (id, partner, msisdn, currency, amount, wallet, state) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'RESERVED')",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6, 'RESERVED') RETURNING {PAYOUT_COLUMNS}"
+        ))
         .bind(&id)
         .bind(partner.as_str())
         .bind(msisdn.as_str())
         .bind(currency.to_string())
         .bind(amount)
         .bind(wallet)
-        .execute(&mut *transaction)
+        .fetch_one(&mut *transaction)
         .await?;
+        let payout = payout_of(&id, &row)?;
         let reserve = Transfer {
             id: format!("{}/{id}", TransferKind::PayoutReserve.as_str()),
             kind: TransferKind::PayoutReserve,
@@ -241,9 +242,6 @@ impl Journal {
             effective_at: Utc::now(),
         };
         post_in(&mut transaction, &[reserve]).await?;
-        let payout = read(&mut transaction, &id)
-            .await?
-            .ok_or_else(|| PayoutError::Unknown { id: id.clone() })?;
         record_event(&mut transaction, &payout).await?;
         transaction.commit().await?;
         Ok(Reservation::New(payout))
@@ -264,7 +262,19 @@ impl Journal {
         fee: i64,
         bearer: FeeBearer,
     ) -> Result<Payout, PayoutError> {
-        self.advance(id, PayoutState::Succeeded, None, Some(fee), |payout| {
+        self.settled(id, fee, bearer, None).await.map(|(payout, _)| payout)
+    }
+
+    /// [`Self::succeeded`], recording the paying attempt's answer and ending the payer's claim
+    /// in the same transaction when `answered` is given. True when the claim ended with it.
+    pub(crate) async fn settled(
+        &self,
+        id: &str,
+        fee: i64,
+        bearer: FeeBearer,
+        answered: Option<Answered<'_>>,
+    ) -> Result<(Payout, bool), PayoutError> {
+        self.advance_with(id, PayoutState::Succeeded, None, Some(fee), answered, |payout| {
             let provider = payout.provider.clone().unwrap_or_default();
             let float = Account::ProviderFloat { provider };
             let in_flight = Account::CustomerInFlight {
@@ -339,38 +349,87 @@ impl Journal {
         fee: Option<i64>,
         transfers: impl FnOnce(&Payout) -> Vec<Transfer>,
     ) -> Result<Payout, PayoutError> {
+        self.advance_with(id, to, provider, fee, None, transfers).await.map(|(payout, _)| payout)
+    }
+
+    /// Moves a payout to `to` with its transfers and event, in one transaction; with
+    /// `answered`, also records the attempt's answer and ends the payer's claim (the payout is
+    /// done), so a settlement is one transaction. The state guard is the update itself: the
+    /// row is read back only when it did not apply (already there, or not allowed).
+    pub(crate) async fn advance_with(
+        &self,
+        id: &str,
+        to: PayoutState,
+        provider: Option<&str>,
+        fee: Option<i64>,
+        answered: Option<Answered<'_>>,
+        transfers: impl FnOnce(&Payout) -> Vec<Transfer>,
+    ) -> Result<(Payout, bool), PayoutError> {
         let mut transaction = self.pool.begin().await?;
-        let Some(current) = read_for_update(&mut transaction, id).await? else {
-            return Err(PayoutError::Unknown { id: id.into() });
+        let from: Vec<&str> = to.from().to_vec();
+        let (attempt_id, attempt_number, attempt_state, reference, owner) = match &answered {
+            Some(answered) => (
+                Some(answered.attempt.payout_id.as_str()),
+                Some(answered.attempt.number),
+                Some(answered.state.as_str()),
+                answered.reference,
+                Some(answered.owner),
+            ),
+            None => (None, None, None, None, None),
         };
-        if current.state == to {
-            return Ok(current);
-        }
-        if !to.from().contains(&current.state.as_str()) {
+        let row = sqlx::query(&format!(
+            "WITH answered AS ( \
+                 UPDATE payout_attempts SET state = $6, \
+                     provider_reference = coalesce($7, provider_reference), updated_at = now() \
+                 WHERE payout_id = $5 AND attempt = $8) \
+             UPDATE payouts SET state = $2, provider = coalesce($3, provider), \
+                 fee = coalesce($4, fee), updated_at = now(), \
+                 claimed_until = CASE WHEN claimed_by = $9 THEN NULL ELSE claimed_until END, \
+                 recheck = CASE WHEN claimed_by = $9 THEN false ELSE recheck END \
+             WHERE id = $1 AND state = ANY($10::text[]) \
+             RETURNING {PAYOUT_COLUMNS}"
+        ))
+        .bind(id)
+        .bind(to.as_str())
+        .bind(provider)
+        .bind(fee)
+        .bind(attempt_id)
+        .bind(attempt_state)
+        .bind(reference)
+        .bind(attempt_number)
+        .bind(owner)
+        .bind(&from)
+        .fetch_optional(&mut *transaction)
+        .await?;
+        let Some(row) = row else {
+            let current = read(&mut transaction, id)
+                .await?
+                .ok_or_else(|| PayoutError::Unknown { id: id.into() })?;
+            if current.state == to {
+                return Ok((current, false));
+            }
             return Err(PayoutError::Transition {
                 id: id.into(),
                 from: current.state.as_str(),
                 to: to.as_str(),
             });
-        }
-        sqlx::query(
-            "UPDATE payouts SET state = $2, provider = coalesce($3, provider), \
-             fee = coalesce($4, fee), updated_at = now() WHERE id = $1",
-        )
-        .bind(id)
-        .bind(to.as_str())
-        .bind(provider)
-        .bind(fee)
-        .execute(&mut *transaction)
-        .await?;
-        let updated = read(&mut transaction, id)
-            .await?
-            .ok_or_else(|| PayoutError::Unknown { id: id.into() })?;
+        };
+        let updated = payout_of(id, &row)?;
         post_in(&mut transaction, &transfers(&updated)).await?;
         record_event(&mut transaction, &updated).await?;
         transaction.commit().await?;
-        Ok(updated)
+        Ok((updated, answered.is_some()))
     }
+}
+
+/// An attempt's answer recorded with the payout's state change, by the payer holding it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Answered<'a> {
+    pub attempt: &'a crate::work::Attempt,
+    pub state: crate::work::AttemptState,
+    pub reference: Option<&'a str>,
+    /// The payer's name: its claim ends with the change.
+    pub owner: &'a str,
 }
 
 /// A transfer of a payout, its id derived from the payout's.
@@ -404,18 +463,6 @@ pub(crate) async fn read(
         .bind(id)
         .fetch_optional(&mut *connection)
         .await?;
-    row.as_ref().map(|row| payout_of(id, row)).transpose()
-}
-
-async fn read_for_update(
-    connection: &mut sqlx::PgConnection,
-    id: &str,
-) -> Result<Option<Payout>, PayoutError> {
-    let row =
-        sqlx::query(&format!("SELECT {PAYOUT_COLUMNS} FROM payouts WHERE id = $1 FOR UPDATE"))
-            .bind(id)
-            .fetch_optional(&mut *connection)
-            .await?;
     row.as_ref().map(|row| payout_of(id, row)).transpose()
 }
 

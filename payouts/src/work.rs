@@ -266,20 +266,30 @@ impl Journal {
         passed_over: &[PassedOver],
     ) -> Result<Attempt, PayoutError> {
         let mut transaction = self.pool.begin().await?;
-        let row = sqlx::query("SELECT state, attempt FROM payouts WHERE id = $1 FOR UPDATE")
-            .bind(&payout.id)
-            .fetch_optional(&mut *transaction)
-            .await?
-            .ok_or_else(|| PayoutError::Unknown { id: payout.id.clone() })?;
-        let state: String = row.try_get("state")?;
-        let last: i32 = row.try_get("attempt")?;
-        if !matches!(state.as_str(), "RESERVED" | "SUBMITTED") || last + 1 != number {
+        // The guard is the update: the payout is still open and `number` its next attempt (the
+        // row lock it takes makes a second writer of this attempt wait, then find it taken).
+        let row = sqlx::query(&format!(
+            "UPDATE payouts SET state = 'SUBMITTED', provider = $2, attempt = $3, \
+                 updated_at = now() \
+             WHERE id = $1 AND state IN ('RESERVED', 'SUBMITTED') AND attempt = $3 - 1 \
+             RETURNING {PAYOUT_COLUMNS}"
+        ))
+        .bind(&payout.id)
+        .bind(provider)
+        .bind(number)
+        .fetch_optional(&mut *transaction)
+        .await?;
+        let Some(row) = row else {
+            let current = crate::payout::read(&mut transaction, &payout.id)
+                .await?
+                .ok_or_else(|| PayoutError::Unknown { id: payout.id.clone() })?;
             return Err(PayoutError::Transition {
                 id: payout.id.clone(),
-                from: if state == "RESERVED" { "RESERVED" } else { "SUBMITTED" },
+                from: current.state.as_str(),
                 to: "SUBMITTED",
             });
-        }
+        };
+        let submitted = payout_of(&payout.id, &row)?;
         let key = idempotency_key(&payout.id, number);
         let chosen_over = serde_json::to_value(passed_over)
             .map_err(|error| corrupt(&payout.id, &error.to_string()))?;
@@ -298,18 +308,6 @@ impl Journal {
         .bind(&chosen_over)
         .execute(&mut *transaction)
         .await?;
-        sqlx::query(
-            "UPDATE payouts SET state = 'SUBMITTED', provider = $2, attempt = $3, \
-                 updated_at = now() WHERE id = $1",
-        )
-        .bind(&payout.id)
-        .bind(provider)
-        .bind(number)
-        .execute(&mut *transaction)
-        .await?;
-        let submitted = crate::payout::read(&mut transaction, &payout.id)
-            .await?
-            .ok_or_else(|| PayoutError::Unknown { id: payout.id.clone() })?;
         crate::payout::record_event(&mut transaction, &submitted).await?;
         transaction.commit().await?;
         Ok(Attempt {
@@ -324,6 +322,37 @@ impl Journal {
             state: AttemptState::Sending,
             failure: None,
         })
+    }
+
+    /// The provider accepted the attempt and is still paying: recorded, and the payer's claim
+    /// ends, its next look due after `after` (at once if a callback came meanwhile), in one
+    /// statement.
+    pub async fn attempt_pending(
+        &self,
+        attempt: &Attempt,
+        reference: &str,
+        owner: &str,
+        after: Duration,
+    ) -> Result<(), PayoutError> {
+        sqlx::query(
+            "WITH answered AS ( \
+                 UPDATE payout_attempts SET state = 'PENDING', provider_reference = $3, \
+                     updated_at = now() \
+                 WHERE payout_id = $1 AND attempt = $2) \
+             UPDATE payouts SET claimed_until = NULL, \
+                 next_check_at = CASE WHEN recheck THEN now() \
+                                      ELSE now() + $5 * interval '1 millisecond' END, \
+                 recheck = false \
+             WHERE id = $1 AND claimed_by = $4",
+        )
+        .bind(&attempt.payout_id)
+        .bind(attempt.number)
+        .bind(reference)
+        .bind(owner)
+        .bind(i64::try_from(after.as_millis()).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Records what the provider said of an attempt.
