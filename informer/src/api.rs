@@ -173,6 +173,18 @@ fn partner_rules<'a>(
         .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no partner {partner}")))
 }
 
+/// A page's `limit` (default 50, 1 to 200); a bad one is added to `errors`.
+fn page_limit(query: &HashMap<String, String>, errors: &mut Vec<FieldError>) -> u32 {
+    match query.get("limit").map(|text| text.parse::<u32>()) {
+        None => DEFAULT_LIMIT,
+        Some(Ok(limit)) if (1..=MAX_LIMIT).contains(&limit) => limit,
+        Some(_) => {
+            errors.push(field("limit", format!("must be a whole number from 1 to {MAX_LIMIT}")));
+            DEFAULT_LIMIT
+        }
+    }
+}
+
 /// A 400 unless every query parameter is one the route knows.
 fn only_parameters(query: &HashMap<String, String>, known: &[&str]) -> Result<(), Problem> {
     let errors = unknown_parameters(query, known);
@@ -317,14 +329,7 @@ pub(crate) async fn history(
     {
         errors.push(field("to", "must be after from"));
     }
-    let limit = match query.get("limit").map(|text| text.parse::<u32>()) {
-        None => DEFAULT_LIMIT,
-        Some(Ok(limit)) if (1..=MAX_LIMIT).contains(&limit) => limit,
-        Some(_) => {
-            errors.push(field("limit", format!("must be a whole number from 1 to {MAX_LIMIT}")));
-            DEFAULT_LIMIT
-        }
-    };
+    let limit = page_limit(&query, &mut errors);
     let scope = QueryScope { partner: &partner, msisdn: &msisdn, from, to };
     let after = match query.get("cursor").map(|cursor| state.cursors.decode(&scope, cursor)) {
         None => None,
@@ -529,14 +534,7 @@ pub(crate) async fn payouts(
             None
         }
     };
-    let limit = match query.get("limit").map(|text| text.parse::<u32>()) {
-        None => DEFAULT_LIMIT,
-        Some(Ok(limit)) if (1..=MAX_LIMIT).contains(&limit) => limit,
-        Some(_) => {
-            errors.push(field("limit", format!("must be a whole number from 1 to {MAX_LIMIT}")));
-            DEFAULT_LIMIT
-        }
-    };
+    let limit = page_limit(&query, &mut errors);
     if !errors.is_empty() {
         return Err(Problem::bad_request(errors));
     }

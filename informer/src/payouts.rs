@@ -48,11 +48,22 @@ pub struct PayoutView {
     pub updated_at: DateTime<Utc>,
 }
 
-/// Whether an error says the payouts' read functions are not there (yet).
-fn not_set_up(error: &sqlx::Error) -> bool {
-    // 42883: undefined function; 42P01: undefined table.
-    let code = error.as_database_error().and_then(|error| error.code());
-    matches!(code.as_deref(), Some("42883" | "42P01"))
+/// The rows a read function gave; none where the payouts' read functions are not there yet.
+fn rows_if_set_up(
+    rows: Result<Vec<sqlx::postgres::PgRow>, sqlx::Error>,
+) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
+    match rows {
+        Err(error) => {
+            // 42883: undefined function; 42P01: undefined table.
+            let code = error.as_database_error().and_then(|error| error.code());
+            if matches!(code.as_deref(), Some("42883" | "42P01")) {
+                Ok(Vec::new())
+            } else {
+                Err(error)
+            }
+        }
+        rows => rows,
+    }
 }
 
 pub async fn balances(
@@ -68,11 +79,7 @@ pub async fn balances(
     .bind(msisdn.as_str())
     .fetch_all(pool)
     .await;
-    let rows = match rows {
-        Ok(rows) => rows,
-        Err(error) if not_set_up(&error) => return Ok(Vec::new()),
-        Err(error) => return Err(error),
-    };
+    let rows = rows_if_set_up(rows)?;
     rows.iter()
         .map(|row| {
             Ok(PayoutBalance {
@@ -104,11 +111,7 @@ pub async fn history(
     .bind(i32::try_from(limit).unwrap_or(i32::MAX))
     .fetch_all(pool)
     .await;
-    let rows = match rows {
-        Ok(rows) => rows,
-        Err(error) if not_set_up(&error) => return Ok(Vec::new()),
-        Err(error) => return Err(error),
-    };
+    let rows = rows_if_set_up(rows)?;
     rows.iter()
         .map(|row| {
             Ok(PayoutView {

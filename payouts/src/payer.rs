@@ -412,16 +412,7 @@ impl Payer {
                         Ok(holder_name) => holder_name,
                         Err(Some(reason)) => {
                             // The account cannot receive at this provider: definitive.
-                            self.inner.health.answered(name);
-                            journal
-                                .attempt_answered(
-                                    &attempt,
-                                    AttemptState::Failed,
-                                    None,
-                                    Some(&reason),
-                                )
-                                .await?;
-                            attempts = journal.attempts(&payout.id).await?;
+                            attempts = self.failed_for_certain(name, &attempt, &reason).await?;
                             continue;
                         }
                         Err(None) => {
@@ -434,16 +425,7 @@ impl Payer {
                         Submitted::Accepted { reference, status } => Some((reference, status)),
                         Submitted::Refused { reason } => {
                             self.inner.metrics.call(name, "refused");
-                            self.inner.health.answered(name);
-                            journal
-                                .attempt_answered(
-                                    &attempt,
-                                    AttemptState::Failed,
-                                    None,
-                                    Some(&reason),
-                                )
-                                .await?;
-                            attempts = journal.attempts(&payout.id).await?;
+                            attempts = self.failed_for_certain(name, &attempt, &reason).await?;
                             continue;
                         }
                         Submitted::Unknown { reason } => {
@@ -517,6 +499,20 @@ impl Payer {
             }
         }
         Ok(Next::After(settings.retry_after))
+    }
+
+    /// An attempt that created nothing and never will (refused, or an account the provider
+    /// says cannot receive): recorded as failed, and the payout's attempts as they are now.
+    async fn failed_for_certain(
+        &self,
+        provider: &str,
+        attempt: &Attempt,
+        reason: &str,
+    ) -> Result<Vec<Attempt>, PayoutError> {
+        self.inner.health.answered(provider);
+        let journal = &self.inner.journal;
+        journal.attempt_answered(attempt, AttemptState::Failed, None, Some(reason)).await?;
+        journal.attempts(&attempt.payout_id).await
     }
 
     /// Records the next attempt at the cheapest eligible provider not yet failed; or ends the
