@@ -142,7 +142,20 @@ pub async fn reconcile(
     let to = from + chrono::Duration::days(1);
     let sent = journal.attempts_between(&provider.spec.name, from, to).await?;
     let report = provider.report(http, currency, from, to).await.map_err(ReconcileError::Report)?;
-    Ok(compare(&provider.spec.name, date, currency, &sent, &report))
+    let result = compare(&provider.spec.name, date, currency, &sent, &report);
+    // A payout paid here that the provider reports returned (a SNAP refund, which nobody calls
+    // back about) is asked about again, as a callback would have it: the status query decides
+    // and posts the reversal; the report alone changes nothing.
+    for line in &result.lines {
+        let returned = matches!(line.provider_status.as_deref(), Some("REVERSED" | "FAILED"));
+        if line.finding == Finding::StatusMismatch
+            && returned
+            && line.cezbek_state.as_deref() == Some(AttemptState::Succeeded.as_str())
+        {
+            journal.notice(&line.idempotency_key).await?;
+        }
+    }
+    Ok(result)
 }
 
 fn compare(
