@@ -53,8 +53,8 @@ pub struct PayerSettings {
     pub stuck_after: Duration,
 }
 
-/// Reservations made at once per replica.
-const RESERVING_AT_ONCE: usize = 16;
+/// Customers reserved in one transaction.
+const RESERVED_TOGETHER: usize = 200;
 
 /// What a step leaves to do.
 enum Next {
@@ -252,48 +252,27 @@ impl Payer {
         loop {
             let due = journal.due_customers(partner, currency, policy.minimum, day, batch).await?;
             let found = due.len();
-            // A few reservations at once: each is a short transaction of its own customer's.
-            let mut reserving = JoinSet::new();
+            let mut ready = Vec::with_capacity(due.len());
             for customer in due {
-                let wallet = customer.wallet.or_else(|| policy.default_wallet.clone());
-                let Some(wallet) = wallet else {
-                    self.inner.metrics.no_wallet.inc();
-                    continue;
-                };
-                if reserving.len() >= RESERVING_AT_ONCE
-                    && let Some(joined) = reserving.join_next().await
-                {
-                    self.reserved(joined)?;
+                match customer.wallet.or_else(|| policy.default_wallet.clone()) {
+                    Some(wallet) => ready.push((customer.msisdn, wallet)),
+                    None => self.inner.metrics.no_wallet.inc(),
                 }
-                let journal = journal.clone();
-                let partner = partner.clone();
-                reserving.spawn(async move {
-                    journal
-                        .reserve(&partner, &customer.msisdn, currency, day, &wallet, limits)
-                        .await
-                });
             }
-            while let Some(joined) = reserving.join_next().await {
-                self.reserved(joined)?;
+            // Many customers a transaction: their rows locked together, in order.
+            for customers in ready.chunks(RESERVED_TOGETHER) {
+                for reservation in
+                    journal.reserve_many(partner, currency, day, limits, customers).await?
+                {
+                    if let Reservation::New(payout) = reservation {
+                        self.inner.metrics.changed(&payout);
+                    }
+                }
             }
             if i64::try_from(found).unwrap_or(i64::MAX) < batch {
                 return Ok(());
             }
         }
-    }
-
-    fn reserved(
-        &self,
-        joined: Result<Result<Reservation, PayoutError>, tokio::task::JoinError>,
-    ) -> Result<(), PayoutError> {
-        let reservation = joined.map_err(|error| PayoutError::Corrupt {
-            id: "reservation".into(),
-            what: error.to_string(),
-        })??;
-        if let Reservation::New(payout) = reservation {
-            self.inner.metrics.changed(&payout);
-        }
-        Ok(())
     }
 
     /// Works one claimed payout one step further, then gives up the claim until its next

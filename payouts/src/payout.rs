@@ -9,6 +9,8 @@
 //! move forward; repeating a transition already made changes nothing (its transfers have
 //! deterministic ids), and any other backwards step is refused.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::Row;
 
@@ -119,14 +121,38 @@ pub(crate) async fn record_event(
     connection: &mut sqlx::PgConnection,
     payout: &Payout,
 ) -> Result<(), PayoutError> {
-    let event = payout.event();
-    let payload = cezbek_schemas::encode(&event)
-        .map_err(|error| PayoutError::Corrupt { id: payout.id.clone(), what: error.to_string() })?;
-    sqlx::query("INSERT INTO payout_outbox (key, payload) VALUES ($1, $2)")
-        .bind(event.key())
-        .bind(payload)
-        .execute(&mut *connection)
-        .await?;
+    record_events(connection, std::slice::from_ref(payout)).await
+}
+
+/// [`record_event`] for many payouts, in one statement, in their order.
+pub(crate) async fn record_events(
+    connection: &mut sqlx::PgConnection,
+    payouts: &[Payout],
+) -> Result<(), PayoutError> {
+    if payouts.is_empty() {
+        return Ok(());
+    }
+    let mut keys = Vec::with_capacity(payouts.len());
+    let mut payloads = Vec::with_capacity(payouts.len());
+    for payout in payouts {
+        let event = payout.event();
+        let payload = cezbek_schemas::encode(&event).map_err(|error| PayoutError::Corrupt {
+            id: payout.id.clone(),
+            what: error.to_string(),
+        })?;
+        keys.push(event.key());
+        payloads.push(payload);
+    }
+    sqlx::query(
+        "INSERT INTO payout_outbox (key, payload) \
+         SELECT key, payload FROM UNNEST($1::text[], $2::bytea[]) WITH ORDINALITY \
+             AS e (key, payload, n) \
+         ORDER BY n",
+    )
+    .bind(&keys)
+    .bind(&payloads)
+    .execute(&mut *connection)
+    .await?;
     Ok(())
 }
 
@@ -177,16 +203,46 @@ impl Journal {
         wallet: &str,
         limits: Limits,
     ) -> Result<Reservation, PayoutError> {
-        let id = payout_id(partner, msisdn, day);
-        let payable_account =
-            Account::CustomerPayable { partner: partner.clone(), msisdn: msisdn.clone() };
+        let due = [(msisdn.clone(), wallet.to_owned())];
+        let mut reserved = self.reserve_many(partner, currency, day, limits, &due).await?;
+        reserved.pop().ok_or_else(|| PayoutError::Unknown { id: payout_id(partner, msisdn, day) })
+    }
+
+    /// [`Self::reserve`] for many customers of a partner (distinct msisdns, each with the wallet
+    /// to pay into) in one transaction: their balance rows are locked together, in account-name
+    /// order as every posting takes them (no deadlock with a posting or another reserver), and
+    /// the payouts, their reservations and their events are written set by set. One answer per
+    /// customer, in order.
+    pub async fn reserve_many(
+        &self,
+        partner: &PartnerCode,
+        currency: Currency,
+        day: NaiveDate,
+        limits: Limits,
+        due: &[(Msisdn, String)],
+    ) -> Result<Vec<Reservation>, PayoutError> {
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let accounts = |msisdn: &Msisdn| {
+            let customer = || (partner.clone(), msisdn.clone());
+            let (partner, msisdn) = customer();
+            let payable = Account::CustomerPayable { partner, msisdn };
+            let (partner, msisdn) = customer();
+            (payable, Account::CustomerInFlight { partner, msisdn })
+        };
+        let mut names: Vec<String> = due
+            .iter()
+            .flat_map(|(msisdn, _)| {
+                let (payable, in_flight) = accounts(msisdn);
+                [payable.name(), in_flight.name()]
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
         let mut transaction = self.pool.begin().await?;
-        // The customer's balance rows are the customer's lock, taken in account-name order as
-        // every posting takes them (no deadlock with a posting under way); created at zero
-        // when missing, so a first reservation locks too.
-        let in_flight =
-            Account::CustomerInFlight { partner: partner.clone(), msisdn: msisdn.clone() };
-        let names = vec![in_flight.name(), payable_account.name()];
+        // The customers' balance rows are their locks; created at zero when missing, so a
+        // first reservation locks too.
         sqlx::query(
             "INSERT INTO payout_balances (account, currency, balance) \
              SELECT account, $2, 0 FROM UNNEST($1::text[]) AS account ORDER BY 1 \
@@ -204,47 +260,97 @@ impl Journal {
         .bind(currency.to_string())
         .fetch_all(&mut *transaction)
         .await?;
-        let mut payable = 0;
+        let mut balances: HashMap<String, i64> = HashMap::with_capacity(locked.len());
         for row in &locked {
-            if row.try_get::<String, _>("account")? == names[1] {
-                payable = row.try_get("balance")?;
-            }
+            balances.insert(row.try_get("account")?, row.try_get("balance")?);
         }
-        if let Some(existing) = read(&mut transaction, &id).await? {
-            return Ok(Reservation::Existing(existing));
+        let ids: Vec<String> =
+            due.iter().map(|(msisdn, _)| payout_id(partner, msisdn, day)).collect();
+        let rows = sqlx::query(&format!(
+            "SELECT {PAYOUT_COLUMNS} FROM payouts WHERE id = ANY($1::text[])"
+        ))
+        .bind(&ids)
+        .fetch_all(&mut *transaction)
+        .await?;
+        let mut existing: HashMap<String, Payout> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            existing.insert(id.clone(), payout_of(&id, row)?);
         }
         let unit = limits.unit.max(1);
-        let amount = payable.min(limits.maximum_per_day) / unit * unit;
-        if amount < limits.minimum || amount <= 0 {
-            return Ok(Reservation::BelowMinimum { payable });
+        // What each customer gets: an existing payout, too little, or a new amount.
+        let mut answers: Vec<Result<Reservation, (usize, i64)>> = Vec::with_capacity(due.len());
+        let mut new = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (index, ((msisdn, wallet), id)) in due.iter().zip(&ids).enumerate() {
+            if let Some(payout) = existing.get(id) {
+                answers.push(Ok(Reservation::Existing(payout.clone())));
+                continue;
+            }
+            let payable = balances.get(&accounts(msisdn).0.name()).copied().unwrap_or(0);
+            let amount = payable.min(limits.maximum_per_day) / unit * unit;
+            if amount < limits.minimum || amount <= 0 {
+                answers.push(Ok(Reservation::BelowMinimum { payable }));
+                continue;
+            }
+            answers.push(Err((index, amount)));
+            new.0.push(id.clone());
+            new.1.push(msisdn.as_str().to_owned());
+            new.2.push(amount);
+            new.3.push(wallet.clone());
         }
-        let row = sqlx::query(&format!(
+        let rows = sqlx::query(&format!(
             "INSERT INTO payouts (id, partner, msisdn, currency, amount, wallet, state) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'RESERVED') RETURNING {PAYOUT_COLUMNS}"
+             SELECT id, $2, msisdn, $3, amount, wallet, 'RESERVED' \
+             FROM UNNEST($1::text[], $4::text[], $5::int8[], $6::text[]) \
+                  AS new (id, msisdn, amount, wallet) \
+             RETURNING {PAYOUT_COLUMNS}"
         ))
-        .bind(&id)
+        .bind(&new.0)
         .bind(partner.as_str())
-        .bind(msisdn.as_str())
         .bind(currency.to_string())
-        .bind(amount)
-        .bind(wallet)
-        .fetch_one(&mut *transaction)
+        .bind(&new.1)
+        .bind(&new.2)
+        .bind(&new.3)
+        .fetch_all(&mut *transaction)
         .await?;
-        let payout = payout_of(&id, &row)?;
-        let reserve = Transfer {
-            id: format!("{}/{id}", TransferKind::PayoutReserve.as_str()),
-            kind: TransferKind::PayoutReserve,
-            debit: payable_account,
-            credit: in_flight,
-            amount,
-            currency,
-            reference: id.clone(),
-            effective_at: Utc::now(),
-        };
-        post_in(&mut transaction, &[reserve]).await?;
-        record_event(&mut transaction, &payout).await?;
+        let mut reserved: HashMap<String, Payout> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            reserved.insert(id.clone(), payout_of(&id, row)?);
+        }
+        let now = Utc::now();
+        let mut transfers = Vec::with_capacity(reserved.len());
+        let mut payouts = Vec::with_capacity(reserved.len());
+        let mut result = Vec::with_capacity(due.len());
+        for answer in answers {
+            let (index, amount) = match answer {
+                Ok(reservation) => {
+                    result.push(reservation);
+                    continue;
+                }
+                Err(new) => new,
+            };
+            let id = &ids[index];
+            let payout =
+                reserved.get(id).cloned().ok_or_else(|| PayoutError::Unknown { id: id.clone() })?;
+            let (payable, in_flight) = accounts(&due[index].0);
+            transfers.push(Transfer {
+                id: format!("{}/{id}", TransferKind::PayoutReserve.as_str()),
+                kind: TransferKind::PayoutReserve,
+                debit: payable,
+                credit: in_flight,
+                amount,
+                currency,
+                reference: id.clone(),
+                effective_at: now,
+            });
+            payouts.push(payout.clone());
+            result.push(Reservation::New(payout));
+        }
+        post_in(&mut transaction, &transfers).await?;
+        record_events(&mut transaction, &payouts).await?;
         transaction.commit().await?;
-        Ok(Reservation::New(payout))
+        Ok(result)
     }
 
     /// The payout was handed to `provider`.

@@ -215,3 +215,40 @@ async fn an_unknown_payout_is_an_error() {
     let error = journal.submitted("TOKO/+628160000001/2026-06-08", "xendit").await.unwrap_err();
     assert!(matches!(error, PayoutError::Unknown { .. }), "{error}");
 }
+
+/// Many customers reserved in one transaction answer as one at a time would: in order, a new
+/// payout for each with enough payable, nothing below the minimum, the earlier payout of one
+/// reserved before; each wallet kept; balances moved and the journal balanced.
+#[tokio::test]
+async fn many_customers_reserved_together_each_get_their_own_answer() {
+    let journal = journal("payoutsmany").await;
+    payable_change(&journal, 1, "m1", 30_000).await;
+    payable_change(&journal, 2, "m2", 9_000).await;
+    payable_change(&journal, 3, "m3", 80_000).await;
+    payable_change(&journal, 4, "m4", 20_000).await;
+    let Reservation::New(before) = reserve(&journal, 4, day(9)).await else { panic!("not new") };
+    payable_change(&journal, 4, "m4-more", 20_000).await;
+    let due: Vec<(Msisdn, String)> = [(1, "OVO"), (2, "DANA"), (3, "GOPAY"), (4, "OVO")]
+        .map(|(n, wallet)| (customer(n), wallet.to_owned()))
+        .to_vec();
+    let answers = journal.reserve_many(&toko(), idr(), day(9), LIMITS, &due).await.unwrap();
+    assert_eq!(answers.len(), 4);
+    let Reservation::New(first) = &answers[0] else { panic!("{:?}", answers[0]) };
+    assert_eq!((first.amount, first.wallet.as_str()), (30_000, "OVO"));
+    assert_eq!(answers[1], Reservation::BelowMinimum { payable: 9_000 });
+    let Reservation::New(third) = &answers[2] else { panic!("{:?}", answers[2]) };
+    assert_eq!((third.amount, third.wallet.as_str()), (50_000, "GOPAY"), "the daily maximum");
+    assert_eq!(answers[3], Reservation::Existing(before), "one payout a customer-day");
+    assert_eq!(customer_balances(&journal, 1).await, (0, 30_000));
+    assert_eq!(customer_balances(&journal, 2).await, (9_000, 0));
+    assert_eq!(customer_balances(&journal, 3).await, (30_000, 50_000));
+    assert_eq!(customer_balances(&journal, 4).await, (20_000, 20_000));
+    assert!(journal.verify().await.unwrap().is_empty());
+    // Again: all there already, nothing moves.
+    let again = journal.reserve_many(&toko(), idr(), day(9), LIMITS, &due).await.unwrap();
+    assert!(
+        matches!(again[0], Reservation::Existing(_))
+            && matches!(again[2], Reservation::Existing(_))
+    );
+    assert_eq!(customer_balances(&journal, 3).await, (30_000, 50_000));
+}
