@@ -265,22 +265,58 @@ impl Journal {
         fee: i64,
         passed_over: &[PassedOver],
     ) -> Result<Attempt, PayoutError> {
-        let mut transaction = self.pool.begin().await?;
-        // The guard is the update: the payout is still open and `number` its next attempt (the
-        // row lock it takes makes a second writer of this attempt wait, then find it taken).
-        let row = sqlx::query(&format!(
-            "UPDATE payouts SET state = 'SUBMITTED', provider = $2, attempt = $3, \
-                 updated_at = now() \
-             WHERE id = $1 AND state IN ('RESERVED', 'SUBMITTED') AND attempt = $3 - 1 \
-             RETURNING {PAYOUT_COLUMNS}"
-        ))
+        // One statement: the payout moves to SUBMITTED (guarded: still open, `number` its next
+        // attempt, nothing settled or failed since it was claimed), the attempt is recorded and
+        // the event queued, all or nothing. The event is the payout as the update leaves it,
+        // so it is made here, with the time the update writes.
+        let changed_at =
+            DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_else(Utc::now);
+        let submitted = Payout {
+            state: crate::payout::PayoutState::Submitted,
+            provider: Some(provider.to_owned()),
+            attempt: number,
+            updated_at: changed_at,
+            ..payout.clone()
+        };
+        let event = submitted.event();
+        let payload = cezbek_schemas::encode(&event)
+            .map_err(|error| corrupt(&payout.id, &error.to_string()))?;
+        let key = idempotency_key(&payout.id, number);
+        let chosen_over = serde_json::to_value(passed_over)
+            .map_err(|error| corrupt(&payout.id, &error.to_string()))?;
+        let recorded: i64 = sqlx::query_scalar(
+            "WITH submitted AS ( \
+                 UPDATE payouts SET state = 'SUBMITTED', provider = $2, attempt = $3, \
+                     updated_at = $4 \
+                 WHERE id = $1 AND state IN ('RESERVED', 'SUBMITTED') AND attempt = $3 - 1 \
+                   AND fee IS NULL AND failure IS NOT DISTINCT FROM $5 \
+                 RETURNING id), \
+             attempted AS ( \
+                 INSERT INTO payout_attempts (payout_id, attempt, provider, idempotency_key, \
+                     channel, amount, fee, chosen_over, state) \
+                 SELECT id, $3, $2, $6, $7, $8, $9, $10, 'SENDING' FROM submitted \
+                 RETURNING payout_id), \
+             queued AS ( \
+                 INSERT INTO payout_outbox (key, payload) SELECT $11, $12 FROM submitted) \
+             SELECT count(*) FROM attempted",
+        )
         .bind(&payout.id)
         .bind(provider)
         .bind(number)
-        .fetch_optional(&mut *transaction)
+        .bind(changed_at)
+        .bind(&payout.failure)
+        .bind(&key)
+        .bind(channel)
+        .bind(amount)
+        .bind(fee)
+        .bind(&chosen_over)
+        .bind(event.key())
+        .bind(payload)
+        .fetch_one(&self.pool)
         .await?;
-        let Some(row) = row else {
-            let current = crate::payout::read(&mut transaction, &payout.id)
+        if recorded == 0 {
+            let mut connection = self.pool.acquire().await?;
+            let current = crate::payout::read(&mut connection, &payout.id)
                 .await?
                 .ok_or_else(|| PayoutError::Unknown { id: payout.id.clone() })?;
             return Err(PayoutError::Transition {
@@ -288,28 +324,7 @@ impl Journal {
                 from: current.state.as_str(),
                 to: "SUBMITTED",
             });
-        };
-        let submitted = payout_of(&payout.id, &row)?;
-        let key = idempotency_key(&payout.id, number);
-        let chosen_over = serde_json::to_value(passed_over)
-            .map_err(|error| corrupt(&payout.id, &error.to_string()))?;
-        sqlx::query(
-            "INSERT INTO payout_attempts (payout_id, attempt, provider, idempotency_key, channel, \
-                 amount, fee, chosen_over, state) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'SENDING')",
-        )
-        .bind(&payout.id)
-        .bind(number)
-        .bind(provider)
-        .bind(&key)
-        .bind(channel)
-        .bind(amount)
-        .bind(fee)
-        .bind(&chosen_over)
-        .execute(&mut *transaction)
-        .await?;
-        crate::payout::record_event(&mut transaction, &submitted).await?;
-        transaction.commit().await?;
+        }
         Ok(Attempt {
             payout_id: payout.id.clone(),
             number,
