@@ -6,7 +6,7 @@
 //! sum to zero. A transfer is posted with its balances in one database transaction; a batch is
 //! all or nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Row};
@@ -351,12 +351,45 @@ pub(crate) async fn post_in(
     let stored: Vec<Stored> = unique.iter().map(|t| Stored::of(t)).collect();
     let column = |get: fn(&Stored) -> String| stored.iter().map(get).collect::<Vec<_>>();
     let ids: Vec<String> = unique.iter().map(|t| t.id.clone()).collect();
+    // A batch's own sums must fit a balance (checked before anything is written).
+    let mut sums: HashMap<(&str, &str), i64> = HashMap::new();
+    for (transfer, row) in unique.iter().zip(&stored) {
+        let overflow = || JournalError::Invalid {
+            id: transfer.id.clone(),
+            field: "amount",
+            reason: "overflows a balance".into(),
+        };
+        let debit = sums.entry((row.debit.as_str(), row.currency.as_str())).or_default();
+        *debit = debit.checked_sub(transfer.amount).ok_or_else(overflow)?;
+        let credit = sums.entry((row.credit.as_str(), row.currency.as_str())).or_default();
+        *credit = credit.checked_add(transfer.amount).ok_or_else(overflow)?;
+    }
+    // One statement: the transfers not posted before are inserted and the balances they change
+    // updated, in account order (two batches touching the same accounts lock them in the same
+    // order: no deadlock). A shared account's change goes to one of its slots, chosen by this
+    // batch's first transfer; a customer's account has one.
     let inserted: Vec<String> = sqlx::query_scalar(
-        "INSERT INTO payout_transfers \
-           (id, kind, debit, credit, amount, currency, reference, effective_at) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], \
-                              $6::text[], $7::text[], $8::timestamptz[]) \
-         ON CONFLICT (id) DO NOTHING RETURNING id",
+        "WITH inserted AS ( \
+             INSERT INTO payout_transfers \
+               (id, kind, debit, credit, amount, currency, reference, effective_at) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], \
+                                  $6::text[], $7::text[], $8::timestamptz[]) \
+             ON CONFLICT (id) DO NOTHING \
+             RETURNING id, debit, credit, amount, currency), \
+         moves AS ( \
+             SELECT credit AS account, currency, amount FROM inserted \
+             UNION ALL SELECT debit, currency, -amount FROM inserted), \
+         changes AS ( \
+             SELECT account, currency, \
+                    CASE WHEN starts_with(account, 'customer/') THEN 0 ELSE $9 END AS slot, \
+                    sum(amount)::int8 AS amount \
+             FROM moves GROUP BY 1, 2, 3), \
+         balanced AS ( \
+             INSERT INTO payout_balances (account, currency, slot, balance) \
+             SELECT account, currency, slot, amount FROM changes ORDER BY 1, 2, 3 \
+             ON CONFLICT (account, currency, slot) \
+             DO UPDATE SET balance = payout_balances.balance + EXCLUDED.balance) \
+         SELECT id FROM inserted",
     )
     .bind(&ids)
     .bind(column(|s| s.kind.clone()))
@@ -366,6 +399,7 @@ pub(crate) async fn post_in(
     .bind(column(|s| s.currency.clone()))
     .bind(column(|s| s.reference.clone()))
     .bind(stored.iter().map(|s| s.effective_at).collect::<Vec<_>>())
+    .bind(shared_account_slot(&unique[0].id))
     .fetch_all(&mut *connection)
     .await?;
     let fresh: std::collections::HashSet<&str> = inserted.iter().map(String::as_str).collect();
@@ -403,52 +437,6 @@ pub(crate) async fn post_in(
             }
         }
     }
-    // The balances the new transfers change, in one statement in account order (two
-    // batches touching the same accounts lock them in the same order: no deadlock). A shared
-    // account's change goes to one of its slots, chosen by this batch's first transfer.
-    let slot = shared_account_slot(&unique[0].id);
-    let mut deltas: BTreeMap<(String, String, i16), i64> = BTreeMap::new();
-    for (transfer, row) in unique.iter().zip(&stored) {
-        if !fresh.contains(transfer.id.as_str()) {
-            continue;
-        }
-        let overflow = || JournalError::Invalid {
-            id: transfer.id.clone(),
-            field: "amount",
-            reason: "overflows a balance".into(),
-        };
-        let slot_of = |account: &str| if account.starts_with("customer/") { 0 } else { slot };
-        let debit = deltas
-            .entry((row.debit.clone(), row.currency.clone(), slot_of(&row.debit)))
-            .or_default();
-        *debit = debit.checked_sub(transfer.amount).ok_or_else(overflow)?;
-        let credit = deltas
-            .entry((row.credit.clone(), row.currency.clone(), slot_of(&row.credit)))
-            .or_default();
-        *credit = credit.checked_add(transfer.amount).ok_or_else(overflow)?;
-    }
-    let mut names = Vec::with_capacity(deltas.len());
-    let mut currencies = Vec::with_capacity(deltas.len());
-    let mut slots = Vec::with_capacity(deltas.len());
-    let mut amounts = Vec::with_capacity(deltas.len());
-    for ((name, currency, slot), amount) in deltas {
-        names.push(name);
-        currencies.push(currency);
-        slots.push(slot);
-        amounts.push(amount);
-    }
-    sqlx::query(
-        "INSERT INTO payout_balances (account, currency, slot, balance) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int8[]) ORDER BY 1, 2, 3 \
-         ON CONFLICT (account, currency, slot) \
-         DO UPDATE SET balance = payout_balances.balance + EXCLUDED.balance",
-    )
-    .bind(&names)
-    .bind(&currencies)
-    .bind(&slots)
-    .bind(&amounts)
-    .execute(&mut *connection)
-    .await?;
     track_holds(connection, &unique, &fresh).await?;
     Ok(ids.into_iter().filter(|id| fresh.contains(id.as_str())).collect())
 }
