@@ -282,23 +282,8 @@ pub async fn report(
         }
         let amount = minor(&line.amount, currency)
             .ok_or_else(|| format!("the statement: amount {:?}", line.amount))?;
-        let index = match lines.iter().position(|seen| seen.provider_reference == line.reference_no)
-        {
-            Some(index) => index,
-            None => {
-                lines.push(ReportLine {
-                    idempotency_key: line.notes.clone().unwrap_or_default(),
-                    provider_reference: line.reference_no.clone(),
-                    amount: 0,
-                    fee: 0,
-                    vat: 0,
-                    status: ProviderStatus::Pending,
-                    created: line.created_at,
-                });
-                lines.len() - 1
-            }
-        };
-        let report = &mut lines[index];
+        let key = line.notes.as_deref().unwrap_or_default();
+        let report = ReportLine::gathered(&mut lines, key, &line.reference_no, line.created_at);
         match line.kind.as_str() {
             "Payout" => {
                 report.amount = amount.abs();

@@ -164,6 +164,35 @@ pub struct ReportLine {
     pub created: DateTime<Utc>,
 }
 
+impl ReportLine {
+    /// The line of the payout `reference` among `lines`, started empty (pending, nothing moved)
+    /// when this is its first balance movement: statements list a payout, its fee and its VAT
+    /// as separate movements, gathered here into one line.
+    pub(crate) fn gathered<'a>(
+        lines: &'a mut Vec<ReportLine>,
+        idempotency_key: &str,
+        reference: &str,
+        created: DateTime<Utc>,
+    ) -> &'a mut ReportLine {
+        let index = match lines.iter().position(|line| line.provider_reference == reference) {
+            Some(index) => index,
+            None => {
+                lines.push(ReportLine {
+                    idempotency_key: idempotency_key.to_owned(),
+                    provider_reference: reference.to_owned(),
+                    amount: 0,
+                    fee: 0,
+                    vat: 0,
+                    status: ProviderStatus::Pending,
+                    created,
+                });
+                lines.len() - 1
+            }
+        };
+        &mut lines[index]
+    }
+}
+
 /// A callback that passed authentication: which attempt it is about, by our key or by the
 /// provider's reference. Its content is not trusted: the state only changes after a status
 /// query agrees.

@@ -390,22 +390,7 @@ pub async fn report(
         let created = field(&entry, "transactionDate")
             .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
             .map_or(from, |at| at.with_timezone(&Utc));
-        let index = match lines.iter().position(|line| line.provider_reference == reference) {
-            Some(index) => index,
-            None => {
-                lines.push(ReportLine {
-                    idempotency_key: key.to_owned(),
-                    provider_reference: reference.to_owned(),
-                    amount: 0,
-                    fee: 0,
-                    vat: 0,
-                    status: ProviderStatus::Pending,
-                    created,
-                });
-                lines.len() - 1
-            }
-        };
-        let line = &mut lines[index];
+        let line = ReportLine::gathered(&mut lines, key, reference, created);
         match category {
             "TOPUP" => {
                 line.amount = value;
