@@ -87,6 +87,8 @@ async fn copy_rate(
         records.push(RewardRecord {
             reward: evaluated.decision.into_reward(transaction, Utc::now()),
             mcc: transaction.mcc,
+            quantity: transaction.quantity,
+            log_offset: None,
             local_day: evaluated.local_day,
             content_hash: content_hash(transaction),
         });

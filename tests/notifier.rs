@@ -94,6 +94,8 @@ fn record(customer: u32, decided: &Decided) -> RewardRecord {
             decided_at: decided.at,
         },
         mcc: None,
+        quantity: 1,
+        log_offset: None,
         local_day: decided.at.with_timezone(&Jakarta).date_naive(),
         content_hash: format!("hash-{}", decided.id),
     }

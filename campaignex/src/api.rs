@@ -30,6 +30,7 @@ use cezbek_schemas::{
     TransactionId, TransactionKind, ValueError,
 };
 
+use crate::backtests;
 use crate::input::{self, field_errors};
 use crate::openapi::{
     AuditPage, BadIfMatch, BadQuery, CampaignList, CampaignReplacement, CampaignShown, Conflict,
@@ -49,6 +50,8 @@ pub struct AppState {
     pub etcd: EtcdHandle,
     /// How long a rotated-out signing key keeps working.
     pub key_grace: Duration,
+    /// Backtests: their jobs and the ledger they read.
+    pub jobs: crate::jobs::Jobs,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -75,6 +78,16 @@ pub fn router(state: AppState) -> Router {
             "/v1/partners/{partner}/exclusions/{id}",
             get(get_exclusion).put(replace_exclusion).delete(delete_exclusion),
         )
+        .route(
+            "/v1/partners/{partner}/backtests",
+            get(backtests::list_backtests).post(backtests::create_backtest),
+        )
+        .route("/v1/partners/{partner}/backtests/{id}", get(backtests::get_backtest))
+        .route("/v1/partners/{partner}/backtests/{id}/cancel", post(backtests::cancel_backtest))
+        .route(
+            "/v1/partners/{partner}/backtests/{id}/tables/{table}",
+            get(backtests::backtest_table),
+        )
         .route("/v1/providers", get(list_providers).post(create_provider))
         .route(
             "/v1/providers/{name}",
@@ -89,6 +102,13 @@ pub fn router(state: AppState) -> Router {
 pub struct Viewer(#[allow(dead_code)] Principal);
 /// An `admin` token: may write. Its name is the audit trail's actor.
 pub struct Admin(Principal);
+
+impl Admin {
+    /// The token's name: who made a change.
+    pub fn name(&self) -> String {
+        self.0.name.clone()
+    }
+}
 
 fn principal(parts: &Parts, state: &AppState) -> Result<Principal, Problem> {
     let header = parts.headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
@@ -120,7 +140,7 @@ impl FromRequestParts<AppState> for Admin {
 
 // ---------------------------------------------------------------- shared plumbing
 
-fn store_problem(error: StoreError) -> Problem {
+pub(crate) fn store_problem(error: StoreError) -> Problem {
     match error {
         StoreError::NotFound => Problem::new(StatusCode::NOT_FOUND, "not found"),
         StoreError::Exists => Problem::new(StatusCode::CONFLICT, "already exists"),
@@ -179,11 +199,14 @@ fn list(stored: Vec<Stored>) -> Response {
     axum::Json(json!({ "items": items })).into_response()
 }
 
-fn partner_code(raw: &str) -> Result<PartnerCode, Problem> {
+pub(crate) fn partner_code(raw: &str) -> Result<PartnerCode, Problem> {
     PartnerCode::parse(raw).map_err(|error| Problem::invalid(field_errors(vec![error])))
 }
 
-async fn require_partner(state: &AppState, partner: &PartnerCode) -> Result<Stored, Problem> {
+pub(crate) async fn require_partner(
+    state: &AppState,
+    partner: &PartnerCode,
+) -> Result<Stored, Problem> {
     state.store.get(&RuleKey::Partner(partner.clone())).await.map_err(store_problem)?.ok_or_else(
         || Problem::new(StatusCode::NOT_FOUND, format!("partner {partner} does not exist")),
     )

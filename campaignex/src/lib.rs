@@ -6,7 +6,10 @@
 //! or a crash between commit and publish heals by itself.
 
 mod api;
+mod backtests;
+mod history;
 mod input;
+mod jobs;
 mod openapi;
 mod publish;
 mod store;
@@ -32,6 +35,8 @@ pub struct Config {
     pub reconcile_interval: Duration,
     /// How long a rotated-out signing key keeps working.
     pub key_grace: Duration,
+    /// Where the decisions a backtest replays are.
+    pub ledger: cezbek_ledger::LedgerChoice,
 }
 
 impl Config {
@@ -56,6 +61,7 @@ impl Config {
             reconcile_interval: env
                 .duration("CEZBEK_CAMPAIGNEX_RECONCILE_INTERVAL", Duration::from_secs(5)),
             key_grace: env.duration("CEZBEK_CAMPAIGNEX_KEY_GRACE", Duration::from_secs(24 * 3600)),
+            ledger: cezbek_ledger::LedgerChoice::from_env(env),
         }
     }
 }
@@ -66,6 +72,8 @@ pub enum Error {
     Postgres(#[from] cezbek_platform::postgres::Error),
     #[error("cannot prepare the rules tables: {0}")]
     Store(#[from] store::StoreError),
+    #[error("ledger: {0}")]
+    Ledger(#[from] cezbek_ledger::LedgerError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error(transparent)]
@@ -79,12 +87,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let pool = postgres::connect(&config.postgres).await?;
     postgres::watch_readiness(&readiness, &pool, &shutdown);
     etcd::watch_readiness(&readiness, &config.etcd, &shutdown);
-    let store = store::Store::new(pool);
+    let store = store::Store::new(pool.clone());
     store.migrate().await?;
+    // Backtests read the ledger (PostgreSQL: this database; its tables are the ledger's to
+    // create, and are created here too so a backtest never meets a missing table).
+    let ledger_pool = pool.clone();
+    let ledger =
+        Arc::new(cezbek_ledger::open(&config.ledger, async move { Ok(ledger_pool) }).await?);
+    ledger.migrate().await?;
 
     let etcd = EtcdHandle::new(config.etcd.clone());
     let (publisher, publish_task) = publish::publisher(etcd.clone(), store.clone(), &registry)?;
     tokio::spawn(publish_task.run(config.reconcile_interval, shutdown.clone()));
+    tokio::spawn(history::record(etcd.clone(), pool.clone(), shutdown.clone()));
 
     let state = api::AppState {
         store,
@@ -92,6 +107,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         tokens: Arc::new(config.tokens),
         etcd,
         key_grace: config.key_grace,
+        jobs: jobs::Jobs::new(pool, ledger, shutdown.clone()),
     };
     http::serve_with_ops(&config.http, api::router(state), registry, readiness, shutdown).await?;
     Ok(())

@@ -102,6 +102,29 @@ pub struct IdPath {
 }
 
 #[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct BacktestPath {
+    /// The partner's code.
+    #[param(pattern = "^[A-Z0-9_]{2,16}$")]
+    partner: String,
+    /// The backtest's id.
+    id: String,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TablePath {
+    /// The partner's code.
+    #[param(pattern = "^[A-Z0-9_]{2,16}$")]
+    partner: String,
+    /// The backtest's id.
+    id: String,
+    /// Which table of the report.
+    #[param(inline)]
+    table: cezbek_backtest::Table,
+}
+
+#[derive(IntoParams)]
 #[into_params(parameter_in = Header)]
 pub struct IfMatch {
     /// The ETag of the version you read (`"3"`, or its number): a change to any other version
@@ -360,6 +383,11 @@ pub struct Evaluation {
         api::get_provider,
         api::replace_provider,
         api::delete_provider,
+        crate::backtests::create_backtest,
+        crate::backtests::list_backtests,
+        crate::backtests::get_backtest,
+        crate::backtests::cancel_backtest,
+        crate::backtests::backtest_table,
     ),
     components(schemas(
         Problem,
@@ -394,6 +422,9 @@ pub struct Evaluation {
         api::RotateRequest,
         api::Sample,
         api::AuditEntity,
+        crate::backtests::BacktestRequest,
+        crate::backtests::BacktestShown,
+        crate::backtests::BacktestList,
     )),
     modifiers(&SecuritySchemes, &PartnerLinks)
 )]

@@ -196,6 +196,8 @@ fn record(decided: Decided<'_>) -> RewardRecord {
             decided_at: decided.at + chrono::Duration::seconds(1),
         },
         mcc: Some(Mcc::new(5814).unwrap()),
+        quantity: 1,
+        log_offset: None,
         local_day: decided.at.with_timezone(&chrono_tz::Asia::Jakarta).date_naive(),
         content_hash: format!("hash-{}", decided.id),
     }

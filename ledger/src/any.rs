@@ -12,8 +12,8 @@ use cezbek_schemas::{Msisdn, PartnerCode, Transaction, TransactionId};
 
 use crate::{
     CustomerBatch, CustomerState, CustomerTotals, DayCursor, DigestStatus, HistoryPage,
-    HistoryQuery, Ledger, LedgerChoice, LedgerError, PostgresLedger, RewardRecord, ScyllaLedger,
-    ShardLease,
+    HistoryQuery, Ledger, LedgerChoice, LedgerError, PartnerScan, PostgresLedger, RewardRecord,
+    ScanSink, ScyllaLedger, ShardLease,
 };
 
 /// PostgreSQL or Scylla, as chosen.
@@ -183,6 +183,14 @@ impl Ledger for AnyLedger {
         opted_out: bool,
     ) -> Result<(), LedgerError> {
         forward!(self, ledger => ledger.set_opt_out(partner, msisdn, opted_out))
+    }
+
+    async fn scan_partner(&self, scan: &PartnerScan, into: ScanSink) -> Result<u64, LedgerError> {
+        forward!(self, ledger => ledger.scan_partner(scan, into))
+    }
+
+    async fn count_partner(&self, scan: &PartnerScan) -> Result<u64, LedgerError> {
+        forward!(self, ledger => ledger.count_partner(scan))
     }
 
     async fn digest_intent(

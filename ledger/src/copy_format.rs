@@ -20,7 +20,7 @@ macro_rules! reward_columns {
             "merchant, mcc, outcome, cashback, tier_before, tier_after, ",
             $applied,
             ", exclusion_id, rules_revision, explanation, occurred_at, decided_at, local_day, ",
-            "content_hash"
+            "content_hash, quantity, log_offset"
         )
     };
 }
@@ -146,6 +146,12 @@ pub fn reward_rows<'a>(records: impl IntoIterator<Item = &'a RewardRecord>, rows
         date(&mut out, record.local_day);
         out.push(',');
         text(&mut out, &record.content_hash);
+        let _ = write!(out, "{},", record.quantity);
+        if let Some(offset) = record.log_offset {
+            let _ = write!(out, "{offset},");
+        } else {
+            out.push(',');
+        }
         // The last field's separator becomes the row's end.
         out.pop();
         out.push('\n');
@@ -189,6 +195,8 @@ mod tests {
                 decided_at: at + chrono::Duration::microseconds(1_234_567),
             },
             mcc: None,
+            quantity: 3,
+            log_offset: Some(1_234),
             local_day: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
             content_hash: "abc".into(),
         }
@@ -246,6 +254,8 @@ mod tests {
         assert_eq!(field("rules_revision").as_deref(), Some("42"));
         assert_eq!(field("local_day").as_deref(), Some("2026-03-01"));
         assert_eq!(field("content_hash").as_deref(), Some("abc"));
+        assert_eq!(field("quantity").as_deref(), Some("3"));
+        assert_eq!(field("log_offset").as_deref(), Some("1234"));
         let applied: serde_json::Value =
             serde_json::from_str(&field("applied_campaigns").unwrap()).unwrap();
         assert_eq!(applied[0]["campaign_id"], "c1");
@@ -266,6 +276,9 @@ mod tests {
         assert_eq!(field("mcc"), None);
         assert_eq!(field("tier_before"), None);
         assert_eq!(field("tier_after").as_deref(), Some("SILVER"));
+        let unplaced = RewardRecord { log_offset: None, ..record() };
+        let rows = reward_rows([&unplaced], 1);
+        assert!(rows.ends_with(",3,\n"), "an unknown offset is NULL: {rows}");
     }
 
     #[test]
@@ -292,10 +305,10 @@ mod tests {
     #[test]
     fn the_copy_statement_names_every_column_once() {
         let columns: Vec<&str> = reward_columns!().split(", ").collect();
-        assert_eq!(columns.len(), 21);
+        assert_eq!(columns.len(), 23);
         let unique: std::collections::HashSet<&&str> = columns.iter().collect();
         assert_eq!(unique.len(), columns.len());
         assert!(COPY_REWARDS.starts_with("COPY rewards (partner, "));
-        assert!(COPY_REWARDS.ends_with(", content_hash) FROM STDIN (FORMAT csv)"));
+        assert!(COPY_REWARDS.ends_with(", log_offset) FROM STDIN (FORMAT csv)"));
     }
 }

@@ -49,6 +49,20 @@ impl DayCursor {
     }
 }
 
+/// One partner's decisions of a period (`occurred_at` in `[from, to)`), as a replay reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartnerScan {
+    pub partner: PartnerCode,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// Where a scan sends its records, in batches.
+pub type ScanSink = tokio::sync::mpsc::Sender<Vec<RewardRecord>>;
+
+/// Records a scan sends at a time.
+pub const SCAN_BATCH: usize = 2_000;
+
 /// One customer's decisions of a batch, under the lease of the shard they came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CustomerBatch {
@@ -255,6 +269,24 @@ pub trait Ledger: Send + Sync {
         msisdn: &Msisdn,
         opted_out: bool,
     ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    /// Sends every decision of `scan` into `into`, in batches, each customer's decisions one
+    /// after another (customers in no particular order; within a customer, in no particular
+    /// order either: a replay orders them by [`RewardRecord::log_offset`]). Stops early,
+    /// without error, when the receiver is dropped (a cancelled replay). Returns how many
+    /// records were sent. The explanation and the content hash are left empty: a replay reads
+    /// neither, and they are most of a row ([`Ledger::reward`] has them).
+    fn scan_partner(
+        &self,
+        scan: &PartnerScan,
+        into: ScanSink,
+    ) -> impl Future<Output = Result<u64, LedgerError>> + Send;
+
+    /// How many decisions [`Ledger::scan_partner`] would send (for progress and an ETA).
+    fn count_partner(
+        &self,
+        scan: &PartnerScan,
+    ) -> impl Future<Output = Result<u64, LedgerError>> + Send;
 
     /// Records the intent to send a digest; returns what was there before (None: new).
     fn digest_intent(

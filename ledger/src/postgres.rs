@@ -18,7 +18,7 @@ use crate::types::{
     CustomerState, CustomerTotals, DigestStatus, HistoryPage, HistoryQuery, LedgerError,
     RewardRecord, ShardLease,
 };
-use crate::{CustomerBatch, DayCursor, Ledger, window_of};
+use crate::{CustomerBatch, DayCursor, Ledger, PartnerScan, SCAN_BATCH, ScanSink, window_of};
 
 #[derive(Debug, Clone)]
 pub struct PostgresLedger {
@@ -27,6 +27,13 @@ pub struct PostgresLedger {
 
 /// What a read selects of a reward (`applied_campaigns` as text, parsed here).
 const REWARD_COLUMNS: &str = reward_columns!("applied_campaigns::text AS applied_campaigns");
+
+/// What a scan selects: every column but the explanation and the content hash, which a replay
+/// does not read and which are most of a row.
+const SCAN_COLUMNS: &str = "partner, transaction_id, msisdn, kind, original_transaction_id, \
+     amount, currency, merchant, mcc, outcome, cashback, tier_before, tier_after, \
+     applied_campaigns::text AS applied_campaigns, exclusion_id, rules_revision, '' AS explanation, \
+     occurred_at, decided_at, local_day, '' AS content_hash, quantity, log_offset";
 
 impl PostgresLedger {
     pub fn new(pool: PgPool) -> Self {
@@ -123,6 +130,8 @@ fn read_record(row: &PgRow) -> Result<RewardRecord, LedgerError> {
     Ok(RewardRecord {
         reward,
         mcc,
+        quantity: row.try_get("quantity")?,
+        log_offset: row.try_get("log_offset")?,
         local_day: row.try_get("local_day")?,
         content_hash: text("content_hash")?,
     })
@@ -152,6 +161,8 @@ struct RewardColumns {
     decided_at: Vec<DateTime<Utc>>,
     local_day: Vec<NaiveDate>,
     content_hash: Vec<String>,
+    quantity: Vec<i32>,
+    log_offset: Vec<Option<i64>>,
 }
 
 impl RewardColumns {
@@ -180,6 +191,8 @@ impl RewardColumns {
         self.decided_at.push(reward.decided_at);
         self.local_day.push(record.local_day);
         self.content_hash.push(record.content_hash.clone());
+        self.quantity.push(record.quantity);
+        self.log_offset.push(record.log_offset);
     }
 }
 
@@ -187,11 +200,12 @@ const INSERT_REWARDS: &str = concat!(
     "INSERT INTO rewards (",
     reward_columns!(),
     ") \
-     SELECT p, t, m, k, o, a, c, me, mc, oc, cb, tb, ta, ac::jsonb, ex, rr, ep, oa, da, ld, ch \
+     SELECT p, t, m, k, o, a, c, me, mc, oc, cb, tb, ta, ac::jsonb, ex, rr, ep, oa, da, ld, ch, q, lo \
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::text[], \
                  $9::int4[], $10::text[], $11::int8[], $12::text[], $13::text[], $14::text[], $15::text[], \
-                 $16::int8[], $17::text[], $18::timestamptz[], $19::timestamptz[], $20::date[], $21::text[]) \
-          AS u(p, t, m, k, o, a, c, me, mc, oc, cb, tb, ta, ac, ex, rr, ep, oa, da, ld, ch) \
+                 $16::int8[], $17::text[], $18::timestamptz[], $19::timestamptz[], $20::date[], $21::text[], \
+                 $22::int4[], $23::int8[]) \
+          AS u(p, t, m, k, o, a, c, me, mc, oc, cb, tb, ta, ac, ex, rr, ep, oa, da, ld, ch, q, lo) \
      ON CONFLICT (partner, transaction_id) DO NOTHING \
      RETURNING partner, transaction_id"
 );
@@ -321,6 +335,8 @@ impl PostgresLedger {
             .bind(&rewards.decided_at)
             .bind(&rewards.local_day)
             .bind(&rewards.content_hash)
+            .bind(&rewards.quantity)
+            .bind(&rewards.log_offset)
             .fetch_all(&mut *transaction)
             .await?;
         let inserted = rows
@@ -622,6 +638,67 @@ impl Ledger for PostgresLedger {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn scan_partner(&self, scan: &PartnerScan, into: ScanSink) -> Result<u64, LedgerError> {
+        use futures::TryStreamExt;
+
+        let mut connection = self.pool.acquire().await?;
+        let mut transaction = sqlx::Connection::begin(&mut *connection).await?;
+        // The by-customer index read backwards gives each customer's rows together; a sort of
+        // a partner's whole period would spill to disk before the first row.
+        sqlx::query("SET LOCAL enable_sort = off").execute(&mut *transaction).await?;
+        let query = format!(
+            "SELECT {SCAN_COLUMNS} FROM rewards \
+             WHERE partner = $1 AND occurred_at >= $2 AND occurred_at < $3 \
+             ORDER BY msisdn DESC, occurred_at, transaction_id"
+        );
+        let mut rows = sqlx::query(&query)
+            .bind(scan.partner.as_str())
+            .bind(scan.from)
+            .bind(scan.to)
+            .fetch(&mut *transaction);
+        let mut sent = 0_u64;
+        let mut batch = Vec::with_capacity(SCAN_BATCH);
+        let mut cancelled = false;
+        while let Some(row) = rows.try_next().await? {
+            batch.push(read_record(&row)?);
+            if batch.len() == SCAN_BATCH {
+                sent += batch.len() as u64;
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(SCAN_BATCH));
+                if into.send(full).await.is_err() {
+                    cancelled = true;
+                    break;
+                }
+            }
+        }
+        drop(rows);
+        if cancelled {
+            // The rest of the result is still on its way: closing the connection ends the
+            // query, where reading on would fetch all of it.
+            drop(transaction);
+            connection.close().await?;
+            return Ok(sent);
+        }
+        if !batch.is_empty() {
+            sent += batch.len() as u64;
+            // A receiver gone by now only missed the end of a cancelled replay.
+            let _ = into.send(batch).await;
+        }
+        transaction.commit().await?;
+        Ok(sent)
+    }
+
+    async fn count_partner(&self, scan: &PartnerScan) -> Result<u64, LedgerError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM rewards WHERE partner = $1 AND occurred_at >= $2 AND occurred_at < $3",
+        )
+        .bind(scan.partner.as_str())
+        .bind(scan.from)
+        .bind(scan.to)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     async fn digest_intent(

@@ -25,7 +25,7 @@ use cezbek_schemas::{
 use crate::types::{
     CustomerState, DigestStatus, HistoryPage, HistoryQuery, LedgerError, RewardRecord, ShardLease,
 };
-use crate::{CustomerBatch, DayCursor, Ledger};
+use crate::{CustomerBatch, DayCursor, Ledger, PartnerScan, SCAN_BATCH, ScanSink};
 
 pub const SCHEMA_CQL: &str = include_str!("../scylla/schema.cql");
 
@@ -67,6 +67,8 @@ struct Statements {
     digest_status: PreparedStatement,
     digest_sent: PreparedStatement,
     digests: PreparedStatement,
+    scan: PreparedStatement,
+    scan_count: PreparedStatement,
 }
 
 pub struct ScyllaLedger {
@@ -188,6 +190,18 @@ impl ScyllaLedger {
             ))
             .await?,
             digests: prepare(format!("SELECT msisdn, status FROM {ks}.digests WHERE partner = ? AND day = ?")).await?,
+            // A replay reads a partner's period across its customers' partitions: a filtered
+            // scan of the by-customer table, whose pages keep each partition's rows together.
+            scan: prepare(format!(
+                "SELECT record FROM {ks}.rewards_by_customer \
+                 WHERE partner = ? AND occurred_at >= ? AND occurred_at < ? ALLOW FILTERING"
+            ))
+            .await?,
+            scan_count: prepare(format!(
+                "SELECT COUNT(*) FROM {ks}.rewards_by_customer \
+                 WHERE partner = ? AND occurred_at >= ? AND occurred_at < ? ALLOW FILTERING"
+            ))
+            .await?,
         };
         Ok(Self { session, statements })
     }
@@ -689,6 +703,46 @@ impl Ledger for ScyllaLedger {
         let values =
             vec![Some(CqlValue::Boolean(opted_out)), text(partner.as_str()), text(msisdn.as_str())];
         self.execute(&self.statements.opt_out, values).await
+    }
+
+    async fn scan_partner(&self, scan: &PartnerScan, into: ScanSink) -> Result<u64, LedgerError> {
+        use futures::TryStreamExt;
+
+        let values = vec![text(scan.partner.as_str()), timestamp(scan.from), timestamp(scan.to)];
+        let pager = self
+            .session
+            .execute_iter(self.statements.scan.clone(), values)
+            .await
+            .map_err(scylla_error)?;
+        let mut rows = pager.rows_stream::<Row>().map_err(scylla_error)?;
+        let mut sent = 0_u64;
+        let mut batch = Vec::with_capacity(SCAN_BATCH);
+        while let Some(row) = rows.try_next().await.map_err(scylla_error)? {
+            batch.push(record_of(&row)?);
+            if batch.len() == SCAN_BATCH {
+                sent += batch.len() as u64;
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(SCAN_BATCH));
+                if into.send(full).await.is_err() {
+                    return Ok(sent);
+                }
+            }
+        }
+        if !batch.is_empty() {
+            sent += batch.len() as u64;
+            let _ = into.send(batch).await;
+        }
+        Ok(sent)
+    }
+
+    async fn count_partner(&self, scan: &PartnerScan) -> Result<u64, LedgerError> {
+        let values = vec![text(scan.partner.as_str()), timestamp(scan.from), timestamp(scan.to)];
+        let rows = self.rows(&self.statements.scan_count, values).await?;
+        let count =
+            rows.first().and_then(|row| row.columns.first()).and_then(|value| match value {
+                Some(CqlValue::BigInt(count)) => Some(*count),
+                _ => None,
+            });
+        Ok(count.and_then(|count| u64::try_from(count).ok()).unwrap_or(0))
     }
 
     async fn digest_intent(

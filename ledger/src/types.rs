@@ -73,10 +73,23 @@ impl LedgerError {
 pub struct RewardRecord {
     pub reward: Reward,
     pub mcc: Option<Mcc>,
+    /// The transaction's quantity: campaign conditions read it, so a replay needs it.
+    #[serde(default = "one")]
+    pub quantity: i32,
+    /// The transaction's offset in its partition of the transaction topic. A customer's
+    /// transactions share a partition, so their offsets are the order the rewarder decided them
+    /// in, which a replay follows. `None` where it is not known (decisions recorded before the
+    /// ledger kept it; tests that write the ledger directly).
+    #[serde(default)]
+    pub log_offset: Option<i64>,
     /// The partner-local day of `occurred_at`.
     pub local_day: NaiveDate,
     /// [`content_hash`] of the transaction.
     pub content_hash: String,
+}
+
+fn one() -> i32 {
+    1
 }
 
 /// SHA-256 of what a transaction says (not where or when it entered Cezbek): the same

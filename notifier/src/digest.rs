@@ -275,6 +275,8 @@ mod tests {
                 decided_at: at,
             },
             mcc: None,
+            quantity: 1,
+            log_offset: None,
             local_day: NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
             content_hash: id.into(),
         }

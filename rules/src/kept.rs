@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 
-use cezbek_schemas::{PartnerCode, Transaction};
+use cezbek_schemas::{PartnerCode, Reward, Transaction};
 
 use crate::decision::Evaluated;
 use crate::evaluate::{evaluate, local_day_at};
@@ -89,6 +89,12 @@ impl KeptWindow {
         self.window.prune(since, day);
         self.purchases_since = self.purchases_since.max(since);
         self.days_since = self.days_since.max(day);
+    }
+
+    /// Records a decision made before (as the ledger keeps it) without deciding it again: how a
+    /// replay brings a customer's window up to the start of its period.
+    pub fn record(&mut self, decided: &Reward, day: NaiveDate) {
+        self.window.record(decided, day);
     }
 
     /// Whether a refund of `transaction_id` finds its original here (otherwise the caller looks

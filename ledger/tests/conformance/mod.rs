@@ -6,8 +6,8 @@
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 
 use cezbek_ledger::{
-    CustomerBatch, DigestStatus, HistoryQuery, Ledger, LedgerError, RewardRecord, ShardLease,
-    StateWrite,
+    CustomerBatch, DigestStatus, HistoryQuery, Ledger, LedgerError, PartnerScan, RewardRecord,
+    ShardLease, StateWrite,
 };
 use cezbek_schemas::{
     AppliedCampaign, CampaignKind, Currency, Mcc, Msisdn, PartnerCode, Reward, RewardOutcome,
@@ -33,6 +33,7 @@ macro_rules! every_check {
             opting_out_is_kept_and_does_not_fence,
             a_digest_intent_is_recorded_once,
             a_customer_twice_in_one_batch_is_refused,
+            a_partner_scan_sends_each_customer_together,
         );
     };
     (@tests $ledger:ident; $($check:ident),* $(,)?) => {
@@ -88,6 +89,8 @@ pub fn record(id: &str, msisdn: &Msisdn, minute: i64, cashback: i64) -> RewardRe
             decided_at: occurred_at + Duration::seconds(1),
         },
         mcc: Some(Mcc::new(5814).unwrap()),
+        quantity: 1,
+        log_offset: None,
         local_day: occurred_at.date_naive(),
         content_hash: format!("hash-{id}"),
     }
@@ -288,7 +291,10 @@ pub async fn a_loaded_customer_has_the_window_of_their_decisions(ledger: &impl L
 pub async fn a_record_reads_back_exactly(ledger: &impl Ledger) {
     let alice = customer(1);
     let lease = claim(ledger, &[&alice]).await;
-    let original = record("p1", &alice, 0, 1_500);
+    let mut original = record("p1", &alice, 0, 1_500);
+    // What a replay needs: the quantity and where the transaction was in the log.
+    original.quantity = 4;
+    original.log_offset = Some(17);
     ledger
         .apply(&[CustomerBatch { records: vec![original.clone()], ..of(&lease, &alice) }])
         .await
@@ -537,4 +543,83 @@ pub async fn a_customer_twice_in_one_batch_is_refused(ledger: &impl Ledger) {
         CustomerBatch { records: vec![record("x2", &alice, 1, 10)], ..of(&lease, &alice) },
     ];
     assert!(matches!(ledger.apply(&batch).await, Err(LedgerError::InvalidBatch(_))));
+}
+
+pub async fn a_partner_scan_sends_each_customer_together(ledger: &impl Ledger) {
+    let customers: Vec<Msisdn> = (1..=5).map(customer).collect();
+    let lease = claim(ledger, &customers.iter().collect::<Vec<_>>()).await;
+    // Five customers, interleaved in time, four decisions each at minutes 0…19; the scan
+    // asks for minutes 2…17.
+    let batch: Vec<CustomerBatch> = customers
+        .iter()
+        .enumerate()
+        .map(|(n, msisdn)| CustomerBatch {
+            records: (0..4)
+                .map(|i| {
+                    let minute = i * 5 + n as i64;
+                    let mut decided = record(&format!("t{n}-{i}"), msisdn, minute, 10 + minute);
+                    decided.log_offset = Some(minute);
+                    decided
+                })
+                .collect(),
+            ..of(&lease, msisdn)
+        })
+        .collect();
+    ledger.apply(&batch).await.unwrap();
+    let mut other = record("x1", &customers[0], 3, 5);
+    other.reward.partner = PartnerCode::parse("OTHER").unwrap();
+    let other_lease = ledger.claim("other/0").await.unwrap();
+    ledger
+        .apply(&[CustomerBatch {
+            partner: other.reward.partner.clone(),
+            records: vec![other],
+            ..of(&other_lease, &customers[0])
+        }])
+        .await
+        .unwrap();
+
+    let scan = PartnerScan { partner: partner(), from: at(2), to: at(18) };
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(1);
+    let collect = async move {
+        let mut scanned: Vec<RewardRecord> = Vec::new();
+        while let Some(batch) = receiver.recv().await {
+            scanned.extend(batch);
+        }
+        scanned
+    };
+    let (sent, scanned) = tokio::join!(ledger.scan_partner(&scan, sender), collect);
+    assert_eq!(sent.unwrap(), scanned.len() as u64);
+    let mut expected: Vec<String> = batch
+        .iter()
+        .flat_map(|customer| &customer.records)
+        .filter(|r| (at(2)..at(18)).contains(&r.reward.occurred_at))
+        .map(|r| r.reward.transaction_id.to_string())
+        .collect();
+    let mut got: Vec<String> =
+        scanned.iter().map(|r| r.reward.transaction_id.to_string()).collect();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected, "the partner's period, nothing of another partner's");
+    assert_eq!(ledger.count_partner(&scan).await.unwrap(), expected.len() as u64);
+    // Each customer's decisions come one after another.
+    let mut order: Vec<&Msisdn> = scanned.iter().map(|r| &r.reward.msisdn).collect();
+    order.dedup();
+    let distinct: std::collections::HashSet<&&Msisdn> = order.iter().collect();
+    assert_eq!(order.len(), distinct.len(), "a customer's decisions are together: {order:?}");
+    // What a replay reads is there; what it does not is left out.
+    let first = scanned.iter().find(|r| r.reward.transaction_id.as_str() == "t1-1").unwrap();
+    assert_eq!(first.log_offset, Some(6));
+    assert_eq!(first.reward.cashback, 16);
+    assert_eq!(first.reward.applied_campaigns.len(), 1);
+    assert!(first.reward.explanation.is_empty() && first.content_hash.is_empty());
+
+    // A receiver that goes away stops the scan without an error.
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(1);
+    let reader = async move {
+        let first = receiver.recv().await;
+        drop(receiver);
+        first
+    };
+    let (sent, first) = tokio::join!(ledger.scan_partner(&scan, sender), reader);
+    assert!(sent.is_ok() && first.is_some());
 }

@@ -41,7 +41,7 @@ pub(super) async fn decide<L: Ledger>(
         let (stored_tier, stored_email) = (kept.tier.clone(), kept.email.clone());
         fetch_originals(ledger, &mut kept, transactions).await?;
         let mut records = Vec::with_capacity(transactions.len());
-        for Pending { transaction, content_hash } in transactions {
+        for Pending { transaction, content_hash, offset } in transactions {
             let evaluated = kept.window.decide(transaction, rules);
             if transaction.email.is_some() && kept.email != transaction.email {
                 kept.email.clone_from(&transaction.email);
@@ -52,6 +52,8 @@ pub(super) async fn decide<L: Ledger>(
             records.push(RewardRecord {
                 reward: evaluated.decision.into_reward(transaction, now),
                 mcc: transaction.mcc,
+                quantity: transaction.quantity,
+                log_offset: Some(*offset),
                 local_day: evaluated.local_day,
                 content_hash: (*content_hash).to_owned(),
             });

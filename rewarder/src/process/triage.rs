@@ -83,6 +83,8 @@ fn keyed_by_customer(key: Option<&[u8]>, transaction: &Transaction) -> bool {
 pub(super) struct Pending<'a> {
     pub transaction: &'a Transaction,
     pub content_hash: &'a str,
+    /// Where the transaction is in its partition: recorded, so a replay decides in this order.
+    pub offset: i64,
 }
 
 /// A batch's transactions sorted by what to do with them (borrowed from the decoded batch).
@@ -164,7 +166,7 @@ impl<'a> Triage<'a> {
                     if list.is_empty() {
                         triage.order.push(customer);
                     }
-                    list.push(Pending { transaction, content_hash });
+                    list.push(Pending { transaction, content_hash, offset: message.offset });
                 }
             }
         }
