@@ -102,6 +102,7 @@ impl Harness {
             reconcile_interval: Duration::from_secs(5),
             key_grace: Duration::from_secs(3600),
             ledger: cezbek_ledger::LedgerChoice::Postgres,
+            backtest_pace: 0,
         };
         tokio::spawn(cezbek_campaignex::run(campaignex, shutdown.clone()));
         let rewarder = cezbek_rewarder::Config {

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cezbek_rules::{RuleSet, RuleSnapshot};
+use cezbek_rules::{RuleKey, RuleSet, RuleSnapshot, TierProgram};
 
 /// One recorded change of a key: its value from `revision` on (`None`: deleted).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,15 +64,19 @@ impl RuleHistory {
         snapshot
     }
 
-    /// The longest tier window of any revision in the history (what a replay must read before
-    /// its period so every revision's tiers start right).
-    pub fn longest_window_days(&mut self, partner: &cezbek_schemas::PartnerCode) -> u32 {
-        let revisions: Vec<i64> = self.changes.iter().map(|change| change.revision).collect();
-        let mut longest = self.at(i64::MAX).window_days(partner);
-        for revision in revisions {
-            longest = longest.max(self.at(revision).window_days(partner));
-        }
-        longest
+    /// The longest tier window of any revision in the history, and at least the window a
+    /// partner without a tier program keeps (what a replay must read before its period so
+    /// every revision's tiers start right). One pass over the recorded tier programs.
+    pub fn longest_window_days(&self, partner: &cezbek_schemas::PartnerCode) -> u32 {
+        let tiers = RuleKey::Tiers(partner.clone()).path(&self.prefix);
+        let recorded = self
+            .changes
+            .iter()
+            .filter(|change| change.key == tiers)
+            .filter_map(|change| change.value.as_deref())
+            .filter_map(|value| serde_json::from_str::<TierProgram>(value).ok())
+            .map(|program| program.window_days);
+        recorded.fold(RuleSnapshot::default().window_days(partner), u32::max)
     }
 }
 
@@ -118,5 +122,7 @@ mod tests {
         assert_eq!(cap(&mut history, 9), None);
         assert_eq!(history.at(8).revision(), 8);
         assert!(history.knows(3) && !history.knows(2));
+        // No tier program recorded: a month, what a partner without one keeps.
+        assert_eq!(history.longest_window_days(&toko), 31);
     }
 }

@@ -46,25 +46,36 @@ pub enum RunError {
     Replay(String),
 }
 
-/// Replays `scan` through `replayer`. The examples of the report get their recorded
-/// explanations (which the scan leaves out) from the ledger.
+/// Replays `scan` through `replayer`, at most `pace` decisions a second when given (so a
+/// backtest leaves the live pipeline its share of the machine). The examples of the report get
+/// their recorded explanations (which the scan leaves out) from the ledger.
 pub async fn run<L: Ledger + 'static>(
     ledger: Arc<L>,
     scan: PartnerScan,
     replayer: Replayer,
     progress: Arc<Progress>,
+    pace: Option<u64>,
 ) -> Result<Report, RunError> {
     let (sender, mut receiver) =
         tokio::sync::mpsc::channel::<Vec<cezbek_ledger::RewardRecord>>(SCAN_AHEAD);
     let watched = Arc::clone(&progress);
     let replay = tokio::task::spawn_blocking(move || {
         let mut replayer = replayer;
+        let started = std::time::Instant::now();
         while let Some(batch) = receiver.blocking_recv() {
             if watched.is_cancelled() {
                 // Dropping the receiver stops the scan.
                 return None;
             }
-            watched.read.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            let read = watched.read.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            if let Some(pace) = pace.filter(|pace| *pace > 0) {
+                // Ahead of the pace: wait until the time these decisions are due. The scan
+                // waits with it (its channel is full), so the database rests too.
+                let due = std::time::Duration::from_secs_f64(read as f64 / pace as f64);
+                if let Some(early) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(early);
+                }
+            }
             replayer.feed(batch);
         }
         Some(replayer.finish())

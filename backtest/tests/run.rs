@@ -70,7 +70,8 @@ fn scan() -> PartnerScan {
 async fn a_run_reads_every_decision_and_explains_its_examples_from_the_ledger() {
     let ledger = Arc::new(ledger(20_000).await);
     let progress = Arc::new(Progress::default());
-    let report = run(Arc::clone(&ledger), scan(), draft(), Arc::clone(&progress)).await.unwrap();
+    let report =
+        run(Arc::clone(&ledger), scan(), draft(), Arc::clone(&progress), None).await.unwrap();
     assert_eq!(progress.read(), ledger.count_partner(&scan()).await.unwrap());
     assert!(report.totals.difference > 0);
     assert_eq!(report.customers.len(), 20);
@@ -87,8 +88,22 @@ async fn a_cancelled_run_stops_reading_and_says_so() {
     let ledger = Arc::new(ledger(20_000).await);
     let progress = Arc::new(Progress::default());
     progress.cancel();
-    let outcome = run(Arc::clone(&ledger), scan(), draft(), Arc::clone(&progress)).await;
+    let outcome = run(Arc::clone(&ledger), scan(), draft(), Arc::clone(&progress), None).await;
     assert!(matches!(outcome, Err(RunError::Cancelled)), "{outcome:?}");
     // It stopped at the first batch: nothing was replayed.
     assert_eq!(progress.read(), 0);
+}
+
+#[tokio::test]
+async fn a_paced_run_reads_no_faster_than_its_pace() {
+    let ledger = Arc::new(ledger(20_000).await);
+    let progress = Arc::new(Progress::default());
+    let started = std::time::Instant::now();
+    let paced = run(Arc::clone(&ledger), scan(), draft(), Arc::clone(&progress), Some(50_000));
+    let report = paced.await.unwrap();
+    // The last batch starts after the ones before it: at 50,000 a second, no earlier than
+    // (read − one batch) / 50,000 seconds in.
+    let floor = (progress.read() - 2_000) as f64 / 50_000.0;
+    assert!(started.elapsed().as_secs_f64() >= floor, "{:?} < {floor}", started.elapsed());
+    assert!(report.totals.transactions > 0);
 }

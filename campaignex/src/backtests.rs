@@ -134,6 +134,44 @@ fn jobs_problem(error: sqlx::Error) -> Problem {
 /// named by its path.
 fn read_request(body: &Bytes, partner: &PartnerCode) -> Result<BacktestRequest, Problem> {
     let mut object = input::object(body).map_err(Problem::invalid)?;
+    // The request is kept with the job (PostgreSQL stores no NUL character).
+    let unstorable = input::nul_fields(&Value::Object(object.clone()));
+    if !unstorable.is_empty() {
+        return Err(Problem::invalid(unstorable));
+    }
+    // serde reads a struct from an array too: what the document says is an object must be one.
+    let mut not_objects = Vec::new();
+    match object.get("draft") {
+        None | Some(Value::Null | Value::Object(_)) => {}
+        Some(_) => not_objects.push("draft".to_owned()),
+    }
+    if let Some(Value::Object(draft)) = object.get("draft") {
+        for list in ["campaigns", "exclusions"] {
+            if let Some(Value::Array(rules)) = draft.get(list) {
+                for (index, rule) in rules.iter().enumerate() {
+                    if !rule.is_object() {
+                        not_objects.push(format!("draft.{list}[{index}]"));
+                    }
+                    if list == "campaigns"
+                        && rule.get("conditions").is_some_and(|conditions| !conditions.is_object())
+                    {
+                        not_objects.push(format!("draft.{list}[{index}].conditions"));
+                    }
+                }
+            }
+        }
+        if draft.get("tiers").is_some_and(|tiers| !tiers.is_object() && !tiers.is_null()) {
+            not_objects.push("draft.tiers".to_owned());
+        }
+    }
+    if !not_objects.is_empty() {
+        return Err(Problem::invalid(
+            not_objects
+                .into_iter()
+                .map(|field| FieldError { field, reason: "must be a JSON object".into() })
+                .collect(),
+        ));
+    }
     if let Some(Value::Object(draft)) = object.get_mut("draft") {
         let fill = |rule: &mut Value| {
             if let Value::Object(rule) = rule {
@@ -208,7 +246,7 @@ pub(crate) async fn create_backtest(
         }
         None => {
             let prefix = state.etcd.config().prefix.clone();
-            let mut history = history::of_partner(state.jobs.pool(), &prefix, &code)
+            let history = history::of_partner(state.jobs.pool(), &prefix, &code)
                 .await
                 .map_err(jobs_problem)?;
             let window_days = history.longest_window_days(&code);

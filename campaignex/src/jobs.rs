@@ -90,6 +90,8 @@ pub struct Jobs {
     slots: Arc<Semaphore>,
     /// The progress of this instance's jobs, by id.
     running: Arc<Mutex<HashMap<String, Arc<Progress>>>>,
+    /// Decisions a second a replay reads at most (none: as fast as it can).
+    pace: Option<u64>,
     shutdown: CancellationToken,
 }
 
@@ -99,8 +101,20 @@ const SELECT: &str = "SELECT id, partner, request::text AS request, state, read,
      FROM backtests";
 
 impl Jobs {
-    pub fn new(pool: PgPool, ledger: Arc<AnyLedger>, shutdown: CancellationToken) -> Self {
-        Self { pool, ledger, slots: Arc::new(Semaphore::new(1)), running: Arc::default(), shutdown }
+    pub fn new(
+        pool: PgPool,
+        ledger: Arc<AnyLedger>,
+        pace: Option<u64>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            pool,
+            ledger,
+            slots: Arc::new(Semaphore::new(1)),
+            running: Arc::default(),
+            pace,
+            shutdown,
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -239,6 +253,7 @@ impl Jobs {
             work.scan,
             work.replayer,
             Arc::clone(progress),
+            self.pace,
         );
         tokio::pin!(run);
         let report = loop {

@@ -37,6 +37,9 @@ pub struct Config {
     pub key_grace: Duration,
     /// Where the decisions a backtest replays are.
     pub ledger: cezbek_ledger::LedgerChoice,
+    /// Decisions a second a backtest reads at most (0: no limit), so a running backtest leaves
+    /// the live pipeline its share of the ledger and the machine.
+    pub backtest_pace: u64,
 }
 
 impl Config {
@@ -62,6 +65,7 @@ impl Config {
                 .duration("CEZBEK_CAMPAIGNEX_RECONCILE_INTERVAL", Duration::from_secs(5)),
             key_grace: env.duration("CEZBEK_CAMPAIGNEX_KEY_GRACE", Duration::from_secs(24 * 3600)),
             ledger: cezbek_ledger::LedgerChoice::from_env(env),
+            backtest_pace: env.parse("CEZBEK_CAMPAIGNEX_BACKTEST_PACE", 50_000u64),
         }
     }
 }
@@ -107,7 +111,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         tokens: Arc::new(config.tokens),
         etcd,
         key_grace: config.key_grace,
-        jobs: jobs::Jobs::new(pool, ledger, shutdown.clone()),
+        jobs: jobs::Jobs::new(
+            pool,
+            ledger,
+            Some(config.backtest_pace).filter(|pace| *pace > 0),
+            shutdown.clone(),
+        ),
     };
     http::serve_with_ops(&config.http, api::router(state), registry, readiness, shutdown).await?;
     Ok(())

@@ -50,6 +50,7 @@ async fn start(context: &TestContext, etcd: Option<EtcdConfig>) -> Service {
         reconcile_interval: Duration::from_millis(200),
         key_grace: Duration::from_secs(3600),
         ledger: cezbek_ledger::LedgerChoice::Postgres,
+        backtest_pace: 0,
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(run(config, shutdown.clone()));

@@ -83,6 +83,8 @@ def _between_fields(path, item):
         _payout_policy(item)
     elif path in ("/v1/providers", "/v1/providers/{name}"):
         _provider(item)
+    elif path == "/v1/partners/{partner}/backtests":
+        _backtest(item)
 
 
 # The stateful phase fills bodies from earlier answers after the case hooks ran: the rules
@@ -94,6 +96,7 @@ TEMPLATES = [
     (re.compile(r"^/v1/partners$"), "/v1/partners"),
     (re.compile(r"^/v1/partners/[^/]+$"), "/v1/partners/{partner}"),
     (re.compile(r"^/v1/providers$"), "/v1/providers"),
+    (re.compile(r"^/v1/partners/[^/]+/backtests$"), "/v1/partners/{partner}/backtests"),
     (re.compile(r"^/v1/providers/[^/]+$"), "/v1/providers/{name}"),
 ]
 
@@ -192,6 +195,69 @@ def _campaign(body):
         numbers = all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in (low, high))
         if numbers and low > high:
             conditions["min_amount"], conditions["max_amount"] = high, low
+
+
+def _date(value):
+    try:
+        return datetime.date.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _backtest(body):
+    """A backtest's period ends on or after its first day and spans at most 366 days; a draft's
+    rules keep their own rules between fields, and a draft names each campaign and exclusion
+    once."""
+    began, ended = _date(body.get("from")), _date(body.get("to"))
+    if began is not None and ended is not None:
+        if ended < began:
+            body["to"] = began.isoformat()
+        elif (ended - began).days >= 366:
+            body["to"] = (began + datetime.timedelta(days=365)).isoformat()
+    draft = body.get("draft")
+    if not isinstance(draft, dict):
+        return
+    for field, rule in (("campaigns", _campaign), ("exclusions", lambda item: _after(item, "valid_from", "valid_until"))):
+        items = draft.get(field)
+        if not isinstance(items, list):
+            continue
+        seen = set()
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                continue
+            rule(item)
+            if isinstance(item.get("id"), str):
+                if item["id"] in seen:
+                    item["id"] = f"draft-{index}"
+                seen.add(item["id"])
+    if isinstance(draft.get("tiers"), dict):
+        _tiers(draft["tiers"])
+
+
+def _draft_times(body):
+    """A draft's rules' times, as for the rules themselves (schema-valid cases only)."""
+    draft = body.get("draft")
+    if not isinstance(draft, dict):
+        return
+    for field, times in (("campaigns", ("starts_at", "ends_at")), ("exclusions", ("valid_from", "valid_until"))):
+        for item in draft.get(field) if isinstance(draft.get(field), list) else []:
+            if isinstance(item, dict):
+                _times(item, *times)
+
+
+def _draft_partner(case, body):
+    """A draft's rules belong to the path's partner: one that names a partner names that one."""
+    draft = body.get("draft")
+    partner = case.path_parameters.get("partner")
+    if not isinstance(draft, dict) or not isinstance(partner, str):
+        return
+    rules = [draft.get("tiers")]
+    for field in ("campaigns", "exclusions"):
+        if isinstance(draft.get(field), list):
+            rules.extend(draft[field])
+    for rule in rules:
+        if isinstance(rule, dict) and isinstance(rule.get("partner"), str):
+            rule["partner"] = partner
 
 
 def _payout_policy(body):
@@ -334,6 +400,9 @@ def map_case(context, case):
             continue
         if path.startswith("/v1/partners/{partner}"):
             _path_fields(case, item)
+        if path == "/v1/partners/{partner}/backtests":
+            _draft_partner(case, item)
+            _draft_times(item)
         if path.startswith("/v1/partners/{partner}/campaigns"):
             _times(item, "starts_at", "ends_at")
         elif path.startswith("/v1/partners/{partner}/exclusions"):
