@@ -334,6 +334,8 @@ fn campaign_template() -> Campaign {
         reward: RewardRule::PercentBp(100),
         max_per_transaction: None,
         max_per_customer_per_day: None,
+        budget: None,
+        budget_per_day: None,
     }
 }
 

@@ -91,6 +91,8 @@ fn setup() -> (RuleSnapshot, Vec<(Transaction, CustomerWindow)>) {
                 },
                 max_per_transaction: Some(50_000),
                 max_per_customer_per_day: Some(100_000),
+                budget: None,
+                budget_per_day: None,
             });
         }
         for index in 0..EXCLUSIONS_PER_PARTNER {

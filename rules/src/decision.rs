@@ -17,6 +17,10 @@ pub struct Decision {
     pub rules_revision: i64,
     /// One line a support agent can read.
     pub explanation: String,
+    /// The budgeted campaigns whose payout a budget allowance cut (part of the recorded
+    /// decision: a replay decides under the same allowances).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub budget_limits: Vec<crate::budget::BudgetLimit>,
 }
 
 impl Decision {

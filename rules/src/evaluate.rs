@@ -11,6 +11,7 @@ use cezbek_schemas::{
     AppliedCampaign, CampaignKind, PartnerCode, RewardOutcome, Transaction, TransactionKind,
 };
 
+use crate::budget::{Allowances, BudgetLimit};
 use crate::decision::{Decision, Evaluated};
 
 use crate::model::{BP_WHOLE, Exclusion, RewardRule, Tier, TierProgram, normalize_merchant};
@@ -26,6 +27,12 @@ pub(crate) fn local_day_at(
     local_day_in(snapshot.partner_rules(partner), at)
 }
 
+/// The partner-local calendar day of `at` under `snapshot` (UTC for a partner it does not
+/// know): the day a decision on a transaction of that time counts in.
+pub fn local_day(snapshot: &RuleSnapshot, partner: &PartnerCode, at: DateTime<Utc>) -> NaiveDate {
+    local_day_at(snapshot, partner, at)
+}
+
 fn local_day_in(rules: Option<&PartnerRules>, at: DateTime<Utc>) -> NaiveDate {
     let zone = rules.map(PartnerRules::time_zone).unwrap_or(chrono_tz::UTC);
     at.with_timezone(&zone).date_naive()
@@ -39,10 +46,24 @@ pub fn evaluate(
     snapshot: &RuleSnapshot,
     window: &CustomerWindow,
 ) -> Evaluated {
+    evaluate_within(transaction, snapshot, window, &Allowances::unlimited())
+}
+
+/// [`evaluate`] with what each budgeted campaign may still pay: a campaign is cut to its
+/// allowance, and one with none left does not apply (the next best of its kind may). The
+/// decision lists the campaigns an allowance cut, so a replay can decide the same.
+pub fn evaluate_within(
+    transaction: &Transaction,
+    snapshot: &RuleSnapshot,
+    window: &CustomerWindow,
+    allowances: &Allowances,
+) -> Evaluated {
     let rules = snapshot.partner_rules(&transaction.partner);
     let local_day = local_day_in(rules, transaction.occurred_at);
     let decision = match transaction.kind {
-        TransactionKind::Purchase => evaluate_purchase(transaction, rules, window, local_day),
+        TransactionKind::Purchase => {
+            evaluate_purchase(transaction, rules, window, local_day, allowances)
+        }
         TransactionKind::Refund => evaluate_refund(transaction, rules, window),
     };
     Evaluated { decision: Decision { rules_revision: snapshot.revision(), ..decision }, local_day }
@@ -58,6 +79,7 @@ fn empty_decision(outcome: RewardOutcome, explanation: String) -> Decision {
         exclusion_id: None,
         rules_revision: 0,
         explanation,
+        budget_limits: Vec::new(),
     }
 }
 
@@ -66,6 +88,7 @@ fn evaluate_purchase(
     rules: Option<&PartnerRules>,
     window: &CustomerWindow,
     day: NaiveDate,
+    allowances: &Allowances,
 ) -> Decision {
     let Some(rules) = rules else {
         return empty_decision(
@@ -97,9 +120,17 @@ fn evaluate_purchase(
     let mut explanation = String::with_capacity(128);
     let mut applied = Vec::new();
     let mut subtotal: i64 = 0;
-    for chosen in
-        best_campaigns(rules, transaction, merchant.as_deref(), window, day).into_iter().flatten()
-    {
+    let mut budget_limits = Vec::new();
+    let best = best_campaigns(
+        rules,
+        transaction,
+        merchant.as_deref(),
+        window,
+        day,
+        allowances,
+        &mut budget_limits,
+    );
+    for chosen in best.into_iter().flatten() {
         subtotal = subtotal.saturating_add(chosen.payout.amount);
         separate(&mut explanation);
         explain(&chosen, transaction, &mut explanation);
@@ -143,6 +174,9 @@ fn evaluate_purchase(
     if applied.is_empty() {
         explanation = "no campaign matched".to_owned();
     }
+    for limit in budget_limits.iter().filter(|limit| limit.allowed == 0) {
+        let _ = write!(explanation, "; {} budget exhausted", limit.campaign_id);
+    }
     Decision {
         outcome: if cashback > 0 { RewardOutcome::Rewarded } else { RewardOutcome::NoMatch },
         cashback,
@@ -152,6 +186,7 @@ fn evaluate_purchase(
         exclusion_id: None,
         rules_revision: 0,
         explanation,
+        budget_limits,
     }
 }
 
@@ -211,6 +246,10 @@ struct Payout {
     capped_per_transaction: bool,
     /// `Some(remaining)` when the daily cap cut the amount.
     daily_remaining: Option<i64>,
+    /// `Some(allowed)` when the campaign's budget allowance cut the amount.
+    budget_allowed: Option<i64>,
+    /// After the caps, before the budget allowance.
+    wanted: i64,
 }
 
 struct Chosen<'a> {
@@ -239,6 +278,8 @@ fn best_campaigns<'a>(
     merchant: Option<&str>,
     window: &CustomerWindow,
     day: NaiveDate,
+    allowances: &Allowances,
+    budget_limits: &mut Vec<BudgetLimit>,
 ) -> [Option<Chosen<'a>>; 2] {
     let by_mcc = transaction
         .mcc
@@ -251,7 +292,14 @@ fn best_campaigns<'a>(
         if !matches(candidate, transaction, merchant) {
             continue;
         }
-        let payout = payout(candidate, transaction, window, day);
+        let payout = payout(candidate, transaction, window, day, allowances);
+        if let Some(allowed) = payout.budget_allowed {
+            budget_limits.push(BudgetLimit {
+                campaign_id: candidate.campaign.id.clone(),
+                allowed,
+                wanted: payout.wanted,
+            });
+        }
         let slot = &mut best[usize::from(candidate.campaign.kind == CampaignKind::Bonus)];
         let better = match slot {
             None => true,
@@ -273,6 +321,7 @@ fn payout(
     transaction: &Transaction,
     window: &CustomerWindow,
     day: NaiveDate,
+    allowances: &Allowances,
 ) -> Payout {
     let campaign = &indexed.campaign;
     let earned = match campaign.reward {
@@ -283,8 +332,14 @@ fn payout(
         }
         RewardRule::Fixed(fixed) => fixed,
     };
-    let mut payout =
-        Payout { earned, amount: earned, capped_per_transaction: false, daily_remaining: None };
+    let mut payout = Payout {
+        earned,
+        amount: earned,
+        capped_per_transaction: false,
+        daily_remaining: None,
+        budget_allowed: None,
+        wanted: 0,
+    };
     if let Some(cap) = campaign.max_per_transaction
         && payout.amount > cap
     {
@@ -297,6 +352,13 @@ fn payout(
             payout.amount = remaining;
             payout.daily_remaining = Some(remaining);
         }
+    }
+    payout.wanted = payout.amount;
+    if let Some(allowed) = allowances.of(campaign)
+        && payout.amount > allowed
+    {
+        payout.amount = allowed.max(0);
+        payout.budget_allowed = Some(payout.amount);
     }
     payout
 }
@@ -328,6 +390,9 @@ fn explain(chosen: &Chosen<'_>, transaction: &Transaction, out: &mut String) {
         (payout.daily_remaining, campaign.max_per_customer_per_day)
     {
         let _ = write!(out, ", {remaining} left of the daily {daily}");
+    }
+    if let Some(allowed) = payout.budget_allowed {
+        let _ = write!(out, ", {allowed} left of its budget");
     }
 }
 
@@ -408,6 +473,7 @@ fn evaluate_refund(
         exclusion_id: None,
         rules_revision: 0,
         explanation,
+        budget_limits: Vec::new(),
     }
 }
 

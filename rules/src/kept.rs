@@ -10,8 +10,9 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 
 use cezbek_schemas::{PartnerCode, Reward, Transaction};
 
+use crate::budget::Allowances;
 use crate::decision::Evaluated;
-use crate::evaluate::{evaluate, local_day_at};
+use crate::evaluate::{evaluate_within, local_day_at};
 use crate::snapshot::RuleSnapshot;
 use crate::window::{CustomerWindow, OriginalPurchase};
 
@@ -66,9 +67,35 @@ impl KeptWindow {
     /// Decides `transaction` and records the decision, so the customer's next transaction sees
     /// it.
     pub fn decide(&mut self, transaction: &Transaction, rules: &RuleSnapshot) -> Evaluated {
-        let evaluated = evaluate(transaction, rules, &self.window);
-        self.window.apply(transaction, &evaluated.decision, evaluated.local_day);
+        self.decide_within(transaction, rules, &Allowances::unlimited())
+    }
+
+    /// [`KeptWindow::decide`] with what each budgeted campaign may pay.
+    pub fn decide_within(
+        &mut self,
+        transaction: &Transaction,
+        rules: &RuleSnapshot,
+        allowances: &Allowances,
+    ) -> Evaluated {
+        let evaluated = self.evaluate_within(transaction, rules, allowances);
+        self.apply(transaction, &evaluated);
         evaluated
+    }
+
+    /// The decision on `transaction` without recording it (a caller that may decide again with
+    /// more budget records the one it keeps with [`KeptWindow::apply`]).
+    pub fn evaluate_within(
+        &self,
+        transaction: &Transaction,
+        rules: &RuleSnapshot,
+        allowances: &Allowances,
+    ) -> Evaluated {
+        evaluate_within(transaction, rules, &self.window, allowances)
+    }
+
+    /// Records a decision, so the customer's next transaction sees it.
+    pub fn apply(&mut self, transaction: &Transaction, evaluated: &Evaluated) {
+        self.window.apply(transaction, &evaluated.decision, evaluated.local_day);
     }
 
     /// Forgets what no transaction after `latest` (decided on `latest_day`) needs. What is

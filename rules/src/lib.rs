@@ -3,6 +3,7 @@
 //! the same function, and replaying the transaction log with the same rule revisions gives the
 //! same decisions.
 
+mod budget;
 mod decision;
 mod evaluate;
 mod kept;
@@ -16,8 +17,9 @@ mod replay;
 mod snapshot;
 mod window;
 
+pub use budget::{Allowances, BudgetLimit};
 pub use decision::{Decision, Evaluated};
-pub use evaluate::evaluate;
+pub use evaluate::{evaluate, evaluate_within, local_day};
 pub use kept::KeptWindow;
 pub use live::{Rule, RuleError, RuleKey, RuleSet};
 pub use model::{

@@ -334,6 +334,16 @@ pub struct Campaign {
     #[serde(default)]
     #[schema(schema_with = crate::openapi::optional_positive_amount)]
     pub max_per_customer_per_day: Option<i64>,
+    /// The most cashback the campaign may ever pay, minor units, > 0: a hard stop across every
+    /// rewarder. Once it is used up the campaign pays nothing more and the next best campaign
+    /// of its kind may apply. A clawback does not give budget back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::openapi::optional_positive_amount)]
+    pub budget: Option<i64>,
+    /// The most cashback the campaign may pay on one partner-local day, minor units, > 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::openapi::optional_positive_amount)]
+    pub budget_per_day: Option<i64>,
 }
 
 /// Basis points in a whole: 10000 bp = 100 %.
@@ -390,6 +400,12 @@ impl Campaign {
         }
         if let Some(cap) = self.max_per_customer_per_day {
             check_positive(&mut problems, "max_per_customer_per_day", cap);
+        }
+        if let Some(budget) = self.budget {
+            check_positive(&mut problems, "budget", budget);
+        }
+        if let Some(budget) = self.budget_per_day {
+            check_positive(&mut problems, "budget_per_day", budget);
         }
         finish(problems)
     }

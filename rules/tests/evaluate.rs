@@ -463,3 +463,76 @@ fn the_window_keeps_one_daily_total_per_campaign_and_round_trips_through_its_com
     assert_eq!(read.purchases[0].occurred_at, at(2026, 5, 1, 1, 0));
     assert_eq!(read.earned_on("b1", chrono::NaiveDate::from_ymd_opt(2026, 5, 1).unwrap()), 1_000);
 }
+
+#[test]
+fn a_budget_allowance_cuts_its_campaign_and_an_exhausted_one_gives_way_to_the_next_best() {
+    let rich = cezbek_rules::Campaign { budget: Some(1_000_000), ..base("rich", 500) };
+    let plain = base("plain", 100);
+    let rules = snapshot(|b| b.campaign(rich).campaign(plain));
+    let sale = purchase("t1", 100_000, at(2026, 3, 1, 10, 0));
+    let window = CustomerWindow::default();
+    let within = |allowances: &cezbek_rules::Allowances| {
+        cezbek_rules::evaluate_within(&sale, &rules, &window, allowances).decision
+    };
+
+    // Enough left: the budget changes nothing, and nothing is recorded.
+    let held = cezbek_rules::Allowances::held(vec![("rich".into(), 10_000)]);
+    let decision = within(&held);
+    assert_eq!(decision.cashback, 5_000);
+    assert!(decision.budget_limits.is_empty());
+    assert_eq!(decision, decide(&rules, &sale), "unlimited: as without a budget");
+
+    // Part left: the campaign pays what is left, still more than the next best.
+    let held = cezbek_rules::Allowances::held(vec![("rich".into(), 3_000)]);
+    let decision = within(&held);
+    assert_eq!(decision.cashback, 3_000);
+    assert_eq!(decision.applied_campaigns[0].campaign_id, "rich");
+    assert!(
+        decision.explanation.ends_with(", 3000 left of its budget"),
+        "{}",
+        decision.explanation
+    );
+    let limit =
+        cezbek_rules::BudgetLimit { campaign_id: "rich".into(), allowed: 3_000, wanted: 5_000 };
+    assert_eq!(decision.budget_limits, vec![limit]);
+
+    // Less left than the next best pays, or nothing held at all: the next best applies.
+    for held in [
+        cezbek_rules::Allowances::held(vec![("rich".into(), 400)]),
+        cezbek_rules::Allowances::held(Vec::new()),
+    ] {
+        let decision = within(&held);
+        assert_eq!(decision.applied_campaigns[0].campaign_id, "plain");
+        assert_eq!(decision.cashback, 1_000);
+    }
+    let exhausted = within(&cezbek_rules::Allowances::held(Vec::new()));
+    assert!(
+        exhausted.explanation.ends_with("; rich budget exhausted"),
+        "{}",
+        exhausted.explanation
+    );
+    assert_eq!(exhausted.budget_limits[0].allowed, 0);
+
+    // A replay under the recorded limits decides the same, whatever it holds.
+    for recorded in [decision_with(&within, 3_000), exhausted] {
+        let replayed = within(&cezbek_rules::Allowances::replaying(&recorded.budget_limits));
+        assert_eq!(replayed, recorded);
+    }
+}
+
+fn decision_with(within: &dyn Fn(&cezbek_rules::Allowances) -> Decision, allowed: i64) -> Decision {
+    within(&cezbek_rules::Allowances::held(vec![("rich".into(), allowed)]))
+}
+
+#[test]
+fn budgets_are_validated_positive() {
+    let bad =
+        cezbek_rules::Campaign { budget: Some(0), budget_per_day: Some(-5), ..base("b", 100) };
+    let fields: Vec<String> = cezbek_rules::Rule::Campaign(bad)
+        .validate()
+        .unwrap_err()
+        .into_iter()
+        .map(|problem| problem.field)
+        .collect();
+    assert_eq!(fields, vec!["budget", "budget_per_day"]);
+}

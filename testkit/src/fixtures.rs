@@ -78,6 +78,8 @@ pub fn campaign(id: &str, kind: CampaignKind, reward: RewardRule) -> Campaign {
         reward,
         max_per_transaction: None,
         max_per_customer_per_day: None,
+        budget: None,
+        budget_per_day: None,
     }
 }
 
