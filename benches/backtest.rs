@@ -107,6 +107,7 @@ async fn generate(ledger: &PostgresLedger, count: u32) {
                 log_offset: Some(i64::from(n)),
                 local_day: evaluated.local_day,
                 content_hash: content_hash(&transaction),
+                budget_limits: Vec::new(),
             });
         }
         let rows = cezbek_ledger::copy_format::reward_rows(&records, records.len());

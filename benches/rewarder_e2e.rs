@@ -91,6 +91,7 @@ async fn copy_rate(
             log_offset: None,
             local_day: evaluated.local_day,
             content_hash: content_hash(transaction),
+            budget_limits: Vec::new(),
         });
     }
     let pool = cezbek_platform::postgres::connect(postgres).await.unwrap();

@@ -98,6 +98,7 @@ fn record(customer: u32, decided: &Decided) -> RewardRecord {
         log_offset: None,
         local_day: decided.at.with_timezone(&Jakarta).date_naive(),
         content_hash: format!("hash-{}", decided.id),
+        budget_limits: Vec::new(),
     }
 }
 
@@ -151,6 +152,7 @@ impl Setup {
             lease: self.lease().await,
             records: decisions.iter().map(|decided| record(customer, decided)).collect(),
             state: Some(StateWrite { tier: None, email }),
+            budget_spends: Vec::new(),
         };
         self.ledger.apply(&[batch]).await.unwrap();
     }
@@ -168,6 +170,7 @@ impl Setup {
                     lease: lease.clone(),
                     records: vec![record(customer, &decided)],
                     state: Some(StateWrite { tier: None, email: Some(self.email(customer)) }),
+                    budget_spends: Vec::new(),
                 }
             })
             .collect();

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use cezbek_ledger::RewardRecord;
-use cezbek_rules::{KeptWindow, OriginalPurchase, RuleSnapshot};
+use cezbek_rules::{Allowances, KeptWindow, OriginalPurchase, RuleSnapshot};
 use cezbek_schemas::{RewardOutcome, Source, SourceChannel, Transaction, TransactionKind};
 
 use crate::period::Period;
@@ -121,13 +121,17 @@ impl Replayer {
                 }
             }
             let evaluated = match &mut self.rules {
+                // A draft is replayed without budgets: one customer at a time cannot tell in
+                // which order customers would have used a budget up.
                 Rules::Draft(rules) => window.decide(&transaction, rules),
                 Rules::AsRecorded(history) => {
                     let revision = recorded.reward.rules_revision;
                     if !history.knows(revision) {
                         self.accumulator.unknown_revisions += 1;
                     }
-                    window.decide(&transaction, &history.at(revision))
+                    // Budget use is part of the recorded decision: the same allowances again.
+                    let allowances = Allowances::replaying(&recorded.budget_limits);
+                    window.decide_within(&transaction, &history.at(revision), &allowances)
                 }
             };
             self.accumulator.add(

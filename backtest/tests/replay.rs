@@ -75,6 +75,7 @@ fn decided(
                 log_offset: Some(offset as i64),
                 local_day: evaluated.local_day,
                 content_hash: content_hash(transaction),
+                budget_limits: Vec::new(),
             }
         })
         .collect()

@@ -38,6 +38,7 @@ async fn ledger(count: usize) -> MemoryLedger {
                 lease: lease.clone(),
                 records: Vec::new(),
                 state: None,
+                budget_spends: Vec::new(),
             });
         batch.records.push(RewardRecord {
             reward: evaluated.decision.into_reward(transaction, transaction.occurred_at),
@@ -46,6 +47,7 @@ async fn ledger(count: usize) -> MemoryLedger {
             log_offset: Some(offset as i64),
             local_day: evaluated.local_day,
             content_hash: content_hash(transaction),
+            budget_limits: Vec::new(),
         });
     }
     ledger.apply(&customers.into_values().collect::<Vec<_>>()).await.unwrap();

@@ -200,6 +200,7 @@ fn record(decided: Decided<'_>) -> RewardRecord {
         log_offset: None,
         local_day: decided.at.with_timezone(&chrono_tz::Asia::Jakarta).date_naive(),
         content_hash: format!("hash-{}", decided.id),
+        budget_limits: Vec::new(),
     }
 }
 
@@ -235,6 +236,7 @@ async fn seed(ledger: &PostgresLedger, customer: &str, records: Vec<RewardRecord
                 tier: Some("SILVER".into()),
                 email: Some("customer@example.com".into()),
             }),
+            budget_spends: Vec::new(),
         }])
         .await
         .unwrap();

@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use cezbek_rules::{CustomerWindow, OriginalPurchase};
 use cezbek_schemas::{Msisdn, PartnerCode, Transaction, TransactionId};
 
+use crate::budget::{BudgetChunk, BudgetRequest, BudgetUsage};
 use crate::{
     CustomerBatch, CustomerState, CustomerTotals, DayCursor, DigestStatus, HistoryPage,
     HistoryQuery, Ledger, LedgerChoice, LedgerError, PartnerScan, PostgresLedger, RewardRecord,
@@ -183,6 +184,31 @@ impl Ledger for AnyLedger {
         opted_out: bool,
     ) -> Result<(), LedgerError> {
         forward!(self, ledger => ledger.set_opt_out(partner, msisdn, opted_out))
+    }
+
+    async fn budget_chunks(&self, lease: &ShardLease) -> Result<Vec<BudgetChunk>, LedgerError> {
+        forward!(self, ledger => ledger.budget_chunks(lease))
+    }
+
+    async fn grant_budget(
+        &self,
+        lease: &ShardLease,
+        request: &BudgetRequest,
+    ) -> Result<BudgetChunk, LedgerError> {
+        forward!(self, ledger => ledger.grant_budget(lease, request))
+    }
+
+    async fn budget_usage(&self, partner: &PartnerCode) -> Result<Vec<BudgetUsage>, LedgerError> {
+        forward!(self, ledger => ledger.budget_usage(partner))
+    }
+
+    async fn budget_spent_since(
+        &self,
+        partner: &PartnerCode,
+        campaign_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<i64, LedgerError> {
+        forward!(self, ledger => ledger.budget_spent_since(partner, campaign_id, since))
     }
 
     async fn scan_partner(&self, scan: &PartnerScan, into: ScanSink) -> Result<u64, LedgerError> {

@@ -20,7 +20,7 @@ macro_rules! reward_columns {
             "merchant, mcc, outcome, cashback, tier_before, tier_after, ",
             $applied,
             ", exclusion_id, rules_revision, explanation, occurred_at, decided_at, local_day, ",
-            "content_hash, quantity, log_offset"
+            "content_hash, quantity, log_offset, budget_limits"
         )
     };
 }
@@ -45,6 +45,11 @@ pub(crate) fn outcome_text(outcome: RewardOutcome) -> &'static str {
         RewardOutcome::Clawback => "CLAWBACK",
         RewardOutcome::OriginalNotFound => "ORIGINAL_NOT_FOUND",
     }
+}
+
+/// The budget limits as stored (JSON).
+pub(crate) fn budget_limits_json(limits: &[cezbek_rules::BudgetLimit]) -> String {
+    serde_json::to_string(limits).unwrap_or_else(|_| "[]".into())
 }
 
 /// Records as `COPY … (FORMAT csv)` rows. Text is always quoted (a quote doubled), so an empty
@@ -152,6 +157,11 @@ pub fn reward_rows<'a>(records: impl IntoIterator<Item = &'a RewardRecord>, rows
         } else {
             out.push(',');
         }
+        if record.budget_limits.is_empty() {
+            out.push(',');
+        } else {
+            text(&mut out, &budget_limits_json(&record.budget_limits));
+        }
         // The last field's separator becomes the row's end.
         out.pop();
         out.push('\n');
@@ -197,6 +207,7 @@ mod tests {
             mcc: None,
             quantity: 3,
             log_offset: Some(1_234),
+            budget_limits: Vec::new(),
             local_day: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
             content_hash: "abc".into(),
         }
@@ -278,7 +289,7 @@ mod tests {
         assert_eq!(field("tier_after").as_deref(), Some("SILVER"));
         let unplaced = RewardRecord { log_offset: None, ..record() };
         let rows = reward_rows([&unplaced], 1);
-        assert!(rows.ends_with(",3,\n"), "an unknown offset is NULL: {rows}");
+        assert!(rows.ends_with(",3,,\n"), "an unknown offset and no limits are NULL: {rows}");
     }
 
     #[test]
@@ -305,10 +316,10 @@ mod tests {
     #[test]
     fn the_copy_statement_names_every_column_once() {
         let columns: Vec<&str> = reward_columns!().split(", ").collect();
-        assert_eq!(columns.len(), 23);
+        assert_eq!(columns.len(), 24);
         let unique: std::collections::HashSet<&&str> = columns.iter().collect();
         assert_eq!(unique.len(), columns.len());
         assert!(COPY_REWARDS.starts_with("COPY rewards (partner, "));
-        assert!(COPY_REWARDS.ends_with(", log_offset) FROM STDIN (FORMAT csv)"));
+        assert!(COPY_REWARDS.ends_with(", budget_limits) FROM STDIN (FORMAT csv)"));
     }
 }

@@ -9,6 +9,7 @@
 //! stored: every decision is, and a customer's window is rebuilt from them when loaded.
 
 mod any;
+pub mod budget;
 mod choice;
 pub mod copy_format;
 mod postgres;
@@ -72,6 +73,8 @@ pub struct CustomerBatch {
     pub records: Vec<RewardRecord>,
     /// The tier and email the decisions leave, when they changed (None: as stored).
     pub state: Option<StateWrite>,
+    /// What the decisions pay from campaign budgets, from the chunks of the lease's shard.
+    pub budget_spends: Vec<budget::BudgetSpend>,
 }
 
 /// The window a customer's decisions leave (see [`CustomerWindow::rebuild`]).
@@ -287,6 +290,34 @@ pub trait Ledger: Send + Sync {
         &self,
         scan: &PartnerScan,
     ) -> impl Future<Output = Result<u64, LedgerError>> + Send;
+
+    /// The chunks of campaign budgets the lease's shard holds (read after [`Ledger::claim`]).
+    fn budget_chunks(
+        &self,
+        lease: &ShardLease,
+    ) -> impl Future<Output = Result<Vec<budget::BudgetChunk>, LedgerError>> + Send;
+
+    /// Hands the lease's shard more of a budget while there is more (see [`budget`]); returns
+    /// the shard's chunk after. A stale lease is refused with [`LedgerError::Fenced`].
+    fn grant_budget(
+        &self,
+        lease: &ShardLease,
+        request: &budget::BudgetRequest,
+    ) -> impl Future<Output = Result<budget::BudgetChunk, LedgerError>> + Send;
+
+    /// Every budget of a partner's campaigns: named, handed out and spent.
+    fn budget_usage(
+        &self,
+        partner: &PartnerCode,
+    ) -> impl Future<Output = Result<Vec<budget::BudgetUsage>, LedgerError>> + Send;
+
+    /// What a campaign paid from its budgets since `since` (minute buckets).
+    fn budget_spent_since(
+        &self,
+        partner: &PartnerCode,
+        campaign_id: &str,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<i64, LedgerError>> + Send;
 
     /// Records the intent to send a digest; returns what was there before (None: new).
     fn digest_intent(

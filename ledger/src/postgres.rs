@@ -13,6 +13,7 @@ use cezbek_schemas::{
     TransactionId, TransactionKind,
 };
 
+use crate::budget::{BudgetChunk, BudgetKey, BudgetRequest, BudgetScope, BudgetUsage, chunk_size};
 use crate::copy_format::{COPY_REWARDS, kind_text, outcome_text, reward_columns, reward_rows};
 use crate::types::{
     CustomerState, CustomerTotals, DigestStatus, HistoryPage, HistoryQuery, LedgerError,
@@ -33,7 +34,7 @@ const REWARD_COLUMNS: &str = reward_columns!("applied_campaigns::text AS applied
 const SCAN_COLUMNS: &str = "partner, transaction_id, msisdn, kind, original_transaction_id, \
      amount, currency, merchant, mcc, outcome, cashback, tier_before, tier_after, \
      applied_campaigns::text AS applied_campaigns, exclusion_id, rules_revision, '' AS explanation, \
-     occurred_at, decided_at, local_day, '' AS content_hash, quantity, log_offset";
+     occurred_at, decided_at, local_day, '' AS content_hash, quantity, log_offset, budget_limits";
 
 impl PostgresLedger {
     pub fn new(pool: PgPool) -> Self {
@@ -132,6 +133,10 @@ fn read_record(row: &PgRow) -> Result<RewardRecord, LedgerError> {
         mcc,
         quantity: row.try_get("quantity")?,
         log_offset: row.try_get("log_offset")?,
+        budget_limits: match optional("budget_limits")? {
+            Some(json) => serde_json::from_str(&json).map_err(corrupt)?,
+            None => Vec::new(),
+        },
         local_day: row.try_get("local_day")?,
         content_hash: text("content_hash")?,
     })
@@ -163,6 +168,7 @@ struct RewardColumns {
     content_hash: Vec<String>,
     quantity: Vec<i32>,
     log_offset: Vec<Option<i64>>,
+    budget_limits: Vec<Option<String>>,
 }
 
 impl RewardColumns {
@@ -193,6 +199,10 @@ impl RewardColumns {
         self.content_hash.push(record.content_hash.clone());
         self.quantity.push(record.quantity);
         self.log_offset.push(record.log_offset);
+        self.budget_limits.push(
+            (!record.budget_limits.is_empty())
+                .then(|| crate::copy_format::budget_limits_json(&record.budget_limits)),
+        );
     }
 }
 
@@ -200,12 +210,12 @@ const INSERT_REWARDS: &str = concat!(
     "INSERT INTO rewards (",
     reward_columns!(),
     ") \
-     SELECT p, t, m, k, o, a, c, me, mc, oc, cb, tb, ta, ac::jsonb, ex, rr, ep, oa, da, ld, ch, q, lo \
+     SELECT p, t, m, k, o, a, c, me, mc, oc, cb, tb, ta, ac::jsonb, ex, rr, ep, oa, da, ld, ch, q, lo, bl \
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::text[], \
                  $9::int4[], $10::text[], $11::int8[], $12::text[], $13::text[], $14::text[], $15::text[], \
                  $16::int8[], $17::text[], $18::timestamptz[], $19::timestamptz[], $20::date[], $21::text[], \
-                 $22::int4[], $23::int8[]) \
-          AS u(p, t, m, k, o, a, c, me, mc, oc, cb, tb, ta, ac, ex, rr, ep, oa, da, ld, ch, q, lo) \
+                 $22::int4[], $23::int8[], $24::text[]) \
+          AS u(p, t, m, k, o, a, c, me, mc, oc, cb, tb, ta, ac, ex, rr, ep, oa, da, ld, ch, q, lo, bl) \
      ON CONFLICT (partner, transaction_id) DO NOTHING \
      RETURNING partner, transaction_id"
 );
@@ -285,6 +295,92 @@ impl PostgresLedger {
         Ok(transaction)
     }
 
+    /// What the batch pays from budget chunks, only where each chunk's spent stays within what
+    /// it was granted (else the whole batch is refused: the chunk shrank since it was read),
+    /// and the minute's spend per campaign for the rate.
+    async fn spend(
+        transaction: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        batch: &[CustomerBatch],
+    ) -> Result<(), LedgerError> {
+        let mut by_chunk: std::collections::BTreeMap<(&str, &str, String, &str), i64> =
+            std::collections::BTreeMap::new();
+        // The rate counts what a campaign paid once: from its total budget where it has one,
+        // else from its daily ones.
+        let mut by_campaign: std::collections::BTreeMap<(&str, &str), (i64, i64)> =
+            std::collections::BTreeMap::new();
+        for customer in batch {
+            for spend in &customer.budget_spends {
+                let key = (
+                    customer.partner.as_str(),
+                    spend.campaign_id.as_str(),
+                    spend.scope.as_text(),
+                    &*customer.lease.shard,
+                );
+                *by_chunk.entry(key).or_default() += spend.amount;
+                let rate = by_campaign
+                    .entry((customer.partner.as_str(), spend.campaign_id.as_str()))
+                    .or_default();
+                match spend.scope {
+                    BudgetScope::Total => rate.0 += spend.amount,
+                    BudgetScope::Day(_) => rate.1 += spend.amount,
+                }
+            }
+        }
+        if by_chunk.is_empty() {
+            return Ok(());
+        }
+        let (mut partners, mut campaigns, mut scopes, mut shards, mut amounts) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for ((partner, campaign, scope, shard), amount) in &by_chunk {
+            partners.push(*partner);
+            campaigns.push(*campaign);
+            scopes.push(scope.as_str());
+            shards.push(*shard);
+            amounts.push(*amount);
+        }
+        let updated: i64 = sqlx::query_scalar(
+            "WITH u AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[]) \
+                        AS u(p, c, s, sh, a)), \
+             done AS (UPDATE budget_chunks b SET spent = b.spent + u.a, updated_at = now() FROM u \
+                      WHERE b.partner = u.p AND b.campaign_id = u.c AND b.scope = u.s AND b.shard = u.sh \
+                        AND b.spent + u.a <= b.granted RETURNING 1) \
+             SELECT count(*) FROM done",
+        )
+        .bind(&partners)
+        .bind(&campaigns)
+        .bind(&scopes)
+        .bind(&shards)
+        .bind(&amounts)
+        .fetch_one(&mut **transaction)
+        .await?;
+        if usize::try_from(updated).unwrap_or(0) != by_chunk.len() {
+            let shard = shards.first().map(|shard| (*shard).to_owned()).unwrap_or_default();
+            return Err(LedgerError::BudgetMoved { shard });
+        }
+        let (partners, campaigns, paid): (Vec<&str>, Vec<&str>, Vec<i64>) = by_campaign
+            .iter()
+            .map(|((partner, campaign), (total, daily))| {
+                (*partner, *campaign, if *total > 0 { *total } else { *daily })
+            })
+            .fold((Vec::new(), Vec::new(), Vec::new()), |mut columns, (p, c, a)| {
+                columns.0.push(p);
+                columns.1.push(c);
+                columns.2.push(a);
+                columns
+            });
+        sqlx::query(
+            "INSERT INTO budget_spend (partner, campaign_id, minute, amount) \
+             SELECT p, c, date_trunc('minute', now()), a FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS u(p, c, a) \
+             ON CONFLICT (partner, campaign_id, minute) DO UPDATE SET amount = budget_spend.amount + EXCLUDED.amount",
+        )
+        .bind(&partners)
+        .bind(&campaigns)
+        .bind(&paid)
+        .execute(&mut **transaction)
+        .await?;
+        Ok(())
+    }
+
     /// The states, then the commit.
     async fn finish(
         mut transaction: sqlx::Transaction<'static, sqlx::Postgres>,
@@ -313,6 +409,7 @@ impl PostgresLedger {
         let mut rewards = RewardColumns::default();
         batch.iter().flat_map(|customer| &customer.records).for_each(|record| rewards.push(record));
         let mut transaction = self.begin_fenced(&plan.leases).await?;
+        Self::spend(&mut transaction, batch).await?;
         let rows = sqlx::query(INSERT_REWARDS)
             .bind(&rewards.partner)
             .bind(&rewards.transaction_id)
@@ -337,6 +434,7 @@ impl PostgresLedger {
             .bind(&rewards.content_hash)
             .bind(&rewards.quantity)
             .bind(&rewards.log_offset)
+            .bind(&rewards.budget_limits)
             .fetch_all(&mut *transaction)
             .await?;
         let inserted = rows
@@ -361,6 +459,7 @@ impl PostgresLedger {
         let count = batch.iter().map(|customer| customer.records.len()).sum();
         let rows = reward_rows(batch.iter().flat_map(|customer| &customer.records), count);
         let mut transaction = self.begin_fenced(&plan.leases).await?;
+        Self::spend(&mut transaction, batch).await?;
         let mut copy = transaction.copy_in_raw(COPY_REWARDS).await?;
         copy.send(rows.as_bytes()).await?;
         match copy.finish().await {
@@ -638,6 +737,143 @@ impl Ledger for PostgresLedger {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn budget_chunks(&self, lease: &ShardLease) -> Result<Vec<BudgetChunk>, LedgerError> {
+        let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
+            "SELECT partner, campaign_id, scope, granted, spent FROM budget_chunks WHERE shard = $1",
+        )
+        .bind(&*lease.shard)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(partner, campaign_id, scope, granted, spent)| {
+                Ok(BudgetChunk {
+                    key: BudgetKey {
+                        partner: PartnerCode::parse(&partner).map_err(corrupt)?,
+                        campaign_id,
+                        scope: BudgetScope::parse(&scope)
+                            .ok_or_else(|| corrupt(format!("budget scope {scope:?}")))?,
+                    },
+                    granted,
+                    spent,
+                })
+            })
+            .collect()
+    }
+
+    async fn grant_budget(
+        &self,
+        lease: &ShardLease,
+        request: &BudgetRequest,
+    ) -> Result<BudgetChunk, LedgerError> {
+        let leases = HashMap::from([(&*lease.shard, lease.epoch)]);
+        let mut transaction = self.begin_fenced(&leases).await?;
+        let key = &request.key;
+        let scope = key.scope.as_text();
+        // The pool's row, locked until the grant commits: grants of one budget queue here.
+        let (budget, mut granted): (i64, i64) = sqlx::query_as(
+            "INSERT INTO budget_pools (partner, campaign_id, scope, budget, budget_revision) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (partner, campaign_id, scope) DO UPDATE SET \
+               budget = CASE WHEN EXCLUDED.budget_revision >= budget_pools.budget_revision \
+                             THEN EXCLUDED.budget ELSE budget_pools.budget END, \
+               budget_revision = GREATEST(budget_pools.budget_revision, EXCLUDED.budget_revision) \
+             RETURNING budget, granted",
+        )
+        .bind(key.partner.as_str())
+        .bind(&key.campaign_id)
+        .bind(&scope)
+        .bind(request.budget)
+        .bind(request.revision)
+        .fetch_one(&mut *transaction)
+        .await?;
+        if budget - granted < request.wanted {
+            // Take back what other shards left idle (down to what they spent): their next
+            // write from it is refused, and they reload.
+            let reclaimed: i64 = sqlx::query_scalar(
+                "WITH idle AS (SELECT shard, granted - spent AS unused FROM budget_chunks \
+                   WHERE partner = $1 AND campaign_id = $2 AND scope = $3 AND shard <> $4 \
+                     AND granted > spent AND updated_at < now() - interval '2 seconds' FOR UPDATE), \
+                 taken AS (UPDATE budget_chunks b SET granted = b.spent, updated_at = now() FROM idle \
+                   WHERE b.partner = $1 AND b.campaign_id = $2 AND b.scope = $3 AND b.shard = idle.shard \
+                   RETURNING idle.unused) \
+                 SELECT coalesce(sum(unused), 0)::int8 FROM taken",
+            )
+            .bind(key.partner.as_str())
+            .bind(&key.campaign_id)
+            .bind(&scope)
+            .bind(&*lease.shard)
+            .fetch_one(&mut *transaction)
+            .await?;
+            granted -= reclaimed;
+        }
+        let chunk = chunk_size(budget - granted, request.wanted);
+        sqlx::query(
+            "UPDATE budget_pools SET granted = $4 WHERE partner = $1 AND campaign_id = $2 AND scope = $3",
+        )
+        .bind(key.partner.as_str())
+        .bind(&key.campaign_id)
+        .bind(&scope)
+        .bind(granted + chunk)
+        .execute(&mut *transaction)
+        .await?;
+        let (granted, spent): (i64, i64) = sqlx::query_as(
+            "INSERT INTO budget_chunks (partner, campaign_id, scope, shard, granted) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (partner, campaign_id, scope, shard) DO UPDATE SET \
+               granted = budget_chunks.granted + EXCLUDED.granted, updated_at = now() \
+             RETURNING granted, spent",
+        )
+        .bind(key.partner.as_str())
+        .bind(&key.campaign_id)
+        .bind(&scope)
+        .bind(&*lease.shard)
+        .bind(chunk)
+        .fetch_one(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(BudgetChunk { key: key.clone(), granted, spent })
+    }
+
+    async fn budget_usage(&self, partner: &PartnerCode) -> Result<Vec<BudgetUsage>, LedgerError> {
+        let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT p.campaign_id, p.scope, p.budget, p.granted, \
+                    coalesce((SELECT sum(c.spent) FROM budget_chunks c WHERE c.partner = p.partner \
+                      AND c.campaign_id = p.campaign_id AND c.scope = p.scope), 0)::int8 \
+             FROM budget_pools p WHERE p.partner = $1 ORDER BY p.campaign_id, p.scope",
+        )
+        .bind(partner.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(campaign_id, scope, budget, granted, spent)| {
+                Ok(BudgetUsage {
+                    campaign_id,
+                    scope: BudgetScope::parse(&scope)
+                        .ok_or_else(|| corrupt(format!("budget scope {scope:?}")))?,
+                    budget,
+                    granted,
+                    spent,
+                })
+            })
+            .collect()
+    }
+
+    async fn budget_spent_since(
+        &self,
+        partner: &PartnerCode,
+        campaign_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<i64, LedgerError> {
+        Ok(sqlx::query_scalar(
+            "SELECT coalesce(sum(amount), 0)::int8 FROM budget_spend \
+             WHERE partner = $1 AND campaign_id = $2 AND minute >= date_trunc('minute', $3::timestamptz)",
+        )
+        .bind(partner.as_str())
+        .bind(campaign_id)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     async fn scan_partner(&self, scan: &PartnerScan, into: ScanSink) -> Result<u64, LedgerError> {

@@ -22,6 +22,7 @@ use cezbek_schemas::{
     Msisdn, PartnerCode, RewardOutcome, Transaction, TransactionId, TransactionKind,
 };
 
+use crate::budget::{BudgetChunk, BudgetRequest, BudgetUsage};
 use crate::types::{
     CustomerState, DigestStatus, HistoryPage, HistoryQuery, LedgerError, RewardRecord, ShardLease,
 };
@@ -703,6 +704,34 @@ impl Ledger for ScyllaLedger {
         let values =
             vec![Some(CqlValue::Boolean(opted_out)), text(partner.as_str()), text(msisdn.as_str())];
         self.execute(&self.statements.opt_out, values).await
+    }
+
+    async fn budget_chunks(&self, _lease: &ShardLease) -> Result<Vec<BudgetChunk>, LedgerError> {
+        Ok(Vec::new())
+    }
+
+    /// Budgets need a transaction that checks a pool and a shard's chunk together with the
+    /// decisions that spend it; on Scylla a budgeted campaign is never granted anything (it
+    /// pays nothing rather than risk paying more than its budget).
+    async fn grant_budget(
+        &self,
+        _lease: &ShardLease,
+        _request: &BudgetRequest,
+    ) -> Result<BudgetChunk, LedgerError> {
+        Err(LedgerError::Unsupported("campaign budgets need the PostgreSQL ledger".into()))
+    }
+
+    async fn budget_usage(&self, _partner: &PartnerCode) -> Result<Vec<BudgetUsage>, LedgerError> {
+        Ok(Vec::new())
+    }
+
+    async fn budget_spent_since(
+        &self,
+        _partner: &PartnerCode,
+        _campaign_id: &str,
+        _since: DateTime<Utc>,
+    ) -> Result<i64, LedgerError> {
+        Ok(0)
     }
 
     async fn scan_partner(&self, scan: &PartnerScan, into: ScanSink) -> Result<u64, LedgerError> {

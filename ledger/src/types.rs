@@ -27,6 +27,12 @@ pub enum LedgerError {
     Scylla(String),
     #[error("ledger migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "a budget chunk of shard {shard} shrank since it was read (another shard took back what it left idle); nothing was written"
+    )]
+    BudgetMoved { shard: String },
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl LedgerError {
@@ -50,6 +56,8 @@ impl LedgerError {
                 error.code().is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
             }
             Self::Fenced { .. }
+            | Self::BudgetMoved { .. }
+            | Self::Unsupported(_)
             | Self::AlreadyDecided
             | Self::Database(_)
             | Self::Scylla(_)
@@ -82,6 +90,9 @@ pub struct RewardRecord {
     /// ledger kept it; tests that write the ledger directly).
     #[serde(default)]
     pub log_offset: Option<i64>,
+    /// The budget allowances the decision met (what a replay decides under again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budget_limits: Vec<cezbek_rules::BudgetLimit>,
     /// The partner-local day of `occurred_at`.
     pub local_day: NaiveDate,
     /// [`content_hash`] of the transaction.

@@ -35,6 +35,7 @@ async fn a_replaced_lease_writes_nothing_of_the_batch() {
             lease: lease.clone(),
             records: vec![conformance::record(id, msisdn, 0, 10)],
             state: Some(StateWrite { tier: None, email: Some("x@example.com".into()) }),
+            budget_spends: Vec::new(),
         };
     let batch = [part(&bob, &bobs_shard, "b1"), part(&alice, &alices_old, "a1")];
     for new_only in [false, true] {

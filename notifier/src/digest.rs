@@ -279,6 +279,7 @@ mod tests {
             log_offset: None,
             local_day: NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
             content_hash: id.into(),
+            budget_limits: Vec::new(),
         }
     }
 

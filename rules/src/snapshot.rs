@@ -56,6 +56,14 @@ impl PartnerRules {
         self.campaigns.iter().map(|indexed| &indexed.campaign).find(|campaign| campaign.id == id)
     }
 
+    /// The active campaigns with a money budget (total or daily).
+    pub fn budgeted_campaigns(&self) -> impl Iterator<Item = &Campaign> {
+        self.campaigns
+            .iter()
+            .map(|indexed| &indexed.campaign)
+            .filter(|campaign| campaign.budget.is_some() || campaign.budget_per_day.is_some())
+    }
+
     pub fn campaign_count(&self) -> usize {
         self.campaigns.len()
     }

@@ -11,6 +11,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use cezbek_ledger::budget::{
+    BudgetChunk, BudgetKey, BudgetRequest, BudgetScope, BudgetUsage, chunk_size,
+};
 use cezbek_ledger::{
     CustomerBatch, CustomerState, DayCursor, DigestStatus, HistoryPage, HistoryQuery, Ledger,
     LedgerError, PartnerScan, RewardRecord, SCAN_BATCH, ScanSink, ShardLease, window_of,
@@ -41,6 +44,12 @@ struct Memory {
     failing_writes: usize,
     /// Writes accepted (batches), for tests that count round trips.
     writes: usize,
+    /// Budget pools: the budget, its revision and what is handed out.
+    pools: BTreeMap<BudgetKey, (i64, i64, i64)>,
+    /// Shards' chunks: granted, spent and when last touched.
+    chunks: BTreeMap<(BudgetKey, String), (i64, i64, std::time::Instant)>,
+    /// What campaigns paid from their budgets, when.
+    spend_log: Vec<(PartnerCode, String, DateTime<Utc>, i64)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -119,6 +128,45 @@ impl MemoryLedger {
         };
         if refuse_decided && records.clone().any(|record| decided(record, &memory)) {
             return Err(LedgerError::AlreadyDecided);
+        }
+        // Budget spends fit their chunks, or nothing is written.
+        let mut spends: BTreeMap<(BudgetKey, String), i64> = BTreeMap::new();
+        for customer in batch {
+            for spend in &customer.budget_spends {
+                let key = BudgetKey {
+                    partner: customer.partner.clone(),
+                    campaign_id: spend.campaign_id.clone(),
+                    scope: spend.scope,
+                };
+                *spends.entry((key, customer.lease.shard.to_string())).or_default() += spend.amount;
+            }
+        }
+        for (chunk, amount) in &spends {
+            let fits = memory
+                .chunks
+                .get(chunk)
+                .is_some_and(|(granted, spent, _)| spent + amount <= *granted);
+            if !fits {
+                return Err(LedgerError::BudgetMoved { shard: chunk.1.clone() });
+            }
+        }
+        // The rate counts what a campaign paid once: from its total budget where it has one,
+        // else from its daily ones (as PostgreSQL does).
+        let mut paid: BTreeMap<(PartnerCode, String), (i64, i64)> = BTreeMap::new();
+        for (chunk, amount) in spends {
+            if let Some(entry) = memory.chunks.get_mut(&chunk) {
+                entry.1 += amount;
+                entry.2 = std::time::Instant::now();
+            }
+            let rate = paid.entry((chunk.0.partner, chunk.0.campaign_id)).or_default();
+            match chunk.0.scope {
+                BudgetScope::Total => rate.0 += amount,
+                BudgetScope::Day(_) => rate.1 += amount,
+            }
+        }
+        for ((partner, campaign), (total, daily)) in paid {
+            let amount = if total > 0 { total } else { daily };
+            memory.spend_log.push((partner, campaign, Utc::now(), amount));
         }
         let mut inserted = Vec::new();
         for customer in batch {
@@ -298,6 +346,94 @@ impl Ledger for MemoryLedger {
         });
         records.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(records)
+    }
+
+    async fn budget_chunks(&self, lease: &ShardLease) -> Result<Vec<BudgetChunk>, LedgerError> {
+        Ok(self
+            .memory()
+            .chunks
+            .iter()
+            .filter(|((_, shard), _)| *shard == *lease.shard)
+            .map(|((key, _), (granted, spent, _))| BudgetChunk {
+                key: key.clone(),
+                granted: *granted,
+                spent: *spent,
+            })
+            .collect())
+    }
+
+    async fn grant_budget(
+        &self,
+        lease: &ShardLease,
+        request: &BudgetRequest,
+    ) -> Result<BudgetChunk, LedgerError> {
+        let mut memory = self.memory();
+        if memory.shards.get(&*lease.shard) != Some(&lease.epoch) {
+            return Err(LedgerError::Fenced { shard: lease.shard.to_string(), epoch: lease.epoch });
+        }
+        let key = request.key.clone();
+        let pool = memory.pools.entry(key.clone()).or_insert((request.budget, request.revision, 0));
+        if request.revision >= pool.1 {
+            (pool.0, pool.1) = (request.budget, request.revision);
+        }
+        let (budget, mut granted) = (pool.0, pool.2);
+        if budget - granted < request.wanted {
+            let idle_since = std::time::Instant::now() - std::time::Duration::from_secs(2);
+            for ((chunk_key, shard), (chunk_granted, spent, touched)) in memory.chunks.iter_mut() {
+                if *chunk_key == key && **shard != *lease.shard && *touched < idle_since {
+                    granted -= *chunk_granted - *spent;
+                    *chunk_granted = *spent;
+                }
+            }
+        }
+        let chunk = chunk_size(budget - granted, request.wanted);
+        if let Some(pool) = memory.pools.get_mut(&key) {
+            pool.2 = granted + chunk;
+        }
+        let entry = memory.chunks.entry((key.clone(), lease.shard.to_string())).or_insert((
+            0,
+            0,
+            std::time::Instant::now(),
+        ));
+        entry.0 += chunk;
+        entry.2 = std::time::Instant::now();
+        Ok(BudgetChunk { key, granted: entry.0, spent: entry.1 })
+    }
+
+    async fn budget_usage(&self, partner: &PartnerCode) -> Result<Vec<BudgetUsage>, LedgerError> {
+        let memory = self.memory();
+        Ok(memory
+            .pools
+            .iter()
+            .filter(|(key, _)| key.partner == *partner)
+            .map(|(key, (budget, _, granted))| BudgetUsage {
+                campaign_id: key.campaign_id.clone(),
+                scope: key.scope,
+                budget: *budget,
+                granted: *granted,
+                spent: memory
+                    .chunks
+                    .iter()
+                    .filter(|((chunk_key, _), _)| chunk_key == key)
+                    .map(|(_, (_, spent, _))| *spent)
+                    .sum(),
+            })
+            .collect())
+    }
+
+    async fn budget_spent_since(
+        &self,
+        partner: &PartnerCode,
+        campaign_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<i64, LedgerError> {
+        Ok(self
+            .memory()
+            .spend_log
+            .iter()
+            .filter(|(p, c, at, _)| p == partner && c == campaign_id && *at >= since)
+            .map(|(_, _, _, amount)| *amount)
+            .sum())
     }
 
     async fn scan_partner(&self, scan: &PartnerScan, into: ScanSink) -> Result<u64, LedgerError> {

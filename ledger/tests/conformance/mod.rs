@@ -34,6 +34,7 @@ macro_rules! every_check {
             a_digest_intent_is_recorded_once,
             a_customer_twice_in_one_batch_is_refused,
             a_partner_scan_sends_each_customer_together,
+            budgets_are_granted_in_chunks_and_spent_only_within_them,
         );
     };
     (@tests $ledger:ident; $($check:ident),* $(,)?) => {
@@ -93,6 +94,7 @@ pub fn record(id: &str, msisdn: &Msisdn, minute: i64, cashback: i64) -> RewardRe
         log_offset: None,
         local_day: occurred_at.date_naive(),
         content_hash: format!("hash-{id}"),
+        budget_limits: Vec::new(),
     }
 }
 
@@ -125,6 +127,7 @@ fn of(lease: &ShardLease, msisdn: &Msisdn) -> CustomerBatch {
             tier: Some("SILVER".into()),
             email: Some("budi@example.com".into()),
         }),
+        budget_spends: Vec::new(),
     }
 }
 
@@ -622,4 +625,101 @@ pub async fn a_partner_scan_sends_each_customer_together(ledger: &impl Ledger) {
     };
     let (sent, first) = tokio::join!(ledger.scan_partner(&scan, sender), reader);
     assert!(sent.is_ok() && first.is_some());
+}
+
+pub async fn budgets_are_granted_in_chunks_and_spent_only_within_them(ledger: &impl Ledger) {
+    use cezbek_ledger::budget::{BudgetKey, BudgetRequest, BudgetScope, BudgetSpend};
+
+    let (alice, bob) = (customer(1), customer(2));
+    let first = ledger.claim("transactions/0").await.unwrap();
+    let second = ledger.claim("transactions/1").await.unwrap();
+    let key = BudgetKey { partner: partner(), campaign_id: "b1".into(), scope: BudgetScope::Total };
+    let ask = |budget: i64, revision: i64, wanted: i64| BudgetRequest {
+        key: key.clone(),
+        budget,
+        revision,
+        wanted,
+    };
+    let granted = match ledger.grant_budget(&first, &ask(10_000, 5, 100)).await {
+        Ok(chunk) => chunk,
+        // A backend without budgets grants nothing, ever.
+        Err(LedgerError::Unsupported(_)) => return,
+        Err(other) => panic!("{other}"),
+    };
+    // A sixteenth of what is left, but at least eight times what is lacking.
+    assert_eq!((granted.granted, granted.spent), (800, 0));
+    // The two shards ask until nothing is left: never more than the budget in all.
+    let mut handed = 800;
+    for round in 0..100 {
+        let lease = if round % 2 == 0 { &second } else { &first };
+        let before: i64 =
+            ledger.budget_chunks(lease).await.unwrap().iter().map(|c| c.granted).sum();
+        let after = ledger.grant_budget(lease, &ask(10_000, 5, 100)).await.unwrap().granted;
+        handed += after - before;
+    }
+    assert_eq!(handed, 10_000);
+    let usage = ledger.budget_usage(&partner()).await.unwrap();
+    assert_eq!((usage[0].budget, usage[0].granted, usage[0].spent), (10_000, 10_000, 0));
+    // An asker on older rules cannot raise it back; newer rules can.
+    let stale = ledger.grant_budget(&first, &ask(50_000, 4, 100)).await.unwrap();
+    let held: i64 = ledger.budget_chunks(&first).await.unwrap().iter().map(|c| c.granted).sum();
+    assert_eq!(stale.granted, held);
+    assert_eq!(ledger.budget_usage(&partner()).await.unwrap()[0].granted, 10_000);
+
+    // Spending within the chunk is written with the decisions; beyond it, nothing is.
+    let first_chunk = ledger.budget_chunks(&first).await.unwrap()[0].clone();
+    let spend =
+        |amount| vec![BudgetSpend { campaign_id: "b1".into(), scope: BudgetScope::Total, amount }];
+    ledger
+        .apply(&[CustomerBatch {
+            records: vec![record("s1", &alice, 0, 300)],
+            budget_spends: spend(300),
+            ..of(&first, &alice)
+        }])
+        .await
+        .unwrap();
+    let refused = ledger
+        .apply(&[CustomerBatch {
+            records: vec![record("s2", &alice, 1, 300)],
+            budget_spends: spend(first_chunk.granted),
+            ..of(&first, &alice)
+        }])
+        .await;
+    assert!(matches!(refused, Err(LedgerError::BudgetMoved { .. })), "{refused:?}");
+    assert!(ledger.reward(&partner(), &key_of("s2")).await.unwrap().is_none(), "nothing written");
+    let chunk = ledger.budget_chunks(&first).await.unwrap()[0].clone();
+    assert_eq!((chunk.granted, chunk.spent), (first_chunk.granted, 300));
+    assert_eq!(ledger.budget_usage(&partner()).await.unwrap()[0].spent, 300);
+    let since = chrono::Utc::now() - Duration::minutes(5);
+    assert_eq!(ledger.budget_spent_since(&partner(), "b1", since).await.unwrap(), 300);
+
+    // A raised budget hands out more at once; what a shard left idle is taken back (down to
+    // what it spent) when another needs it, and the idle shard's next spend from it is refused.
+    let raised = ledger.grant_budget(&second, &ask(12_000, 6, 100)).await.unwrap();
+    assert!(raised.granted > 0);
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    let taken = ledger.grant_budget(&second, &ask(12_000, 6, 5_000)).await.unwrap();
+    let first_now = ledger.budget_chunks(&first).await.unwrap()[0].clone();
+    assert_eq!(first_now.granted, 300, "the idle chunk went back down to what it spent");
+    let usage = ledger.budget_usage(&partner()).await.unwrap();
+    assert!(usage[0].granted <= 12_000, "{usage:?}");
+    assert_eq!(usage[0].granted, 300 + taken.granted);
+    let refused = ledger
+        .apply(&[CustomerBatch {
+            records: vec![record("s3", &bob, 2, 10)],
+            budget_spends: spend(10),
+            ..of(&first, &bob)
+        }])
+        .await;
+    assert!(matches!(refused, Err(LedgerError::BudgetMoved { .. })), "{refused:?}");
+    // The stale lease is fenced from asking too.
+    ledger.claim("transactions/0").await.unwrap();
+    assert!(matches!(
+        ledger.grant_budget(&first, &ask(12_000, 6, 100)).await,
+        Err(LedgerError::Fenced { .. })
+    ));
+}
+
+fn key_of(id: &str) -> TransactionId {
+    TransactionId::parse(id).unwrap()
 }

@@ -4,8 +4,9 @@
 use chrono::Utc;
 
 use cezbek_ledger::{CustomerBatch, Ledger, LedgerError, RewardRecord, ShardLease, StateWrite};
-use cezbek_rules::RuleSnapshot;
+use cezbek_rules::{RuleSnapshot, local_day};
 
+use super::budgets::{BudgetBook, TOP_UP_ROUNDS};
 use super::customers::{Customers, Kept};
 use super::triage::{Pending, Triage};
 
@@ -17,9 +18,11 @@ pub(super) struct Decided {
     pub kept: Vec<Kept>,
 }
 
-/// Decides every pending transaction of `triage`. Its customers must have been loaded.
+/// Decides every pending transaction of `triage`, within the budget chunks `budgets` holds
+/// (asking the ledger for more where they fall short). Its customers must have been loaded.
 pub(super) async fn decide<L: Ledger>(
     customers: &mut Customers,
+    budgets: &mut BudgetBook,
     ledger: &L,
     lease: &ShardLease,
     triage: &Triage<'_>,
@@ -41,8 +44,33 @@ pub(super) async fn decide<L: Ledger>(
         let (stored_tier, stored_email) = (kept.tier.clone(), kept.email.clone());
         fetch_originals(ledger, &mut kept, transactions).await?;
         let mut records = Vec::with_capacity(transactions.len());
+        let mut budget_spends = Vec::new();
         for Pending { transaction, content_hash, offset } in transactions {
-            let evaluated = kept.window.decide(transaction, rules);
+            let day = local_day(rules, &transaction.partner, transaction.occurred_at);
+            let mut rounds = 0;
+            let mut evaluated = loop {
+                let allowances = budgets.allowances(rules, &transaction.partner, day);
+                let evaluated = kept.window.evaluate_within(transaction, rules, &allowances);
+                let limits = &evaluated.decision.budget_limits;
+                let short = limits.iter().any(|limit| limit.allowed < limit.wanted);
+                if !short || rounds == TOP_UP_ROUNDS {
+                    break evaluated;
+                }
+                rounds += 1;
+                let partner = &transaction.partner;
+                if !budgets.top_up(ledger, lease, rules, partner, limits, day).await? {
+                    break evaluated;
+                }
+            };
+            kept.window.apply(transaction, &evaluated);
+            budgets.spend(
+                rules,
+                &transaction.partner,
+                &evaluated.decision.applied_campaigns,
+                evaluated.local_day,
+                &mut budget_spends,
+            );
+            let budget_limits = std::mem::take(&mut evaluated.decision.budget_limits);
             if transaction.email.is_some() && kept.email != transaction.email {
                 kept.email.clone_from(&transaction.email);
             }
@@ -54,6 +82,7 @@ pub(super) async fn decide<L: Ledger>(
                 mcc: transaction.mcc,
                 quantity: transaction.quantity,
                 log_offset: Some(*offset),
+                budget_limits,
                 local_day: evaluated.local_day,
                 content_hash: (*content_hash).to_owned(),
             });
@@ -70,6 +99,7 @@ pub(super) async fn decide<L: Ledger>(
             records,
             state: changed
                 .then(|| StateWrite { tier: kept.tier.clone(), email: kept.email.clone() }),
+            budget_spends,
         });
         decided.kept.push(kept);
     }

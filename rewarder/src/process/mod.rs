@@ -22,6 +22,7 @@
 //! if the partition is still this instance's, the batch is decided again after claiming anew
 //! and reloading, so nothing is ever decided from state another instance moved on from.
 
+mod budgets;
 mod customers;
 mod decide;
 #[cfg(test)]
@@ -37,6 +38,7 @@ use cezbek_rules::RuleSnapshot;
 use cezbek_schemas::{Reward, RewardOutcome, TransactionKind};
 
 use crate::assignment::Assignment;
+use budgets::BudgetBook;
 use customers::Customers;
 use triage::{Decoded, Triage};
 
@@ -120,6 +122,9 @@ pub struct Processor<L> {
     assignment: Assignment,
     /// The ledger lease the partition's writes go under, claimed on its first batch.
     lease: Option<ShardLease>,
+    /// The budget chunks the shard holds: loaded after a claim, and again after a failed
+    /// write (whose spends were not written).
+    budgets: Option<BudgetBook>,
     customers: Customers,
     metrics: ProcessMetrics,
 }
@@ -147,6 +152,7 @@ impl<L: Ledger> Processor<L> {
             shard,
             assignment,
             lease: None,
+            budgets: None,
             customers: Customers::new(cache_limit),
             metrics,
         }
@@ -232,6 +238,7 @@ impl<L: Ledger> Processor<L> {
         let lease = self.ledger.claim(&shard).await?;
         tracing::info!(shard, epoch = lease.epoch, "claimed a partition's shard in the ledger");
         self.customers.clear();
+        self.budgets = None;
         self.lease = Some(lease.clone());
         Ok(lease)
     }
@@ -259,16 +266,37 @@ impl<L: Ledger> Processor<L> {
                 Triage::against_ledger(part, self.ledger.as_ref()).await?
             };
             self.customers.load(self.ledger.as_ref(), &lease, &triage, rules).await?;
-            let decided =
-                decide::decide(&mut self.customers, self.ledger.as_ref(), &lease, &triage, rules)
-                    .await?;
+            let mut budgets = match self.budgets.take() {
+                Some(budgets) => budgets,
+                None => BudgetBook::load(self.ledger.as_ref(), &lease).await?,
+            };
+            let decided = decide::decide(
+                &mut self.customers,
+                &mut budgets,
+                self.ledger.as_ref(),
+                &lease,
+                &triage,
+                rules,
+            )
+            .await?;
             let applied = if assume_new {
                 self.ledger.apply_new(&decided.batches).await
             } else {
                 self.ledger.apply(&decided.batches).await
             };
+            if applied.is_ok() {
+                // Its spends are written: the book is what the ledger holds.
+                budgets.written();
+                self.budgets = Some(budgets);
+            }
             match applied {
                 Ok(_) => break (triage, decided),
+                Err(LedgerError::BudgetMoved { shard }) if attempt < FENCED_RETRIES => {
+                    // Another shard took back part of an idle chunk of ours: decide again
+                    // from the chunks as they are now (the customers taken for this attempt
+                    // are loaded again).
+                    tracing::info!(%shard, "a budget chunk shrank; deciding the batch again");
+                }
                 Err(LedgerError::AlreadyDecided) if assume_new => {
                     tracing::debug!(
                         messages = part.len(),
