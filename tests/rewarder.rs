@@ -549,3 +549,121 @@ async fn postgres_down_for_ten_seconds_loses_nothing() {
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(30), service).await;
 }
+
+/// Four rewarder processes, two of them SIGKILLed and restarted, share two campaigns' money
+/// budgets over 200,000 transactions: a bonus with 2,000,000 in all, and a base paying 800 with
+/// 300,000 a partner-local day. Each pays at most its budget, and no less than its budget less
+/// what sits unspent in chunks; the daily budget starts afresh at each of the partner's
+/// midnights; the next best campaign applies once a budget is used up; a raised budget pays
+/// again at once.
+#[tokio::test]
+async fn a_budget_is_a_hard_stop_across_four_processes_killed_and_restarted() {
+    use cezbek_rules::{Campaign, RewardRule};
+    use cezbek_testkit::fixtures::bonus;
+
+    let mut pipeline = Pipeline::new("rwbudget").await;
+    let promo =
+        |budget: i64| Campaign { budget: Some(budget), ..bonus("promo", RewardRule::Fixed(1_000)) };
+    let daily = Campaign {
+        budget_per_day: Some(300_000),
+        ..cezbek_testkit::fixtures::campaign(
+            "daily",
+            cezbek_schemas::CampaignKind::Base,
+            RewardRule::Fixed(800),
+        )
+    };
+    pipeline.put_rule(Rule::Campaign(promo(2_000_000))).await;
+    pipeline.put_rule(Rule::Campaign(daily)).await;
+    let transactions = mixed_log(200_000, 4_000, "g");
+    pipeline.produce(&transactions).await;
+    let pool = Pipeline::pool(&pipeline.postgres).await;
+    let mut processes: Vec<Child> =
+        ["a", "b", "c", "d"].into_iter().map(|label| pipeline.spawn_process(label)).collect();
+    for (at, victim) in [(40_000, 1), (110_000, 3)] {
+        Pipeline::wait_for_rows(&pool, at, Duration::from_secs(300)).await;
+        processes[victim].kill().unwrap();
+        processes[victim].wait().unwrap();
+        processes[victim] = pipeline.spawn_process(&format!("restarted-{victim}"));
+    }
+    Pipeline::wait_for_rows(&pool, 200_000, Duration::from_secs(300)).await;
+
+    let paid = |campaign: &'static str, day: Option<chrono::NaiveDate>| {
+        let pool = pool.clone();
+        async move {
+            let paid: i64 = sqlx::query_scalar(
+                "SELECT coalesce(sum((a->>'amount')::int8), 0)::int8 \
+                 FROM rewards, jsonb_array_elements(applied_campaigns) a \
+                 WHERE a->>'campaign_id' = $1 AND ($2::date IS NULL OR local_day = $2)",
+            )
+            .bind(campaign)
+            .bind(day)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            paid
+        }
+    };
+    let unspent = |campaign: &'static str, scope: String| {
+        let pool = pool.clone();
+        async move {
+            let unspent: i64 = sqlx::query_scalar(
+                "SELECT coalesce(sum(granted - spent), 0)::int8 FROM budget_chunks \
+                 WHERE campaign_id = $1 AND scope = $2",
+            )
+            .bind(campaign)
+            .bind(scope)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            unspent
+        }
+    };
+    let total = paid("promo", None).await;
+    assert!(total <= 2_000_000, "paid {total} of a 2,000,000 budget");
+    assert!(total >= 2_000_000 - unspent("promo", "total".into()).await, "paid {total}");
+    let days: Vec<chrono::NaiveDate> =
+        sqlx::query_scalar("SELECT DISTINCT local_day FROM rewards ORDER BY local_day")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(days.len() >= 4, "{days:?}");
+    for day in days {
+        let on_day = paid("daily", Some(day)).await;
+        assert!(on_day <= 300_000, "{day}: paid {on_day} of a daily 300,000");
+        let left = unspent("daily", day.to_string()).await;
+        assert!(on_day >= 300_000 - left, "{day}: paid {on_day}, {left} unspent in chunks");
+    }
+    // Once a budget is used up, the next best campaign of the kind applies.
+    for (exhausted, next) in [("promo", "coffee"), ("daily", "base")] {
+        let next_best: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM rewards WHERE explanation LIKE $1 \
+             AND applied_campaigns @> jsonb_build_array(jsonb_build_object('campaign_id', $2::text))",
+        )
+        .bind(format!("%{exhausted} budget exhausted%"))
+        .bind(next)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert!(next_best > 0, "{next} after {exhausted}");
+    }
+
+    // Raised to 3,000,000: the next transactions are paid from it at once.
+    pipeline.put_rule(Rule::Campaign(promo(3_000_000))).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let later: Vec<Transaction> = mixed_log(10_000, 1_000, "h")
+        .into_iter()
+        .map(|mut transaction| {
+            transaction.occurred_at += chrono::Duration::days(10);
+            transaction
+        })
+        .collect();
+    pipeline.produce(&later).await;
+    Pipeline::wait_for_rows(&pool, 210_000, Duration::from_secs(120)).await;
+    let raised = paid("promo", None).await;
+    assert!(raised > total + 500_000, "{total} then {raised}");
+    assert!(raised <= 3_000_000);
+    for mut process in processes {
+        process.kill().unwrap();
+        process.wait().unwrap();
+    }
+}

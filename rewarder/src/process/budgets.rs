@@ -106,7 +106,11 @@ impl BudgetBook {
         let mut grew = false;
         for limit in limits.iter().filter(|limit| limit.allowed < limit.wanted) {
             let Some(campaign) = partner_rules.campaign(&limit.campaign_id) else { continue };
-            for scope in BudgetScope::of(campaign, day) {
+            // The scopes with least left first: once one has nothing more, the others cannot
+            // help (a decision is allowed the least of them), so they are not asked.
+            let mut scopes: Vec<BudgetScope> = BudgetScope::of(campaign, day).collect();
+            scopes.sort_by_key(|scope| self.left(&Self::key(partner, campaign, *scope)));
+            for scope in scopes {
                 let key = Self::key(partner, campaign, scope);
                 let Some(budget) = scope.budget_of(campaign) else { continue };
                 let left = self.left(&key);
@@ -118,7 +122,7 @@ impl BudgetBook {
                         *at_budget >= budget && since.elapsed() < EXHAUSTED_RETRY
                     });
                 if recently_exhausted {
-                    continue;
+                    break;
                 }
                 let request = BudgetRequest {
                     key: key.clone(),
@@ -131,17 +135,18 @@ impl BudgetBook {
                     Err(LedgerError::Unsupported(reason)) => {
                         tracing::warn!(%reason, campaign = %campaign.id, "no budget can be granted; the campaign pays nothing");
                         self.exhausted.insert(key, (budget, Instant::now()));
-                        continue;
+                        break;
                     }
                     Err(error) => return Err(error),
                 };
                 let before = self.left(&key);
                 self.chunks.insert(key.clone(), (chunk.granted, chunk.spent));
-                if chunk.left() > before {
+                if self.left(&key) > before {
                     grew = true;
                     self.exhausted.remove(&key);
                 } else {
                     self.exhausted.insert(key, (budget, Instant::now()));
+                    break;
                 }
             }
         }

@@ -240,3 +240,115 @@ async fn a_message_of_another_partition_is_refused() {
     assert!(error.to_string().contains("partition 4"), "{error}");
     assert!(setup.ledger.records().is_empty());
 }
+
+/// Two shards spending one budget: the campaign pays at most its budget in all, and at least
+/// its budget less what sits unspent in the shards' chunks; once it is used up the next best
+/// campaign applies, and a raised budget pays again at once.
+#[tokio::test]
+async fn a_budget_is_a_hard_stop_across_shards_and_a_raised_one_applies_at_once() {
+    use cezbek_ledger::budget::{BudgetKey, BudgetScope};
+    use cezbek_rules::{Campaign, Rule};
+    use cezbek_testkit::fixtures::{base, partner};
+
+    let with_budget = |budget: i64, revision: i64| {
+        let rich =
+            Campaign { budget: Some(budget), budget_per_day: Some(1_000_000), ..base("rich", 500) };
+        snapshot(
+            vec![
+                Rule::Partner(partner()),
+                Rule::Campaign(rich),
+                Rule::Campaign(base("plain", 100)),
+            ],
+            revision,
+        )
+    };
+    let ledger = Arc::new(MemoryLedger::new());
+    let events = IntCounterVec::new(Opts::new("events", "events"), &["event"]).unwrap();
+    let assignment = Assignment::of(&[3, 4]);
+    let mut processors: Vec<Processor<MemoryLedger>> = [3, 4]
+        .into_iter()
+        .map(|partition| {
+            Processor::new(
+                Arc::clone(&ledger),
+                ProcessMetrics { events: events.clone() },
+                Shard { topic: "transactions".into(), partition },
+                assignment.clone(),
+                1_000,
+            )
+        })
+        .collect();
+    let log = mixed_log(1_200, 40, "b");
+    let on = |partition: i32, messages: Vec<Incoming>| -> Vec<Incoming> {
+        messages.into_iter().map(|message| Incoming { partition, ..message }).collect()
+    };
+    let paid_by_rich = || -> i64 {
+        ledger
+            .records()
+            .iter()
+            .flat_map(|record| &record.reward.applied_campaigns)
+            .filter(|applied| applied.campaign_id == "rich")
+            .map(|applied| applied.amount)
+            .sum()
+    };
+    let outstanding = || async {
+        let mut unspent = 0;
+        for partition in [3, 4] {
+            let lease = cezbek_ledger::ShardLease {
+                shard: format!("transactions/{partition}").into(),
+                epoch: 1,
+            };
+            for chunk in ledger.budget_chunks(&lease).await.unwrap() {
+                if chunk.key.scope == BudgetScope::Total {
+                    unspent += chunk.left();
+                }
+            }
+        }
+        unspent
+    };
+
+    // The first 800 transactions, alternating between the two shards, under a budget of 30,000.
+    let rules = with_budget(30_000, 7);
+    for (index, chunk) in messages(&log[..800], 0).chunks(50).enumerate() {
+        let partition = [3, 4][index % 2];
+        let processor = &mut processors[index % 2];
+        let outcome = processor.process(&on(partition, chunk.to_vec()), &rules).await.unwrap();
+        assert!(outcome.dead_letters.is_empty(), "{:?}", outcome.dead_letters);
+    }
+    let paid = paid_by_rich();
+    let unspent = outstanding().await;
+    assert!(paid <= 30_000, "paid {paid}");
+    assert!(paid >= 30_000 - unspent, "paid {paid}, {unspent} unspent in chunks");
+    let exhausted = ledger
+        .records()
+        .into_iter()
+        .filter(|record| record.reward.explanation.contains("rich budget exhausted"))
+        .collect::<Vec<_>>();
+    assert!(!exhausted.is_empty(), "the budget ran out before the 800th transaction");
+    for record in &exhausted {
+        assert_eq!(record.budget_limits[0].allowed, 0);
+        if record.reward.cashback > 0 {
+            assert_eq!(record.reward.applied_campaigns[0].campaign_id, "plain");
+        }
+    }
+    let key = BudgetKey {
+        partner: partner().code,
+        campaign_id: "rich".into(),
+        scope: BudgetScope::Total,
+    };
+    let usage = ledger.budget_usage(&key.partner).await.unwrap();
+    assert_eq!(usage[0].spent, paid, "what the chunks say was spent is what was paid");
+
+    // Raised to 45,000: the next transactions are paid from it again, never past it.
+    let rules = with_budget(45_000, 8);
+    for (index, chunk) in messages(&log[800..], 800).chunks(50).enumerate() {
+        let partition = [3, 4][index % 2];
+        let outcome =
+            processors[index % 2].process(&on(partition, chunk.to_vec()), &rules).await.unwrap();
+        assert!(outcome.dead_letters.is_empty());
+    }
+    let paid_after = paid_by_rich();
+    assert!(paid_after > paid + 5_000, "{paid} then {paid_after}");
+    assert!(paid_after <= 45_000);
+    // 400 more transactions want far more than 15,000: the raised budget is used up too.
+    assert!(paid_after >= 45_000 - outstanding().await, "{paid_after}");
+}
