@@ -80,6 +80,8 @@ struct Harness {
     producer: FutureProducer,
     http: reqwest::Client,
     base: String,
+    /// Campaignex's ops listener (`/metrics`).
+    ops: String,
     shutdown: CancellationToken,
 }
 
@@ -90,11 +92,11 @@ impl Harness {
         context.create_topics(&kafka, 4).await;
         let postgres = context.postgres_config().await;
         let shutdown = CancellationToken::new();
-        let port = free_port();
+        let (port, ops_port) = (free_port(), free_port());
         let campaignex = cezbek_campaignex::Config {
             http: HttpConfig::api(
                 format!("127.0.0.1:{port}").parse().unwrap(),
-                format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+                format!("127.0.0.1:{ops_port}").parse().unwrap(),
             ),
             etcd: context.etcd_config(),
             postgres: postgres.clone(),
@@ -126,6 +128,7 @@ impl Harness {
             producer,
             http: reqwest::Client::new(),
             base: format!("http://127.0.0.1:{port}"),
+            ops: format!("http://127.0.0.1:{ops_port}"),
             shutdown,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -516,4 +519,80 @@ async fn a_backtest_replays_the_ledger_as_recorded_and_under_drafts() {
     assert_eq!(status, 200);
     assert_eq!(list["items"].as_array().unwrap().len(), 3);
     assert!(list["items"][0]["report"].is_null());
+}
+
+/// A budgeted campaign through the whole product: the rewarder stops it at its budget,
+/// campaignex shows what it spent and what is left (and exports it as a metric), and a replay as
+/// recorded gives back the same decisions, budget stops included.
+#[tokio::test]
+async fn a_budget_is_shown_and_a_replay_as_recorded_keeps_its_stops() {
+    let harness = Harness::start("btbudget").await;
+    let partner =
+        json!({"code": "TOKO", "name": "Toko", "currency": "IDR", "time_zone": "Asia/Jakarta"});
+    harness.change(Method::POST, "/v1/partners", partner).await;
+    harness
+        .change(
+            Method::POST,
+            "/v1/partners/TOKO/campaigns",
+            campaign("base", "BASE", json!({"percent_bp": 100}), json!({})),
+        )
+        .await;
+    let promo = campaign(
+        "promo",
+        "BONUS",
+        json!({"fixed": 700}),
+        json!({"budget": 250000, "budget_per_day": 120000}),
+    );
+    harness.change(Method::POST, "/v1/partners/TOKO/campaigns", promo).await;
+    let log = history();
+    let pool = harness.pool().await;
+    harness.produce(&log).await;
+    harness.wait_for_rows(&pool, log.len()).await;
+
+    let paid: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum((a->>'amount')::int8), 0)::int8 FROM rewards, jsonb_array_elements(applied_campaigns) a \
+         WHERE a->>'campaign_id' = 'promo'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(paid <= 250_000 && paid > 200_000, "paid {paid}");
+    let (status, budgets) =
+        harness.call(Method::GET, "/v1/partners/TOKO/budgets", None, None).await;
+    assert_eq!(status, 200, "{budgets}");
+    let promo = &budgets["items"][0];
+    assert_eq!(promo["campaign_id"], "promo");
+    assert_eq!(promo["spent"], paid);
+    assert_eq!(promo["remaining"], 250_000 - paid);
+    assert_eq!(promo["budget_per_day"], 120_000);
+    assert_eq!(promo["spent_last_hour"], paid, "all of it within the hour");
+    assert!(promo["projected_exhaustion"].is_string(), "{promo}");
+    // The gauge follows within its refresh (15 s).
+    let expected = format!(
+        "cezbek_campaign_budget_remaining{{campaign=\"promo\",partner=\"TOKO\",scope=\"total\"}} {}",
+        250_000 - paid
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = harness.http.get(format!("{}/metrics", harness.ops)).send().await.unwrap();
+        if metrics.text().await.unwrap().contains(&expected) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no {expected} in /metrics");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // As recorded: the decisions the budget stopped are stopped again, to the unit.
+    let job = harness.backtest(json!({"from": "2026-06-01", "to": "2026-06-22"})).await;
+    assert_eq!(job["state"], "SUCCEEDED", "{job}");
+    assert_eq!(job["report"]["totals"]["difference"], 0, "{}", job["report"]["totals"]);
+    let promo_row = job["report"]["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["campaign_id"] == "promo")
+        .unwrap()
+        .clone();
+    assert_eq!(promo_row["baseline"], paid);
+    assert_eq!(promo_row["difference"], 0);
 }

@@ -83,6 +83,7 @@ pub fn router(state: AppState) -> Router {
             get(backtests::list_backtests).post(backtests::create_backtest),
         )
         .route("/v1/partners/{partner}/backtests/{id}", get(backtests::get_backtest))
+        .route("/v1/partners/{partner}/budgets", get(backtests::budgets))
         .route("/v1/partners/{partner}/backtests/{id}/cancel", post(backtests::cancel_backtest))
         .route(
             "/v1/partners/{partner}/backtests/{id}/tables/{table}",

@@ -350,3 +350,54 @@ pub(crate) async fn backtest_table(
     };
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], report.csv(table)).into_response())
 }
+
+/// A partner's budgeted campaigns: budget, spent, remaining (in all and today), the rate of
+/// spend over the last hour and day, and when the budget runs out at that rate.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BudgetList {
+    pub items: Vec<cezbek_ledger::budget::BudgetStatus>,
+}
+
+/// Each budgeted campaign's spend, remaining budget and projected exhaustion.
+#[utoipa::path(get, path = "/v1/partners/{partner}/budgets", tag = "campaigns",
+    security(("bearer" = [])), params(crate::openapi::PartnerPath),
+    responses((status = 200, description = "The budgeted campaigns", body = BudgetList), Unauthenticated, NotFound, Invalid,
+        crate::openapi::Unavailable))]
+pub(crate) async fn budgets(
+    _: Viewer,
+    State(state): State<AppState>,
+    Path(partner): Path<String>,
+) -> Result<Response, Problem> {
+    let code = partner_code(&partner)?;
+    let stored = require_partner(&state, &code).await?;
+    let Rule::Partner(partner) = stored.rule else {
+        return Err(store_problem(crate::store::StoreError::NotFound));
+    };
+    let campaigns: Vec<cezbek_rules::Campaign> = state
+        .store
+        .list(Kind::Campaign, Some(&code))
+        .await
+        .map_err(store_problem)?
+        .into_iter()
+        .filter_map(|stored| match stored.rule {
+            Rule::Campaign(campaign) => Some(campaign),
+            _ => None,
+        })
+        .collect();
+    let zone: chrono_tz::Tz = partner.time_zone.parse().unwrap_or(chrono_tz::UTC);
+    let now = Utc::now();
+    let today = now.with_timezone(&zone).date_naive();
+    let items = cezbek_ledger::budget::statuses(
+        state.jobs.ledger().as_ref(),
+        &code,
+        &campaigns,
+        today,
+        now,
+    )
+    .await
+    .map_err(|error| {
+        tracing::error!(%error, "reading budgets failed");
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the ledger cannot be read now")
+    })?;
+    Ok(axum::Json(BudgetList { items }).into_response())
+}

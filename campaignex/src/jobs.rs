@@ -121,6 +121,10 @@ impl Jobs {
         &self.pool
     }
 
+    pub fn ledger(&self) -> &Arc<AnyLedger> {
+        &self.ledger
+    }
+
     /// Records a new job and starts it (it waits for this instance's slot).
     pub async fn start(
         &self,

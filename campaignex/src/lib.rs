@@ -7,6 +7,7 @@
 
 mod api;
 mod backtests;
+mod budget_metrics;
 mod history;
 mod input;
 mod jobs;
@@ -104,6 +105,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let (publisher, publish_task) = publish::publisher(etcd.clone(), store.clone(), &registry)?;
     tokio::spawn(publish_task.run(config.reconcile_interval, shutdown.clone()));
     tokio::spawn(history::record(etcd.clone(), pool.clone(), shutdown.clone()));
+    let budget_gauge = budget_metrics::gauge(&registry)?;
+    tokio::spawn(budget_metrics::refresh(
+        store.clone(),
+        Arc::clone(&ledger),
+        budget_gauge,
+        shutdown.clone(),
+    ));
 
     let state = api::AppState {
         store,

@@ -388,6 +388,7 @@ pub struct Evaluation {
         crate::backtests::get_backtest,
         crate::backtests::cancel_backtest,
         crate::backtests::backtest_table,
+        crate::backtests::budgets,
     ),
     components(schemas(
         Problem,
@@ -425,6 +426,7 @@ pub struct Evaluation {
         crate::backtests::BacktestRequest,
         crate::backtests::BacktestShown,
         crate::backtests::BacktestList,
+        crate::backtests::BudgetList,
     )),
     modifiers(&SecuritySchemes, &PartnerLinks)
 )]

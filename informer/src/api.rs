@@ -70,6 +70,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/partners/{partner}/customers/{msisdn}/payouts", get(payouts))
         .route("/v1/partners/{partner}/transactions/{transaction_id}", get(transaction))
         .route("/v1/partners/{partner}/reports/daily", get(daily_report))
+        .route("/v1/partners/{partner}/budgets", get(budgets))
         .route("/v1/unsubscribe", get(unsubscribe_page).post(unsubscribe))
         .with_state(Arc::new(state))
 }
@@ -604,6 +605,57 @@ pub(crate) async fn transaction(
         return Err(Problem::new(StatusCode::NOT_FOUND, detail));
     };
     Ok(Json(RewardView::of(&record)).into_response())
+}
+
+// ---------------------------------------------------------------- budgets
+
+/// A partner's budgeted campaigns (as the live rules say) and their spend.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BudgetList {
+    items: Vec<cezbek_ledger::budget::BudgetStatus>,
+}
+
+/// Each budgeted campaign's spend, remaining budget (in all and today, partner-local), rate of
+/// spend over the last hour and day, and when the budget runs out at that rate.
+#[utoipa::path(
+    get,
+    path = "/v1/partners/{partner}/budgets",
+    security(("partnerSignature" = []), ("bearer" = [])),
+    params(("partner" = String, Path, pattern = "^[A-Z0-9_]{2,16}$")),
+    responses(
+        (status = 200, description = "The budgeted campaigns", body = BudgetList),
+        BadParameter,
+        Unauthenticated,
+        (status = 403, description = "Only the partner itself or an admin may read its budgets", body = Problem, content_type = "application/problem+json"),
+        NotFound,
+        Unavailable,
+    )
+)]
+pub(crate) async fn budgets(
+    State(state): Shared,
+    Authenticated { rules, caller }: Authenticated,
+    Path(partner): Path<String>,
+) -> Result<Response, Problem> {
+    let partner = parse_partner(&partner)?;
+    if !caller.may_read_partner(&partner) {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "only the partner itself or an admin may read its budgets",
+        ));
+    }
+    let partner_rules = partner_rules(&rules, &partner)?;
+    let now = Utc::now();
+    let today = now.with_timezone(&partner_rules.time_zone()).date_naive();
+    let items = cezbek_ledger::budget::statuses(
+        state.ledger.as_ref(),
+        &partner,
+        partner_rules.budgeted_campaigns(),
+        today,
+        now,
+    )
+    .await
+    .map_err(|error| unavailable("the ledger", &error))?;
+    Ok(Json(BudgetList { items }).into_response())
 }
 
 // ---------------------------------------------------------------- daily report

@@ -860,3 +860,61 @@ async fn customer_tokens_verify_with_their_partners_jwk_set_and_follow_its_rotat
     );
     assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), before + 1);
 }
+
+#[tokio::test]
+async fn a_partner_reads_its_budgets_spent_remaining_and_rate() {
+    use cezbek_ledger::budget::{BudgetKey, BudgetRequest, BudgetScope, BudgetSpend};
+
+    let harness = start("inbudget").await;
+    let mut client = etcd::connect(&harness.etcd).await.unwrap();
+    let promo = json!({
+        "id": "promo", "partner": "TOKO", "name": "Promo", "kind": "BONUS", "status": "ACTIVE",
+        "starts_at": "2026-01-01T00:00:00Z", "ends_at": "2030-01-01T00:00:00Z",
+        "conditions": {"currency": "IDR"}, "reward": {"fixed": 500}, "budget": 100000,
+    });
+    client
+        .put(format!("{}campaigns/TOKO/promo", harness.etcd.prefix), promo.to_string(), None)
+        .await
+        .unwrap();
+    // A shard is granted part of the budget and spends 4,000 of it with a decision.
+    let lease = harness.ledger.claim("cezbek.transactions.v1/0").await.unwrap();
+    let key = BudgetKey { partner: toko(), campaign_id: "promo".into(), scope: BudgetScope::Total };
+    let request = BudgetRequest { key, budget: 100_000, revision: 1, wanted: 4_000 };
+    harness.ledger.grant_budget(&lease, &request).await.unwrap();
+    harness
+        .ledger
+        .apply(&[CustomerBatch {
+            partner: toko(),
+            msisdn: msisdn(ALICE),
+            lease,
+            records: vec![record(purchase("p-1", ALICE, Utc::now(), 80_000, 4_000))],
+            state: None,
+            budget_spends: vec![BudgetSpend {
+                campaign_id: "promo".into(),
+                scope: BudgetScope::Total,
+                amount: 4_000,
+            }],
+        }])
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let budgets = loop {
+        let (status, body) = harness.as_partner("TOKO", "/v1/partners/TOKO/budgets").await;
+        assert_eq!(status, 200, "{body}");
+        if !body["items"].as_array().unwrap().is_empty() {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "the campaign never showed: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let promo = &budgets["items"][0];
+    assert_eq!(promo["campaign_id"], "promo");
+    assert_eq!((promo["budget"].as_i64(), promo["spent"].as_i64()), (Some(100_000), Some(4_000)));
+    assert_eq!(promo["remaining"], 96_000);
+    assert_eq!(promo["spent_last_hour"], 4_000);
+    assert!(promo["projected_exhaustion"].is_string());
+    assert!(promo["budget_per_day"].is_null() && promo["remaining_today"].is_null());
+    // Another partner may not read them.
+    let (status, _) = harness.as_partner("WARUNG", "/v1/partners/TOKO/budgets").await;
+    assert_eq!(status, 403);
+}

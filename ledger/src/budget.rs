@@ -215,6 +215,29 @@ impl BudgetStatus {
     }
 }
 
+/// Every budgeted campaign's status, from the ledger: what campaignex and the informer show.
+pub async fn statuses<'a, L: crate::Ledger>(
+    ledger: &L,
+    partner: &PartnerCode,
+    campaigns: impl IntoIterator<Item = &'a Campaign>,
+    today: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<Vec<BudgetStatus>, crate::LedgerError> {
+    let usage = ledger.budget_usage(partner).await?;
+    let mut statuses = Vec::new();
+    for campaign in campaigns {
+        if campaign.budget.is_none() && campaign.budget_per_day.is_none() {
+            continue;
+        }
+        let hour = now - chrono::Duration::hours(1);
+        let day = now - chrono::Duration::days(1);
+        let last_hour = ledger.budget_spent_since(partner, &campaign.id, hour).await?;
+        let last_day = ledger.budget_spent_since(partner, &campaign.id, day).await?;
+        statuses.push(BudgetStatus::of(campaign, &usage, (last_hour, last_day), today, now));
+    }
+    Ok(statuses)
+}
+
 #[cfg(test)]
 mod tests {
     use super::chunk_size;
