@@ -6,6 +6,7 @@
 //!     cargo bench --bench rewarder_e2e            # 1,000,000 transactions
 //!     CEZBEK_BENCH_TRANSACTIONS=200000 cargo bench --bench rewarder_e2e
 //!     CEZBEK_REWARDER_LANES=6 cargo bench --bench rewarder_e2e   # lanes per instance (default 4)
+//!     CEZBEK_BENCH_BUDGETS=1 cargo bench --bench rewarder_e2e    # both campaigns with money budgets
 //!     CEZBEK_LOG=cezbek_rewarder=info cargo bench --bench rewarder_e2e   # with the rewarders' logs
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)] // a benchmark prints its figures
@@ -30,9 +31,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const CUSTOMERS: u32 = 50_000;
 
-/// A base 1 % and a coffee bonus, each at most 50,000 a transaction, and a SILVER tier.
+/// A base 1 % and a coffee bonus, each at most 50,000 a transaction, and a SILVER tier. With
+/// `CEZBEK_BENCH_BUDGETS=1` both campaigns carry a money budget in all and a daily one (too
+/// large to run out: every decision spends from four budgets' chunks).
 fn rules() -> Vec<Rule> {
-    let capped = |campaign: Campaign| Campaign { max_per_transaction: Some(50_000), ..campaign };
+    let budgets = std::env::var("CEZBEK_BENCH_BUDGETS").is_ok_and(|value| value == "1");
+    let capped = |campaign: Campaign| Campaign {
+        max_per_transaction: Some(50_000),
+        budget: budgets.then_some(1_000_000_000_000),
+        budget_per_day: budgets.then_some(100_000_000_000),
+        ..campaign
+    };
     vec![
         Rule::Partner(partner()),
         Rule::Campaign(capped(base("base", 100))),

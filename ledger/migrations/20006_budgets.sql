@@ -26,13 +26,15 @@ CREATE TABLE budget_chunks (
 );
 CREATE INDEX budget_chunks_by_shard ON budget_chunks (shard);
 
--- What each campaign paid from its budgets, by minute: the rate of spend.
+-- What each campaign paid from its budgets, by minute and shard: the rate of spend. By shard,
+-- so that the batches of different shards never wait for each other's row.
 CREATE TABLE budget_spend (
     partner     text COLLATE "C" NOT NULL,
     campaign_id text COLLATE "C" NOT NULL,
     minute      timestamptz NOT NULL,
+    shard       text COLLATE "C" NOT NULL,
     amount      bigint NOT NULL,
-    PRIMARY KEY (partner, campaign_id, minute)
+    PRIMARY KEY (partner, campaign_id, minute, shard)
 );
 
 -- The budget allowances a decision met (JSON; NULL: none), so a replay decides the same.

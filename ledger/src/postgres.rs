@@ -302,7 +302,7 @@ impl PostgresLedger {
         transaction: &mut sqlx::Transaction<'static, sqlx::Postgres>,
         batch: &[CustomerBatch],
     ) -> Result<(), LedgerError> {
-        let mut by_chunk: std::collections::BTreeMap<(&str, &str, String, &str), i64> =
+        let mut by_chunk: std::collections::BTreeMap<(&str, &str, BudgetScope, &str), i64> =
             std::collections::BTreeMap::new();
         // The rate counts what a campaign paid once: from its total budget where it has one,
         // else from its daily ones.
@@ -313,7 +313,7 @@ impl PostgresLedger {
                 let key = (
                     customer.partner.as_str(),
                     spend.campaign_id.as_str(),
-                    spend.scope.as_text(),
+                    spend.scope,
                     &*customer.lease.shard,
                 );
                 *by_chunk.entry(key).or_default() += spend.amount;
@@ -334,7 +334,7 @@ impl PostgresLedger {
         for ((partner, campaign, scope, shard), amount) in &by_chunk {
             partners.push(*partner);
             campaigns.push(*campaign);
-            scopes.push(scope.as_str());
+            scopes.push(scope.as_text());
             shards.push(*shard);
             amounts.push(*amount);
         }
@@ -357,25 +357,22 @@ impl PostgresLedger {
             let shard = shards.first().map(|shard| (*shard).to_owned()).unwrap_or_default();
             return Err(LedgerError::BudgetMoved { shard });
         }
-        let (partners, campaigns, paid): (Vec<&str>, Vec<&str>, Vec<i64>) = by_campaign
-            .iter()
-            .map(|((partner, campaign), (total, daily))| {
-                (*partner, *campaign, if *total > 0 { *total } else { *daily })
-            })
-            .fold((Vec::new(), Vec::new(), Vec::new()), |mut columns, (p, c, a)| {
-                columns.0.push(p);
-                columns.1.push(c);
-                columns.2.push(a);
-                columns
-            });
+        let shard = batch.first().map(|customer| &*customer.lease.shard).unwrap_or_default();
+        let (mut partners, mut campaigns, mut paid) = (Vec::new(), Vec::new(), Vec::new());
+        for ((partner, campaign), (total, daily)) in &by_campaign {
+            partners.push(*partner);
+            campaigns.push(*campaign);
+            paid.push(if *total > 0 { *total } else { *daily });
+        }
         sqlx::query(
-            "INSERT INTO budget_spend (partner, campaign_id, minute, amount) \
-             SELECT p, c, date_trunc('minute', now()), a FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS u(p, c, a) \
-             ON CONFLICT (partner, campaign_id, minute) DO UPDATE SET amount = budget_spend.amount + EXCLUDED.amount",
+            "INSERT INTO budget_spend (partner, campaign_id, minute, shard, amount) \
+             SELECT p, c, date_trunc('minute', now()), $4, a FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS u(p, c, a) \
+             ON CONFLICT (partner, campaign_id, minute, shard) DO UPDATE SET amount = budget_spend.amount + EXCLUDED.amount",
         )
         .bind(&partners)
         .bind(&campaigns)
         .bind(&paid)
+        .bind(shard)
         .execute(&mut **transaction)
         .await?;
         Ok(())

@@ -21,29 +21,30 @@ pub struct BudgetLimit {
     pub wanted: i64,
 }
 
-/// How much each budgeted campaign may pay on this transaction.
+/// How much each budgeted campaign may pay on this transaction (campaign ids borrowed from the
+/// caller: this is built for every transaction).
 #[derive(Debug, Clone, Default)]
-pub struct Allowances {
-    held: Vec<(String, i64)>,
+pub struct Allowances<'a> {
+    held: Vec<(&'a str, i64)>,
     /// What a budgeted campaign that is not listed may pay: `None` is no limit.
     otherwise: Option<i64>,
 }
 
-impl Allowances {
+impl<'a> Allowances<'a> {
     /// Budgets are not applied (a dry run, a draft).
     pub fn unlimited() -> Self {
         Self { held: Vec::new(), otherwise: None }
     }
 
     /// What the caller holds of each budget: a budgeted campaign that is not listed has nothing.
-    pub fn held(held: Vec<(String, i64)>) -> Self {
+    pub fn held(held: Vec<(&'a str, i64)>) -> Self {
         Self { held, otherwise: Some(0) }
     }
 
     /// What a recorded decision was allowed: the campaigns it lists were limited so, the others
     /// were not limited.
-    pub fn replaying(limits: &[BudgetLimit]) -> Self {
-        let held = limits.iter().map(|limit| (limit.campaign_id.clone(), limit.allowed)).collect();
+    pub fn replaying(limits: &'a [BudgetLimit]) -> Self {
+        let held = limits.iter().map(|limit| (limit.campaign_id.as_str(), limit.allowed)).collect();
         Self { held, otherwise: None }
     }
 

@@ -56,7 +56,7 @@ pub fn evaluate_within(
     transaction: &Transaction,
     snapshot: &RuleSnapshot,
     window: &CustomerWindow,
-    allowances: &Allowances,
+    allowances: &Allowances<'_>,
 ) -> Evaluated {
     let rules = snapshot.partner_rules(&transaction.partner);
     let local_day = local_day_in(rules, transaction.occurred_at);
@@ -88,7 +88,7 @@ fn evaluate_purchase(
     rules: Option<&PartnerRules>,
     window: &CustomerWindow,
     day: NaiveDate,
-    allowances: &Allowances,
+    allowances: &Allowances<'_>,
 ) -> Decision {
     let Some(rules) = rules else {
         return empty_decision(
@@ -278,7 +278,7 @@ fn best_campaigns<'a>(
     merchant: Option<&str>,
     window: &CustomerWindow,
     day: NaiveDate,
-    allowances: &Allowances,
+    allowances: &Allowances<'_>,
     budget_limits: &mut Vec<BudgetLimit>,
 ) -> [Option<Chosen<'a>>; 2] {
     let by_mcc = transaction
@@ -321,7 +321,7 @@ fn payout(
     transaction: &Transaction,
     window: &CustomerWindow,
     day: NaiveDate,
-    allowances: &Allowances,
+    allowances: &Allowances<'_>,
 ) -> Payout {
     let campaign = &indexed.campaign;
     let earned = match campaign.reward {

@@ -75,7 +75,7 @@ impl KeptWindow {
         &mut self,
         transaction: &Transaction,
         rules: &RuleSnapshot,
-        allowances: &Allowances,
+        allowances: &Allowances<'_>,
     ) -> Evaluated {
         let evaluated = self.evaluate_within(transaction, rules, allowances);
         self.apply(transaction, &evaluated);
@@ -88,7 +88,7 @@ impl KeptWindow {
         &self,
         transaction: &Transaction,
         rules: &RuleSnapshot,
-        allowances: &Allowances,
+        allowances: &Allowances<'_>,
     ) -> Evaluated {
         evaluate_within(transaction, rules, &self.window, allowances)
     }

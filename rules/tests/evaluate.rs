@@ -471,19 +471,19 @@ fn a_budget_allowance_cuts_its_campaign_and_an_exhausted_one_gives_way_to_the_ne
     let rules = snapshot(|b| b.campaign(rich).campaign(plain));
     let sale = purchase("t1", 100_000, at(2026, 3, 1, 10, 0));
     let window = CustomerWindow::default();
-    let within = |allowances: &cezbek_rules::Allowances| {
+    let within = |allowances: &cezbek_rules::Allowances<'_>| {
         cezbek_rules::evaluate_within(&sale, &rules, &window, allowances).decision
     };
 
     // Enough left: the budget changes nothing, and nothing is recorded.
-    let held = cezbek_rules::Allowances::held(vec![("rich".into(), 10_000)]);
+    let held = cezbek_rules::Allowances::held(vec![("rich", 10_000)]);
     let decision = within(&held);
     assert_eq!(decision.cashback, 5_000);
     assert!(decision.budget_limits.is_empty());
     assert_eq!(decision, decide(&rules, &sale), "unlimited: as without a budget");
 
     // Part left: the campaign pays what is left, still more than the next best.
-    let held = cezbek_rules::Allowances::held(vec![("rich".into(), 3_000)]);
+    let held = cezbek_rules::Allowances::held(vec![("rich", 3_000)]);
     let decision = within(&held);
     assert_eq!(decision.cashback, 3_000);
     assert_eq!(decision.applied_campaigns[0].campaign_id, "rich");
@@ -498,7 +498,7 @@ fn a_budget_allowance_cuts_its_campaign_and_an_exhausted_one_gives_way_to_the_ne
 
     // Less left than the next best pays, or nothing held at all: the next best applies.
     for held in [
-        cezbek_rules::Allowances::held(vec![("rich".into(), 400)]),
+        cezbek_rules::Allowances::held(vec![("rich", 400)]),
         cezbek_rules::Allowances::held(Vec::new()),
     ] {
         let decision = within(&held);
@@ -520,8 +520,11 @@ fn a_budget_allowance_cuts_its_campaign_and_an_exhausted_one_gives_way_to_the_ne
     }
 }
 
-fn decision_with(within: &dyn Fn(&cezbek_rules::Allowances) -> Decision, allowed: i64) -> Decision {
-    within(&cezbek_rules::Allowances::held(vec![("rich".into(), allowed)]))
+fn decision_with(
+    within: &dyn Fn(&cezbek_rules::Allowances<'_>) -> Decision,
+    allowed: i64,
+) -> Decision {
+    within(&cezbek_rules::Allowances::held(vec![("rich", allowed)]))
 }
 
 #[test]
