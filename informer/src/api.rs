@@ -567,7 +567,7 @@ pub(crate) async fn payouts(
     get,
     path = "/v1/partners/{partner}/transactions/{transaction_id}",
     security(("partnerSignature" = []), ("bearer" = [])),
-    params(("partner" = String, Path, pattern = "^[A-Z0-9_]{2,16}$"), ("transaction_id" = String, Path, min_length = 1, max_length = 64)),
+    params(("partner" = String, Path, pattern = "^[A-Z0-9_]{2,16}$"), ("transaction_id" = String, Path, min_length = 1, max_length = 64, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,62}[^\s\x00-\x1f\x7f-\x9f])?$")),
     responses(
         (status = 200, description = "The decision", body = RewardView),
         BadParameter,
