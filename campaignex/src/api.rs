@@ -213,6 +213,19 @@ pub(crate) async fn require_partner(
     )
 }
 
+/// The partner a path names, as stored (404 when there is none).
+pub(crate) async fn partner_record(
+    state: &AppState,
+    raw: &str,
+) -> Result<(PartnerCode, Partner), Problem> {
+    let code = partner_code(raw)?;
+    let stored = require_partner(state, &code).await?;
+    let Rule::Partner(partner) = stored.rule else {
+        return Err(store_problem(StoreError::NotFound));
+    };
+    Ok((code, partner))
+}
+
 /// Parses a body, sets the fields the path decides, and validates the result.
 fn read_rule<T>(
     body: &Bytes,
@@ -1226,11 +1239,7 @@ pub(crate) async fn evaluate(
     Path(partner): Path<String>,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let code = partner_code(&partner)?;
-    let stored = require_partner(&state, &code).await?;
-    let Rule::Partner(partner) = stored.rule else {
-        return Err(store_problem(StoreError::NotFound));
-    };
+    let (_, partner) = partner_record(&state, &partner).await?;
     let body = input::value(&body).map_err(|error| {
         Problem::invalid(vec![FieldError {
             field: "body".into(),

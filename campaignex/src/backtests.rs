@@ -17,7 +17,7 @@ use cezbek_platform::http::{FieldError, Problem};
 use cezbek_rules::Rule;
 use cezbek_schemas::PartnerCode;
 
-use crate::api::{Admin, AppState, Viewer, partner_code, require_partner, store_problem};
+use crate::api::{Admin, AppState, Viewer, partner_code, partner_record, store_problem};
 use crate::history;
 use crate::input::{self, field_errors};
 use crate::jobs::{Job, JobState, Work};
@@ -224,11 +224,7 @@ pub(crate) async fn create_backtest(
     Path(partner): Path<String>,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let code = partner_code(&partner)?;
-    let stored = require_partner(&state, &code).await?;
-    let Rule::Partner(partner) = stored.rule else {
-        return Err(store_problem(crate::store::StoreError::NotFound));
-    };
+    let (code, partner) = partner_record(&state, &partner).await?;
     let request = read_request(&body, &code)?;
     let period = Period { from: request.from, to: request.to };
     let (rules, window_days) = match &request.draft {
@@ -368,11 +364,7 @@ pub(crate) async fn budgets(
     State(state): State<AppState>,
     Path(partner): Path<String>,
 ) -> Result<Response, Problem> {
-    let code = partner_code(&partner)?;
-    let stored = require_partner(&state, &code).await?;
-    let Rule::Partner(partner) = stored.rule else {
-        return Err(store_problem(crate::store::StoreError::NotFound));
-    };
+    let (code, partner) = partner_record(&state, &partner).await?;
     let campaigns: Vec<cezbek_rules::Campaign> = state
         .store
         .list(Kind::Campaign, Some(&code))

@@ -92,7 +92,7 @@ def main():
              "conditions": {"currency": "IDR"}, "reward": {"percent_bp": 100}, "max_per_transaction": 50000},
             {"id": "coffee-5k", "name": "Rp 50 back on coffee", "kind": "BONUS", "status": "ACTIVE", **window,
              "conditions": {"currency": "IDR", "mccs": [5814], "min_amount": 20000}, "reward": {"fixed": 5000},
-             "max_per_customer_per_day": 10000},
+             "max_per_customer_per_day": 10000, "budget": 60000},
         ],
         "DOMPETKU": [
             {"id": "wallet-2", "name": "2% paying with Dompetku", "kind": "BASE", "status": "ACTIVE", **window,
