@@ -13,6 +13,19 @@ resource "aws_s3_bucket_public_access_block" "uploads" {
   restrict_public_buckets = true
 }
 
+# The console's uploads page PUTs a file from the browser straight to its presigned URL: the
+# bucket allows that one origin, that one method, and shows the ETag the page reads back.
+resource "aws_s3_bucket_cors_configuration" "uploads" {
+  bucket = aws_s3_bucket.uploads.id
+  cors_rule {
+    allowed_origins = ["https://${var.console_host}"]
+    allowed_methods = ["PUT"]
+    allowed_headers = ["content-type"]
+    expose_headers  = ["ETag"]
+    max_age_seconds = 3000
+  }
+}
+
 resource "aws_s3_bucket_ownership_controls" "uploads" {
   bucket = aws_s3_bucket.uploads.id
   rule {

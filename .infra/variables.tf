@@ -130,6 +130,16 @@ variable "informer_host" {
   }
 }
 
+variable "console_host" {
+  description = "Public host name of the console (the chart's console ingress host): browsers PUT uploads from https://HOST straight to the bucket, which allows that origin by CORS."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$", var.console_host))
+    error_message = "console_host is a bare host name such as console.example.com (no scheme, no path)."
+  }
+}
+
 variable "kubernetes_namespace" {
   description = "Namespace the Helm chart is installed in."
   type        = string

@@ -1,4 +1,4 @@
-//! `cezbek <service>` runs one service; `cezbek dev` runs all six in one process.
+//! `cezbek <service>` runs one service; `cezbek dev` runs all seven in one process.
 //!
 //! The binary only reads configuration, installs logging and the signal handler, and hands
 //! over to the service libraries' `run(config, shutdown)`.
@@ -39,7 +39,9 @@ enum Command {
     Notifier(NotifierArgs),
     /// Pays customers' cashback into their e-wallets through the cheapest provider.
     Payouts,
-    /// All six services in one process, for the demo and local development.
+    /// The web console for the people who run Cezbek.
+    Console,
+    /// All seven services in one process, for the demo and local development.
     Dev,
     /// Signs a request to a partner API: prints the four X-Cezbek-* headers, one per line,
     /// ready for `curl -H @headers.txt`. The secret is read from an environment variable so it
@@ -61,6 +63,7 @@ enum ApiService {
     Informer,
     Campaignex,
     Payouts,
+    Console,
 }
 
 #[derive(Debug, clap::Args)]
@@ -214,7 +217,7 @@ fn parse_since(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     Ok(chrono::Utc::now() - ago)
 }
 
-/// The configuration of what `command` runs; `dev` reads all six, so every problem is
+/// The configuration of what `command` runs; `dev` reads all seven, so every problem is
 /// reported at once.
 enum Service {
     // Boxed: the largest configuration, and it is read once.
@@ -225,6 +228,7 @@ enum Service {
     Notifier(cezbek_notifier::Config),
     NotifierBackfill(cezbek_notifier::Config, cezbek_notifier::Backfill),
     Payouts(cezbek_payouts::Config),
+    Console(cezbek_console::Config),
     Dev(Box<DevConfigs>),
 }
 
@@ -235,6 +239,7 @@ struct DevConfigs {
     campaignex: cezbek_campaignex::Config,
     notifier: cezbek_notifier::Config,
     payouts: cezbek_payouts::Config,
+    console: cezbek_console::Config,
 }
 
 fn read_config(command: &Command) -> Result<(LogConfig, Service), ConfigError> {
@@ -263,6 +268,7 @@ fn read_config(command: &Command) -> Result<(LogConfig, Service), ConfigError> {
             }
         }
         Command::Payouts => Service::Payouts(cezbek_payouts::Config::from_env(&mut env)),
+        Command::Console => Service::Console(cezbek_console::Config::from_env(&mut env)),
         Command::Sign(_) | Command::Events(_) | Command::Openapi { .. } => {
             unreachable!("sign, events and openapi read no service configuration")
         }
@@ -274,6 +280,7 @@ fn read_config(command: &Command) -> Result<(LogConfig, Service), ConfigError> {
             // Under `cezbek dev` digests are .eml files to open, unless SMTP is asked for.
             notifier: cezbek_notifier::Config::from_env(&mut env, TransportKind::Files),
             payouts: cezbek_payouts::Config::from_env(&mut env),
+            console: cezbek_console::Config::from_env(&mut env),
         })),
     };
     env.finish((log, service))
@@ -287,6 +294,7 @@ fn main() -> ExitCode {
             ApiService::Informer => cezbek_informer::openapi_document().to_pretty_json(),
             ApiService::Campaignex => cezbek_campaignex::openapi_document().to_pretty_json(),
             ApiService::Payouts => cezbek_payouts::api::document().to_pretty_json(),
+            ApiService::Console => cezbek_console::openapi::document().to_pretty_json(),
         };
         return match document {
             Ok(json) => {
@@ -386,6 +394,9 @@ async fn run(service: Service) -> anyhow::Result<()> {
         Service::Payouts(config) => {
             cezbek_payouts::run(config, shutdown).await.map_err(|e| named("payouts", e))
         }
+        Service::Console(config) => {
+            cezbek_console::run(config, shutdown).await.map_err(|e| named("console", e))
+        }
         Service::Dev(configs) => run_all(*configs, shutdown).await,
     }
 }
@@ -416,7 +427,7 @@ fn print_backfill(
     Ok(())
 }
 
-/// Runs the six services side by side. When one stops with an error the others are asked
+/// Runs the seven services side by side. When one stops with an error the others are asked
 /// to stop too, so `cezbek dev` never limps on half-alive.
 async fn run_all(configs: DevConfigs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut services = JoinSet::new();
@@ -444,7 +455,11 @@ async fn run_all(configs: DevConfigs, shutdown: CancellationToken) -> anyhow::Re
     services.spawn(async move {
         cezbek_payouts::run(configs.payouts, token).await.map_err(|e| named("payouts", e))
     });
-    tracing::info!("cezbek dev: all six services started");
+    let token = shutdown.clone();
+    services.spawn(async move {
+        cezbek_console::run(configs.console, token).await.map_err(|e| named("console", e))
+    });
+    tracing::info!("cezbek dev: all seven services started");
     let mut first_error = None;
     while let Some(joined) = services.join_next().await {
         let outcome = joined

@@ -28,7 +28,7 @@ def create_topics(brokers):
             print(f"topic {name} exists")
 
 
-def create_bucket_and_queue(endpoint, region, bucket, queue):
+def create_bucket_and_queue(endpoint, region, bucket, queue, cors_origins):
     session = boto3.session.Session(aws_access_key_id="cezbek", aws_secret_access_key="cezbek-secret",
                                     region_name=region)
     s3 = session.client("s3", endpoint_url=endpoint)
@@ -36,6 +36,14 @@ def create_bucket_and_queue(endpoint, region, bucket, queue):
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     if bucket not in existing:
         s3.create_bucket(Bucket=bucket)
+    # The console's uploads page PUTs files from the browser straight to presigned URLs.
+    s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [{
+        "AllowedOrigins": cors_origins,
+        "AllowedMethods": ["PUT"],
+        "AllowedHeaders": ["content-type"],
+        "ExposeHeaders": ["ETag"],
+        "MaxAgeSeconds": 3000,
+    }]})
     queue_url = sqs.create_queue(QueueName=queue)["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     s3.put_bucket_notification_configuration(
@@ -58,10 +66,13 @@ def main():
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--bucket", default="cezbek")
     parser.add_argument("--queue", default="cezbek-incoming")
+    parser.add_argument("--cors-origins", default="http://127.0.0.1:8087,http://localhost:8087,http://127.0.0.1:8287",
+                        help="origins whose pages may PUT uploads: the console of the demo and of its browser tests")
     args = parser.parse_args()
     if args.brokers:
         create_topics(args.brokers)
-    create_bucket_and_queue(args.s3_endpoint, args.region, args.bucket, args.queue)
+    create_bucket_and_queue(args.s3_endpoint, args.region, args.bucket, args.queue,
+                            args.cors_origins.split(","))
 
 
 if __name__ == "__main__":

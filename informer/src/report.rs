@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use cezbek_ledger::RewardRecord;
 use cezbek_platform::csv_report::{Cell, CsvReport, LineEnd};
-use cezbek_schemas::{CampaignKind, TransactionKind};
+use cezbek_schemas::{CampaignKind, RewardOutcome, TransactionKind};
 
 /// Counts and sums of a set of decisions. Amounts in minor units; `clawback` is positive.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -20,12 +20,17 @@ pub struct Figures {
     pub refund_amount: i64,
     pub cashback: i64,
     pub clawback: i64,
+    /// Purchases an exclusion matched (they earn nothing).
+    pub excluded: u64,
 }
 
 impl Figures {
     fn add(&mut self, record: &RewardRecord) {
         let reward = &record.reward;
         self.transactions += 1;
+        if reward.outcome == RewardOutcome::Excluded {
+            self.excluded += 1;
+        }
         match reward.kind {
             TransactionKind::Purchase => {
                 self.purchases += 1;
@@ -136,6 +141,7 @@ impl DailyReport {
             "refund_amount",
             "cashback",
             "clawback",
+            "excluded",
         ]);
         let date = self.date.to_string();
         let currency = self.currency.as_deref().unwrap_or("");
@@ -152,6 +158,7 @@ impl DailyReport {
                 Cell::Number(f.refund_amount),
                 Cell::Number(f.cashback),
                 Cell::Number(f.clawback),
+                Cell::Count(f.excluded),
             ]);
             report.row(&row);
         };
@@ -167,6 +174,7 @@ impl DailyReport {
                 Cell::Empty,
                 Cell::Empty,
                 Cell::Number(campaign.cashback),
+                Cell::Empty,
                 Cell::Empty,
             ]);
             report.row(&row);

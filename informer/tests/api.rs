@@ -632,6 +632,8 @@ async fn the_daily_report_adds_up_by_campaign_and_tier() {
     refund.tier = Some("GOLD");
     let mut no_tier = purchase("c-4", CAROL, at(6, 0), 20_000, 0);
     no_tier.tier = None;
+    let mut excluded = record(no_tier);
+    excluded.reward.outcome = RewardOutcome::Excluded;
     let next_day = purchase("c-5", CAROL, at(18, 0), 999_000, 9_990);
     let previous_day =
         purchase("c-0", CAROL, Utc.with_ymd_and_hms(2026, 4, 30, 16, 59, 0).unwrap(), 5, 5);
@@ -639,7 +641,7 @@ async fn the_daily_report_adds_up_by_campaign_and_tier() {
         record(purchase("c-1", CAROL, at(1, 0), 100_000, 1_000)),
         record(gold),
         record(refund),
-        record(no_tier),
+        excluded,
         record(next_day),
         record(previous_day),
     ];
@@ -652,7 +654,7 @@ async fn the_daily_report_adds_up_by_campaign_and_tier() {
     assert_eq!(
         body["totals"],
         json!({"transactions": 4, "purchases": 3, "refunds": 1, "purchase_amount": 420_000,
-               "refund_amount": 100_000, "cashback": 5_500, "clawback": 1_000})
+               "refund_amount": 100_000, "cashback": 5_500, "clawback": 1_000, "excluded": 1})
     );
     assert_eq!(
         body["by_campaign"],
@@ -675,13 +677,13 @@ async fn the_daily_report_adds_up_by_campaign_and_tier() {
     let csv = response.text().await.unwrap();
     assert_eq!(
         csv,
-        "partner,date,currency,group,name,transactions,purchases,refunds,purchase_amount,refund_amount,cashback,clawback\r\n\
-         TOKO,2026-05-01,IDR,total,,4,3,1,420000,100000,5500,1000\r\n\
-         TOKO,2026-05-01,IDR,campaign,base,2,,,,,4000,\r\n\
-         TOKO,2026-05-01,IDR,campaign,kopi,1,,,,,1500,\r\n\
-         TOKO,2026-05-01,IDR,tier,GOLD,2,1,1,300000,100000,4500,1000\r\n\
-         TOKO,2026-05-01,IDR,tier,NONE,1,1,0,20000,0,0,0\r\n\
-         TOKO,2026-05-01,IDR,tier,SILVER,1,1,0,100000,0,1000,0\r\n"
+        "partner,date,currency,group,name,transactions,purchases,refunds,purchase_amount,refund_amount,cashback,clawback,excluded\r\n\
+         TOKO,2026-05-01,IDR,total,,4,3,1,420000,100000,5500,1000,1\r\n\
+         TOKO,2026-05-01,IDR,campaign,base,2,,,,,4000,,\r\n\
+         TOKO,2026-05-01,IDR,campaign,kopi,1,,,,,1500,,\r\n\
+         TOKO,2026-05-01,IDR,tier,GOLD,2,1,1,300000,100000,4500,1000,0\r\n\
+         TOKO,2026-05-01,IDR,tier,NONE,1,1,0,20000,0,0,0,1\r\n\
+         TOKO,2026-05-01,IDR,tier,SILVER,1,1,0,100000,0,1000,0,0\r\n"
     );
 
     let (status, body) = harness

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use utoipa::ToSchema;
 
 use cezbek_platform::auth::{AdminTokens, Role};
-use cezbek_platform::http::{FieldError, Problem};
+use cezbek_platform::http::{FieldError, Problem, ProblemQuery};
 use cezbek_platform::partner_auth::ReplayGuard;
 use cezbek_platform::s3::S3Client;
 use cezbek_rules::{PartnerStatus, RuleSnapshot};
@@ -25,7 +25,7 @@ use cezbek_schemas::{PartnerCode, Source, SourceChannel, Transaction};
 use crate::caller::{Authenticated, Caller, SignedPartner};
 use crate::files::INCOMING;
 use crate::input;
-use crate::jobs::{Store, Upload};
+use crate::jobs::{ObjectRef, Store, Upload};
 use crate::metrics::Metrics;
 use crate::openapi::TransactionBatch;
 use crate::publish::{Delivery, Publisher, SendError};
@@ -54,6 +54,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/transactions", post(publish))
         .route("/v1/uploads", post(create_upload))
         .route("/v1/uploads/{upload_id}", get(upload_status))
+        .route("/v1/uploads/{upload_id}/rejects", get(upload_rejects))
         .with_state(state)
 }
 
@@ -599,4 +600,95 @@ pub(crate) async fn upload_status(
         summary,
     })
     .into_response())
+}
+
+/// One rejected line of an uploaded file.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RejectedLine {
+    /// The line's number in the file (the header is line 1).
+    pub line: u64,
+    /// The line as it was (up to 64 KiB).
+    pub raw: String,
+    /// Each wrong field and why.
+    pub reasons: String,
+}
+
+/// A page of an upload's rejected lines, in line order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RejectsPage {
+    pub items: Vec<RejectedLine>,
+    /// Pass as `after` for the next page; none on the last page.
+    pub next_after: Option<u64>,
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RejectsQuery {
+    /// The lines after this line number (default 0: from the start).
+    #[param(minimum = 0)]
+    pub after: Option<u64>,
+    /// At most this many lines (1 to 1,000; default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+}
+
+/// The rejected lines of an upload's file, with the reasons, a page at a time (the same lines
+/// as the rejects report the ingestor writes beside the file).
+#[utoipa::path(
+    get,
+    path = "/v1/uploads/{upload_id}/rejects",
+    security(("partnerSignature" = []), ("bearer" = [])),
+    params(("upload_id" = String, Path, description = "as returned by POST /v1/uploads"), RejectsQuery),
+    responses(
+        (status = 200, description = "A page of rejected lines (none while the file is not read yet)", body = RejectsPage),
+        (status = 400, description = "A bad after or limit", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such upload (or another partner's)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Partners not loaded yet, or the store cannot be read now", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "seconds"))),
+    )
+)]
+pub(crate) async fn upload_rejects(
+    State(state): State<ApiState>,
+    Path(upload_id): Path<String>,
+    ProblemQuery(query): ProblemQuery<RejectsQuery>,
+    Authenticated { caller, .. }: Authenticated,
+) -> Result<Response, Problem> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Problem::bad_request(vec![FieldError {
+            field: "limit".into(),
+            reason: format!("{limit} is not from 1 to 1000"),
+        }]));
+    }
+    let not_found = || Problem::new(StatusCode::NOT_FOUND, "no such upload");
+    let unreadable = |error: sqlx::Error| {
+        tracing::error!(%error, "cannot read an upload's rejected lines");
+        Problem::unavailable("cannot read the upload now")
+    };
+    let (upload, bucket) =
+        state.store.upload(&upload_id).await.map_err(unreadable)?.ok_or_else(not_found)?;
+    if let Caller::Partner(partner) = &caller
+        && partner.as_str() != upload.partner
+    {
+        return Err(not_found());
+    }
+    let job = state.store.latest_job(&bucket, &upload.object_key).await.map_err(unreadable)?;
+    let Some(job) = job else {
+        return Ok(axum::Json(RejectsPage { items: Vec::new(), next_after: None }).into_response());
+    };
+    let object = ObjectRef { bucket, key: upload.object_key, etag: job.etag };
+    let rows = state
+        .store
+        .rejects_after(&object, query.after.unwrap_or(0), limit + 1)
+        .await
+        .map_err(unreadable)?;
+    let more = rows.len() as i64 > limit;
+    let items: Vec<RejectedLine> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(|row| RejectedLine { line: row.line, raw: row.raw, reasons: row.reasons })
+        .collect();
+    let next_after = if more { items.last().map(|item| item.line) } else { None };
+    Ok(axum::Json(RejectsPage { items, next_after }).into_response())
 }

@@ -65,6 +65,8 @@ pub struct Upload {
 /// The newest job of an object key, for upload status.
 #[derive(Debug, Clone)]
 pub struct JobStatus {
+    /// The version of the object this job read (its rejected rows are kept under it).
+    pub etag: String,
     pub status: String,
     pub summary: Option<serde_json::Value>,
     pub progress: Progress,
@@ -92,6 +94,7 @@ type ClaimRow =
 /// `status, summary, next_line, next_offset, rows_read, accepted, rejected, reasons,
 /// object_bytes, started_at, checkpointed_at`.
 type JobRow = (
+    String,
     String,
     Option<Json<serde_json::Value>>,
     i64,
@@ -359,7 +362,7 @@ impl Store {
         object_key: &str,
     ) -> Result<Option<JobStatus>, sqlx::Error> {
         let row: Option<JobRow> = sqlx::query_as(
-            "SELECT status, summary, next_line, next_offset, rows_read, accepted, rejected,
+            "SELECT etag, status, summary, next_line, next_offset, rows_read, accepted, rejected,
                         reasons, object_bytes, started_at, checkpointed_at
                    FROM ingest_jobs WHERE bucket = $1 AND object_key = $2
                   ORDER BY started_at DESC LIMIT 1",
@@ -370,6 +373,7 @@ impl Store {
         .await?;
         Ok(row.map(
             |(
+                etag,
                 status,
                 summary,
                 next_line,
@@ -386,6 +390,7 @@ impl Store {
                     progress((next_line, next_offset, rows, accepted, rejected, reasons));
                 progress.object_bytes = size.map(to_u64);
                 JobStatus {
+                    etag,
                     status,
                     summary: summary.map(|json| json.0),
                     progress,

@@ -177,7 +177,13 @@ impl ToSchema for TransactionBatch {}
             that was not acknowledged. Money is integer minor units. Errors are \
             application/problem+json (RFC 9457)."
     ),
-    paths(api::openapi_document, api::publish, api::create_upload, api::upload_status),
+    paths(
+        api::openapi_document,
+        api::publish,
+        api::create_upload,
+        api::upload_status,
+        api::upload_rejects
+    ),
     components(schemas(Problem, FieldError, TransactionInput, TransactionSchema)),
     modifiers(&SecuritySchemes)
 )]

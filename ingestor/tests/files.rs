@@ -282,6 +282,25 @@ async fn a_presigned_upload_with_curl_is_ingested_and_its_status_reported() {
         .await
         .unwrap();
     assert_eq!(viewed["status"], "done");
+
+    // The rejected lines with their reasons, a page at a time, to the upload's partner only.
+    let rejects_path = format!("{status_path}/rejects");
+    let (status, page) = harness.signed("TOKO", Method::GET, &rejects_path, b"").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["next_after"], Value::Null);
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{page}");
+    assert_eq!(items[0]["line"], 3);
+    assert!(items[0]["raw"].as_str().unwrap().starts_with("u-2,bad,"), "{page}");
+    assert!(items[0]["reasons"].as_str().unwrap().contains("msisdn"), "{page}");
+    let after_it = format!("{rejects_path}?after=3&limit=1");
+    let (_, rest) = harness.signed("TOKO", Method::GET, &after_it, b"").await;
+    assert_eq!((&rest["items"], &rest["next_after"]), (&json!([]), &Value::Null), "{rest}");
+    let (status, _) = harness.signed("WARUNG", Method::GET, &rejects_path, b"").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let too_many = format!("{rejects_path}?limit=1001");
+    let (status, refused) = harness.signed("TOKO", Method::GET, &too_many, b"").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
 }
 
 /// `count` rows of one customer each, ids `{prefix}{n}`, as a whole file.

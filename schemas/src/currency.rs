@@ -32,6 +32,12 @@ pub(crate) const ISO_4217: &[(&str, u8)] = &[
     ("XPF", 0), ("YER", 2), ("ZAR", 2), ("ZMW", 2), ("ZWG", 2),
 ];
 
+/// Every code in current use with its minor-unit exponent (for clients that show amounts: the
+/// same digits the services count in).
+pub fn minor_unit_exponents() -> &'static [(&'static str, u8)] {
+    ISO_4217
+}
+
 /// The minor-unit exponent of a known code, or `None` for an unknown one.
 pub(crate) fn exponent_of(code: &str) -> Option<u8> {
     ISO_4217.binary_search_by(|(known, _)| (*known).cmp(code)).ok().map(|index| ISO_4217[index].1)

@@ -9,6 +9,7 @@ pub mod value;
 
 pub use binary::BinaryError;
 pub use codec::{AnyEvent, CodecError, decode, decode_any, decode_transaction, encode};
+pub use currency::minor_unit_exponents;
 pub use event::{
     AppliedCampaign, CampaignKind, EARLIEST_TIME_MS, LATEST_TIME_MS, Payout, PayoutStatus, Reward,
     RewardOutcome, Source, SourceChannel, Transaction, TransactionKind, check_storable_time,
