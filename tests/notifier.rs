@@ -23,8 +23,7 @@ use cezbek_platform::etcd;
 use cezbek_platform::unsubscribe::UnsubscribeKey;
 use cezbek_rules::{Campaign, Partner, Rule};
 use cezbek_schemas::{
-    AppliedCampaign, CampaignKind, Money, Msisdn, Reward, RewardOutcome, TransactionId,
-    TransactionKind,
+    AppliedCampaign, CampaignKind, Msisdn, Reward, RewardOutcome, TransactionId, TransactionKind,
 };
 use cezbek_testkit::fixtures::{at, base, customer, idr, partner, program, tier, toko};
 use cezbek_testkit::{Running, TestContext, free_port, service_env};
@@ -363,8 +362,8 @@ async fn a_backfill_sends_only_what_was_not_sent_and_each_email_adds_up() {
         .filter(|record| record.reward.msisdn == msisdn(1))
         .map(|record| record.reward.cashback)
         .sum();
-    let total = Money::new(ledger_total, idr()).to_string();
-    assert_eq!(total, "IDR 40.00");
+    let total = cezbek_notifier::money_format::localized(ledger_total, idr());
+    assert_eq!(total, "Rp 40,00");
     assert_eq!(first["subject"], format!("Toko Rewards: you earned {total} cashback on {day}"));
     let text = first["text"].as_str().unwrap();
     let html = first["html"].as_str().unwrap();
@@ -373,13 +372,13 @@ async fn a_backfill_sends_only_what_was_not_sent_and_each_email_adds_up() {
     // Each transaction: local time, merchant, amount, cashback, campaign name.
     assert!(
         text.contains(
-            "09:05  Kopi Kenangan  purchase IDR 1500.00  cashback IDR 15.00  (Everyday 1%)"
+            "09:05 WIB  Kopi Kenangan  purchase Rp 1.500,00  cashback Rp 15,00  (Everyday 1%)"
         ),
         "{text}"
     );
     assert!(
         text.contains(
-            "18:40  Kopi Kenangan  purchase IDR 2500.00  cashback IDR 25.00  (Everyday 1%)"
+            "18:40 WIB  Kopi Kenangan  purchase Rp 2.500,00  cashback Rp 25,00  (Everyday 1%)"
         ),
         "{text}"
     );
@@ -676,7 +675,7 @@ async fn the_file_transport_writes_one_eml_per_customer_day() {
     let eml = std::fs::read_to_string(folder.join(&names[0])).unwrap();
     assert!(eml.contains(&format!("To: {}", setup.email(1))), "{eml}");
     assert!(
-        eml.contains(&format!("Subject: Toko Rewards: you earned IDR 10.00 cashback on {day}")),
+        eml.contains(&format!("Subject: Toko Rewards: you earned Rp 10,00 cashback on {day}")),
         "{eml}"
     );
     assert!(eml.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"), "{eml}");

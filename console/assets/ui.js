@@ -40,7 +40,7 @@ export function svg(tag, attributes = {}, ...children) {
 // The locale a partner's customers read amounts in, by the partner's currency.
 const LOCALES = {
   IDR: "id-ID", MYR: "ms-MY", SGD: "en-SG", PHP: "en-PH", THB: "th-TH", VND: "vi-VN",
-  USD: "en-US", EUR: "de-DE", GBP: "en-GB", JPY: "ja-JP", INR: "en-IN", AUD: "en-AU",
+  USD: "en-US", EUR: "de-DE", GBP: "en-GB", JPY: "ja-JP", INR: "en-US", AUD: "en-AU",
   CNY: "zh-CN", HKD: "zh-HK", KRW: "ko-KR", TWD: "zh-TW", BRL: "pt-BR", MXN: "es-MX",
 };
 

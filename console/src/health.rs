@@ -106,7 +106,8 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
             };
             value.split_whitespace().next()?.parse::<f64>().ok()
         })
-        .sum()
+        // From +0.0: an empty f64 sum is -0.0, which would show as "-0".
+        .fold(0.0, |total, value| total + value)
 }
 
 /// Where a label set's closing `}` is: the first one outside a quoted label value.

@@ -6,7 +6,9 @@ use serde::Serialize;
 
 use cezbek_ledger::{CustomerState, RewardRecord};
 use cezbek_rules::PartnerRules;
-use cezbek_schemas::{Money, Msisdn, PartnerCode, RewardOutcome, TransactionKind};
+use cezbek_schemas::{Msisdn, PartnerCode, RewardOutcome, TransactionKind};
+
+use crate::money_format;
 
 /// Why a customer gets no digest for a day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,7 +52,8 @@ pub struct Digest {
     pub time_zone: String,
     /// Oldest first.
     pub transactions: Vec<Line>,
-    /// The day's cashback net of clawbacks, formatted (`IDR 1500.00`).
+    /// The day's cashback net of clawbacks, in the partner's currency and its locale
+    /// (`Rp 1.500,00`).
     pub total: String,
     pub total_minor: i64,
     pub currency: String,
@@ -69,7 +72,7 @@ pub struct PartnerView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Line {
     pub transaction_id: String,
-    /// Partner-local `HH:MM`.
+    /// Partner-local `HH:MM` with the zone's abbreviation (`09:05 WIB`).
     pub time: String,
     pub merchant: String,
     pub kind: &'static str,
@@ -96,6 +99,8 @@ pub struct NextTierView {
     pub name: String,
     pub purchases_needed: u64,
     pub spend_needed: String,
+    /// 0 when the spend threshold is met (or the tier has none): the digest leaves it out.
+    pub spend_needed_minor: i64,
 }
 
 /// A customer's rewards of one day, as the sender groups them.
@@ -152,7 +157,7 @@ pub fn build(
         .map(|record| record.reward.currency)
         .or(partner_record.map(|partner| partner.currency));
     let money = |minor: i64| match currency {
-        Some(currency) => Money::new(minor, currency).to_string(),
+        Some(currency) => money_format::localized(minor, currency),
         None => minor.to_string(),
     };
 
@@ -184,7 +189,7 @@ pub fn build(
             };
             Line {
                 transaction_id: reward.transaction_id.to_string(),
-                time: reward.occurred_at.with_timezone(&time_zone).format("%H:%M").to_string(),
+                time: reward.occurred_at.with_timezone(&time_zone).format("%H:%M %Z").to_string(),
                 merchant: reward.merchant.clone().unwrap_or_default(),
                 kind: match reward.kind {
                     TransactionKind::Purchase => "purchase",
@@ -210,6 +215,7 @@ pub fn build(
                 name: next.name,
                 purchases_needed: next.purchases_needed,
                 spend_needed: money(next.spend_needed),
+                spend_needed_minor: next.spend_needed,
             }),
         }
     });
@@ -329,7 +335,7 @@ mod tests {
         let digest =
             build(&customer, " a@example.com ", None, None, "https://u".into(), Utc::now());
         assert_eq!(digest.total_minor, 600);
-        assert_eq!(digest.total, "IDR 6.00");
+        assert_eq!(digest.total, "Rp 6,00");
         assert_eq!(digest.email, "a@example.com");
         // No rules: UTC and the campaign id; zero-cashback decisions are left out; oldest first.
         let lines: Vec<(&str, &str, &str)> = digest
@@ -339,7 +345,7 @@ mod tests {
             .collect();
         assert_eq!(
             lines,
-            vec![("05:30", "IDR 10.00", "base"), ("07:30", "IDR -4.00", "refund of p-1")]
+            vec![("05:30 UTC", "Rp 10,00", "base"), ("07:30 UTC", "-Rp 4,00", "refund of p-1")]
         );
         assert_eq!(digest.partner.name, "TOKO");
         assert_eq!(digest.tier, None);

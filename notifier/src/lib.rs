@@ -12,6 +12,7 @@ pub mod coordination;
 pub mod digest;
 mod leader;
 pub mod metrics;
+pub mod money_format;
 pub mod schedule;
 pub mod sender;
 pub mod templates;

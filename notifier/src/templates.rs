@@ -141,11 +141,11 @@ impl Templates {
 fn sample(partner: &PartnerCode) -> Digest {
     let line = Line {
         transaction_id: "sample-1".into(),
-        time: "12:00".into(),
+        time: "12:00 WIB".into(),
         merchant: "Sample Store".into(),
         kind: "purchase",
-        amount: "IDR 100000.00".into(),
-        cashback: "IDR 1000.00".into(),
+        amount: "Rp 100.000,00".into(),
+        cashback: "Rp 1.000,00".into(),
         cashback_minor: 100_000,
         campaigns: "Sample campaign".into(),
     };
@@ -156,18 +156,19 @@ fn sample(partner: &PartnerCode) -> Digest {
         day: "2026-01-01".into(),
         time_zone: "Asia/Jakarta".into(),
         transactions: vec![line],
-        total: "IDR 1000.00".into(),
+        total: "Rp 1.000,00".into(),
         total_minor: 100_000,
         currency: "IDR".into(),
         tier: Some(TierView {
             name: Some("SILVER".into()),
             window_days: 30,
             window_purchases: 3,
-            window_spend: "IDR 300000.00".into(),
+            window_spend: "Rp 300.000,00".into(),
             next: Some(NextTierView {
                 name: "GOLD".into(),
                 purchases_needed: 2,
-                spend_needed: "IDR 700000.00".into(),
+                spend_needed: "Rp 700.000,00".into(),
+                spend_needed_minor: 70_000_000,
             }),
         }),
         unsubscribe_url: "https://example.com/v1/unsubscribe?token=sample".into(),
@@ -191,12 +192,42 @@ mod tests {
     }
 
     #[test]
+    fn the_built_in_templates_count_in_the_singular_and_leave_out_spend_already_met() {
+        let templates = TemplateSource::default().load(&toko()).unwrap();
+        let mut digest = sample(&toko());
+        let tier = digest.tier.as_mut().unwrap();
+        tier.window_purchases = 1;
+        let next = tier.next.as_mut().unwrap();
+        next.purchases_needed = 1;
+        next.spend_needed = "Rp 0,00".into();
+        next.spend_needed_minor = 0;
+        let rendered = templates.render(&digest).unwrap();
+        for part in [&rendered.text, &rendered.html] {
+            assert!(part.contains("(1 purchase and Rp 300.000,00 spent"), "{part}");
+            assert!(part.contains("To reach GOLD: 1 more purchase."), "{part}");
+            assert!(!part.contains("more spend"), "{part}");
+        }
+        // Only spend left: no purchase count.
+        let next = digest.tier.as_mut().unwrap().next.as_mut().unwrap();
+        next.purchases_needed = 0;
+        next.spend_needed = "Rp 5.000,00".into();
+        next.spend_needed_minor = 500_000;
+        let rendered = templates.render(&digest).unwrap();
+        assert!(
+            rendered.text.contains("To reach GOLD: Rp 5.000,00 more spend."),
+            "{}",
+            rendered.text
+        );
+        assert!(rendered.html.contains("Time (Asia&#x2f;Jakarta)"), "{}", rendered.html);
+    }
+
+    #[test]
     fn the_built_in_templates_render_every_part_and_escape_html() {
         let templates = TemplateSource::default().load(&toko()).unwrap();
         let mut digest = sample(&toko());
         digest.transactions[0].merchant = "<script>Bad & Co</script>".into();
         let rendered = templates.render(&digest).unwrap();
-        assert_eq!(rendered.subject, "TOKO: you earned IDR 1000.00 cashback on 2026-01-01");
+        assert_eq!(rendered.subject, "TOKO: you earned Rp 1.000,00 cashback on 2026-01-01");
         assert!(
             rendered.html.contains("&lt;script&gt;Bad &amp; Co&lt;&#x2f;script&gt;"),
             "{}",
@@ -208,7 +239,7 @@ mod tests {
         // minijinja escapes `/` in HTML too (`&#x2f;`), which a browser reads back as `/`.
         let html = rendered.html.replace("&#x2f;", "/");
         for part in [&html, &rendered.text] {
-            assert!(part.contains("IDR 1000.00"));
+            assert!(part.contains("Rp 1.000,00"));
             assert!(part.contains("Sample campaign"));
             assert!(part.contains("SILVER"));
             assert!(part.contains("GOLD"));
@@ -228,13 +259,13 @@ mod tests {
         let sample = sample(&self::toko());
         assert_eq!(
             toko.render(&sample).map(|r| r.subject).ok(),
-            Some("Toko loves you: IDR 1000.00".into())
+            Some("Toko loves you: Rp 1.000,00".into())
         );
         let other = PartnerCode::parse("WARUNG").unwrap();
         let warung = source.load(&other).unwrap();
         assert_eq!(
             warung.render(&sample).map(|r| r.subject).ok(),
-            Some("Default: IDR 1000.00".into())
+            Some("Default: Rp 1.000,00".into())
         );
         let _ = std::fs::remove_dir_all(dir);
     }
