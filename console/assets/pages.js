@@ -77,8 +77,8 @@ export async function overview(main, args) {
   const showToday = async () => {
     const rows = await Promise.all(list.map(async (partner) => {
       const day = localDay(partner.time_zone);
-      const answer = await api("informer", `v1/partners/${partner.code}/reports/daily?date=${day}`);
-      return { partner, day, report: answer.ok ? answer.data : null };
+      const answer = await api("informer", `v1/partners/${partner.code}/reports/days?from=${day}&to=${day}`);
+      return { partner, day, report: answer.ok ? answer.data.days[0] : null };
     }));
     today.replaceChildren(table("Today, in each partner's own day", [
       { label: "Partner", value: (r) => r.partner.code },
@@ -92,12 +92,15 @@ export async function overview(main, args) {
   const { partner, picker } = await partnerPicker("overview", args[0]);
   const showChart = async () => {
     if (!partner) { chart.replaceChildren(el("p", { class: "muted", text: "No partners yet." })); return; }
-    const days = [...Array(30).keys()].reverse().map((ago) => localDay(partner.time_zone, ago));
-    const reports = await Promise.all(days.map((day) =>
-      api("informer", `v1/partners/${partner.code}/reports/daily?date=${day}`).then((a) => (a.ok ? a.data : null))));
-    chart.replaceChildren(picker, barChart(`Cashback and clawbacks per day, ${partner.code}`, days, [
-      { name: "cashback", values: reports.map((r) => r?.totals.cashback || 0) },
-      { name: "clawbacks", values: reports.map((r) => Math.abs(r?.totals.clawback || 0)) },
+    // One request: the informer sums the month where the rewards are.
+    const from = localDay(partner.time_zone, 29);
+    const to = localDay(partner.time_zone);
+    const answer = await api("informer", `v1/partners/${partner.code}/reports/days?from=${from}&to=${to}`);
+    if (!answer.ok) { chart.replaceChildren(picker, alertBox(problemText(answer.problem))); return; }
+    const days = answer.data.days;
+    chart.replaceChildren(picker, barChart(`Cashback and clawbacks per day, ${partner.code}`, days.map((d) => d.date), [
+      { name: "cashback", values: days.map((d) => d.totals.cashback) },
+      { name: "clawbacks", values: days.map((d) => d.totals.clawback) },
     ], (v) => money(v, partner.currency)));
   };
   await Promise.all([showHealth(), showToday(), showChart()]);

@@ -70,6 +70,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/partners/{partner}/customers/{msisdn}/payouts", get(payouts))
         .route("/v1/partners/{partner}/transactions/{transaction_id}", get(transaction))
         .route("/v1/partners/{partner}/reports/daily", get(daily_report))
+        .route("/v1/partners/{partner}/reports/days", get(days_report))
         .route("/v1/partners/{partner}/budgets", get(budgets))
         .route("/v1/unsubscribe", get(unsubscribe_page).post(unsubscribe))
         .with_state(Arc::new(state))
@@ -659,6 +660,83 @@ pub(crate) async fn budgets(
 }
 
 // ---------------------------------------------------------------- daily report
+
+/// The longest range of days one request may sum (a quarter).
+const MAX_DAYS: i64 = 92;
+
+/// A partner's totals for each partner-local day of a range, for charts: every day from `from`
+/// to `to`, both included, at most 92; summed by the ledger, not read record by record.
+#[utoipa::path(
+    get,
+    path = "/v1/partners/{partner}/reports/days",
+    security(("partnerSignature" = []), ("bearer" = [])),
+    params(
+        ("partner" = String, Path, pattern = "^[A-Z0-9_]{2,16}$"),
+        ("from" = chrono::NaiveDate, Query, description = "the first partner-local day"),
+        ("to" = chrono::NaiveDate, Query, description = "the last partner-local day: not before from, at most 91 days after"),
+    ),
+    responses(
+        (status = 200, description = "Each day's totals", body = crate::report::DaysReport),
+        BadParameter,
+        Unauthenticated,
+        (status = 403, description = "Only the partner itself or an admin may read its reports", body = Problem, content_type = "application/problem+json"),
+        NotFound,
+        Unavailable,
+    )
+)]
+pub(crate) async fn days_report(
+    State(state): Shared,
+    Authenticated { rules, caller }: Authenticated,
+    Path(partner): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, Problem> {
+    let partner = parse_partner(&partner)?;
+    if !caller.may_read_partner(&partner) {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "only the partner itself or an admin may read its reports",
+        ));
+    }
+    let currency =
+        partner_rules(&rules, &partner)?.partner().map(|p| p.currency.as_str().to_owned());
+    let mut errors = unknown_parameters(&query, &["from", "to"]);
+    let mut day = |name: &str| match query
+        .get(name)
+        .map(|text| NaiveDate::parse_from_str(text, "%Y-%m-%d"))
+    {
+        Some(Ok(date)) => Some(date),
+        Some(Err(_)) => {
+            errors.push(field(name, "must be a date, YYYY-MM-DD"));
+            None
+        }
+        None => {
+            errors.push(field(name, "is required (a partner-local day, YYYY-MM-DD)"));
+            None
+        }
+    };
+    let (from, to) = (day("from"), day("to"));
+    if let (Some(from), Some(to)) = (from, to) {
+        let span = (to - from).num_days();
+        if span < 0 {
+            errors.push(field("to", "must not be before from"));
+        } else if span >= MAX_DAYS {
+            errors.push(field("to", format!("at most {MAX_DAYS} days from from, both included")));
+        }
+    }
+    let (Some(from), Some(to)) = (from, to) else {
+        return Err(Problem::bad_request(errors));
+    };
+    if !errors.is_empty() {
+        return Err(Problem::bad_request(errors));
+    }
+    let totals = state
+        .ledger
+        .day_totals(&partner, from, to)
+        .await
+        .map_err(|error| unavailable("the days' totals", &error))?;
+    Ok(Json(crate::report::DaysReport::new(partner.as_str(), currency, from, to, &totals))
+        .into_response())
+}
 
 /// A partner's figures for one partner-local day: totals, by campaign and by tier.
 #[utoipa::path(

@@ -55,6 +55,7 @@ pub struct Unavailable(Problem);
         api::payouts,
         api::transaction,
         api::daily_report,
+        api::days_report,
         api::budgets,
         api::unsubscribe_page,
         api::unsubscribe,

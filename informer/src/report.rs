@@ -49,6 +49,60 @@ impl Figures {
     }
 }
 
+impl From<&cezbek_ledger::DayTotals> for Figures {
+    fn from(totals: &cezbek_ledger::DayTotals) -> Self {
+        Self {
+            transactions: totals.transactions,
+            purchases: totals.purchases,
+            refunds: totals.refunds,
+            purchase_amount: totals.purchase_amount,
+            refund_amount: totals.refund_amount,
+            cashback: totals.cashback,
+            clawback: totals.clawback,
+            excluded: totals.excluded,
+        }
+    }
+}
+
+/// One partner-local day's totals, in a range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct DayFigures {
+    pub date: NaiveDate,
+    pub totals: Figures,
+}
+
+/// A partner's totals for each day of a range (every day, those without decisions as zeros).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct DaysReport {
+    pub partner: String,
+    pub currency: Option<String>,
+    pub days: Vec<DayFigures>,
+}
+
+impl DaysReport {
+    pub fn new(
+        partner: &str,
+        currency: Option<String>,
+        from: NaiveDate,
+        to: NaiveDate,
+        totals: &[cezbek_ledger::DayTotals],
+    ) -> Self {
+        let days = from
+            .iter_days()
+            .take_while(|day| *day <= to)
+            .map(|date| DayFigures {
+                date,
+                totals: totals
+                    .iter()
+                    .find(|totals| totals.day == date)
+                    .map(Figures::from)
+                    .unwrap_or_default(),
+            })
+            .collect();
+        Self { partner: partner.to_owned(), currency, days }
+    }
+}
+
 /// One campaign's part of the day: the purchases it paid on and its share of their cashback.
 /// Clawbacks are not split by campaign (a refund claws back the purchase's whole cashback).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]

@@ -671,6 +671,30 @@ async fn the_daily_report_adds_up_by_campaign_and_tier() {
         .collect();
     assert_eq!(tiers, vec![("GOLD", 2), ("NONE", 1), ("SILVER", 1)]);
 
+    // Each day's totals, summed by the ledger: the same as the day's report, every day of the
+    // range present (zeros where nothing was decided).
+    let daily_totals = body["totals"].clone();
+    let (status, days) = harness
+        .as_partner("TOKO", "/v1/partners/TOKO/reports/days?from=2026-04-29&to=2026-05-02")
+        .await;
+    assert_eq!(status, 200, "{days}");
+    let dates: Vec<&str> =
+        days["days"].as_array().unwrap().iter().map(|d| d["date"].as_str().unwrap()).collect();
+    assert_eq!(dates, ["2026-04-29", "2026-04-30", "2026-05-01", "2026-05-02"]);
+    assert_eq!(days["days"][2]["totals"], daily_totals);
+    assert_eq!(days["days"][0]["totals"]["transactions"], 0);
+    assert_eq!(days["days"][1]["totals"]["transactions"], 1, "{days}");
+    assert_eq!(days["days"][3]["totals"]["cashback"], 9_990, "{days}");
+    for (query, field) in [
+        ("from=2026-05-02&to=2026-05-01", "to"),
+        ("from=2026-01-01&to=2026-04-03", "to"),
+        ("from=May&to=2026-05-01", "from"),
+    ] {
+        let path = format!("/v1/partners/TOKO/reports/days?{query}");
+        let (status, body) = harness.as_partner("TOKO", &path).await;
+        assert_eq!((status, field_errors(&body)), (400, vec![field.to_owned()]), "{query}");
+    }
+
     let target = "/v1/partners/TOKO/reports/daily?date=2026-05-01&format=csv";
     let response = harness.get(target, harness.partner_headers("TOKO", target)).await;
     assert_eq!(response.headers()["content-type"], "text/csv; charset=utf-8");

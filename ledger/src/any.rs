@@ -12,7 +12,7 @@ use cezbek_schemas::{Msisdn, PartnerCode, Transaction, TransactionId};
 
 use crate::budget::{BudgetChunk, BudgetRequest, BudgetUsage};
 use crate::{
-    CustomerBatch, CustomerState, CustomerTotals, DayCursor, DigestStatus, HistoryPage,
+    CustomerBatch, CustomerState, CustomerTotals, DayCursor, DayTotals, DigestStatus, HistoryPage,
     HistoryQuery, Ledger, LedgerChoice, LedgerError, PartnerScan, PostgresLedger, RewardRecord,
     ScanSink, ScyllaLedger, ShardLease,
 };
@@ -217,6 +217,15 @@ impl Ledger for AnyLedger {
 
     async fn count_partner(&self, scan: &PartnerScan) -> Result<u64, LedgerError> {
         forward!(self, ledger => ledger.count_partner(scan))
+    }
+
+    async fn day_totals(
+        &self,
+        partner: &PartnerCode,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<DayTotals>, LedgerError> {
+        forward!(self, ledger => ledger.day_totals(partner, from, to))
     }
 
     async fn digest_intent(

@@ -50,6 +50,47 @@ impl DayCursor {
     }
 }
 
+/// Counts and sums of a partner's decisions of one partner-local day. Amounts in minor units;
+/// `clawback` is positive.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DayTotals {
+    pub day: NaiveDate,
+    pub transactions: u64,
+    pub purchases: u64,
+    pub refunds: u64,
+    pub purchase_amount: i64,
+    pub refund_amount: i64,
+    pub cashback: i64,
+    pub clawback: i64,
+    /// Purchases an exclusion matched.
+    pub excluded: u64,
+}
+
+impl DayTotals {
+    pub fn add(&mut self, record: &RewardRecord) {
+        let reward = &record.reward;
+        self.transactions += 1;
+        if reward.outcome == cezbek_schemas::RewardOutcome::Excluded {
+            self.excluded += 1;
+        }
+        match reward.kind {
+            cezbek_schemas::TransactionKind::Purchase => {
+                self.purchases += 1;
+                self.purchase_amount = self.purchase_amount.saturating_add(reward.amount);
+            }
+            cezbek_schemas::TransactionKind::Refund => {
+                self.refunds += 1;
+                self.refund_amount = self.refund_amount.saturating_add(reward.amount);
+            }
+        }
+        if reward.cashback >= 0 {
+            self.cashback = self.cashback.saturating_add(reward.cashback);
+        } else {
+            self.clawback = self.clawback.saturating_add(reward.cashback.saturating_neg());
+        }
+    }
+}
+
 /// One partner's decisions of a period (`occurred_at` in `[from, to)`), as a replay reads them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartnerScan {
@@ -214,6 +255,38 @@ pub trait Ledger: Send + Sync {
                     return Ok(records);
                 }
             }
+        }
+    }
+
+    /// The totals of each partner-local day from `from` to `to` (both included) that has a
+    /// decision, oldest first. This default reads the days' pages; a store that can sum where
+    /// the rows are does so instead (an overview over a month of a busy partner).
+    fn day_totals(
+        &self,
+        partner: &PartnerCode,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> impl Future<Output = Result<Vec<DayTotals>, LedgerError>> + Send {
+        async move {
+            let mut days = Vec::new();
+            for day in from.iter_days().take_while(|day| *day <= to) {
+                let mut totals = DayTotals { day, ..DayTotals::default() };
+                let mut after = None;
+                loop {
+                    let page =
+                        self.rewards_of_day_page(partner, day, after.as_ref(), 1_000).await?;
+                    page.iter().for_each(|record| totals.add(record));
+                    let last = page.len() < 1_000;
+                    after = page.last().map(DayCursor::after);
+                    if last || after.is_none() {
+                        break;
+                    }
+                }
+                if totals.transactions > 0 {
+                    days.push(totals);
+                }
+            }
+            Ok(days)
         }
     }
 
