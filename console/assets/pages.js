@@ -213,7 +213,9 @@ async function payoutPolicy(container, partner) {
       pay_at: form.elements["payout_policy.pay_at"].value, fee_bearer: form.elements["payout_policy.fee_bearer"].value,
       default_wallet: form.elements["payout_policy.default_wallet"].value || null,
     };
-    const { version, updated_at, ...body } = current;
+    // What a read shows and a replacement may not carry: the version (If-Match says it) and
+    // the signing keys (managed with POST …/keys).
+    const { version, updated_at, keys, ...body } = current;
     const saved = await api("campaignex", `v1/partners/${partner.code}`, {
       method: "PUT", body: { ...body, payout_policy: next }, headers: { "If-Match": `"${version}"` } });
     if (!saved.ok) { showErrors(form, saved.problem); return; }
@@ -667,9 +669,27 @@ export async function reports(main, args) {
 
 // ------------------------------------------------------------------ audit
 
-export async function audit(main) {
-  const answer = await api("campaignex", "v1/audit?limit=100");
+export async function audit(main, args) {
+  // #/audit/{entity}/{id}: the filters are in the route, so a filtered trail can be linked.
+  const [entity = "", id = ""] = args;
+  const kinds = [["", "every kind"], ["partner", "partners"], ["campaign", "campaigns"], ["exclusion", "exclusions"],
+    ["tiers", "tier programs"], ["provider", "payment providers"]];
+  const kind = select(kinds, entity);
+  const which = input({ value: id, placeholder: "TOKO or TOKO/weekday-1.5" });
+  const form = el("form", { class: "card inline", role: "search", "aria-label": "Filter the audit trail" },
+    field("Kind", "entity", kind), field("Rule", "id", which),
+    el("button", { type: "submit", text: "Filter" }));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    go(`#/audit/${encodeURIComponent(kind.value)}/${encodeURIComponent(which.value.trim())}`);
+  });
+  main.append(form);
+  const query = new URLSearchParams({ limit: "50" });
+  if (entity) query.set("entity", entity);
+  if (id) query.set("id", id);
+  const answer = await api("campaignex", `v1/audit?${query}`);
   if (!answer.ok) { main.append(alertBox(problemText(answer.problem))); return; }
+  main.append(el("p", { class: "muted", text: `The ${answer.data.items.length} newest changes.` }));
   main.append(el("ol", { class: "audit" }, answer.data.items.map((entry) => el("li", { class: "card" },
     el("p", {}, el("strong", { text: `${entry.action} ${entry.entity} ${entry.id}` }), ` by ${entry.actor}, `,
       el("time", { datetime: entry.at, text: dateTime(entry.at, Intl.DateTimeFormat().resolvedOptions().timeZone, "USD") }),

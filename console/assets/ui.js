@@ -126,14 +126,15 @@ export function barChart(title, labels, series, format) {
   const width = 720, height = 220, left = 8, bottom = 28, top = 12;
   const max = Math.max(1, ...series.flatMap((s) => s.values.map((v) => Math.abs(v))));
   const slot = (width - left * 2) / Math.max(1, labels.length);
-  const barWidth = Math.max(2, (slot - 4) / series.length);
+  // Thin bars for a month, but not a wall of colour for a single day.
+  const barWidth = Math.min(48, Math.max(2, (slot - 4) / series.length));
   const bars = [];
   labels.forEach((label, index) => {
     series.forEach((s, which) => {
       const value = s.values[index] || 0;
       const barHeight = (Math.abs(value) / max) * (height - bottom - top);
       bars.push(svg("rect", {
-        x: left + index * slot + 2 + which * barWidth, y: height - bottom - barHeight,
+        x: left + index * slot + (slot - barWidth * series.length) / 2 + which * barWidth, y: height - bottom - barHeight,
         width: barWidth - 1, height: barHeight, class: `series-${which}`,
       }, svg("title", { text: `${label} ${s.name}: ${format(value)}` })));
     });

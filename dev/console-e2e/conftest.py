@@ -57,9 +57,14 @@ def sign_in(page, token):
     page.get_by_role("navigation", name="Main").wait_for()
 
 
-def shot(page, name):
+def shot(page, name, of=None):
+    """A screenshot of what the window shows, or of one part of the page (`of`, a locator)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    path = str(SCREENSHOTS / f"{name}.png")
+    if of is None:
+        page.screenshot(path=path)
+    else:
+        of.screenshot(path=path)
 
 
 AXE = Axe()

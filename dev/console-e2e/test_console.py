@@ -61,7 +61,7 @@ def test_a_new_partners_signing_secret_is_shown_once_with_the_recipe(admin):
     secret = notice.locator("code.secret").inner_text()
     assert len(secret) >= 43, secret
     expect(notice.get_by_role("button", name="Copy the secret")).to_be_visible()
-    shot(admin, "03-partner-created")
+    shot(admin, "03-partner-created", of=notice)
     audit(admin, "partners")
     # Shown once: the partner list never carries it.
     visit(admin, "partners", admin.get_by_role("table", name="Partners"))
@@ -85,7 +85,7 @@ def test_a_campaign_with_an_error_is_fixed_and_decides_live_in_a_dry_run(admin):
     expect(reward).to_have_attribute("aria-invalid", "true")
     error = form.locator(".field-error:visible")
     expect(error).to_have_count(1)
-    shot(admin, "04-campaign-validation-error")
+    shot(admin, "04-campaign-validation-error", of=form)
     audit(admin, "rules with an error")
     reward.fill("500")
     form.get_by_role("button", name="Create").click()
@@ -107,7 +107,7 @@ def test_a_campaign_with_an_error_is_fixed_and_decides_live_in_a_dry_run(admin):
     expect(decision).to_contain_text("REWARDED")
     # 5 % of Rp 1.000,00 in the partner's currency and locale.
     expect(decision.locator(".cashback")).to_have_text("Rp\u00a050,00")
-    shot(admin, "05-dry-run")
+    shot(admin, "05-dry-run", of=dry_run)
     audit(admin, "rules")
 
 
@@ -179,7 +179,7 @@ def test_a_stale_edit_shows_the_conflict_and_can_overwrite(admin):
     dialog = admin.get_by_role("alertdialog", name="Someone else changed this campaign")
     expect(dialog).to_contain_text(f"version {current['version'] + 1}")
     expect(dialog.get_by_role("button", name="Reload theirs (drop my edits)")).to_be_visible()
-    shot(admin, "08-stale-edit")
+    shot(admin, "08-stale-edit", of=form)
     audit(admin, "conflict")
     dialog.get_by_role("button", name="Overwrite with mine").click()
     campaigns = admin.get_by_role("table", name="Campaigns")
@@ -188,17 +188,56 @@ def test_a_stale_edit_shows_the_conflict_and_can_overwrite(admin):
     assert saved["name"] == "Mine: everyday 5 %" and saved["version"] == current["version"] + 2, saved
 
 
+def test_a_backtest_as_recorded_shows_its_progress_and_no_difference(admin):
+    visit(admin, f"rules/{PARTNER}", admin.get_by_role("form", name="Backtest"))
+    form = admin.get_by_role("form", name="Backtest")
+    form.get_by_label("Draft campaigns (JSON)").fill("")  # as recorded
+    form.get_by_role("button", name="Run the backtest").click()
+    stats = form.locator(".stats")
+    expect(stats).to_contain_text("recorded", timeout=60_000)
+    # The ledger rebuilt from the log and the rule history: to the unit.
+    expect(stats.locator("li").nth(0)).to_contain_text("Rp 500,00".replace(" ", "\u00a0"))
+    expect(stats.locator("li").nth(2)).to_contain_text("Rp 0,00".replace(" ", "\u00a0"))
+    expect(form.get_by_role("img")).to_be_visible()
+    expect(form.get_by_role("table", name="Tier migrations")).to_be_visible()
+    shot(admin, "09-backtest", of=form)
+    audit(admin, "backtest")
+
+
+def test_a_partners_payout_policy_is_edited_with_its_version(admin):
+    visit(admin, "partners", admin.get_by_role("table", name="Partners"))
+    row = admin.get_by_role("row").filter(has_text=PARTNER)
+    row.get_by_role("button", name="Payout policy").click()
+    form = admin.locator("form").filter(has=admin.get_by_role("button", name="Save the policy"))
+    form.get_by_label("Hold days").fill("100")
+    form.get_by_role("button", name="Save the policy").click()
+    hold = form.get_by_label("Hold days")
+    expect(hold).to_have_attribute("aria-invalid", "true")
+    hold.fill("3")
+    form.get_by_label("Default wallet").select_option("OVO")
+    form.get_by_role("button", name="Save the policy").click()
+    expect(admin.get_by_role("row").filter(has_text=PARTNER)).to_contain_text("hold 3 d")
+    saved, _ = campaignex("GET", f"/v1/partners/{PARTNER}", ADMIN)
+    assert saved["payout_policy"]["hold_days"] == 3 and saved["payout_policy"]["default_wallet"] == "OVO", saved
+
+
 def test_reports_and_the_audit_trail(admin):
     visit(admin, f"reports/{PARTNER}", admin.get_by_role("table", name="By campaign"))
     expect(admin.get_by_role("table", name="By campaign").get_by_role("row").filter(has_text="e2e-base")).to_be_visible()
     expect(admin.get_by_role("heading", name="Partner statement")).to_be_visible()
-    shot(admin, "09-report")
+    shot(admin, "10-report")
     audit(admin, "reports")
     visit(admin, "audit", admin.locator(".audit li").first)
-    entry = admin.locator(".audit li").filter(has_text=f"update campaign {PARTNER}/e2e-base").first
+    # Filtered to the campaign, as a link would open it.
+    trail = admin.get_by_role("search", name="Filter the audit trail")
+    trail.get_by_label("Kind").select_option("campaign")
+    trail.get_by_label("Rule").fill(f"{PARTNER}/e2e-base")
+    trail.get_by_role("button", name="Filter").click()
+    expect(admin.locator(".audit > li")).to_have_count(3)  # created, theirs, mine
+    entry = admin.locator(".audit > li").filter(has_text=f"update campaign {PARTNER}/e2e-base").first
     expect(entry).to_contain_text("by e2e-admin")
     expect(entry.get_by_role("row").filter(has_text="name")).to_contain_text("Theirs")
-    shot(admin, "10-audit")
+    shot(admin, "11-audit")
     audit(admin, "audit")
 
 
@@ -235,7 +274,7 @@ def test_a_viewer_sees_everything_and_can_change_nothing(browser):
     assert answer[0] == 403 and "viewer" in answer[1], answer
     width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     assert width[0] <= width[1], f"the rules page scrolls sideways on a tablet: {width}"
-    shot(page, "11-viewer-tablet")
+    shot(page, "12-viewer-tablet")
     audit(page, "rules as a viewer")
     page.context.close()
 
