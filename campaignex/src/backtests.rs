@@ -267,7 +267,8 @@ pub(crate) async fn create_backtest(
 }
 
 async fn job(state: &AppState, partner: &str, id: &str) -> Result<Job, Problem> {
-    let code = partner_code(partner)?;
+    // A deleted partner's backtests are gone with it.
+    let (code, _) = partner_record(state, partner).await?;
     state.jobs.get(&code, id).await.map_err(jobs_problem)?.ok_or_else(|| {
         Problem::new(StatusCode::NOT_FOUND, format!("partner {code} has no backtest {id}"))
     })
@@ -276,13 +277,14 @@ async fn job(state: &AppState, partner: &str, id: &str) -> Result<Job, Problem> 
 /// A partner's latest backtests (up to 50), newest first, without their reports.
 #[utoipa::path(get, path = "/v1/partners/{partner}/backtests", tag = "backtests",
     security(("bearer" = [])), params(crate::openapi::PartnerPath),
-    responses((status = 200, description = "The backtests", body = BacktestList), Unauthenticated, Invalid))]
+    responses((status = 200, description = "The backtests", body = BacktestList), Unauthenticated, NotFound, Invalid))]
 pub(crate) async fn list_backtests(
     _: Viewer,
     State(state): State<AppState>,
     Path(partner): Path<String>,
 ) -> Result<Response, Problem> {
-    let code = partner_code(&partner)?;
+    // A deleted partner's backtests are gone with it.
+    let (code, _) = partner_record(&state, &partner).await?;
     let jobs = state.jobs.list(&code, 50).await.map_err(jobs_problem)?;
     Ok(axum::Json(BacktestList { items: jobs.into_iter().map(shown).collect() }).into_response())
 }

@@ -247,6 +247,10 @@ async fn partners_are_created_with_a_key_shown_once_rotated_suspended_and_delete
         service.admin(Method::DELETE, "/v1/partners/TOKO", None, Some(&version)).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     service.live("partners/TOKO", |v| v.is_none()).await;
+    // Its backtests went with it (found by schemathesis' stateful phase).
+    let (status, _, _) =
+        service.admin(Method::GET, "/v1/partners/TOKO/backtests", None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 fn base64_len(text: &str) -> usize {

@@ -267,13 +267,26 @@ export async function rules(main, args) {
     { label: "Last hour", numeric: true, value: (b) => money(b.spent_last_hour, partner.currency) },
     { label: "Runs out", value: (b) => (b.remaining === 0 ? "exhausted" : b.projected_exhaustion ? dateTime(b.projected_exhaustion, partner.time_zone, partner.currency) : "not at this rate") },
   ], budgetRows, { empty: "No campaign has a budget." })));
-  main.append(section("Exclusions", table("Exclusions", [
-    { label: "Id", value: (x) => x.id },
-    { label: "Excludes", value: (x) => (x.mcc ? `MCC ${x.mcc}` : x.merchant ? `merchant ${x.merchant}` : `customer ${x.msisdn}`) },
-    { label: "Reason", value: (x) => x.reason || "" },
-    { label: "From", value: (x) => dateTime(x.valid_from, partner.time_zone, partner.currency) },
-    { label: "Until", value: (x) => (x.valid_until ? dateTime(x.valid_until, partner.time_zone, partner.currency) : "no end") },
-  ], exclusions.ok ? exclusions.data.items : [], { empty: "No exclusions." })));
+  const removeExclusion = async (x) => {
+    const answer = await api("campaignex", `v1/partners/${partner.code}/exclusions/${encodeURIComponent(x.id)}`,
+      { method: "DELETE", headers: { "If-Match": `"${x.version}"` } });
+    if (answer.status === 412) { toast(`${x.id} was changed by someone else: reloaded`); go(`#/rules/${partner.code}`); return; }
+    if (!answer.ok) { toast(problemText(answer.problem)); return; }
+    toast(`Exclusion ${x.id} deleted`);
+    go(`#/rules/${partner.code}`);
+  };
+  main.append(section("Exclusions",
+    canWrite() ? exclusionForm(partner) : null,
+    table("Exclusions", [
+      { label: "Id", value: (x) => x.id },
+      { label: "Excludes", value: (x) => (x.mcc ? `MCC ${x.mcc}` : x.merchant ? `merchant ${x.merchant}` : `customer ${x.msisdn}`) },
+      { label: "Reason", value: (x) => x.reason || "" },
+      { label: "From", value: (x) => dateTime(x.valid_from, partner.time_zone, partner.currency) },
+      { label: "Until", value: (x) => (x.valid_until ? dateTime(x.valid_until, partner.time_zone, partner.currency) : "no end") },
+      { label: "", value: (x) => (canWrite()
+        ? el("button", { type: "button", text: "Delete", "aria-label": `Delete exclusion ${x.id}`, onclick: () => removeExclusion(x) })
+        : "") },
+    ], exclusions.ok ? exclusions.data.items : [], { empty: "No exclusions." })));
   const program = tiers.ok ? tiers.data : null;
   main.append(section("Tier program", program
     ? table(`Tiers over ${program.window_days} days`, [
@@ -283,7 +296,8 @@ export async function rules(main, args) {
       { label: "Multiplier", numeric: true, value: (t) => `×${(t.multiplier_bp ?? 10000) / 10000}` },
       { label: "Bonus", numeric: true, value: (t) => money(t.fixed_bonus || 0, partner.currency) },
     ], program.tiers)
-    : el("p", { class: "muted", text: "No tier program." })));
+    : el("p", { class: "muted", text: "No tier program." }),
+    canWrite() ? tierForm(partner, program) : null));
   main.append(section("Dry run", dryRun(partner)));
   main.append(section("Backtest", backtestPanel(partner, items)));
 }
@@ -344,6 +358,70 @@ function campaignForm(container, partner, campaign) {
   form.addEventListener("submit", (event) => { event.preventDefault(); save(version); });
   container.replaceChildren(form);
   form.querySelector("input:not([readonly])").focus();
+}
+
+function exclusionForm(partner) {
+  const kind = select([["mcc", "a merchant category (MCC)"], ["merchant", "a merchant"], ["msisdn", "a customer (msisdn)"]], "mcc");
+  const target = input({ placeholder: "5999" });
+  const form = el("form", { class: "card", novalidate: true, "aria-label": "New exclusion" },
+    el("h3", { text: "New exclusion" }),
+    el("div", { class: "form-errors", tabindex: "-1" }),
+    field("Id", "id", input()),
+    field("Excludes", "kind", kind),
+    field("Value", "mcc", target, "The MCC, the merchant's name or the customer's number"),
+    field("Reason", "reason", input()),
+    field("Valid from", "valid_from", input({ value: new Date().toISOString().slice(0, 19) + "Z" })),
+    field("Valid until (empty: no end)", "valid_until", input()),
+    el("button", { type: "submit", text: "Add the exclusion" }));
+  // The server names the target's own field (mcc, merchant or msisdn): the value takes that name.
+  kind.addEventListener("change", () => { target.dataset.field = kind.value; });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const value = (name) => form.elements[name].value.trim();
+    target.dataset.field = kind.value;
+    const raw = target.value.trim();
+    const body = { id: value("id"), reason: value("reason"), valid_from: value("valid_from"),
+      [kind.value]: kind.value === "mcc" && /^[0-9]+$/.test(raw) ? Number(raw) : raw };
+    if (value("valid_until")) body.valid_until = value("valid_until");
+    const answer = await api("campaignex", `v1/partners/${partner.code}/exclusions`, { method: "POST", body });
+    if (!answer.ok) { showErrors(form, answer.problem); return; }
+    toast(`Exclusion ${answer.data.id} added: live in the rules within a moment`);
+    go(`#/rules/${partner.code}`);
+  });
+  return form;
+}
+
+function tierForm(partner, program) {
+  const tiers = el("textarea", { rows: 6, spellcheck: "false" });
+  tiers.value = JSON.stringify(program ? program.tiers : [
+    { name: "SILVER", min_purchases: 5, multiplier_bp: 11000 },
+    { name: "GOLD", min_purchases: 20, multiplier_bp: 12000 },
+  ], null, 2);
+  const form = el("form", { class: "card", novalidate: true, "aria-label": "Tier program" },
+    el("h3", { text: program ? `Change the tier program (version ${program.version})` : "Start a tier program" }),
+    el("div", { class: "form-errors", tabindex: "-1" }),
+    field("Window (days)", "window_days", input({ type: "number", value: program ? program.window_days : 30 })),
+    field("Tiers, lowest first (JSON)", "tiers", tiers, "name, min_purchases and/or min_spend (minor units), multiplier_bp (10000 = ×1), fixed_bonus"),
+    el("button", { type: "submit", text: "Save the tier program" }));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    let parsed;
+    try { parsed = JSON.parse(tiers.value); } catch (error) {
+      showErrors(form, { detail: "the tiers are not JSON", errors: [{ field: "tiers", reason: String(error) }] });
+      return;
+    }
+    const body = { window_days: Number(form.elements.window_days.value), tiers: parsed };
+    const headers = program ? { "If-Match": `"${program.version}"` } : {};
+    const answer = await api("campaignex", `v1/partners/${partner.code}/tiers`, { method: "PUT", body, headers });
+    if (answer.status === 412) {
+      showErrors(form, { detail: "Someone else changed the tier program since you opened it: reload the page to see theirs." });
+      return;
+    }
+    if (!answer.ok) { showErrors(form, answer.problem); return; }
+    toast("Tier program saved: live in the rules within a moment");
+    go(`#/rules/${partner.code}`);
+  });
+  return form;
 }
 
 // Someone changed the campaign since the form was opened: reload theirs, or save over it.

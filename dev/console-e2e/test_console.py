@@ -165,6 +165,36 @@ def test_a_customer_found_by_a_local_number_shows_rewards_and_why(admin):
     audit(admin, "customers")
 
 
+def test_exclusions_and_the_tier_program_are_edited_with_errors_next_to_their_fields(admin):
+    visit(admin, f"rules/{PARTNER}", admin.get_by_role("form", name="New exclusion"))
+    form = admin.get_by_role("form", name="New exclusion")
+    form.get_by_label("Id", exact=True).fill("no-gambling")
+    form.get_by_label("Excludes").select_option("mcc")
+    value = form.get_by_label("Value")
+    value.fill("99999")
+    form.get_by_role("button", name="Add the exclusion").click()
+    expect(value).to_have_attribute("aria-invalid", "true")
+    value.fill("7995")
+    form.get_by_label("Reason").fill("Gambling")
+    form.get_by_role("button", name="Add the exclusion").click()
+    exclusions = admin.get_by_role("table", name="Exclusions")
+    expect(exclusions.get_by_role("row").filter(has_text="no-gambling")).to_contain_text("MCC 7995")
+
+    tiers = admin.get_by_role("form", name="Tier program")
+    window = tiers.get_by_label("Window (days)")
+    window.fill("0")
+    tiers.get_by_role("button", name="Save the tier program").click()
+    expect(window).to_have_attribute("aria-invalid", "true")
+    window.fill("30")
+    tiers.get_by_role("button", name="Save the tier program").click()
+    expect(admin.get_by_role("table", name="Tiers over 30 days")).to_contain_text("GOLD")
+    audit(admin, "rules with exclusions and tiers")
+
+    # And gone again, with its version: the uploads' customer stays as the other tests expect.
+    admin.get_by_role("button", name="Delete exclusion no-gambling").click()
+    expect(admin.get_by_role("table", name="Exclusions")).to_contain_text("No exclusions.")
+
+
 def test_a_stale_edit_shows_the_conflict_and_can_overwrite(admin):
     visit(admin, f"rules/{PARTNER}", admin.get_by_role("table", name="Campaigns"))
     admin.get_by_role("button", name="Edit e2e-base").click()

@@ -375,6 +375,14 @@ def _path_fields(case, body):
                 body[field] = value
 
 
+def _days_query(query):
+    """A range of report days: `to` not before `from` and at most 92 days in all, which a JSON
+    Schema cannot state. A schema-valid range that breaks it ends on its first day instead."""
+    began, ended = _date(query.get("from")), _date(query.get("to"))
+    if began and ended and not datetime.timedelta(0) <= ended - began < datetime.timedelta(days=92):
+        query["to"] = query["from"]
+
+
 @schemathesis.hook
 def map_case(context, case):
     """Rules that span fields, or a field and the path, which a JSON Schema cannot state (the
@@ -388,6 +396,9 @@ def map_case(context, case):
     if path.endswith("/rewards") and isinstance(case.query, dict):
         case.query = dict(case.query)
         _history_query(case.query)
+    if path.endswith("/reports/days") and isinstance(case.query, dict):
+        case.query = dict(case.query)
+        _days_query(case.query)
     # Cases may share parts of their bodies: each gets its own before it is changed.
     # (Only JSON bodies: "no body" is a marker object that must stay itself.)
     if isinstance(case.body, (dict, list)):
