@@ -37,9 +37,10 @@ async function call(url, { method = "GET", body, headers = {}, raw = false } = {
   else if (type.includes("json")) answer.data = await response.json().catch(() => null);
   else answer.text = await response.text();
   if (!response.ok) {
-    answer.problem = type.includes("problem+json") || type.includes("json")
-      ? answer.data
-      : { title: `${response.status}`, detail: answer.text };
+    answer.problem =
+      type.includes("problem+json") || type.includes("json")
+        ? answer.data
+        : { title: `${response.status}`, detail: answer.text };
   }
   return answer;
 }
@@ -123,8 +124,13 @@ function startApp() {
   const top = document.getElementById("top");
   top.hidden = false;
   document.getElementById("who").textContent = `${session.info.name} (${session.info.role})`;
-  document.getElementById("nav").replaceChildren(...ROUTES.map(([route, label]) =>
-    el("li", {}, el("a", { href: `#/${route}`, "data-route": route, text: label }))));
+  document
+    .getElementById("nav")
+    .replaceChildren(
+      ...ROUTES.map(([route, label]) =>
+        el("li", {}, el("a", { href: `#/${route}`, "data-route": route, text: label })),
+      ),
+    );
   document.body.classList.toggle("viewer", !canWrite());
   render();
 }

@@ -39,9 +39,24 @@ export function svg(tag, attributes = {}, ...children) {
 
 // The locale a partner's customers read amounts in, by the partner's currency.
 const LOCALES = {
-  IDR: "id-ID", MYR: "ms-MY", SGD: "en-SG", PHP: "en-PH", THB: "th-TH", VND: "vi-VN",
-  USD: "en-US", EUR: "de-DE", GBP: "en-GB", JPY: "ja-JP", INR: "en-US", AUD: "en-AU",
-  CNY: "zh-CN", HKD: "zh-HK", KRW: "ko-KR", TWD: "zh-TW", BRL: "pt-BR", MXN: "es-MX",
+  IDR: "id-ID",
+  MYR: "ms-MY",
+  SGD: "en-SG",
+  PHP: "en-PH",
+  THB: "th-TH",
+  VND: "vi-VN",
+  USD: "en-US",
+  EUR: "de-DE",
+  GBP: "en-GB",
+  JPY: "ja-JP",
+  INR: "en-US",
+  AUD: "en-AU",
+  CNY: "zh-CN",
+  HKD: "zh-HK",
+  KRW: "ko-KR",
+  TWD: "zh-TW",
+  BRL: "pt-BR",
+  MXN: "es-MX",
 };
 
 export function localeOf(currency) {
@@ -67,10 +82,15 @@ export function money(minor, currency) {
   if (!currency) return integer(minor);
   const digits = minorDigits(currency);
   const negative = minor < 0;
-  const units = BigInt(Math.abs(Number(minor))).toString().padStart(digits + 1, "0");
+  const units = BigInt(Math.abs(Number(minor)))
+    .toString()
+    .padStart(digits + 1, "0");
   const decimal = digits === 0 ? units : `${units.slice(0, -digits)}.${units.slice(-digits)}`;
   const format = new Intl.NumberFormat(localeOf(currency), {
-    style: "currency", currency, minimumFractionDigits: digits, maximumFractionDigits: digits,
+    style: "currency",
+    currency,
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
   });
   return format.format(`${negative ? "-" : ""}${decimal}`);
 }
@@ -89,15 +109,25 @@ export function dateTime(iso, zone, currency) {
   if (!iso) return "—";
   return new Intl.DateTimeFormat(localeOf(currency), {
     // Components rather than dateStyle/timeStyle, which cannot be combined with the zone's name.
-    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
-    timeZone: zone || "UTC", timeZoneName: "short",
+    year: "numeric",
+    month: "short",
+    day: "numeric",
+    hour: "2-digit",
+    minute: "2-digit",
+    timeZone: zone || "UTC",
+    timeZoneName: "short",
   }).format(new Date(iso));
 }
 
 // Today's date (YYYY-MM-DD) in a zone, `daysAgo` days back.
 export function localDay(zone, daysAgo = 0) {
   const at = new Date(Date.now() - daysAgo * 86400000);
-  return new Intl.DateTimeFormat("en-CA", { timeZone: zone || "UTC", year: "numeric", month: "2-digit", day: "2-digit" }).format(at);
+  return new Intl.DateTimeFormat("en-CA", {
+    timeZone: zone || "UTC",
+    year: "numeric",
+    month: "2-digit",
+    day: "2-digit",
+  }).format(at);
 }
 
 export function plural(count, one, many) {
@@ -109,21 +139,46 @@ export function plural(count, one, many) {
 // columns: [{label, value: row => text|Node, numeric}]
 export function table(caption, columns, rows, options = {}) {
   // A wide table scrolls in its own region, which keyboard users can reach to scroll.
-  return el("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": caption },
-    el("table", { class: options.class || null },
+  return el(
+    "div",
+    { class: "table-wrap", tabindex: "0", role: "region", "aria-label": caption },
+    el(
+      "table",
+      { class: options.class || null },
       el("caption", { text: caption }),
-      el("thead", {}, el("tr", {}, columns.map((column) =>
-        el("th", { scope: "col", class: column.numeric ? "num" : null, text: column.label })))),
-      el("tbody", {}, rows.length === 0
-        ? el("tr", {}, el("td", { colspan: columns.length, class: "muted", text: options.empty || "Nothing yet." }))
-        : rows.map((row) => el("tr", { class: options.rowClass ? options.rowClass(row) : null },
-          columns.map((column) => el("td", { class: column.numeric ? "num" : null }, column.value(row)))))),
-    ));
+      el(
+        "thead",
+        {},
+        el(
+          "tr",
+          {},
+          columns.map((column) => el("th", { scope: "col", class: column.numeric ? "num" : null, text: column.label })),
+        ),
+      ),
+      el(
+        "tbody",
+        {},
+        rows.length === 0
+          ? el("tr", {}, el("td", { colspan: columns.length, class: "muted", text: options.empty || "Nothing yet." }))
+          : rows.map((row) =>
+              el(
+                "tr",
+                { class: options.rowClass ? options.rowClass(row) : null },
+                columns.map((column) => el("td", { class: column.numeric ? "num" : null }, column.value(row))),
+              ),
+            ),
+      ),
+    ),
+  );
 }
 
 // A bar chart of one or two series over labels, as SVG with a text alternative.
 export function barChart(title, labels, series, format) {
-  const width = 720, height = 220, left = 8, bottom = 28, top = 12;
+  const width = 720,
+    height = 220,
+    left = 8,
+    bottom = 28,
+    top = 12;
   const max = Math.max(1, ...series.flatMap((s) => s.values.map((v) => Math.abs(v))));
   const slot = (width - left * 2) / Math.max(1, labels.length);
   // Thin bars for a month, but not a wall of colour for a single day.
@@ -133,19 +188,43 @@ export function barChart(title, labels, series, format) {
     series.forEach((s, which) => {
       const value = s.values[index] || 0;
       const barHeight = (Math.abs(value) / max) * (height - bottom - top);
-      bars.push(svg("rect", {
-        x: left + index * slot + (slot - barWidth * series.length) / 2 + which * barWidth, y: height - bottom - barHeight,
-        width: barWidth - 1, height: barHeight, class: `series-${which}`,
-      }, svg("title", { text: `${label} ${s.name}: ${format(value)}` })));
+      bars.push(
+        svg(
+          "rect",
+          {
+            x: left + index * slot + (slot - barWidth * series.length) / 2 + which * barWidth,
+            y: height - bottom - barHeight,
+            width: barWidth - 1,
+            height: barHeight,
+            class: `series-${which}`,
+          },
+          svg("title", { text: `${label} ${s.name}: ${format(value)}` }),
+        ),
+      );
     });
     if (labels.length <= 12 || index % Math.ceil(labels.length / 10) === 0) {
-      bars.push(svg("text", { x: left + index * slot + slot / 2, y: height - 8, "text-anchor": "middle", class: "axis" }, label.slice(5)));
+      bars.push(
+        svg(
+          "text",
+          { x: left + index * slot + slot / 2, y: height - 8, "text-anchor": "middle", class: "axis" },
+          label.slice(5),
+        ),
+      );
     }
   });
   const summary = series.map((s) => `${s.name}: ${format(s.values.reduce((a, b) => a + b, 0))} in all`).join("; ");
-  return el("figure", { class: "chart" },
+  return el(
+    "figure",
+    { class: "chart" },
     svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `${title}. ${summary}` }, bars),
-    el("figcaption", {}, title, " ", series.map((s, which) => el("span", { class: `legend series-${which}` }, s.name))));
+    el(
+      "figcaption",
+      {},
+      title,
+      " ",
+      series.map((s, which) => el("span", { class: `legend series-${which}` }, s.name)),
+    ),
+  );
 }
 
 export function progress(label, value, max) {
@@ -175,12 +254,18 @@ export function input(attributes = {}) {
 }
 
 export function select(options, selected, attributes = {}) {
-  return el("select", attributes, options.map(([value, label]) =>
-    el("option", { value, selected: value === selected, text: label })));
+  return el(
+    "select",
+    attributes,
+    options.map(([value, label]) => el("option", { value, selected: value === selected, text: label })),
+  );
 }
 
 export function clearErrors(form) {
-  for (const error of form.querySelectorAll(".field-error")) { error.hidden = true; error.textContent = ""; }
+  for (const error of form.querySelectorAll(".field-error")) {
+    error.hidden = true;
+    error.textContent = "";
+  }
   for (const control of form.querySelectorAll("[aria-invalid]")) control.removeAttribute("aria-invalid");
   const summary = form.querySelector(".form-errors");
   if (summary) summary.replaceChildren();
@@ -195,14 +280,25 @@ export function showErrors(form, problem) {
   let first = null;
   for (const error of problem.errors || []) {
     const control = controls
-      .filter((c) => error.field === c.dataset.field || error.field.startsWith(`${c.dataset.field}.`) || error.field.startsWith(`${c.dataset.field}[`))
+      .filter(
+        (c) =>
+          error.field === c.dataset.field ||
+          error.field.startsWith(`${c.dataset.field}.`) ||
+          error.field.startsWith(`${c.dataset.field}[`),
+      )
       .sort((a, b) => b.dataset.field.length - a.dataset.field.length)[0];
-    if (!control) { unplaced.push(`${error.field}: ${error.reason}`); continue; }
+    if (!control) {
+      unplaced.push(`${error.field}: ${error.reason}`);
+      continue;
+    }
     const message = document.getElementById(`${control.id}-error`);
     message.textContent = message.textContent ? `${message.textContent}; ${error.reason}` : error.reason;
     message.hidden = false;
     control.setAttribute("aria-invalid", "true");
-    control.setAttribute("aria-describedby", [control.getAttribute("aria-describedby"), message.id].filter(Boolean).join(" "));
+    control.setAttribute(
+      "aria-describedby",
+      [control.getAttribute("aria-describedby"), message.id].filter(Boolean).join(" "),
+    );
     first = first || control;
   }
   const summary = form.querySelector(".form-errors");
