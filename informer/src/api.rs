@@ -661,6 +661,44 @@ pub(crate) async fn budgets(
 
 // ---------------------------------------------------------------- daily report
 
+/// The partner a report names, if the caller may read its reports, and its currency.
+fn report_partner(
+    rules: &RuleSnapshot,
+    caller: &Caller,
+    raw: &str,
+) -> Result<(PartnerCode, Option<String>), Problem> {
+    let partner = parse_partner(raw)?;
+    if !caller.may_read_partner(&partner) {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "only the partner itself or an admin may read its reports",
+        ));
+    }
+    let currency =
+        partner_rules(rules, &partner)?.partner().map(|p| p.currency.as_str().to_owned());
+    Ok((partner, currency))
+}
+
+/// A required partner-local day in the query (`YYYY-MM-DD`); a missing or bad one is named
+/// in `errors`.
+fn day_parameter(
+    query: &HashMap<String, String>,
+    name: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<NaiveDate> {
+    match query.get(name).map(|text| NaiveDate::parse_from_str(text, "%Y-%m-%d")) {
+        Some(Ok(date)) => Some(date),
+        Some(Err(_)) => {
+            errors.push(field(name, "must be a date, YYYY-MM-DD"));
+            None
+        }
+        None => {
+            errors.push(field(name, "is required (a partner-local day, YYYY-MM-DD)"));
+            None
+        }
+    }
+}
+
 /// The longest range of days one request may sum (a quarter).
 const MAX_DAYS: i64 = 92;
 
@@ -690,31 +728,10 @@ pub(crate) async fn days_report(
     Path(partner): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, Problem> {
-    let partner = parse_partner(&partner)?;
-    if !caller.may_read_partner(&partner) {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "only the partner itself or an admin may read its reports",
-        ));
-    }
-    let currency =
-        partner_rules(&rules, &partner)?.partner().map(|p| p.currency.as_str().to_owned());
+    let (partner, currency) = report_partner(&rules, &caller, &partner)?;
     let mut errors = unknown_parameters(&query, &["from", "to"]);
-    let mut day = |name: &str| match query
-        .get(name)
-        .map(|text| NaiveDate::parse_from_str(text, "%Y-%m-%d"))
-    {
-        Some(Ok(date)) => Some(date),
-        Some(Err(_)) => {
-            errors.push(field(name, "must be a date, YYYY-MM-DD"));
-            None
-        }
-        None => {
-            errors.push(field(name, "is required (a partner-local day, YYYY-MM-DD)"));
-            None
-        }
-    };
-    let (from, to) = (day("from"), day("to"));
+    let (from, to) =
+        (day_parameter(&query, "from", &mut errors), day_parameter(&query, "to", &mut errors));
     if let (Some(from), Some(to)) = (from, to) {
         let span = (to - from).num_days();
         if span < 0 {
@@ -766,27 +783,9 @@ pub(crate) async fn daily_report(
     Path(partner): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, Problem> {
-    let partner = parse_partner(&partner)?;
-    if !caller.may_read_partner(&partner) {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "only the partner itself or an admin may read its reports",
-        ));
-    }
-    let currency =
-        partner_rules(&rules, &partner)?.partner().map(|p| p.currency.as_str().to_owned());
+    let (partner, currency) = report_partner(&rules, &caller, &partner)?;
     let mut errors = unknown_parameters(&query, &["date", "format"]);
-    let date = match query.get("date").map(|text| NaiveDate::parse_from_str(text, "%Y-%m-%d")) {
-        Some(Ok(date)) => Some(date),
-        Some(Err(_)) => {
-            errors.push(field("date", "must be a date, YYYY-MM-DD"));
-            None
-        }
-        None => {
-            errors.push(field("date", "is required (the partner-local day, YYYY-MM-DD)"));
-            None
-        }
-    };
+    let date = day_parameter(&query, "date", &mut errors);
     let csv = match query.get("format").map(String::as_str) {
         None | Some("json") => false,
         Some("csv") => true,

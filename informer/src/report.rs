@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use cezbek_ledger::RewardRecord;
+use cezbek_ledger::{DayTotals, RewardRecord};
 use cezbek_platform::csv_report::{Cell, CsvReport, LineEnd};
-use cezbek_schemas::{CampaignKind, RewardOutcome, TransactionKind};
+use cezbek_schemas::CampaignKind;
 
 /// Counts and sums of a set of decisions. Amounts in minor units; `clawback` is positive.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -24,33 +24,8 @@ pub struct Figures {
     pub excluded: u64,
 }
 
-impl Figures {
-    fn add(&mut self, record: &RewardRecord) {
-        let reward = &record.reward;
-        self.transactions += 1;
-        if reward.outcome == RewardOutcome::Excluded {
-            self.excluded += 1;
-        }
-        match reward.kind {
-            TransactionKind::Purchase => {
-                self.purchases += 1;
-                self.purchase_amount = self.purchase_amount.saturating_add(reward.amount);
-            }
-            TransactionKind::Refund => {
-                self.refunds += 1;
-                self.refund_amount = self.refund_amount.saturating_add(reward.amount);
-            }
-        }
-        if reward.cashback >= 0 {
-            self.cashback = self.cashback.saturating_add(reward.cashback);
-        } else {
-            self.clawback = self.clawback.saturating_add(reward.cashback.saturating_neg());
-        }
-    }
-}
-
-impl From<&cezbek_ledger::DayTotals> for Figures {
-    fn from(totals: &cezbek_ledger::DayTotals) -> Self {
+impl From<&DayTotals> for Figures {
+    fn from(totals: &DayTotals) -> Self {
         Self {
             transactions: totals.transactions,
             purchases: totals.purchases,
@@ -85,7 +60,7 @@ impl DaysReport {
         currency: Option<String>,
         from: NaiveDate,
         to: NaiveDate,
-        totals: &[cezbek_ledger::DayTotals],
+        totals: &[DayTotals],
     ) -> Self {
         let days = from
             .iter_days()
@@ -137,9 +112,10 @@ const NO_TIER: &str = "NONE";
 /// follows the campaigns and tiers, not the records.
 #[derive(Debug, Default)]
 pub struct DailyTotals {
-    totals: Figures,
+    // Added up as the ledger adds up a day's totals (one definition of each figure).
+    totals: DayTotals,
     campaigns: BTreeMap<String, CampaignFigures>,
-    tiers: BTreeMap<String, Figures>,
+    tiers: BTreeMap<String, DayTotals>,
 }
 
 impl DailyTotals {
@@ -166,12 +142,12 @@ impl DailyTotals {
             partner: partner.to_owned(),
             date,
             currency,
-            totals: self.totals,
+            totals: Figures::from(&self.totals),
             by_campaign: self.campaigns.into_values().collect(),
             by_tier: self
                 .tiers
                 .into_iter()
-                .map(|(tier, figures)| TierFigures { tier, figures })
+                .map(|(tier, totals)| TierFigures { tier, figures: Figures::from(&totals) })
                 .collect(),
         }
     }

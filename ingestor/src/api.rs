@@ -25,7 +25,7 @@ use cezbek_schemas::{PartnerCode, Source, SourceChannel, Transaction};
 use crate::caller::{Authenticated, Caller, SignedPartner};
 use crate::files::INCOMING;
 use crate::input;
-use crate::jobs::{ObjectRef, Store, Upload};
+use crate::jobs::{JobStatus, ObjectRef, Store, Upload};
 use crate::metrics::Metrics;
 use crate::openapi::TransactionBatch;
 use crate::publish::{Delivery, Publisher, SendError};
@@ -545,6 +545,31 @@ fn field_error(error: cezbek_schemas::ValueError) -> FieldError {
     FieldError { field: error.field, reason: error.reason }
 }
 
+fn unreadable_upload(error: sqlx::Error) -> Problem {
+    tracing::error!(%error, "cannot read an upload");
+    Problem::unavailable("cannot read the upload now")
+}
+
+/// An upload the caller may see, its bucket, and the newest job of its file (none before the
+/// ingestor found it). A partner sees only its own uploads: another's is "not found".
+async fn upload_and_job(
+    state: &ApiState,
+    upload_id: &str,
+    caller: &Caller,
+) -> Result<(Upload, String, Option<JobStatus>), Problem> {
+    let not_found = || Problem::new(StatusCode::NOT_FOUND, "no such upload");
+    let (upload, bucket) =
+        state.store.upload(upload_id).await.map_err(unreadable_upload)?.ok_or_else(not_found)?;
+    if let Caller::Partner(partner) = caller
+        && partner.as_str() != upload.partner
+    {
+        return Err(not_found());
+    }
+    let job =
+        state.store.latest_job(&bucket, &upload.object_key).await.map_err(unreadable_upload)?;
+    Ok((upload, bucket, job))
+}
+
 /// The status and summary of an upload.
 #[utoipa::path(
     get,
@@ -564,20 +589,7 @@ pub(crate) async fn upload_status(
     Path(upload_id): Path<String>,
     Authenticated { caller, .. }: Authenticated,
 ) -> Result<Response, Problem> {
-    let not_found = || Problem::new(StatusCode::NOT_FOUND, "no such upload");
-    let unreadable = |error: sqlx::Error| {
-        tracing::error!(%error, "cannot read an upload");
-        Problem::unavailable("cannot read the upload now")
-    };
-    let (upload, bucket) =
-        state.store.upload(&upload_id).await.map_err(unreadable)?.ok_or_else(not_found)?;
-    // A partner sees only its own uploads; another's is "not found", not "forbidden".
-    if let Caller::Partner(partner) = &caller
-        && partner.as_str() != upload.partner
-    {
-        return Err(not_found());
-    }
-    let job = state.store.latest_job(&bucket, &upload.object_key).await.map_err(unreadable)?;
+    let (upload, _, job) = upload_and_job(&state, &upload_id, &caller).await?;
     let (status, summary, progress) = match job {
         None => (UploadState::Pending, None, None),
         Some(job) => {
@@ -661,19 +673,7 @@ pub(crate) async fn upload_rejects(
             reason: format!("{limit} is not from 1 to 1000"),
         }]));
     }
-    let not_found = || Problem::new(StatusCode::NOT_FOUND, "no such upload");
-    let unreadable = |error: sqlx::Error| {
-        tracing::error!(%error, "cannot read an upload's rejected lines");
-        Problem::unavailable("cannot read the upload now")
-    };
-    let (upload, bucket) =
-        state.store.upload(&upload_id).await.map_err(unreadable)?.ok_or_else(not_found)?;
-    if let Caller::Partner(partner) = &caller
-        && partner.as_str() != upload.partner
-    {
-        return Err(not_found());
-    }
-    let job = state.store.latest_job(&bucket, &upload.object_key).await.map_err(unreadable)?;
+    let (upload, bucket, job) = upload_and_job(&state, &upload_id, &caller).await?;
     let Some(job) = job else {
         return Ok(axum::Json(RejectsPage { items: Vec::new(), next_after: None }).into_response());
     };
@@ -682,7 +682,7 @@ pub(crate) async fn upload_rejects(
         .store
         .rejects_after(&object, query.after.unwrap_or(0), limit + 1)
         .await
-        .map_err(unreadable)?;
+        .map_err(unreadable_upload)?;
     let more = rows.len() as i64 > limit;
     let items: Vec<RejectedLine> = rows
         .into_iter()
