@@ -57,6 +57,7 @@ def test_a_new_partners_signing_secret_is_shown_once_with_the_recipe(admin):
     form.get_by_role("button", name="Create partner").click()
     notice = admin.get_by_role("region", name="New signing key")
     expect(notice).to_contain_text("only now")
+    first_key = notice.locator("code").first.inner_text()
     expect(notice).to_contain_text(f"X-Cezbek-Partner: {PARTNER}")
     secret = notice.locator("code.secret").inner_text()
     assert len(secret) >= 43, secret
@@ -67,6 +68,12 @@ def test_a_new_partners_signing_secret_is_shown_once_with_the_recipe(admin):
     visit(admin, "partners", admin.get_by_role("table", name="Partners"))
     expect(admin.get_by_role("row").filter(has_text=PARTNER)).to_be_visible()
     assert secret not in admin.content()
+    # A rotation shows the new key's secret, once, in the same way.
+    admin.get_by_role("row").filter(has_text=PARTNER).get_by_role("button", name="Rotate key").click()
+    rotated = admin.get_by_role("region", name="New signing key")
+    expect(rotated).to_contain_text("A new signing key")
+    assert rotated.locator("code").first.inner_text() != first_key
+    assert rotated.locator("code.secret").inner_text() != secret
 
 
 def test_a_campaign_with_an_error_is_fixed_and_decides_live_in_a_dry_run(admin):
@@ -88,6 +95,7 @@ def test_a_campaign_with_an_error_is_fixed_and_decides_live_in_a_dry_run(admin):
     shot(admin, "04-campaign-validation-error", of=form)
     audit(admin, "rules with an error")
     reward.fill("500")
+    form.get_by_label("Budget (minor units)").fill("10000000")  # Rp 100.000,00 in all
     form.get_by_role("button", name="Create").click()
     campaigns = admin.get_by_role("table", name="Campaigns")
     expect(campaigns.get_by_role("row").filter(has_text="e2e-base")).to_contain_text("5 %")
@@ -197,6 +205,10 @@ def test_exclusions_and_the_tier_program_are_edited_with_errors_next_to_their_fi
 
 def test_a_stale_edit_shows_the_conflict_and_can_overwrite(admin):
     visit(admin, f"rules/{PARTNER}", admin.get_by_role("table", name="Campaigns"))
+    # The budget: what the ten uploaded purchases spent of it, and what is left.
+    budget = admin.get_by_role("table", name="Budgets").get_by_role("row").filter(has_text="e2e-base")
+    expect(budget).to_contain_text("Rp\u00a0500,00")
+    expect(budget).to_contain_text("Rp\u00a099.500,00")
     admin.get_by_role("button", name="Edit e2e-base").click()
     form = admin.get_by_role("form", name="Edit campaign e2e-base")
     form.get_by_label("Name", exact=True).fill("Mine: everyday 5 %")
