@@ -172,6 +172,9 @@ struct Job<'a> {
     /// When this instance started on the file, and the offset it started at: the rate.
     resumed_at: Instant,
     resumed_offset: u64,
+    /// When the chunk being parsed arrived: each of its rows' `ingested_at`, and the "now" its
+    /// times are checked against (one clock read a chunk, not one a row).
+    chunk_read_at: DateTime<Utc>,
 }
 
 /// This instance's share of `cezbek_ingestor_csv_remaining_bytes`: added when a file's size is
@@ -265,6 +268,7 @@ async fn run_job(
         last_checkpoint: Instant::now(),
         resumed_at: Instant::now(),
         resumed_offset: 0,
+        chunk_read_at: Utc::now(),
     };
     job.resumed_offset = job.progress.next_offset;
     // None: the last checkpoint reached the end of the file, and nothing is left to read.
@@ -313,6 +317,7 @@ async fn run_job(
             }
             None => parser.finish(),
         }
+        job.chunk_read_at = Utc::now();
         while let Some(record) = parser.next_record() {
             if let Some(reason) = job.take(record).await? {
                 return fail_file(context, object, &job.progress, started_at, &reason).await;
@@ -371,7 +376,7 @@ impl Job<'_> {
                 Ok(fields) => fields,
                 Err(reason) => return Ok(Some(format!("the header row cannot be read: {reason}"))),
             };
-            match Header::parse(&fields) {
+            match Header::parse(&fields.to_strings()) {
                 Ok(header) => self.header = Some(header),
                 Err(reason) => return Ok(Some(reason)),
             }
@@ -394,9 +399,14 @@ impl Job<'_> {
                     line: i64::try_from(record.line).ok(),
                 };
                 let row = Row { header, values };
-                input::transaction(&self.partner, &row, source, Utc::now()).map_err(|problems| {
-                    problems.into_iter().map(|problem| (problem.field, problem.reason)).collect()
-                })
+                input::transaction(&self.partner, &row, source, self.chunk_read_at).map_err(
+                    |problems| {
+                        problems
+                            .into_iter()
+                            .map(|problem| (problem.field, problem.reason))
+                            .collect()
+                    },
+                )
             }
         };
         let settling = match outcome {

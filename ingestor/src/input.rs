@@ -100,13 +100,13 @@ pub fn unknown_fields(object: &serde_json::Map<String, Value>) -> Vec<ValueError
 #[derive(Debug)]
 pub struct Row<'a> {
     pub header: &'a Header,
-    pub values: &'a [String],
+    pub values: &'a crate::csv_format::RecordFields,
 }
 
 impl Fields for Row<'_> {
     fn get(&self, name: &str) -> Raw<'_> {
         let Some(index) = self.header.index_of(name) else { return Raw::Missing };
-        match self.values.get(index).map(String::as_str) {
+        match self.values.get(index) {
             None | Some("") => Raw::Missing,
             Some(text) => Raw::Text(Cow::Borrowed(text)),
         }
