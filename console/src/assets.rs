@@ -35,6 +35,8 @@ const ASSETS: &[Asset] = &[
 ];
 
 /// The app's one page; the routes after `#` are the app's.
+#[utoipa::path(get, path = "/", security(()), responses(
+    (status = 200, description = "The console's page", content_type = "text/html", body = String)))]
 pub async fn index() -> Response {
     (
         [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")],
@@ -43,6 +45,16 @@ pub async fn index() -> Response {
         .into_response()
 }
 
+/// One of the app's files (its scripts and stylesheet), built into the binary.
+#[utoipa::path(get, path = "/assets/{name}", security(()),
+    params(("name" = String, Path, description = "app.js, pages.js, ui.js or app.css")),
+    responses(
+        (status = 200, description = "The file", content(
+            (String = "text/javascript"),
+            (String = "text/css"),
+        )),
+        (status = 404, description = "No such file"),
+    ))]
 pub async fn asset(Path(name): Path<String>) -> Response {
     let Some(asset) = ASSETS.iter().find(|asset| asset.name == name) else {
         return StatusCode::NOT_FOUND.into_response();

@@ -35,6 +35,8 @@ impl Modify for SessionCookie {
             application/problem+json (RFC 9457)."
     ),
     paths(
+        crate::assets::index,
+        crate::assets::asset,
         api::openapi_document,
         api::sign_in,
         api::current_session,
