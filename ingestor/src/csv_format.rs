@@ -21,15 +21,23 @@ const KEPT_OF_LONG_LINE: usize = 1024;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// A record's fields: their text in one string and where each ends, so a record costs two
-/// allocations whatever its number of fields (the ingestor reads hundreds of thousands a second).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RecordFields {
-    text: String,
+/// Where a record's fields end, in its raw text when it has no quotes (nothing to unescape:
+/// the fields are the raw text between commas, so a record costs no copy of its text) or in
+/// its unescaped text otherwise. Fields are separated by one byte either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FieldEnds {
+    unescaped: Option<String>,
     ends: Vec<usize>,
 }
 
-impl RecordFields {
+/// A record's fields, read in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordFields<'a> {
+    text: &'a str,
+    ends: &'a [usize],
+}
+
+impl<'a> RecordFields<'a> {
     pub fn len(&self) -> usize {
         self.ends.len()
     }
@@ -39,14 +47,15 @@ impl RecordFields {
     }
 
     /// The field at `index` (`None` past the last).
-    pub fn get(&self, index: usize) -> Option<&str> {
+    pub fn get(&self, index: usize) -> Option<&'a str> {
         let end = *self.ends.get(index)?;
-        let start = index.checked_sub(1).map_or(0, |previous| self.ends[previous]);
+        let start = index.checked_sub(1).map_or(0, |previous| self.ends[previous] + 1);
         Some(self.text.get(start..end).unwrap_or_default())
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &str> {
-        (0..self.len()).filter_map(|index| self.get(index))
+    pub fn iter(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+        let fields = *self;
+        (0..fields.len()).filter_map(move |index| fields.get(index))
     }
 
     pub fn to_strings(&self) -> Vec<String> {
@@ -61,11 +70,24 @@ pub struct Record {
     pub line: u64,
     /// The record's text as it was in the file, without its final line break.
     pub raw: String,
-    /// The fields, or why the record cannot be split into fields.
-    pub fields: Result<RecordFields, String>,
+    /// Where the fields are, or why the record cannot be split into fields.
+    fields: Result<FieldEnds, String>,
     /// The line after the record, and the byte offset where it starts: where to resume.
     pub next_line: u64,
     pub next_offset: u64,
+}
+
+impl Record {
+    /// The fields, or why the record cannot be split into fields.
+    pub fn fields(&self) -> Result<RecordFields<'_>, &str> {
+        match &self.fields {
+            Ok(found) => Ok(RecordFields {
+                text: found.unescaped.as_deref().unwrap_or(&self.raw),
+                ends: &found.ends,
+            }),
+            Err(reason) => Err(reason),
+        }
+    }
 }
 
 /// A physical line longer than [`MAX_RECORD_BYTES`] being skipped to its end.
@@ -341,7 +363,11 @@ impl Parser {
             return Some(rest).filter(|rest| !rest.is_empty());
         }
         let line = self.raw_line;
-        let lines = 1 + raw.iter().filter(|&&byte| byte == b'\n').count() as u64;
+        // Only a quoted field holds line breaks.
+        let lines = match check {
+            Check::Unquoted => 1,
+            _ => 1 + raw.iter().filter(|&&byte| byte == b'\n').count() as u64,
+        };
         self.raw_line += lines;
         self.raw_offset += consumed;
         let ended_with_cr = strip_cr(&mut raw);
@@ -355,7 +381,11 @@ impl Parser {
                 Err("the line is not valid UTF-8".to_owned()),
             ),
             (Ok(raw), Check::Malformed(reason)) => (raw, Err(reason)),
-            (Ok(raw), _) => (raw, Ok(self.fields(output_len, ends_len, ended_with_cr))),
+            (Ok(raw), Check::Unquoted) => {
+                let ends = self.raw_ends(ends_len, raw.len());
+                (raw, Ok(FieldEnds { unescaped: None, ends }))
+            }
+            (Ok(raw), _) => (raw, Ok(self.unescaped(output_len, ends_len, ended_with_cr))),
         };
         self.ready.push_back(Record {
             line,
@@ -367,17 +397,38 @@ impl Parser {
         None
     }
 
-    /// The record's fields from `csv-core`'s output. The raw record is valid UTF-8 and fields
-    /// end at commas, so every field is too.
-    fn fields(&self, output_len: usize, ends_len: usize, ended_with_cr: bool) -> RecordFields {
+    /// Where the fields of a record without quotes end in its raw text: `csv-core`'s output
+    /// is the raw text without its commas (and the CR of a CRLF line end, which the raw text
+    /// has lost, at the end of the last field).
+    fn raw_ends(&self, ends_len: usize, raw_len: usize) -> Vec<usize> {
+        let ends = self.ends[..ends_len].iter().enumerate();
+        ends.map(|(commas, &end)| (end + commas).min(raw_len)).collect()
+    }
+
+    /// The fields of a record with quotes, unescaped from `csv-core`'s output and separated by
+    /// a comma each. The raw record is valid UTF-8 and fields end at commas, so every field is
+    /// too.
+    fn unescaped(&self, output_len: usize, ends_len: usize, ended_with_cr: bool) -> FieldEnds {
         let mut output = &self.output[..output_len];
         // The CR of a CRLF line end is data to csv-core (lines end at LF); it belongs to no field.
         if ended_with_cr && output.last() == Some(&b'\r') {
             output = &output[..output.len() - 1];
         }
-        let text = String::from_utf8_lossy(output).into_owned();
-        let ends = self.ends[..ends_len].iter().map(|&end| end.min(text.len())).collect();
-        RecordFields { text, ends }
+        let mut text = Vec::with_capacity(output.len() + ends_len);
+        let mut ends = Vec::with_capacity(ends_len);
+        let mut start = 0;
+        for &end in &self.ends[..ends_len] {
+            let end = end.min(output.len());
+            if !ends.is_empty() {
+                text.push(b',');
+            }
+            text.extend_from_slice(&output[start.min(end)..end]);
+            ends.push(text.len());
+            start = end;
+        }
+        let text = String::from_utf8(text)
+            .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
+        FieldEnds { unescaped: Some(text), ends }
     }
 
     fn restart_reader(&mut self) {
@@ -413,6 +464,8 @@ fn strip_cr(bytes: &mut Vec<u8>) -> bool {
 /// What the strictness check found in a record.
 #[derive(Debug, PartialEq, Eq)]
 enum Check {
+    /// No quote at all: the fields are the raw text between commas.
+    Unquoted,
     Fine,
     Malformed(String),
     /// A quote that is open at the end of the record: only at the end of the file.
@@ -425,7 +478,7 @@ enum Check {
 /// malformed, never the start of a field that runs on into the next lines.
 fn strictness(raw: &[u8]) -> Check {
     if !raw.contains(&b'"') {
-        return Check::Fine;
+        return Check::Unquoted;
     }
     let mut state = Quoting::FieldStart;
     let mut field = 1usize;
@@ -479,7 +532,7 @@ pub fn split_fields(record: &str) -> Result<Vec<String>, String> {
     parser.push(record.as_bytes());
     parser.finish();
     match parser.next_record() {
-        Some(record) => record.fields.map(|fields| fields.to_strings()),
+        Some(record) => record.fields().map(|fields| fields.to_strings()).map_err(str::to_owned),
         None => Ok(vec![String::new()]),
     }
 }
@@ -505,7 +558,7 @@ mod tests {
     }
 
     fn fields(record: &Record) -> Vec<&str> {
-        record.fields.as_ref().unwrap().iter().collect()
+        record.fields().unwrap().iter().collect()
     }
 
     #[test]
@@ -548,7 +601,7 @@ mod tests {
         let data = "h\n\"broken,1\nok,2\nok,3\n";
         let records = parse_in_chunks(data.as_bytes(), 5);
         assert_eq!(records.len(), 4);
-        assert_eq!(records[1].fields, Err("a quoted field is never closed".into()));
+        assert_eq!(records[1].fields(), Err("a quoted field is never closed"));
         assert_eq!(records[1].raw, "\"broken,1");
         assert_eq!(fields(&records[2]), ["ok", "2"]);
         assert_eq!(fields(&records[3]), ["ok", "3"]);
@@ -560,18 +613,18 @@ mod tests {
         for chunk in [1, 3, 1000] {
             let records = parse_in_chunks(data.as_bytes(), chunk);
             assert_eq!(records.len(), 6, "chunk {chunk}: {records:?}");
-            assert!(records[1].fields.as_ref().unwrap_err().contains("field 2 contains a quote"));
+            assert!(records[1].fields().unwrap_err().contains("field 2 contains a quote"));
             assert_eq!(records[1].raw, "1,12\" screen,3");
             assert_eq!(fields(&records[2]), ["2", "x", "y"]);
             assert_eq!(fields(&records[3]), ["3", "q", "w"]);
-            assert!(records[4].fields.is_err(), "an even number of stray quotes too");
+            assert!(records[4].fields().is_err(), "an even number of stray quotes too");
             assert_eq!((records[4].line, records[4].next_line), (5, 6));
             assert_eq!(fields(&records[5]), ["5", "ok", "multi\nline"]);
         }
         // Text after a closing quote is that line's error, and the next line stands alone.
         let records = parse_in_chunks(b"h\n\"a\"b\"c,1\nok,2\n", 2);
         assert_eq!(records.len(), 3, "{records:?}");
-        assert!(records[1].fields.is_err());
+        assert!(records[1].fields().is_err());
         assert_eq!(fields(&records[2]), ["ok", "2"]);
     }
 
@@ -581,7 +634,7 @@ mod tests {
         let data = format!("h\n{long}\nok\n");
         let records = parse_in_chunks(data.as_bytes(), 4096);
         assert_eq!(records.len(), 3);
-        assert!(records[1].fields.as_ref().unwrap_err().contains("longer than"));
+        assert!(records[1].fields().unwrap_err().contains("longer than"));
         assert_eq!(records[1].raw.len(), KEPT_OF_LONG_LINE);
         assert_eq!(fields(&records[2]), ["ok"]);
         assert_eq!(records[2].line, 3);
@@ -592,7 +645,7 @@ mod tests {
         assert!(split_fields("a,b\"c").unwrap_err().contains("field 2"));
         assert!(split_fields("\"a\"x,b").unwrap_err().contains("after its closing quote"));
         let records = parse_in_chunks(b"h\n\xff\xfe,1\n", 100);
-        assert_eq!(records[1].fields, Err("the line is not valid UTF-8".into()));
+        assert_eq!(records[1].fields(), Err("the line is not valid UTF-8"));
     }
 
     #[test]
@@ -674,8 +727,8 @@ mod tests {
             let found = found.ok_or_else(|| {
                 proptest::test_runner::TestCaseError::fail(format!("{good:?} is lost"))
             })?;
-            let fields = found.fields.as_ref().map_err(|reason| {
-                proptest::test_runner::TestCaseError::fail(reason.clone())
+            let fields = found.fields().map_err(|reason| {
+                proptest::test_runner::TestCaseError::fail(reason.to_owned())
             })?;
             proptest::prop_assert_eq!(fields.to_strings(), vec!["ok".to_owned(), number.to_string(), "last".to_owned()]);
             let last = records.last().map(|record| record.raw.as_str());

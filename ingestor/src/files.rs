@@ -372,11 +372,11 @@ impl Job<'_> {
     /// Handles one record. Returns a reason when the whole file must be rejected.
     async fn take(&mut self, record: Record) -> Result<Option<String>, FileError> {
         let Some(header) = &self.header else {
-            let fields = match record.fields {
-                Ok(fields) => fields,
+            let names = match record.fields() {
+                Ok(fields) => fields.to_strings(),
                 Err(reason) => return Ok(Some(format!("the header row cannot be read: {reason}"))),
             };
-            match Header::parse(&fields.to_strings()) {
+            match Header::parse(&names) {
                 Ok(header) => self.header = Some(header),
                 Err(reason) => return Ok(Some(reason)),
             }
@@ -386,8 +386,8 @@ impl Job<'_> {
             return Ok(None);
         };
         self.counters.read.inc();
-        let outcome = match &record.fields {
-            Err(reason) => Err(vec![("line".to_owned(), reason.clone())]),
+        let outcome = match record.fields() {
+            Err(reason) => Err(vec![("line".to_owned(), reason.to_owned())]),
             Ok(values) if values.len() != header.width => Err(vec![(
                 "line".to_owned(),
                 format!("has {} fields; the header has {}", values.len(), header.width),

@@ -100,7 +100,7 @@ pub fn unknown_fields(object: &serde_json::Map<String, Value>) -> Vec<ValueError
 #[derive(Debug)]
 pub struct Row<'a> {
     pub header: &'a Header,
-    pub values: &'a crate::csv_format::RecordFields,
+    pub values: crate::csv_format::RecordFields<'a>,
 }
 
 impl Fields for Row<'_> {

@@ -38,9 +38,44 @@ pub fn minor_unit_exponents() -> &'static [(&'static str, u8)] {
     ISO_4217
 }
 
-/// The minor-unit exponent of a known code, or `None` for an unknown one.
-pub(crate) fn exponent_of(code: &str) -> Option<u8> {
-    ISO_4217.binary_search_by(|(known, _)| (*known).cmp(code)).ok().map(|index| ISO_4217[index].1)
+/// Every code's exponent by its letters' place, `A`–`Z` each: 26³ bytes, built at compile
+/// time, so a currency is checked in one lookup (every transaction has one).
+const UNKNOWN: u8 = u8::MAX;
+static EXPONENTS: [u8; 26 * 26 * 26] = exponent_table();
+
+const fn letters_index(code: [u8; 3]) -> Option<usize> {
+    let mut index = 0;
+    let mut position = 0;
+    while position < 3 {
+        let letter = code[position];
+        if !letter.is_ascii_uppercase() {
+            return None;
+        }
+        index = index * 26 + (letter - b'A') as usize;
+        position += 1;
+    }
+    Some(index)
+}
+
+const fn exponent_table() -> [u8; 26 * 26 * 26] {
+    let mut table = [UNKNOWN; 26 * 26 * 26];
+    let mut entry = 0;
+    while entry < ISO_4217.len() {
+        let (code, exponent) = ISO_4217[entry];
+        let bytes = code.as_bytes();
+        match letters_index([bytes[0], bytes[1], bytes[2]]) {
+            Some(index) => table[index] = exponent,
+            None => panic!("an ISO 4217 code is three capital letters"),
+        }
+        entry += 1;
+    }
+    table
+}
+
+/// The minor-unit exponent of a known code (its three bytes), or `None` for an unknown one.
+pub(crate) fn exponent_of_code(code: [u8; 3]) -> Option<u8> {
+    let exponent = EXPONENTS[letters_index(code)?];
+    (exponent != UNKNOWN).then_some(exponent)
 }
 
 #[cfg(test)]
@@ -48,10 +83,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn table_is_sorted_and_unique_so_binary_search_is_valid() {
+    fn table_is_sorted_and_unique() {
         for pair in ISO_4217.windows(2) {
             assert!(pair[0].0 < pair[1].0, "{} must sort before {}", pair[0].0, pair[1].0);
         }
+    }
+
+    fn exponent_of(code: &str) -> Option<u8> {
+        exponent_of_code(<[u8; 3]>::try_from(code.as_bytes()).ok()?)
     }
 
     #[test]
@@ -61,5 +100,11 @@ mod tests {
         assert_eq!(exponent_of("KWD"), Some(3));
         assert_eq!(exponent_of("XXX"), None);
         assert_eq!(exponent_of("idr"), None);
+        assert_eq!(exponent_of("ID1"), None);
+        let known = EXPONENTS.iter().filter(|&&exponent| exponent != UNKNOWN).count();
+        assert_eq!(known, ISO_4217.len(), "one entry per code");
+        for (code, exponent) in ISO_4217 {
+            assert_eq!(exponent_of(code), Some(*exponent), "{code}");
+        }
     }
 }

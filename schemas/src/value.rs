@@ -95,10 +95,13 @@ impl Msisdn {
             Some(rest) => (true, rest),
             None => (false, trimmed),
         };
-        let mut digits = String::with_capacity(rest.len());
+        // Built in place, `+` first: every transaction has one, so one allocation and no
+        // formatting.
+        let mut e164 = String::with_capacity(rest.len() + NATIONAL_COUNTRY_CODE.len() + 1);
+        e164.push('+');
         for character in rest.chars() {
             match character {
-                '0'..='9' => digits.push(character),
+                '0'..='9' => e164.push(character),
                 ' ' | '-' => {}
                 other => {
                     return Err(err(format!(
@@ -107,25 +110,23 @@ impl Msisdn {
                 }
             }
         }
-        let international = if has_plus {
-            digits
-        } else if let Some(after_prefix) = digits.strip_prefix("00") {
-            after_prefix.to_owned()
-        } else if let Some(national) = digits.strip_prefix('0') {
-            format!("{NATIONAL_COUNTRY_CODE}{national}")
-        } else {
-            digits
-        };
-        if international.starts_with('0') {
+        if !has_plus {
+            if e164[1..].starts_with("00") {
+                e164.replace_range(1..3, "");
+            } else if e164[1..].starts_with('0') {
+                e164.replace_range(1..2, NATIONAL_COUNTRY_CODE);
+            }
+        }
+        if e164[1..].starts_with('0') {
             return Err(err("country code cannot start with 0".into()));
         }
-        let count = international.len();
+        let count = e164.len() - 1;
         if !(E164_MIN_DIGITS..=E164_MAX_DIGITS).contains(&count) {
             return Err(err(format!(
                 "has {count} digits with its country code; E.164 allows {E164_MIN_DIGITS} to {E164_MAX_DIGITS}"
             )));
         }
-        Ok(Self(format!("+{international}")))
+        Ok(Self(e164))
     }
 
     /// The E.164 form, `+62…`.
@@ -265,7 +266,7 @@ impl Currency {
         let Ok(bytes) = <[u8; 3]>::try_from(raw.as_bytes()) else {
             return Err(err(format!("{raw:?} is not a three-letter ISO 4217 code")));
         };
-        if currency::exponent_of(raw).is_none() {
+        if currency::exponent_of_code(bytes).is_none() {
             return Err(err(format!("{raw:?} is not an ISO 4217 currency code in use")));
         }
         Ok(Self(bytes))
@@ -278,7 +279,7 @@ impl Currency {
 
     /// How many decimal places the minor unit has (IDR 2, JPY 0, KWD 3).
     pub fn exponent(self) -> u8 {
-        currency::exponent_of(self.as_str()).unwrap_or(2)
+        currency::exponent_of_code(self.0).unwrap_or(2)
     }
 }
 string_value!(Currency);
@@ -425,6 +426,8 @@ mod tests {
             );
         }
         assert_eq!(Msisdn::parse("14155550100").map(|m| m.0), Ok("+14155550100".to_owned()));
+        assert_eq!(Msisdn::parse("0 0 1 415-555-01").map(|m| m.0), Ok("+141555501".to_owned()));
+        assert_eq!(Msisdn::parse("0-812 345").map(|m| m.0), Ok("+62812345".to_owned()));
     }
 
     #[test]
