@@ -266,7 +266,7 @@ impl Parser {
     /// the limit (that line is rejected; the lines after it are read again).
     fn cut_open_record(&mut self) -> Option<Vec<u8>> {
         let mut raw = std::mem::take(&mut self.raw);
-        if memchr(&raw).is_some() {
+        if find_newline(&raw).is_some() {
             return Some(self.cut_first_line(raw));
         }
         self.restart_reader();
@@ -280,7 +280,7 @@ impl Parser {
     /// returns the bytes after that line, to be read again.
     fn cut_first_line(&mut self, mut raw: Vec<u8>) -> Vec<u8> {
         self.restart_reader();
-        let (line_bytes, rest) = match memchr(&raw) {
+        let (line_bytes, rest) = match find_newline(&raw) {
             Some(newline) => {
                 let rest = raw.split_off(newline + 1);
                 raw.truncate(newline);
@@ -310,7 +310,7 @@ impl Parser {
 
     fn skip_long_line<'a>(&mut self, input: &'a [u8]) -> &'a [u8] {
         let Some(long) = &mut self.long_line else { return input };
-        let Some(newline) = memchr(input) else {
+        let Some(newline) = find_newline(input) else {
             let room = KEPT_OF_LONG_LINE.saturating_sub(long.kept.len());
             long.kept.extend_from_slice(&input[..room.min(input.len())]);
             self.raw_offset += input.len() as u64;
@@ -366,7 +366,7 @@ impl Parser {
         // Only a quoted field holds line breaks.
         let lines = match check {
             Check::Unquoted => 1,
-            _ => 1 + raw.iter().filter(|&&byte| byte == b'\n').count() as u64,
+            _ => 1 + memchr::memchr_iter(b'\n', &raw).count() as u64,
         };
         self.raw_line += lines;
         self.raw_offset += consumed;
@@ -448,8 +448,8 @@ fn fresh_reader() -> Reader {
     reader
 }
 
-fn memchr(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&byte| byte == b'\n')
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    memchr::memchr(b'\n', bytes)
 }
 
 /// Drops a final CR; says whether there was one.
@@ -476,53 +476,67 @@ enum Check {
 /// RFC 4180's rules that `csv-core` leaves to its caller. A quote opens a quoted field only at
 /// the start of a field: a quote inside an unquoted field is data that makes the line
 /// malformed, never the start of a field that runs on into the next lines.
+///
+/// Every row of a file passes here, so it jumps from quote to quote and from comma to comma
+/// (`memchr`) rather than looking at each byte.
 fn strictness(raw: &[u8]) -> Check {
-    if !raw.contains(&b'"') {
+    if memchr::memchr(b'"', raw).is_none() {
         return Check::Unquoted;
     }
-    let mut state = Quoting::FieldStart;
+    let body = raw.strip_suffix(b"\r").unwrap_or(raw);
     let mut field = 1usize;
     let mut problem = None;
-    let body = raw.strip_suffix(b"\r").unwrap_or(raw);
-    for &byte in body {
-        state = match (state, byte) {
-            (Quoting::FieldStart, b'"') => Quoting::Quoted,
-            (Quoting::FieldStart | Quoting::Unquoted | Quoting::QuoteInQuoted, b',') => {
-                field += 1;
-                Quoting::FieldStart
+    let mut at = 0;
+    loop {
+        // At the start of a field.
+        if body.get(at) == Some(&b'"') {
+            at += 1;
+            // To the closing quote; `""` is a quote inside the field.
+            loop {
+                let Some(quote) = memchr::memchr(b'"', &body[at..]) else {
+                    return Check::Unclosed;
+                };
+                at += quote + 1;
+                if body.get(at) != Some(&b'"') {
+                    break;
+                }
+                at += 1;
             }
-            (Quoting::Quoted, b'"') => Quoting::QuoteInQuoted,
-            (Quoting::Quoted, _) | (Quoting::QuoteInQuoted, b'"') => Quoting::Quoted,
-            (Quoting::Unquoted, b'"') => {
-                problem.get_or_insert_with(|| {
-                    format!(
-                        "field {field} contains a quote but is not quoted; write it as \"…\" with \"\" for each quote"
-                    )
-                });
-                Quoting::Unquoted
+            match body.get(at) {
+                None => break,
+                Some(b',') => {
+                    at += 1;
+                    field += 1;
+                    continue;
+                }
+                Some(_) => {
+                    problem.get_or_insert_with(|| {
+                        format!("field {field} has characters after its closing quote")
+                    });
+                    at += 1;
+                }
             }
-            (Quoting::QuoteInQuoted, _) => {
-                problem.get_or_insert_with(|| {
-                    format!("field {field} has characters after its closing quote")
-                });
-                Quoting::Unquoted
+        }
+        // An unquoted field (or the rest of a broken one), to its comma.
+        loop {
+            let Some(next) = memchr::memchr2(b',', b'"', &body[at..]) else {
+                return problem.map_or(Check::Fine, Check::Malformed);
+            };
+            at += next;
+            if body[at] == b',' {
+                break;
             }
-            (Quoting::FieldStart | Quoting::Unquoted, _) => Quoting::Unquoted,
-        };
-    }
-    if state == Quoting::Quoted {
-        return Check::Unclosed;
+            problem.get_or_insert_with(|| {
+                format!(
+                    "field {field} contains a quote but is not quoted; write it as \"…\" with \"\" for each quote"
+                )
+            });
+            at += 1;
+        }
+        at += 1;
+        field += 1;
     }
     problem.map_or(Check::Fine, Check::Malformed)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Quoting {
-    FieldStart,
-    Unquoted,
-    Quoted,
-    /// A quote inside a quoted field: its end, or the first of `""`.
-    QuoteInQuoted,
 }
 
 /// Splits one record's text into fields, with the same rules as the parser (a stored header
@@ -559,6 +573,54 @@ mod tests {
 
     fn fields(record: &Record) -> Vec<&str> {
         record.fields().unwrap().iter().collect()
+    }
+
+    /// RFC 4180's quoting rules as a state machine over every byte: the reference the
+    /// faster [`strictness`] is checked against.
+    fn strictness_byte_by_byte(raw: &[u8]) -> Check {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Quoting {
+            FieldStart,
+            Unquoted,
+            Quoted,
+            QuoteInQuoted,
+        }
+        if !raw.contains(&b'"') {
+            return Check::Unquoted;
+        }
+        let mut state = Quoting::FieldStart;
+        let mut field = 1usize;
+        let mut problem = None;
+        for &byte in raw.strip_suffix(b"\r").unwrap_or(raw) {
+            state = match (state, byte) {
+                (Quoting::FieldStart, b'"') => Quoting::Quoted,
+                (Quoting::FieldStart | Quoting::Unquoted | Quoting::QuoteInQuoted, b',') => {
+                    field += 1;
+                    Quoting::FieldStart
+                }
+                (Quoting::Quoted, b'"') => Quoting::QuoteInQuoted,
+                (Quoting::Quoted, _) | (Quoting::QuoteInQuoted, b'"') => Quoting::Quoted,
+                (Quoting::Unquoted, b'"') => {
+                    problem.get_or_insert_with(|| {
+                        format!(
+                            "field {field} contains a quote but is not quoted; write it as \"…\" with \"\" for each quote"
+                        )
+                    });
+                    Quoting::Unquoted
+                }
+                (Quoting::QuoteInQuoted, _) => {
+                    problem.get_or_insert_with(|| {
+                        format!("field {field} has characters after its closing quote")
+                    });
+                    Quoting::Unquoted
+                }
+                (Quoting::FieldStart | Quoting::Unquoted, _) => Quoting::Unquoted,
+            };
+        }
+        if state == Quoting::Quoted {
+            return Check::Unclosed;
+        }
+        problem.map_or(Check::Fine, Check::Malformed)
     }
 
     #[test]
@@ -707,6 +769,13 @@ mod tests {
                 }
                 proptest::prop_assert_eq!(&rest[..], &whole[index + 1..]);
             }
+        }
+
+        /// The strictness check jumps between quotes and commas; it must find what a plain
+        /// walk over every byte finds.
+        #[test]
+        fn strictness_agrees_with_a_walk_over_every_byte(raw in csv_like_bytes(30)) {
+            proptest::prop_assert_eq!(strictness(&raw), strictness_byte_by_byte(&raw));
         }
 
         /// A well-formed line after broken ones is never lost: whatever came before it (open
