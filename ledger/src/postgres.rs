@@ -87,14 +87,27 @@ impl PostgresLedger {
         since: DateTime<Utc>,
     ) -> Result<Vec<RewardRecord>, LedgerError> {
         let numbers: Vec<String> = msisdns.iter().map(ToString::to_string).collect();
+        // One range of the by-customer index per customer, whatever the planner's statistics
+        // say. Before a young table is first analysed, `msisdn = ANY(…)` was planned as a scan
+        // of the partner's whole range, and a lookup per customer through the by-day index
+        // (msisdn after the day): both grew with the table, and a batch of a few hundred new
+        // customers took seconds. `OFFSET 0` keeps each lookup from being flattened into a
+        // scan; the order is the by-customer index's own, which the by-day one would have to
+        // sort.
         let rows = sqlx::query(&format!(
-            "SELECT {REWARD_COLUMNS} FROM rewards \
-             WHERE partner = $1 AND msisdn = ANY($2::text[]) AND occurred_at >= $3 \
+            "WITH kept AS MATERIALIZED ( \
+               SELECT found.* FROM (SELECT DISTINCT unnest($2::text[]) AS number) AS customer \
+               CROSS JOIN LATERAL (SELECT {REWARD_COLUMNS} FROM rewards \
+                 WHERE partner = $1 AND msisdn = customer.number AND occurred_at >= $3 \
+                 ORDER BY occurred_at DESC, transaction_id DESC OFFSET 0) AS found) \
+             SELECT * FROM kept \
              UNION ALL \
-             SELECT {REWARD_COLUMNS} FROM rewards \
-             WHERE partner = $1 AND msisdn = ANY($2::text[]) AND occurred_at < $3 AND kind = 'REFUND' \
-               AND original_transaction_id IN (SELECT transaction_id FROM rewards \
-                 WHERE partner = $1 AND msisdn = ANY($2::text[]) AND occurred_at >= $3 AND kind = 'PURCHASE')"
+             SELECT refund.* FROM kept \
+             CROSS JOIN LATERAL (SELECT {REWARD_COLUMNS} FROM rewards \
+               WHERE partner = $1 AND original_transaction_id = kept.transaction_id \
+                 AND kind = 'REFUND' AND occurred_at < $3 AND msisdn = ANY($2::text[]) \
+               OFFSET 0) AS refund \
+             WHERE kept.kind = 'PURCHASE'"
         ))
         .bind(partner.as_str())
         .bind(&numbers)
@@ -658,9 +671,11 @@ impl Ledger for PostgresLedger {
         msisdns: &[Msisdn],
     ) -> Result<Vec<CustomerState>, LedgerError> {
         let numbers: Vec<String> = msisdns.iter().map(ToString::to_string).collect();
+        // A primary-key lookup per customer (see `decided_since` for why not `= ANY`).
         let rows = sqlx::query(
-            "SELECT msisdn, tier, email, opted_out FROM customer_state \
-             WHERE partner = $1 AND msisdn = ANY($2::text[])",
+            "SELECT state.* FROM (SELECT DISTINCT unnest($2::text[]) AS number) AS customer \
+             CROSS JOIN LATERAL (SELECT msisdn, tier, email, opted_out FROM customer_state \
+               WHERE partner = $1 AND msisdn = customer.number OFFSET 0) AS state",
         )
         .bind(partner.as_str())
         .bind(&numbers)

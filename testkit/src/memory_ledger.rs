@@ -201,16 +201,37 @@ impl MemoryLedger {
         msisdn: &Msisdn,
         since: DateTime<Utc>,
     ) -> Vec<RewardRecord> {
-        self.memory()
+        let memory = self.memory();
+        let of_customer =
+            |r: &&RewardRecord| r.reward.partner == *partner && r.reward.msisdn == *msisdn;
+        let mut decided: Vec<RewardRecord> = memory
             .rewards
             .values()
+            .filter(of_customer)
+            .filter(|r| r.reward.occurred_at >= since)
+            .cloned()
+            .collect();
+        // Refunds dated before `since` of purchases after it, as the PostgreSQL ledger reads them.
+        let purchases: HashSet<&str> = decided
+            .iter()
+            .filter(|r| r.reward.kind == TransactionKind::Purchase)
+            .map(|r| r.reward.transaction_id.as_str())
+            .collect();
+        let earlier_refunds: Vec<RewardRecord> = memory
+            .rewards
+            .values()
+            .filter(of_customer)
+            .filter(|r| r.reward.occurred_at < since && r.reward.kind == TransactionKind::Refund)
             .filter(|r| {
-                r.reward.partner == *partner
-                    && r.reward.msisdn == *msisdn
-                    && r.reward.occurred_at >= since
+                r.reward
+                    .original_transaction_id
+                    .as_ref()
+                    .is_some_and(|original| purchases.contains(original.as_str()))
             })
             .cloned()
-            .collect()
+            .collect();
+        decided.extend(earlier_refunds);
+        decided
     }
 }
 

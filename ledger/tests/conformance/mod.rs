@@ -259,6 +259,10 @@ pub async fn a_loaded_customer_has_the_window_of_their_decisions(ledger: &impl L
         record("p1", &alice, 60, 1_000),
         record("p2", &alice, 120, 500),
         refund_record("r1", "p1", &alice, 180, 30_000, 300),
+        // A refund dated before the window of a purchase inside it (the partner's clocks
+        // disagree): the window still sees the purchase refunded.
+        record("p3", &alice, 150, 200),
+        refund_record("r0", "p3", &alice, 20, 40_000, 80),
     ];
     ledger.apply(&[CustomerBatch { records, ..of(&lease, &alice) }]).await.unwrap();
     let none =
@@ -282,13 +286,20 @@ pub async fn a_loaded_customer_has_the_window_of_their_decisions(ledger: &impl L
         .map(|p| (p.transaction_id.clone(), p.amount, p.refunded))
         .collect();
     purchases.sort();
-    assert_eq!(purchases, vec![("p1".into(), 100_000, 30_000), ("p2".into(), 100_000, 0)]);
-    assert_eq!(alice_state.window.earned_on("b1", at(60).date_naive()), 1_500);
+    assert_eq!(
+        purchases,
+        vec![
+            ("p1".into(), 100_000, 30_000),
+            ("p2".into(), 100_000, 0),
+            ("p3".into(), 100_000, 40_000)
+        ]
+    );
+    assert_eq!(alice_state.window.earned_on("b1", at(60).date_naive()), 1_700);
     // Bob has decisions but no stored tier or email.
     assert_eq!(loaded.len(), 2, "{loaded:?}");
     assert_eq!((loaded[1].tier.as_deref(), loaded[1].window.purchases.len()), (None, 1));
     let window = ledger.customer_window(&partner(), &alice, at(90)).await.unwrap();
-    assert_eq!(window.purchases.len(), 1);
+    assert_eq!(window.purchases.len(), 2);
 }
 
 pub async fn a_record_reads_back_exactly(ledger: &impl Ledger) {
