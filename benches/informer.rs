@@ -18,12 +18,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use chrono::Utc;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use cezbek_ledger::PostgresLedger;
-use cezbek_platform::{etcd, partner_auth};
+use cezbek_platform::etcd;
 use cezbek_testkit::{TestContext, free_port, service_env};
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -74,14 +73,8 @@ fn spawn_informer(env: Vec<(&'static str, String)>, port: u16, ops_port: u16) ->
 }
 
 fn signed(client: &reqwest::Client, base: &str, target: &str) -> reqwest::RequestBuilder {
-    let timestamp = Utc::now().timestamp();
-    let signature = partner_auth::sign(SECRET, "GET", target, timestamp, b"");
-    client
-        .get(format!("{base}{target}"))
-        .header("X-Cezbek-Partner", "BENCH")
-        .header("X-Cezbek-Key-Id", "k1")
-        .header("X-Cezbek-Timestamp", timestamp.to_string())
-        .header("X-Cezbek-Signature", signature)
+    let url = format!("{base}{target}");
+    cezbek_testkit::partner_signed(client, reqwest::Method::GET, &url, "BENCH", SECRET, Vec::new())
 }
 
 fn percentile(sorted: &[Duration], fraction: f64) -> Duration {

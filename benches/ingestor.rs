@@ -25,12 +25,12 @@ use std::time::{Duration, Instant};
 
 use cezbek_platform::config::{EtcdConfig, KafkaConfig, PostgresConfig, S3Config};
 use cezbek_platform::s3::S3Client;
-use cezbek_platform::{etcd, kafka, partner_auth};
+use cezbek_platform::{etcd, kafka};
 use cezbek_schemas::{
     Currency, Mcc, Msisdn, PartnerCode, Source, SourceChannel, Transaction, TransactionId,
     TransactionKind, encode,
 };
-use cezbek_testkit::{TestContext, free_port, peak_rss_mib, service_env};
+use cezbek_testkit::{TestContext, free_port, partner_signed, peak_rss_mib, service_env};
 use chrono::{TimeZone, Utc};
 use rdkafka::producer::FutureRecord;
 
@@ -259,19 +259,11 @@ async fn api_load(connections: usize, seconds: u64) {
                     })
                     .collect();
                 let body = serde_json::to_vec(&items).unwrap();
-                let timestamp = Utc::now().timestamp();
-                let signature =
-                    partner_auth::sign(SECRET, "POST", "/v1/transactions", timestamp, &body);
+                let url = format!("{base}/v1/transactions");
+                let request =
+                    partner_signed(&http, reqwest::Method::POST, &url, "BENCH", SECRET, body);
                 let sent = Instant::now();
-                let response = http
-                    .post(format!("{base}/v1/transactions"))
-                    .header("X-Cezbek-Partner", "BENCH")
-                    .header("X-Cezbek-Key-Id", "k1")
-                    .header("X-Cezbek-Timestamp", timestamp.to_string())
-                    .header("X-Cezbek-Signature", signature)
-                    .body(body)
-                    .send()
-                    .await;
+                let response = request.send().await;
                 let elapsed = sent.elapsed();
                 match response {
                     Ok(response) if response.status() == reqwest::StatusCode::ACCEPTED => {

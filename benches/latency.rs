@@ -24,10 +24,10 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::json;
 
 use cezbek_platform::config::{EtcdConfig, KafkaConfig, PostgresConfig, S3Config};
-use cezbek_platform::{etcd, partner_auth};
+use cezbek_platform::etcd;
 use cezbek_rules::Rule;
 use cezbek_testkit::fixtures::{partner, pipeline_rules};
-use cezbek_testkit::{Running, TestContext, free_port, service_env};
+use cezbek_testkit::{Running, TestContext, free_port, partner_signed, service_env};
 
 const SECRET: &[u8] = b"latency-secret-latency-secret-latency!!!";
 const ADMIN_TOKEN: &str = "latency-bench-admin";
@@ -146,17 +146,9 @@ async fn send_batch(http: &reqwest::Client, base: &str, name: &str) -> Option<Ve
         })
         .collect();
     let body = serde_json::to_vec(&items).unwrap();
-    let timestamp = Utc::now().timestamp();
-    let signature = partner_auth::sign(SECRET, "POST", "/v1/transactions", timestamp, &body);
-    let response = http
-        .post(format!("{base}/v1/transactions"))
-        .header("X-Cezbek-Partner", "TOKO")
-        .header("X-Cezbek-Key-Id", "k1")
-        .header("X-Cezbek-Timestamp", timestamp.to_string())
-        .header("X-Cezbek-Signature", signature)
-        .body(body)
-        .send()
-        .await;
+    let url = format!("{base}/v1/transactions");
+    let response =
+        partner_signed(http, reqwest::Method::POST, &url, "TOKO", SECRET, body).send().await;
     match response {
         Ok(response) if response.status() == reqwest::StatusCode::ACCEPTED => Some(ids),
         _ => None,

@@ -551,3 +551,31 @@ pub fn peak_rss_mib(pid: u32) -> f64 {
         .unwrap_or(0.0);
     kib / 1024.0
 }
+
+/// A request to a partner API signed as partners sign theirs, with key `k1` (the benchmarks'
+/// load generators).
+pub fn partner_signed(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    partner: &str,
+    secret: &[u8],
+    body: Vec<u8>,
+) -> reqwest::RequestBuilder {
+    let target = url.split_once("://").and_then(|(_, rest)| rest.find('/').map(|at| &rest[at..]));
+    let timestamp = chrono::Utc::now().timestamp();
+    let signature = cezbek_platform::partner_auth::sign(
+        secret,
+        method.as_str(),
+        target.unwrap_or("/"),
+        timestamp,
+        &body,
+    );
+    client
+        .request(method, url)
+        .header("X-Cezbek-Partner", partner)
+        .header("X-Cezbek-Key-Id", "k1")
+        .header("X-Cezbek-Timestamp", timestamp.to_string())
+        .header("X-Cezbek-Signature", signature)
+        .body(body)
+}
