@@ -160,7 +160,8 @@ async fn end_to_end(name: &str, instances: usize, transactions: &[Transaction]) 
             ledger: cezbek_ledger::LedgerChoice::Postgres,
             group_id: format!("bench-{}", context.id),
             batch_max: 5_000,
-            batch_wait: Duration::from_millis(50),
+            batch_wait: Duration::ZERO,
+            fetch_wait: Duration::from_millis(100),
             lanes: std::env::var("CEZBEK_REWARDER_LANES")
                 .ok()
                 .and_then(|v| v.parse().ok())

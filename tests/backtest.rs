@@ -115,7 +115,8 @@ impl Harness {
             ledger: cezbek_ledger::LedgerChoice::Postgres,
             group_id: format!("rewarder-{}", context.id),
             batch_max: 500,
-            batch_wait: Duration::from_millis(20),
+            batch_wait: Duration::ZERO,
+            fetch_wait: Duration::from_millis(100),
             lanes: 2,
             cache_customers: 100_000,
         };

@@ -102,7 +102,8 @@ impl Pipeline {
             ledger: cezbek_ledger::LedgerChoice::Postgres,
             group_id: self.group.clone(),
             batch_max: 2_000,
-            batch_wait: Duration::from_millis(50),
+            batch_wait: Duration::ZERO,
+            fetch_wait: Duration::from_millis(100),
             lanes: 4,
             cache_customers: 100_000,
         }

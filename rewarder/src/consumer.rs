@@ -113,6 +113,7 @@ impl ConsumerContext for RebalanceContext {
 pub(crate) fn subscribe(
     config: &KafkaConfig,
     group_id: &str,
+    fetch_wait: Duration,
     assignment: Assignment,
 ) -> Result<(Arc<RewarderConsumer>, mpsc::UnboundedReceiver<Rebalanced>), KafkaError> {
     let (events, rebalances) = mpsc::unbounded_channel();
@@ -127,6 +128,10 @@ pub(crate) fn subscribe(
             // A member learns of a rebalance from its heartbeat: at the default 3 s, an
             // instance joining waited that long, twice, before it got its partitions.
             .set("heartbeat.interval.ms", "1000")
+            // Kafka answers a waiting fetch as soon as messages arrive, so there this only
+            // paces an idle consumer; a broker that re-reads its storage until the wait ends
+            // (the stack's) answers no sooner than that, so there it bounds the latency.
+            .set("fetch.wait.max.ms", fetch_wait.as_millis().to_string())
             // Offsets are stored once their messages are published (see `offsets`), and
             // librdkafka commits what is stored.
             .set("enable.auto.commit", "true")
@@ -151,14 +156,24 @@ pub(crate) fn incoming(message: &BorrowedMessage<'_>) -> Incoming {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Gather {
     pub batch_max: usize,
+    /// The least a batch gathers for once its worker is free (zero: it goes as soon as nothing
+    /// more is waiting).
     pub batch_wait: Duration,
 }
 
 /// One partition's reader: gathers its messages into batches and hands them to its worker,
 /// until stopped (what it gathered then is left for redelivery).
+///
+/// A batch closes at `batch_max` messages, or once its worker is free and no more messages are
+/// waiting. So an idle pipeline hands a transaction on at once, and a busy one gathers while
+/// its worker writes, in batches as large as the load makes them: a fixed wait would either
+/// delay every quiet transaction by its length or cut a busy partition into small batches that
+/// each cost a round trip to the ledger. `turn` holds one permit: the batch's worker has it
+/// from the hand-over until the batch is written.
 pub(crate) async fn read_partition(
     queue: PartitionQueue,
     worker: mpsc::Sender<HandedBatch>,
+    turn: Arc<Semaphore>,
     budget: Arc<Semaphore>,
     gather: Gather,
     stop: CancellationToken,
@@ -179,18 +194,37 @@ pub(crate) async fn read_partition(
                 continue;
             }
         }
-        let closes = tokio::time::Instant::now() + gather.batch_wait;
+        let lingers_until = tokio::time::Instant::now() + gather.batch_wait;
+        let mut worker_free = None;
+        // Biased: a message already waiting always joins before the batch closes.
         while messages.len() < gather.batch_max {
             tokio::select! {
                 biased;
                 () = stop.cancelled() => return,
-                () = tokio::time::sleep_until(closes) => break,
                 message = queue.recv() => match message {
                     Ok(message) => messages.push(incoming(&message)),
                     Err(error) => tracing::warn!(%error, "reading a partition failed; carrying on"),
                 },
+                permit = Arc::clone(&turn).acquire_owned(), if worker_free.is_none() => {
+                    match permit {
+                        Ok(permit) => worker_free = Some(permit),
+                        Err(_) => return,
+                    }
+                }
+                () = tokio::time::sleep_until(lingers_until), if worker_free.is_some() => break,
             }
         }
+        let turn = match worker_free {
+            Some(permit) => permit,
+            None => tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                permit = Arc::clone(&turn).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+            },
+        };
         // A batch holds at most `batch_max` messages, and the budget is a few of those.
         let size = u32::try_from(messages.len()).unwrap_or(u32::MAX);
         let share = tokio::select! {
@@ -204,7 +238,7 @@ pub(crate) async fn read_partition(
         let handed = tokio::select! {
             biased;
             () = stop.cancelled() => return,
-            handed = worker.send(HandedBatch { messages, share }) => handed.is_ok(),
+            handed = worker.send(HandedBatch { messages, share, turn: Some(turn) }) => handed.is_ok(),
         };
         if !handed {
             return;

@@ -44,10 +44,14 @@ pub struct Config {
     pub postgres: PostgresConfig,
     pub ledger: LedgerChoice,
     pub group_id: String,
-    /// A batch closes at this many messages…
+    /// A batch closes at this many messages, or once its worker is free and nothing more is
+    /// waiting…
     pub batch_max: usize,
-    /// …or this long after its first message.
+    /// …but not before this long after its first message.
     pub batch_wait: Duration,
+    /// The consumer's `fetch.wait.max.ms`: how long the broker may hold a fetch that finds
+    /// nothing new.
+    pub fetch_wait: Duration,
     /// Batches decided and written at once (lanes), across the partitions this instance owns.
     pub lanes: usize,
     /// Customers whose state is kept in memory per assigned partition; beyond it the least
@@ -65,6 +69,12 @@ impl Config {
         );
         let lanes = env.parse("CEZBEK_REWARDER_LANES", 4usize);
         env.check((1..=64).contains(&lanes), "CEZBEK_REWARDER_LANES", "must be 1 to 64");
+        let fetch_wait = env.duration("CEZBEK_REWARDER_FETCH_WAIT", Duration::from_millis(100));
+        env.check(
+            (Duration::from_millis(1)..=Duration::from_secs(30)).contains(&fetch_wait),
+            "CEZBEK_REWARDER_FETCH_WAIT",
+            "must be 1ms to 30s",
+        );
         let cache_customers = env.parse("CEZBEK_REWARDER_CACHE_CUSTOMERS", 100_000usize);
         env.check(cache_customers >= 1, "CEZBEK_REWARDER_CACHE_CUSTOMERS", "must be at least 1");
         Self {
@@ -75,7 +85,8 @@ impl Config {
             ledger: LedgerChoice::from_env(env),
             group_id: env.string("CEZBEK_REWARDER_GROUP", "cezbek-rewarder"),
             batch_max,
-            batch_wait: env.duration("CEZBEK_REWARDER_BATCH_WAIT", Duration::from_millis(100)),
+            batch_wait: env.duration("CEZBEK_REWARDER_BATCH_WAIT", Duration::ZERO),
+            fetch_wait,
             lanes,
             cache_customers,
         }
@@ -144,8 +155,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     readiness.set("rules", true);
 
     let assignment = Assignment::default();
-    let (consumer, rebalances) =
-        consumer::subscribe(&config.kafka, &config.group_id, assignment.clone())?;
+    let (consumer, rebalances) = consumer::subscribe(
+        &config.kafka,
+        &config.group_id,
+        config.fetch_wait,
+        assignment.clone(),
+    )?;
     let lag_task = tokio::spawn(consumer::report_lag(
         Arc::clone(&consumer),
         config.kafka.transactions_topic.clone(),

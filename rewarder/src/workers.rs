@@ -38,10 +38,12 @@ const BUFFERED_BATCHES: usize = 1;
 pub(crate) const BUFFERED_BATCHES_PER_LANE: usize = 4;
 
 /// A batch handed to a worker, with its share of the buffering budget (given back once its
-/// outcome is published).
+/// outcome is published) and its reader's turn (given back once it is written, which tells the
+/// reader to close the next batch; none for a partition read through the shared queue).
 pub(crate) struct HandedBatch {
     pub messages: Vec<Incoming>,
     pub share: OwnedSemaphorePermit,
+    pub turn: Option<OwnedSemaphorePermit>,
 }
 
 /// A batch decided and written, on its way to be published.
@@ -95,6 +97,7 @@ impl Workers {
             tokio::spawn(read_partition(
                 queue,
                 batches.clone(),
+                Arc::new(Semaphore::new(1)),
                 Arc::clone(&shared.budget),
                 shared.gather,
                 stop.clone(),
@@ -135,8 +138,8 @@ impl Workers {
 
 /// The loop: serves the consumer's events and runs a worker per assigned partition, until
 /// shutdown. A partition's reader gathers its messages into batches (closed at `batch_max`
-/// messages or `batch_wait` after the first); its worker decides, writes, publishes and stores
-/// their offsets in order. A customer lives in one partition, so workers never share one.
+/// messages, or once the worker is free and nothing more waits); its worker decides, writes,
+/// publishes and stores their offsets in order. A customer lives in one partition, so workers never share one.
 pub(crate) async fn consume(
     shared: Arc<Shared>,
     mut rebalances: mpsc::UnboundedReceiver<Rebalanced>,
@@ -190,7 +193,7 @@ async fn serve(
                 let Ok(share) = Arc::clone(&shared.budget).acquire_owned().await else {
                     return Ok(());
                 };
-                let handed = HandedBatch { messages: vec![incoming(&message)], share };
+                let handed = HandedBatch { messages: vec![incoming(&message)], share, turn: None };
                 if worker.batches.send(handed).await.is_err() {
                     return Ok(());
                 }
@@ -243,7 +246,7 @@ async fn run_partition(
         })
     };
     loop {
-        let HandedBatch { messages, share } = tokio::select! {
+        let HandedBatch { messages, share, turn } = tokio::select! {
             biased;
             () = stop.cancelled() => break,
             handed = batches.recv() => match handed {
@@ -267,6 +270,7 @@ async fn run_partition(
             break;
         };
         drop(lane);
+        drop(turn);
         shared.metrics.batch_size.observe(messages.len() as f64);
         shared.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
         if decided.send(DecidedBatch { outcome, share }).await.is_err() {
