@@ -8,9 +8,11 @@
 //! `CEZBEK_BENCH_LATENCY_SECONDS` (default 10): p50, p99 and max over a sample of transactions
 //! (the first of a batch, at most 20 a second), each polled through the informer's
 //! `GET /v1/partners/{p}/transactions/{id}` every 2 ms from its batch's 202 until it is there.
-//! (Not the reward events: the stack's broker lost messages for a consumer asking with a short
-//! fetch wait, and a long one delays what it shows. Nor every transaction: polling them all would
-//! load the very database being measured.)
+//! (Not every transaction: polling them all would load the very database being measured.)
+//!
+//! Run it in the stack's environment (`eval "$(dev/stack env)"`): the services' own settings
+//! pass through, among them the rewarder's fetch wait, which on the stack's broker bounds the
+//! latency (see the README).
 
 // A benchmark prints its figures, and a failed unwrap stops it at the line that failed.
 #![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)]

@@ -28,7 +28,7 @@ use crate::input;
 use crate::jobs::{JobStatus, ObjectRef, Store, Upload};
 use crate::metrics::Metrics;
 use crate::openapi::TransactionBatch;
-use crate::publish::{Delivery, Publisher, SendError};
+use crate::publish::{Publisher, Scratch, SendError, Sent};
 
 /// The most transactions in one request.
 pub const MAX_BATCH_ITEMS: usize = 1000;
@@ -195,14 +195,15 @@ async fn publish_batch(
     }
 
     // Hand every valid item to the producer; stop at the first full queue.
-    let mut sent: Vec<(ItemRef, Delivery)> = Vec::with_capacity(valid.len());
+    let mut sent: Vec<(ItemRef, Sent)> = Vec::with_capacity(valid.len());
     let mut not_sent: Vec<ItemRef> = Vec::new();
+    let mut scratch = Scratch::default();
     for (item, transaction) in valid {
         if !not_sent.is_empty() {
             not_sent.push(item);
             continue;
         }
-        match state.publisher.send(&transaction) {
+        match state.publisher.send(&transaction, true, &mut scratch) {
             Ok(delivery) => sent.push((item, delivery)),
             Err(SendError::QueueFull) => not_sent.push(item),
             Err(error) => {

@@ -25,7 +25,7 @@ use crate::csv_format::{Parser, Record};
 use crate::input::{self, Header, Row};
 use crate::jobs::{Claim, ObjectRef, Progress, RejectedRow, Store};
 use crate::metrics::Metrics;
-use crate::publish::{Delivery, Publisher, SendError};
+use crate::publish::{Publisher, Scratch, SendError, Sent};
 
 pub const INCOMING: &str = "incoming/";
 pub const PROCESSED: &str = "processed/";
@@ -134,7 +134,7 @@ pub async fn ingest(
 
 /// A row sent or rejected, waiting for everything before it to be settled.
 enum Settling {
-    Sent(Delivery),
+    Sent(Sent),
     Rejected(RejectedRow, Vec<String>),
 }
 
@@ -164,6 +164,8 @@ struct Job<'a> {
     unsaved_rejects: Vec<RejectedRow>,
     pending: VecDeque<Pending>,
     in_flight: usize,
+    /// The buffers each row's message is built in.
+    scratch: Scratch,
     /// Bytes of the rejected rows waiting in `pending` and in `unsaved_rejects`: bounded by
     /// [`MAX_HELD_REJECT_BYTES`] together.
     pending_reject_bytes: usize,
@@ -201,6 +203,9 @@ impl Drop for BytesRemaining<'_> {
 /// Rejected rows wait in memory for the rows before them to be acknowledged, then for the next
 /// checkpoint to write them: bounded by their bytes (a bad line may be 64 KiB), not their count.
 const MAX_HELD_REJECT_BYTES: usize = 4 * 1024 * 1024;
+
+/// One row in this many (by line number) is timed in the produce-time histogram.
+const PRODUCE_TIMING_EVERY: u64 = 64;
 
 fn reject_bytes(row: &RejectedRow) -> usize {
     row.raw.len() + row.reasons.len()
@@ -263,6 +268,7 @@ async fn run_job(
         unsaved_rejects: Vec::new(),
         pending: VecDeque::new(),
         in_flight: 0,
+        scratch: Scratch::default(),
         pending_reject_bytes: 0,
         unsaved_reject_bytes: 0,
         last_checkpoint: Instant::now(),
@@ -411,7 +417,8 @@ impl Job<'_> {
         };
         let settling = match outcome {
             Ok(transaction) => {
-                let delivery = self.send(&transaction).await?;
+                let timed = record.line.is_multiple_of(PRODUCE_TIMING_EVERY);
+                let delivery = self.send(&transaction, timed).await?;
                 self.in_flight += 1;
                 Settling::Sent(delivery)
             }
@@ -454,13 +461,14 @@ impl Job<'_> {
     async fn send(
         &mut self,
         transaction: &cezbek_schemas::Transaction,
-    ) -> Result<Delivery, FileError> {
+        timed: bool,
+    ) -> Result<Sent, FileError> {
         loop {
             if self.in_flight >= self.context.settings.max_in_flight {
                 self.settle_one().await?;
                 continue;
             }
-            match self.context.publisher.send(transaction) {
+            match self.context.publisher.send(transaction, timed, &mut self.scratch) {
                 Ok(delivery) => return Ok(delivery),
                 Err(SendError::QueueFull) if self.in_flight > 0 => self.settle_one().await?,
                 Err(SendError::QueueFull) => tokio::time::sleep(Duration::from_millis(5)).await,

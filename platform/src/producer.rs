@@ -4,7 +4,7 @@
 //! a consumer must publish what it decided before it moves on). A gauge counts the messages
 //! handed over and not yet answered by the broker, also those whose answer nobody awaits.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::FutureExt;
 use prometheus::IntGauge;
@@ -86,7 +86,22 @@ impl Producer {
 
     /// Hands a message to the producer at once; `QueueFull` when its queue has no room.
     pub fn try_send(&self, message: &Message<'_>) -> Result<Delivery, SendError> {
-        match self.inner.send_result(message.record()) {
+        self.try_send_record(message.record())
+    }
+
+    /// The same for a key and payload the caller keeps (librdkafka copies them), with no
+    /// headers: for a sender that reuses its buffers.
+    pub fn try_send_bytes(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+    ) -> Result<Delivery, SendError> {
+        self.try_send_record(FutureRecord::to(topic).key(key).payload(payload))
+    }
+
+    fn try_send_record(&self, record: FutureRecord<'_, [u8], [u8]>) -> Result<Delivery, SendError> {
+        match self.inner.send_result(record) {
             Ok(future) => Ok(self.delivery(future)),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 Err(SendError::QueueFull)
@@ -121,12 +136,7 @@ impl Producer {
 
     fn delivery(&self, future: DeliveryFuture) -> Delivery {
         self.in_flight.inc();
-        Delivery {
-            future,
-            outcome: None,
-            sent_at: Instant::now(),
-            _in_flight: InFlight(self.in_flight.clone()),
-        }
+        Delivery { future, outcome: None, _in_flight: InFlight(self.in_flight.clone()) }
     }
 }
 
@@ -136,7 +146,6 @@ pub struct Delivery {
     future: DeliveryFuture,
     /// The answer, once `is_done` has seen it.
     outcome: Option<Result<(), DeliveryError>>,
-    sent_at: Instant,
     /// Held for its `Drop`.
     _in_flight: InFlight,
 }
@@ -172,10 +181,6 @@ impl Delivery {
             self.outcome = (&mut self.future).now_or_never().map(outcome_of);
         }
         self.outcome.is_some()
-    }
-
-    pub fn sent_at(&self) -> Instant {
-        self.sent_at
     }
 }
 

@@ -266,12 +266,19 @@ impl Event for Payout {
 
 /// Encodes an event with its current schema.
 pub fn encode<T: Event>(event: &T) -> Result<Vec<u8>, CodecError> {
-    let versions = T::schema_versions();
     let mut message = Vec::with_capacity(256);
+    encode_into(event, &mut message);
+    Ok(message)
+}
+
+/// Encodes an event with its current schema into `message`, replacing what it held: a sender
+/// of many keeps one buffer rather than allocating one a message.
+pub fn encode_into<T: Event>(event: &T, message: &mut Vec<u8>) {
+    let versions = T::schema_versions();
+    message.clear();
     message.extend_from_slice(&SINGLE_OBJECT_MAGIC);
     message.extend_from_slice(&versions.current_fingerprint);
-    event.write_current(&mut message);
-    Ok(message)
+    event.write_current(message);
 }
 
 /// Decodes an event written with any known version of its schema: the current one directly,

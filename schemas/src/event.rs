@@ -103,6 +103,15 @@ impl Transaction {
         customer_key(&self.partner, &self.msisdn)
     }
 
+    /// The same key written into `key`, replacing what it held (a sender of many keeps one
+    /// buffer).
+    pub fn key_into(&self, key: &mut Vec<u8>) {
+        key.clear();
+        key.extend_from_slice(self.partner.as_str().as_bytes());
+        key.push(b':');
+        key.extend_from_slice(self.msisdn.as_str().as_bytes());
+    }
+
     pub fn money(&self) -> Money {
         Money::new(self.amount, self.currency)
     }

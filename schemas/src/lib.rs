@@ -8,7 +8,9 @@ pub mod event;
 pub mod value;
 
 pub use binary::BinaryError;
-pub use codec::{AnyEvent, CodecError, decode, decode_any, decode_transaction, encode};
+pub use codec::{
+    AnyEvent, CodecError, decode, decode_any, decode_transaction, encode, encode_into,
+};
 pub use currency::minor_unit_exponents;
 pub use event::{
     AppliedCampaign, CampaignKind, EARLIEST_TIME_MS, LATEST_TIME_MS, Payout, PayoutStatus, Reward,

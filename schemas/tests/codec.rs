@@ -8,10 +8,28 @@ mod support;
 use cezbek_schemas::codec::{
     self, CodecError, SINGLE_OBJECT_MAGIC, SchemaVersions, TRANSACTION_AVSC,
 };
-use cezbek_schemas::{Payout, Reward, Transaction, decode, decode_any, decode_transaction, encode};
+use cezbek_schemas::{
+    Payout, Reward, Transaction, decode, decode_any, decode_transaction, encode, encode_into,
+};
 use proptest::prelude::*;
 
 proptest! {
+    /// A sender's reused buffers hold exactly what a fresh encoding and key would, whatever
+    /// a previous, longer message left in them.
+    #[test]
+    fn reused_buffers_hold_the_same_message_and_key(
+        first in support::transaction(),
+        second in support::transaction(),
+    ) {
+        let (mut payload, mut key) = (Vec::new(), Vec::new());
+        for transaction in [&first, &second] {
+            encode_into(transaction, &mut payload);
+            transaction.key_into(&mut key);
+            prop_assert_eq!(&payload, &encode(transaction).unwrap());
+            prop_assert_eq!(&key, &transaction.key().into_bytes());
+        }
+    }
+
     /// The direct binary writer and apache-avro write the same bytes, and each reads the other.
     #[test]
     fn direct_binary_matches_apache_avro_for_transactions(transaction in support::transaction()) {
