@@ -754,9 +754,12 @@ async fn routing_faults_limits_and_callbacks_each_behave_and_money_moves_once() 
     let paid: i64 = payouts.values().filter(|p| settled(&p.0)).map(|p| p.1).sum();
     let reversed: i64 = payouts.values().filter(|p| p.0 == "REVERSED").map(|p| p.1).sum();
     let earned: i64 = rewards.iter().map(|reward| reward.cashback).sum::<i64>() + 30_000 * RP;
-    let from = today - chrono::Duration::days(30);
+    // A statement counts partner-local days (reconciliation above, UTC ones): from 17:00 UTC
+    // Jakarta is a day ahead.
+    let local_today = Utc::now().with_timezone(&chrono_tz::Asia::Jakarta).date_naive();
+    let from = local_today - chrono::Duration::days(30);
     let statement =
-        setup.admin_get(&format!("/v1/partners/TOKO/statement?from={from}&to={today}")).await;
+        setup.admin_get(&format!("/v1/partners/TOKO/statement?from={from}&to={local_today}")).await;
     assert_eq!(statement["cashback_earned"], earned, "{statement}");
     assert_eq!(statement["clawed_back"], 5_000 * RP);
     assert_eq!(statement["paid_out"], paid);

@@ -105,9 +105,9 @@ impl PostgresLedger {
              SELECT refund.* FROM kept \
              CROSS JOIN LATERAL (SELECT {REWARD_COLUMNS} FROM rewards \
                WHERE partner = $1 AND original_transaction_id = kept.transaction_id \
-                 AND kind = 'REFUND' AND occurred_at < $3 AND msisdn = ANY($2::text[]) \
                OFFSET 0) AS refund \
-             WHERE kept.kind = 'PURCHASE'"
+             WHERE kept.kind = 'PURCHASE' AND refund.kind = 'REFUND' \
+               AND refund.occurred_at < $3 AND refund.msisdn = kept.msisdn"
         ))
         .bind(partner.as_str())
         .bind(&numbers)
