@@ -9,7 +9,13 @@ use crate::config::PostgresConfig;
 use crate::http::{Readiness, spawn_readiness_check};
 
 fn pool_options(config: &PostgresConfig) -> Result<(PgPoolOptions, PgConnectOptions), sqlx::Error> {
+    // Every statement is planned for its parameters and the tables' present size. The ledger's
+    // tables start empty and grow fast: a plan PostgreSQL cached (after five runs) while one was
+    // small stays until autovacuum next analyses it, and there a lookup by customer that went
+    // through the by-day index scanned the partner's whole range, taking seconds within the
+    // first minute of a fresh ledger. Planning each statement costs tenths of a millisecond.
     let mut options: PgConnectOptions = config.url.parse()?;
+    options = options.options([("plan_cache_mode", "force_custom_plan")]);
     if let Some(schema) = &config.schema {
         // The schema name is checked to be [a-z0-9_] when the config is read.
         options = options.options([("search_path", schema.as_str())]);
