@@ -36,7 +36,7 @@ use cezbek_testkit::fixtures::{
 
 /// The same allocator as the `cezbek` binary, so the figures are the service's.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: cezbek_allocator::MiMalloc = cezbek_allocator::MiMalloc;
 
 const CUSTOMERS: u32 = 50_000;
 
@@ -162,6 +162,7 @@ async fn replay(
 
 #[tokio::main]
 async fn main() {
+    cezbek_allocator::keep_freed_memory();
     let count: u32 = std::env::var("CEZBEK_BENCH_BACKTEST")
         .ok()
         .and_then(|value| value.parse().ok())

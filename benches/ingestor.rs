@@ -35,7 +35,7 @@ use chrono::{TimeZone, Utc};
 use rdkafka::producer::FutureRecord;
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: cezbek_allocator::MiMalloc = cezbek_allocator::MiMalloc;
 
 const SECRET: &[u8] = b"bench-secret-bench-secret-bench-secret!!";
 
@@ -301,6 +301,7 @@ async fn api_load(connections: usize, seconds: u64) {
 
 #[tokio::main]
 async fn main() {
+    cezbek_allocator::keep_freed_memory();
     let rows: usize =
         std::env::var("CEZBEK_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let api_seconds: u64 =

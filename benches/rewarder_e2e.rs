@@ -27,7 +27,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 /// The same allocator as the `cezbek` binary, so the figures are the service's.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: cezbek_allocator::MiMalloc = cezbek_allocator::MiMalloc;
 
 const CUSTOMERS: u32 = 50_000;
 
@@ -250,6 +250,7 @@ async fn end_to_end(name: &str, instances: usize, transactions: &[Transaction]) 
 
 #[tokio::main]
 async fn main() {
+    cezbek_allocator::keep_freed_memory();
     let count: u32 = std::env::var("CEZBEK_BENCH_TRANSACTIONS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -13,10 +13,9 @@ use cezbek_platform::{CancellationToken, ConfigError, Env, shutdown_on_signals, 
 use clap::{Parser, Subcommand};
 use tokio::task::JoinSet;
 
-// The services allocate many small, short-lived buffers per message; mimalloc keeps that
-// cheap where glibc's allocator spent a large share of the rewarder's time consolidating.
+// mimalloc, keeping the memory it frees (see `cezbek_allocator`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: cezbek_allocator::MiMalloc = cezbek_allocator::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(name = "cezbek", version, about = "Streaming cashback and loyalty engine")]
@@ -287,6 +286,7 @@ fn read_config(command: &Command) -> Result<(LogConfig, Service), ConfigError> {
 }
 
 fn main() -> ExitCode {
+    cezbek_allocator::keep_freed_memory();
     let cli = Cli::parse();
     if let Command::Openapi { service } = cli.command {
         let document = match service {
