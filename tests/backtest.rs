@@ -516,6 +516,21 @@ async fn a_backtest_replays_the_ledger_as_recorded_and_under_drafts() {
         problem["errors"][0]["field"], "draft.campaigns[0].max_per_transaction",
         "{problem}"
     );
+    // A NUL character cannot be stored with the job: refused where the request keeps it, and
+    // no reason to refuse where it is a field the request does not know (and does not keep).
+    let unstorable = json!({"from": "2026-06-15", "to": "2026-06-21",
+        "draft": {"campaigns": [campaign("x", "BASE", json!({"percent_bp": 100}), json!({"name": "a\u{0}b"}))]}});
+    let (status, problem) =
+        harness.call(Method::POST, "/v1/partners/TOKO/backtests", Some(unstorable), None).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "draft.campaigns[0].name", "{problem}");
+    let unknown = json!({"from": "2026-06-15", "to": "2026-06-01",
+        "draft": {"tiers": {"window_days": 30, "tiers": [{"name": "SILVER", "min_purchases": 3,
+            "multiplier_bp": 11000, "note\u{0}": ["\u{0}"]}]}}});
+    let (status, problem) =
+        harness.call(Method::POST, "/v1/partners/TOKO/backtests", Some(unknown), None).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "to", "{problem}");
     let (status, list) = harness.call(Method::GET, "/v1/partners/TOKO/backtests", None, None).await;
     assert_eq!(status, 200);
     assert_eq!(list["items"].as_array().unwrap().len(), 3);

@@ -134,11 +134,6 @@ fn jobs_problem(error: sqlx::Error) -> Problem {
 /// named by its path.
 fn read_request(body: &Bytes, partner: &PartnerCode) -> Result<BacktestRequest, Problem> {
     let mut object = input::object(body).map_err(Problem::invalid)?;
-    // The request is kept with the job (PostgreSQL stores no NUL character).
-    let unstorable = input::nul_fields(&Value::Object(object.clone()));
-    if !unstorable.is_empty() {
-        return Err(Problem::invalid(unstorable));
-    }
     // serde reads a struct from an array too: what the document says is an object must be one.
     let mut not_objects = Vec::new();
     match object.get("draft") {
@@ -195,6 +190,12 @@ fn read_request(body: &Bytes, partner: &PartnerCode) -> Result<BacktestRequest, 
             let field = if path == "." { "body".to_owned() } else { path };
             Problem::invalid(vec![FieldError { field, reason }])
         })?;
+    // The request is kept with the job as read (fields it does not know are not kept), and
+    // PostgreSQL stores no NUL character.
+    let unstorable = input::nul_fields(&serde_json::to_value(&request).unwrap_or_default());
+    if !unstorable.is_empty() {
+        return Err(Problem::invalid(unstorable));
+    }
     let mut errors = Vec::new();
     if request.to < request.from {
         errors.push(FieldError {
