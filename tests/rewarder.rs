@@ -487,6 +487,70 @@ async fn a_redelivered_transaction_re_emits_its_reward_as_stored() {
     let _ = tokio::time::timeout(Duration::from_secs(30), service).await;
 }
 
+/// Reads the reward topic until it has been quiet for five seconds: how many times each
+/// transaction's reward was published.
+async fn rewards_published(pipeline: &Pipeline, at_least: usize) -> HashMap<String, usize> {
+    let consumer =
+        kafka::consumer(&pipeline.kafka, &format!("rewards-{}", pipeline.context.id)).unwrap();
+    consumer.subscribe(&[&pipeline.kafka.rewards_topic]).unwrap();
+    let mut published: HashMap<String, usize> = HashMap::new();
+    let mut read = 0;
+    loop {
+        let quiet = if read < at_least { 60 } else { 5 };
+        let Ok(message) = tokio::time::timeout(Duration::from_secs(quiet), consumer.recv()).await
+        else {
+            assert!(read >= at_least, "only {read} rewards published, expected {at_least}");
+            return published;
+        };
+        let reward: Reward = decode(message.unwrap().payload().unwrap()).unwrap();
+        *published.entry(reward.transaction_id.to_string()).or_default() += 1;
+        read += 1;
+    }
+}
+
+// Multi-threaded, as the service runs: a revocation waits for the batches in hand on the
+// thread that polls the consumer, which a single-threaded runtime cannot spare.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_moving_to_a_joining_instance_is_handed_over_without_a_reward_twice() {
+    let pipeline = Pipeline::new("rwhandover").await;
+    let transactions = mixed_log(40_000, 1_000, "h");
+    pipeline.produce(&transactions).await;
+    let pool = Pipeline::pool(&pipeline.postgres).await;
+    // Small batches, so that every partition has batches in hand when the second joins.
+    let config = cezbek_rewarder::Config { batch_max: 200, ..pipeline.config(&pipeline.postgres) };
+    let shutdown = CancellationToken::new();
+    let first = tokio::spawn(cezbek_rewarder::run(config.clone(), shutdown.clone()));
+    Pipeline::wait_for_rows(&pool, 5_000, Duration::from_secs(120)).await;
+    let second = tokio::spawn(cezbek_rewarder::run(
+        cezbek_rewarder::Config {
+            http: HttpConfig::ops_only(format!("127.0.0.1:{}", free_port()).parse().unwrap()),
+            ..config
+        },
+        shutdown.clone(),
+    ));
+    Pipeline::wait_for_rows(&pool, 40_000, Duration::from_secs(240)).await;
+    pipeline.assert_exact(&Pipeline::ledger(&pool).await, &transactions);
+    // Partitions did move mid-stream: their shards were claimed a second time.
+    let moved: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger_shards WHERE epoch > 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(moved > 0, "the second instance took over partitions");
+    let published = rewards_published(&pipeline, transactions.len()).await;
+    let twice: Vec<_> = published.iter().filter(|(_, copies)| **copies > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "{} rewards published more than once, e.g. {:?}",
+        twice.len(),
+        &twice[..twice.len().min(5)]
+    );
+    assert_eq!(published.len(), transactions.len());
+    shutdown.cancel();
+    for instance in [first, second] {
+        tokio::time::timeout(Duration::from_secs(30), instance).await.unwrap().unwrap().unwrap();
+    }
+}
+
 #[tokio::test]
 async fn two_processes_share_the_work_and_a_sigkill_loses_and_doubles_nothing() {
     let pipeline = Pipeline::new("rwkill2").await;

@@ -17,6 +17,7 @@ use cezbek_platform::config::KafkaConfig;
 use cezbek_platform::kafka::{self, KafkaError};
 
 use crate::assignment::Assignment;
+use crate::handover::{HANDOVER_WAIT, Handover, block_on_callback_thread};
 use crate::offsets;
 use crate::process::Incoming;
 use crate::workers::HandedBatch;
@@ -47,6 +48,7 @@ pub(crate) enum Rebalanced {
 pub(crate) struct RebalanceContext {
     topic: String,
     assignment: Assignment,
+    handover: Handover,
     /// The consumer this context belongs to (set once it exists): splitting needs it.
     consumer: OnceLock<Weak<RewarderConsumer>>,
     events: mpsc::UnboundedSender<Rebalanced>,
@@ -54,8 +56,26 @@ pub(crate) struct RebalanceContext {
 
 impl ClientContext for RebalanceContext {}
 
+impl RebalanceContext {
+    /// Finishes the batches in hand of partitions being revoked and commits their offsets,
+    /// while they are still assigned here (see `handover`).
+    fn hand_over(&self, consumer: &BaseConsumer<Self>, revoked: &[i32]) {
+        let started = std::time::Instant::now();
+        let Some(unfinished) =
+            block_on_callback_thread(|| self.handover.stop_and_finish(revoked, HANDOVER_WAIT))
+        else {
+            return;
+        };
+        if !unfinished.is_empty() {
+            tracing::warn!(partitions = ?unfinished, "a revoked partition's batch did not finish in time; its new owner redoes it");
+        }
+        offsets::commit_stored(consumer);
+        tracing::info!(partitions = ?revoked, waited = ?started.elapsed(), "revoked partitions handed over");
+    }
+}
+
 impl ConsumerContext for RebalanceContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, base: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let partitions = |list: &TopicPartitionList| -> Vec<i32> {
             list.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect()
         };
@@ -83,8 +103,9 @@ impl ConsumerContext for RebalanceContext {
             Rebalance::Revoke(list) => {
                 let revoked = partitions(list);
                 tracing::info!(partitions = ?revoked, "partitions revoked");
-                // At once, not when the poll loop gets to it: a worker deciding a batch of a
-                // revoked partition leaves it to the new owner.
+                self.hand_over(base, &revoked);
+                // At once, not when the poll loop gets to it: a worker that still decides a
+                // batch of a revoked partition leaves it to the new owner.
                 self.assignment.revoke(&revoked);
                 let _ = self.events.send(Rebalanced::Revoked(revoked));
             }
@@ -92,7 +113,7 @@ impl ConsumerContext for RebalanceContext {
         }
     }
 
-    /// How a background commit ended.
+    /// How a background commit ended (also the handover's own commit).
     fn commit_callback(&self, result: KafkaResult<()>, _: &TopicPartitionList) {
         match result {
             Ok(())
@@ -115,11 +136,13 @@ pub(crate) fn subscribe(
     group_id: &str,
     fetch_wait: Duration,
     assignment: Assignment,
+    handover: Handover,
 ) -> Result<(Arc<RewarderConsumer>, mpsc::UnboundedReceiver<Rebalanced>), KafkaError> {
     let (events, rebalances) = mpsc::unbounded_channel();
     let context = RebalanceContext {
         topic: config.transactions_topic.clone(),
         assignment,
+        handover,
         consumer: OnceLock::new(),
         events,
     };

@@ -9,6 +9,7 @@
 
 mod assignment;
 mod consumer;
+mod handover;
 mod metrics;
 mod offsets;
 pub mod process;
@@ -32,6 +33,7 @@ use rdkafka::consumer::Consumer as _;
 
 pub use assignment::Assignment;
 use consumer::Gather;
+use handover::Handover;
 use metrics::Metrics;
 use workers::{BUFFERED_BATCHES_PER_LANE, Shared};
 
@@ -155,11 +157,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     readiness.set("rules", true);
 
     let assignment = Assignment::default();
+    let handover = Handover::default();
     let (consumer, rebalances) = consumer::subscribe(
         &config.kafka,
         &config.group_id,
         config.fetch_wait,
         assignment.clone(),
+        handover.clone(),
     )?;
     let lag_task = tokio::spawn(consumer::report_lag(
         Arc::clone(&consumer),
@@ -177,6 +181,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         config,
         consumer: Arc::clone(&consumer),
         assignment,
+        handover,
         producer: producer.clone(),
         ledger,
         rules,

@@ -1,8 +1,9 @@
 //! Offsets: a partition's messages count as done once their rewards and dead letters are
 //! published, and only then is their offset stored. librdkafka's own offset store keeps them
 //! and commits in the background (`auto.commit.interval.ms`), for partitions revoked in a
-//! rebalance as they go, and when the consumer closes; at shutdown the rewarder commits what
-//! is stored and waits for the answer.
+//! rebalance as they go, and when the consumer closes. A revoked partition's batch in hand is
+//! finished and committed before it goes (`handover`), and at shutdown the rewarder commits
+//! what is stored and waits for the answer.
 //!
 //! A stored offset is never ahead of what is published, so a crash redelivers at most what was
 //! done since the last commit, which the ledger recognises as decided.
@@ -11,7 +12,7 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::consumer::RewarderConsumer;
+use crate::consumer::{RebalanceContext, RewarderConsumer};
 
 /// How often librdkafka commits the stored offsets: what a crash redelivers at most, and how
 /// fresh the consumer-lag metric is.
@@ -32,7 +33,7 @@ pub(crate) fn store(consumer: &RewarderConsumer, topic: &str, partition: i32, ne
 }
 
 /// Commits the stored offsets of the partitions still assigned, and waits for the broker.
-pub(crate) fn commit_stored(consumer: &RewarderConsumer) {
+pub(crate) fn commit_stored(consumer: &impl Consumer<RebalanceContext>) {
     match consumer.commit_consumer_state(CommitMode::Sync) {
         // Nothing stored since the last commit.
         Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}

@@ -24,6 +24,7 @@ use crate::consumer::{
     AssignedPartition, Gather, PartitionQueue, Rebalanced, RewarderConsumer, incoming,
     read_partition,
 };
+use crate::handover::{Handover, InHand, WorkerHandover};
 use crate::metrics::Metrics;
 use crate::process::{Incoming, Outcome, Processor, Shard};
 use crate::{Config, Error, offsets, sink};
@@ -46,10 +47,12 @@ pub(crate) struct HandedBatch {
     pub turn: Option<OwnedSemaphorePermit>,
 }
 
-/// A batch decided and written, on its way to be published.
+/// A batch decided and written, on its way to be published (its partition is not handed over
+/// until its offset is stored).
 struct DecidedBatch {
     outcome: Outcome,
     share: OwnedSemaphorePermit,
+    in_hand: InHand,
 }
 
 /// What the partition workers share.
@@ -58,6 +61,7 @@ pub(crate) struct Shared {
     pub gather: Gather,
     pub consumer: Arc<RewarderConsumer>,
     pub assignment: Assignment,
+    pub handover: Handover,
     pub producer: Producer,
     pub ledger: Arc<AnyLedger>,
     pub rules: watch::Receiver<Option<Arc<RuleSnapshot>>>,
@@ -106,6 +110,7 @@ impl Workers {
         let task = tokio::spawn(run_partition(
             Arc::clone(shared),
             partition,
+            shared.handover.track(partition, stop.clone()),
             self.retiring.remove(&partition),
             inbox,
             stop.clone(),
@@ -151,7 +156,7 @@ pub(crate) async fn consume(
     // before the instance leaves the group.
     workers.stop_all().await;
     let consumer = Arc::clone(&shared.consumer);
-    let _ = tokio::task::spawn_blocking(move || offsets::commit_stored(&consumer)).await;
+    let _ = tokio::task::spawn_blocking(move || offsets::commit_stored(consumer.as_ref())).await;
     result
 }
 
@@ -209,6 +214,7 @@ async fn serve(
 async fn run_partition(
     shared: Arc<Shared>,
     partition: i32,
+    handover: WorkerHandover,
     previous: Option<JoinHandle<()>>,
     mut batches: mpsc::Receiver<HandedBatch>,
     stop: CancellationToken,
@@ -230,7 +236,7 @@ async fn run_partition(
     let publisher = {
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            while let Some(DecidedBatch { outcome, share }) = to_publish.recv().await {
+            while let Some(DecidedBatch { outcome, share, in_hand }) = to_publish.recv().await {
                 sink::publish(
                     &shared.config.kafka,
                     &shared.producer,
@@ -242,6 +248,7 @@ async fn run_partition(
                     offsets::store(&shared.consumer, &topic, partition, next);
                 }
                 drop(share);
+                drop(in_hand);
             }
         })
     };
@@ -262,6 +269,8 @@ async fn run_partition(
                 Err(_) => break,
             },
         };
+        // Past this point a revocation waits for the batch (see `handover`).
+        let Some(in_hand) = handover.begin() else { break };
         let started = Instant::now();
         let snapshot = shared.rules.borrow().clone().unwrap_or_default();
         let Some(outcome) =
@@ -273,7 +282,7 @@ async fn run_partition(
         drop(turn);
         shared.metrics.batch_size.observe(messages.len() as f64);
         shared.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
-        if decided.send(DecidedBatch { outcome, share }).await.is_err() {
+        if decided.send(DecidedBatch { outcome, share, in_hand }).await.is_err() {
             break;
         }
     }
