@@ -366,4 +366,5 @@ async fn main() {
     }
     pool.close().await;
     stack.context.drop_postgres_schema().await;
+    stack.context.delete_topics(&stack.kafka).await;
 }

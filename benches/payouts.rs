@@ -187,6 +187,7 @@ async fn run(customers: usize) -> Run {
     stop.cancel();
     pool.close().await;
     context.drop_postgres_schema().await;
+    context.delete_topics(&kafka_config).await;
     Run { customers, paying_seconds, total_seconds, peak_rss_mib: peak }
 }
 

@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use cezbek_ledger::{PostgresLedger, RewardRecord, content_hash};
-use cezbek_platform::config::{HttpConfig, KafkaConfig, PostgresConfig};
+use cezbek_platform::config::{HttpConfig, PostgresConfig};
 use cezbek_platform::{CancellationToken, etcd, kafka};
 use cezbek_rules::{Campaign, Replay, RewardRule, Rule};
 use cezbek_schemas::{Transaction, encode};
@@ -23,9 +23,6 @@ use cezbek_testkit::fixtures::{
 };
 use cezbek_testkit::{TestContext, free_port};
 use chrono::Utc;
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 /// The same allocator as the `cezbek` binary, so the figures are the service's.
@@ -83,22 +80,6 @@ async fn produce(producer: &FutureProducer, topic: &str, transactions: &[Transac
         for result in futures::future::join_all(sends).await {
             result.map_err(|(error, _)| error).unwrap();
         }
-    }
-}
-
-/// Deletes a phase's topics once it is measured. The stack's broker keeps every message in
-/// memory, and the millions a few phases leave behind slow the phases after them.
-async fn delete_topics(config: &KafkaConfig) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", &config.brokers).create().unwrap();
-    let topics = [
-        config.transactions_topic.as_str(),
-        config.rewards_topic.as_str(),
-        config.dead_letter_topic.as_str(),
-        config.payouts_topic.as_str(),
-    ];
-    if let Err(error) = admin.delete_topics(&topics, &AdminOptions::new()).await {
-        println!("  (the phase's topics stay on the broker: {error})");
     }
 }
 
@@ -275,7 +256,7 @@ async fn end_to_end(name: &str, instances: usize, transactions: &[Transaction]) 
     tokio::time::sleep(Duration::from_secs(1)).await;
     pool.close().await;
     context.drop_postgres_schema().await;
-    delete_topics(&kafka_config).await;
+    context.delete_topics(&kafka_config).await;
     (transactions.len() as f64 / elapsed.as_secs_f64(), elapsed)
 }
 

@@ -174,6 +174,35 @@ impl TestContext {
         }
     }
 
+    /// Deletes this test's topics. For benchmarks: the stack's broker keeps every message in
+    /// memory, and the millions a run leaves behind slow whatever runs after it.
+    pub async fn delete_topics(&self, config: &KafkaConfig) {
+        use rdkafka::admin::{AdminClient, AdminOptions};
+        use rdkafka::client::DefaultClientContext;
+        let topics = [
+            config.transactions_topic.as_str(),
+            config.rewards_topic.as_str(),
+            config.dead_letter_topic.as_str(),
+            config.payouts_topic.as_str(),
+        ];
+        let admin: Result<AdminClient<DefaultClientContext>, _> =
+            rdkafka::ClientConfig::new().set("bootstrap.servers", &config.brokers).create();
+        let results = match admin {
+            Ok(admin) => admin.delete_topics(&topics, &AdminOptions::new()).await,
+            Err(error) => Err(error),
+        };
+        let failed: Vec<String> = match results {
+            Ok(results) => results
+                .into_iter()
+                .filter_map(|result| result.err().map(|(topic, code)| format!("{topic}: {code}")))
+                .collect(),
+            Err(error) => vec![error.to_string()],
+        };
+        if !failed.is_empty() {
+            eprintln!("topics of {} stay on the broker: {}", self.id, failed.join(", "));
+        }
+    }
+
     /// etcd settings with this test's own key prefix.
     pub fn etcd_config(&self) -> EtcdConfig {
         let mut config = EtcdConfig::from_env(&mut self.stack.env());
