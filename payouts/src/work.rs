@@ -341,7 +341,8 @@ impl Journal {
 
     /// The provider accepted the attempt and is still paying: recorded, and the payer's claim
     /// ends, its next look due after `after` (at once if a callback came meanwhile), in one
-    /// statement.
+    /// statement. A final answer already recorded stays: a payer whose claim ran out (killed,
+    /// or slow) can tell "pending" after another payer learned the attempt was paid.
     pub async fn attempt_pending(
         &self,
         attempt: &Attempt,
@@ -353,7 +354,7 @@ impl Journal {
             "WITH answered AS ( \
                  UPDATE payout_attempts SET state = 'PENDING', provider_reference = $3, \
                      updated_at = now() \
-                 WHERE payout_id = $1 AND attempt = $2) \
+                 WHERE payout_id = $1 AND attempt = $2 AND state IN ('SENDING', 'PENDING')) \
              UPDATE payouts SET claimed_until = NULL, \
                  next_check_at = CASE WHEN recheck THEN now() \
                                       ELSE now() + $5 * interval '1 millisecond' END, \

@@ -7,6 +7,7 @@
 
 use chrono::{NaiveDate, TimeZone, Utc};
 
+use cezbek_payouts::work::AttemptState;
 use cezbek_payouts::{
     Account, Journal, Limits, PayoutError, PayoutState, Reservation, Transfer, TransferKind,
 };
@@ -164,6 +165,34 @@ async fn a_paid_payout_leaves_through_the_float_and_the_partner_bears_the_fee() 
         "{late}"
     );
     assert_eq!(journal.verify().await.unwrap(), vec![]);
+}
+
+#[tokio::test]
+async fn a_late_pending_answer_leaves_an_attempts_final_answer() {
+    let journal = journal("paylate").await;
+    payable_change(&journal, 1, "a", 12_000).await;
+    let Reservation::New(payout) = reserve(&journal, 1, day(8)).await else { panic!("not new") };
+    let attempt =
+        journal.begin_attempt(&payout, 1, "xendit", "OVO", payout.amount, 0, &[]).await.unwrap();
+    // The payer that sent it lost its claim; another learned from the provider it was paid.
+    journal.attempt_answered(&attempt, AttemptState::Succeeded, Some("x-1"), None).await.unwrap();
+    // Then the first payer's "still paying" arrives.
+    let later = std::time::Duration::from_secs(30);
+    journal.attempt_pending(&attempt, "x-1", "payer-a", later).await.unwrap();
+    let recorded = journal.attempts(&payout.id).await.unwrap();
+    assert_eq!(recorded.iter().map(|a| a.state).collect::<Vec<_>>(), vec![AttemptState::Succeeded]);
+    // While the attempt is open, "pending" is recorded.
+    let Reservation::New(second) = ({
+        payable_change(&journal, 2, "b", 12_000).await;
+        reserve(&journal, 2, day(8)).await
+    }) else {
+        panic!("not new")
+    };
+    let open =
+        journal.begin_attempt(&second, 1, "xendit", "OVO", second.amount, 0, &[]).await.unwrap();
+    journal.attempt_pending(&open, "x-2", "payer-a", later).await.unwrap();
+    let recorded = journal.attempts(&second.id).await.unwrap();
+    assert_eq!(recorded.iter().map(|a| a.state).collect::<Vec<_>>(), vec![AttemptState::Pending]);
 }
 
 #[tokio::test]
