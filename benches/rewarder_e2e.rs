@@ -149,7 +149,9 @@ async fn end_to_end(name: &str, instances: usize, transactions: &[Transaction]) 
             .await
             .unwrap();
     }
-    let postgres = context.postgres_config().await;
+    let mut postgres = context.postgres_config().await;
+    // As the rewarder runs by default: a statement stuck past this fails and is retried.
+    postgres.statement_timeout = cezbek_rewarder::DEFAULT_STATEMENT_TIMEOUT;
     let producer = kafka::producer(&kafka_config).unwrap();
     let produced = Instant::now();
     produce(&producer, &kafka_config.transactions_topic, transactions).await;

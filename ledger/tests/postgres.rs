@@ -63,3 +63,34 @@ async fn a_replaced_lease_writes_nothing_of_the_batch() {
     ));
     assert_eq!(ledger.apply(&batch[..1]).await.unwrap().len(), 1);
 }
+
+/// A statement held up past the pool's `statement_timeout` (here by a lock another session
+/// keeps) fails, as an error the rewarder retries, instead of holding its caller forever; once
+/// the table is free again the same call answers.
+#[tokio::test]
+async fn a_statement_past_the_timeout_fails_as_transient_and_the_retry_answers() {
+    use cezbek_ledger::Ledger;
+    use std::time::{Duration, Instant};
+    let context = TestContext::new("pgstmttimeout");
+    let mut config = context.postgres_config().await;
+    let blocker = cezbek_platform::postgres::connect(&config).await.unwrap();
+    config.statement_timeout = Duration::from_millis(300);
+    let ledger = PostgresLedger::new(cezbek_platform::postgres::connect(&config).await.unwrap());
+    ledger.migrate().await.unwrap();
+    let id = cezbek_schemas::TransactionId::parse("t1").unwrap();
+
+    let mut lock = blocker.begin().await.unwrap();
+    sqlx::query("LOCK TABLE rewards IN ACCESS EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
+    let started = Instant::now();
+    let held_up =
+        tokio::time::timeout(Duration::from_secs(10), ledger.reward(&conformance::partner(), &id))
+            .await
+            .expect("the statement timeout ends the wait for the lock");
+    let error = held_up.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(error.to_string().contains("statement timeout"), "{error}");
+    assert!(!error.is_permanent(), "a cancelled statement is retried, not dead-lettered");
+
+    lock.rollback().await.unwrap();
+    assert_eq!(ledger.reward(&conformance::partner(), &id).await.unwrap(), None);
+}

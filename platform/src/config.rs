@@ -104,6 +104,8 @@ pub struct PostgresConfig {
     /// A schema to use instead of `public` (set as the connection's `search_path`).
     pub schema: Option<String>,
     pub acquire_timeout: Duration,
+    /// PostgreSQL's `statement_timeout` for every connection of the pool; zero leaves it off.
+    pub statement_timeout: Duration,
 }
 
 /// The URL without its password.
@@ -114,6 +116,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("max_connections", &self.max_connections)
             .field("schema", &self.schema)
             .field("acquire_timeout", &self.acquire_timeout)
+            .field("statement_timeout", &self.statement_timeout)
             .finish()
     }
 }
@@ -131,7 +134,15 @@ fn redact_password(url: &str) -> String {
 }
 
 impl PostgresConfig {
+    /// The settings with no statement timeout unless `CEZBEK_POSTGRES_STATEMENT_TIMEOUT` sets one.
     pub fn from_env(env: &mut Env) -> Self {
+        Self::from_env_with_statement_timeout(env, Duration::ZERO)
+    }
+
+    /// The settings, with `statement_timeout` the default for the timeout: a service whose
+    /// every statement is short gives one, so that a statement that never ends (a plan gone
+    /// wrong, a lock never released) fails and is retried instead of stalling it.
+    pub fn from_env_with_statement_timeout(env: &mut Env, statement_timeout: Duration) -> Self {
         let url =
             env.string("CEZBEK_POSTGRES_URL", "postgres://cezbek:cezbek@127.0.0.1:5544/cezbek");
         env.check(
@@ -155,6 +166,7 @@ impl PostgresConfig {
             schema,
             acquire_timeout: env
                 .duration("CEZBEK_POSTGRES_ACQUIRE_TIMEOUT", Duration::from_secs(5)),
+            statement_timeout: env.duration("CEZBEK_POSTGRES_STATEMENT_TIMEOUT", statement_timeout),
         }
     }
 }
@@ -330,6 +342,23 @@ mod tests {
         assert_eq!(etcd.prefix, "/cezbek/v1/");
         assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:4566"));
         assert_eq!((s3.region, s3.static_keys), (None, None), "the SDK's chains decide");
+    }
+
+    #[test]
+    fn a_statement_timeout_is_off_unless_a_service_or_the_environment_sets_one() {
+        let mut env = Env::from_pairs::<&str, &str>([]);
+        assert_eq!(PostgresConfig::from_env(&mut env).statement_timeout, Duration::ZERO);
+        let service_default =
+            PostgresConfig::from_env_with_statement_timeout(&mut env, Duration::from_secs(30));
+        assert_eq!(service_default.statement_timeout, Duration::from_secs(30));
+        let mut env = Env::from_pairs([("CEZBEK_POSTGRES_STATEMENT_TIMEOUT", "0s")]);
+        let switched_off =
+            PostgresConfig::from_env_with_statement_timeout(&mut env, Duration::from_secs(30));
+        assert_eq!(switched_off.statement_timeout, Duration::ZERO);
+        let mut env = Env::from_pairs([("CEZBEK_POSTGRES_STATEMENT_TIMEOUT", "soon")]);
+        PostgresConfig::from_env(&mut env);
+        let problems = env.finish(()).unwrap_err().to_string();
+        assert!(problems.contains("CEZBEK_POSTGRES_STATEMENT_TIMEOUT"), "{problems}");
     }
 
     /// Configurations are printed (at start, in errors): no secret may show.

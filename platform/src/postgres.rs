@@ -16,6 +16,10 @@ fn pool_options(config: &PostgresConfig) -> Result<(PgPoolOptions, PgConnectOpti
     // first minute of a fresh ledger. Planning each statement costs tenths of a millisecond.
     let mut options: PgConnectOptions = config.url.parse()?;
     options = options.options([("plan_cache_mode", "force_custom_plan")]);
+    if !config.statement_timeout.is_zero() {
+        let milliseconds = config.statement_timeout.as_millis().max(1);
+        options = options.options([("statement_timeout", format!("{milliseconds}ms"))]);
+    }
     if let Some(schema) = &config.schema {
         // The schema name is checked to be [a-z0-9_] when the config is read.
         options = options.options([("search_path", schema.as_str())]);

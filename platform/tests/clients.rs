@@ -184,6 +184,7 @@ async fn postgres_lazy_pool_reports_an_unreachable_server() {
         max_connections: 1,
         schema: None,
         acquire_timeout: Duration::from_secs(1),
+        statement_timeout: Duration::ZERO,
     };
     let pool = postgres::connect_lazy(&config).unwrap();
     assert!(postgres::check(&pool).await.is_err());

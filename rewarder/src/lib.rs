@@ -37,6 +37,12 @@ use handover::Handover;
 use metrics::Metrics;
 use workers::{BUFFERED_BATCHES_PER_LANE, Shared};
 
+/// Every statement the rewarder sends is short (a batch's customers, a batch's rows): one still
+/// running after this is stuck (a plan gone wrong on a young table, a lock never released) and
+/// would hold its partition forever. Cancelled, it fails the batch, which is retried with a
+/// fresh plan. Generous, so that a slow disk or a checkpoint never cancels honest work.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Ops endpoints only: the rewarder has no API.
@@ -83,7 +89,10 @@ impl Config {
             http: HttpConfig::from_env(env, "CEZBEK_REWARDER_LISTEN", "127.0.0.1:8091"),
             kafka: KafkaConfig::from_env(env, "cezbek-rewarder"),
             etcd: EtcdConfig::from_env(env),
-            postgres: PostgresConfig::from_env(env),
+            postgres: PostgresConfig::from_env_with_statement_timeout(
+                env,
+                DEFAULT_STATEMENT_TIMEOUT,
+            ),
             ledger: LedgerChoice::from_env(env),
             group_id: env.string("CEZBEK_REWARDER_GROUP", "cezbek-rewarder"),
             batch_max,
@@ -200,4 +209,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         return Err(error.into());
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ledger_pool_cancels_a_stuck_statement_unless_told_otherwise() {
+        let mut env = Env::from_pairs::<&str, &str>([]);
+        assert_eq!(
+            Config::from_env(&mut env).postgres.statement_timeout,
+            DEFAULT_STATEMENT_TIMEOUT
+        );
+        let mut env = Env::from_pairs([("CEZBEK_POSTGRES_STATEMENT_TIMEOUT", "2m")]);
+        let config = Config::from_env(&mut env);
+        assert_eq!(config.postgres.statement_timeout, Duration::from_secs(120));
+    }
 }
