@@ -346,6 +346,22 @@ impl Setup {
         }
     }
 
+    /// Waits until one payout is in `state`; fails with the state it is in after `within`.
+    async fn wait_state(&self, id: &str, state: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let now = self.payouts().await.get(id).map(|(state, ..)| state.clone());
+            if now.as_deref() == Some(state) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "payout {id} is {now:?}, not {state}, after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     async fn payable(&self, who: &Msisdn) -> i64 {
         let account = Account::CustomerPayable { partner: toko(), msisdn: who.clone() };
         self.journal.balance(&account, idr()).await.unwrap()
@@ -627,9 +643,11 @@ async fn routing_faults_limits_and_callbacks_each_behave_and_money_moves_once() 
     producer.send(poison, Duration::from_secs(10)).await.map_err(|(error, _)| error).unwrap();
     setup.publish_rewards(&rewards).await;
     setup.wait_settled(14, Duration::from_secs(90)).await;
-    // Late callbacks (reversals) settle too.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    setup.wait_settled(14, Duration::from_secs(30)).await;
+    // Late callbacks (reversals) settle too: a reversal comes 500 ms after its success, and on
+    // a loaded machine its callback may take longer than any fixed sleep.
+    for n in [7, 9] {
+        setup.wait_state(&today_id(&c(n)), "REVERSED", Duration::from_secs(30)).await;
+    }
 
     let payouts = setup.payouts().await;
     let of = |n: u32| payouts.get(&today_id(&c(n))).cloned();
