@@ -288,9 +288,9 @@ async fn main() {
     }
     let transactions = transactions(count);
 
-    // Each phase is compared with a COPY measured just before it: this machine's speed drifts
-    // by a third from one minute to the next, and a COPY taken once at the start made the
-    // later phase's ratio depend on that drift as much as on the rewarder.
+    // Each phase is compared with a COPY measured just before it: a shared VM's speed drifts
+    // within minutes, and one COPY at the start would make the later phase's ratio measure
+    // that drift as much as the rewarder.
     for (name, instances) in [("one rewarder: ", 1), ("two rewarders:", 2)] {
         let copy = copy_now(&format!("benchcopy{instances}"), &transactions).await;
         println!("  COPY of the same rows (rewards + customer states): {copy:>9.0} rows/s");

@@ -150,8 +150,7 @@ pub(crate) fn subscribe(
         kafka::consumer_config(config, group_id)
             // A member learns of a rebalance from its heartbeat, and an instance joining waits
             // for two of them: one for the owner to give partitions up, one for the joiner to
-            // take them (cooperative rebalancing). At librdkafka's 3 s that is up to 6 s
-            // with partitions unowned; at 1 s the broker's log showed 1.0 s + 0.8 s. A
+            // take them (cooperative rebalancing), with partitions unowned in between. A
             // heartbeat is a few bytes, so four a second per member cost the broker nothing.
             .set("heartbeat.interval.ms", "250")
             // Kafka answers a waiting fetch as soon as messages arrive, so there this only
